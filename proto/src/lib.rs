@@ -1,0 +1,11 @@
+//! The netmon.v1 API (generated from `netmon/v1/*.proto`) and the helper that
+//! connects a client to netmond's Unix socket. Clients depend on this crate only.
+
+#[allow(clippy::all, clippy::pedantic, reason = "generated code")]
+pub mod v1 {
+    tonic::include_proto!("netmon.v1");
+}
+
+mod client;
+
+pub use client::{connect, resolve_socket, ConnectError, DEFAULT_SOCKET, MAX_MESSAGE_BYTES, SOCKET_ENV};
