@@ -1,10 +1,18 @@
 //! netmond: the root daemon of netmon. Capture and attribution on the hot
 //! side, aggregation, storage and the gRPC service beside it.
 
+#[cfg(not(target_os = "linux"))]
+compile_error!("netmond runs on Linux only: it needs pcap, netlink and /proc");
+
 pub mod classify;
+pub mod clock;
+pub mod config;
+pub mod daemon;
 pub mod decode;
+pub mod engine;
 pub mod flows;
-#[cfg(target_os = "linux")]
+pub mod monitor;
 pub mod netif;
-#[cfg(target_os = "linux")]
 pub mod procmap;
+pub mod service;
+pub mod store;

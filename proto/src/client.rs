@@ -51,18 +51,27 @@ pub fn resolve_socket(flag: Option<&Path>) -> PathBuf {
 
 fn classify(path: &Path, source: io::Error) -> ConnectError {
     match source.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
-            ConnectError::NotRunning { path: path.to_path_buf() }
-        }
-        io::ErrorKind::PermissionDenied => ConnectError::PermissionDenied { path: path.to_path_buf() },
-        _ => ConnectError::Io { path: path.to_path_buf(), source },
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ConnectError::NotRunning {
+            path: path.to_path_buf(),
+        },
+        io::ErrorKind::PermissionDenied => ConnectError::PermissionDenied {
+            path: path.to_path_buf(),
+        },
+        _ => ConnectError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
     }
 }
 
 /// Connects to netmond on `path`. The socket is probed first so that a
 /// missing daemon and a missing group membership are told apart.
 pub async fn connect(path: &Path) -> Result<NetmonClient<Channel>, ConnectError> {
-    drop(tokio::net::UnixStream::connect(path).await.map_err(|e| classify(path, e))?);
+    drop(
+        tokio::net::UnixStream::connect(path)
+            .await
+            .map_err(|e| classify(path, e))?,
+    );
     let owned = path.to_path_buf();
     // The URI is required by the API but unused: the connector below decides.
     let endpoint = Endpoint::from_static("http://netmond.invalid");
@@ -72,7 +81,10 @@ pub async fn connect(path: &Path) -> Result<NetmonClient<Channel>, ConnectError>
             async move { tokio::net::UnixStream::connect(p).await.map(TokioIo::new) }
         }))
         .await
-        .map_err(|source| ConnectError::Transport { path: path.to_path_buf(), source })?;
+        .map_err(|source| ConnectError::Transport {
+            path: path.to_path_buf(),
+            source,
+        })?;
     Ok(NetmonClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES))
@@ -84,13 +96,19 @@ mod tests {
 
     #[test]
     fn flag_beats_default() {
-        assert_eq!(resolve_socket(Some(Path::new("/tmp/x.sock"))), PathBuf::from("/tmp/x.sock"));
+        assert_eq!(
+            resolve_socket(Some(Path::new("/tmp/x.sock"))),
+            PathBuf::from("/tmp/x.sock")
+        );
     }
 
     #[tokio::test]
     async fn missing_socket_is_not_running() {
         let dir = std::env::temp_dir().join(format!("netmon-proto-test-{}", std::process::id()));
         let err = connect(&dir.join("none.sock")).await.err();
-        assert!(matches!(err, Some(ConnectError::NotRunning { .. })), "{err:?}");
+        assert!(
+            matches!(err, Some(ConnectError::NotRunning { .. })),
+            "{err:?}"
+        );
     }
 }

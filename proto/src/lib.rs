@@ -8,4 +8,6 @@ pub mod v1 {
 
 mod client;
 
-pub use client::{connect, resolve_socket, ConnectError, DEFAULT_SOCKET, MAX_MESSAGE_BYTES, SOCKET_ENV};
+pub use client::{
+    connect, resolve_socket, ConnectError, DEFAULT_SOCKET, MAX_MESSAGE_BYTES, SOCKET_ENV,
+};

@@ -1,0 +1,454 @@
+//! pcap handles and their threads: one bulk capture thread per interface
+//! (batched reads into a thread-local flow table, drained once per tick) and
+//! one tiny immediate-mode thread that sees new flows within a millisecond so
+//! their owner is looked up while the socket still exists. The only pcap I/O.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+
+use crate::decode::{self, LinkType, PacketMeta};
+use crate::flows::{FlowDelta, FlowKey, FlowTable, Ingest, LocalSet};
+use crate::procmap::{ResolverHandle, SocketQuery};
+
+/// Packet-size histogram bounds (layer-3 bytes, inclusive upper bounds).
+pub const SIZE_BOUNDS: [u32; 8] = [64, 128, 256, 512, 1024, 1500, 9000, u32::MAX];
+
+/// BPF for the bulk capture: the IP traffic we count (VLAN-tagged too).
+const BULK_FILTER: &str = "ip or ip6 or (vlan and (ip or ip6))";
+/// BPF for the flow-start capture: TCP SYNs (v4, and v6 without extension
+/// headers) and UDP. It only names new flows; it counts nothing.
+const START_FILTER: &str = "(tcp[tcpflags] & tcp-syn != 0) or (ip6 and ip6[6] == 6 and ip6[53] & 2 != 0) or udp \
+     or (vlan and ((tcp[tcpflags] & tcp-syn != 0) or udp))";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("cannot open capture on '{iface}'")]
+    Open {
+        iface: String,
+        #[source]
+        source: pcap::Error,
+    },
+    #[error("cannot set the capture filter on '{iface}'")]
+    Filter {
+        iface: String,
+        #[source]
+        source: pcap::Error,
+    },
+    #[error("'{iface}' has link type {dlt}, which netmond cannot decode")]
+    LinkType { iface: String, dlt: i32 },
+    #[error("cannot start a capture thread for '{iface}'")]
+    Thread {
+        iface: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Capture settings derived from the config.
+#[derive(Debug, Clone)]
+pub struct CaptureSettings {
+    pub snaplen: i32,
+    pub buffer_bytes: i32,
+    /// Read timeout of the bulk capture: the longest a quiet packet waits.
+    pub timeout_ms: i32,
+    pub max_flows: usize,
+    pub idle_ms: i64,
+}
+
+/// State shared by every capture thread of a run, read without locks on
+/// the hot path (the local set is re-read only when its generation moves).
+pub struct Shared {
+    /// Bumped by the engine at every tick; threads drain when they see it move.
+    pub epoch: AtomicU64,
+    pub local: RwLock<Arc<LocalSet>>,
+    pub local_gen: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(local: LocalSet) -> Shared {
+        Shared { epoch: AtomicU64::new(0), local: RwLock::new(Arc::new(local)), local_gen: AtomicU64::new(0) }
+    }
+
+    pub fn set_local(&self, local: LocalSet) {
+        if let Ok(mut l) = self.local.write() {
+            *l = Arc::new(local);
+        }
+        self.local_gen.fetch_add(1, Ordering::Release);
+    }
+
+    fn local(&self) -> Arc<LocalSet> {
+        self.local.read().map(|l| l.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+}
+
+/// Per-interface counters, written by its thread once per tick.
+#[derive(Debug, Default)]
+pub struct IfaceStats {
+    pub received: AtomicU64,
+    pub dropped: AtomicU64,
+    pub if_dropped: AtomicU64,
+    pub counted_packets: AtomicU64,
+    pub counted_bytes: AtomicU64,
+    pub malformed: AtomicU64,
+    pub handoff_dropped: AtomicU64,
+    pub flows: AtomicU64,
+    pub evicted: AtomicU64,
+    pub running: AtomicBool,
+    pub error: Mutex<String>,
+    pub link_type: Mutex<String>,
+}
+
+/// What a capture thread hands over at each tick.
+#[derive(Debug)]
+pub struct Batch {
+    pub iface: u16,
+    pub epoch: u64,
+    pub deltas: Vec<FlowDelta>,
+    pub size_hist: [u64; SIZE_BOUNDS.len()],
+}
+
+/// A running capture of one interface (bulk and flow-start threads).
+pub struct CaptureHandle {
+    pub name: String,
+    pub id: u16,
+    pub stats: Arc<IfaceStats>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl CaptureHandle {
+    pub fn is_running(&self) -> bool {
+        self.stats.running.load(Ordering::Relaxed)
+    }
+
+    /// Tells the threads to stop; they notice within the read timeout.
+    pub fn signal_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    pub fn join(mut self) {
+        self.signal_stop();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn open(iface: &str, snaplen: i32, buffer: i32, timeout_ms: i32, immediate: bool) -> Result<pcap::Capture<pcap::Active>, CaptureError> {
+    pcap::Capture::from_device(iface)
+        .and_then(|c| {
+            c.promisc(false)
+                .snaplen(snaplen)
+                .buffer_size(buffer)
+                .timeout(timeout_ms)
+                .immediate_mode(immediate)
+                .open()
+        })
+        .map_err(|source| CaptureError::Open { iface: iface.to_owned(), source })
+}
+
+/// Opens `iface` and starts its threads.
+pub fn start(
+    iface: &str,
+    id: u16,
+    settings: &CaptureSettings,
+    shared: Arc<Shared>,
+    out: SyncSender<Batch>,
+    resolver: ResolverHandle,
+) -> Result<CaptureHandle, CaptureError> {
+    let mut bulk = open(iface, settings.snaplen, settings.buffer_bytes, settings.timeout_ms, false)?;
+    let dlt = bulk.get_datalink().0;
+    let link = LinkType::from_dlt(dlt).ok_or(CaptureError::LinkType { iface: iface.to_owned(), dlt })?;
+    bulk.filter(BULK_FILTER, true).map_err(|source| CaptureError::Filter { iface: iface.to_owned(), source })?;
+    // The flow-start capture is an optimisation: without it attribution of
+    // short-lived flows is slower, counting is unaffected.
+    let start_cap = open(iface, 128, 2 << 20, 1, true).and_then(|mut c| {
+        c.filter(START_FILTER, true).map_err(|source| CaptureError::Filter { iface: iface.to_owned(), source })?;
+        Ok(c)
+    });
+
+    let stats = Arc::new(IfaceStats::default());
+    stats.running.store(true, Ordering::Relaxed);
+    if let Ok(mut l) = stats.link_type.lock() {
+        *l = format!("{link:?}");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    let name = iface.to_owned();
+    let bulk_thread = BulkThread {
+        iface: name.clone(),
+        id,
+        link,
+        settings: settings.clone(),
+        shared: shared.clone(),
+        out,
+        resolver: resolver.clone(),
+        stats: stats.clone(),
+        stop: stop.clone(),
+    };
+    threads.push(
+        std::thread::Builder::new()
+            .name(format!("cap-{name}"))
+            .spawn(move || bulk_thread.run(bulk))
+            .map_err(|source| CaptureError::Thread { iface: name.clone(), source })?,
+    );
+    match start_cap {
+        Ok(cap) => {
+            let (sh, st, r, n) = (shared, stop.clone(), resolver, name.clone());
+            match std::thread::Builder::new()
+                .name(format!("new-{name}"))
+                .spawn(move || flow_start_loop(cap, link, sh, r, st, &n))
+            {
+                Ok(t) => threads.push(t),
+                Err(e) => warn!(iface = %name, %e, "flow-start thread not started"),
+            }
+        }
+        Err(e) => warn!(iface = %name, error = %e, "flow-start capture unavailable; attribution of short flows is slower"),
+    }
+    Ok(CaptureHandle { name, id, stats, stop, threads })
+}
+
+fn ts_ms(h: &pcap::PacketHeader) -> i64 {
+    h.ts.tv_sec * 1000 + h.ts.tv_usec / 1000
+}
+
+/// The socket a flow belongs to, if it has a local end we can look up.
+pub fn query_for(key: &FlowKey, local: &LocalSet) -> Option<SocketQuery> {
+    if !matches!(key.proto, 6 | 17) || !local.is_local(&key.local) {
+        return None;
+    }
+    Some(SocketQuery {
+        proto: key.proto,
+        local: SocketAddr::new(key.local, key.local_port),
+        remote: SocketAddr::new(key.remote, key.remote_port),
+    })
+}
+
+fn size_bucket(len: u32) -> usize {
+    SIZE_BOUNDS.iter().position(|&b| len <= b).unwrap_or(SIZE_BOUNDS.len() - 1)
+}
+
+struct BulkThread {
+    iface: String,
+    id: u16,
+    link: LinkType,
+    settings: CaptureSettings,
+    shared: Arc<Shared>,
+    out: SyncSender<Batch>,
+    resolver: ResolverHandle,
+    stats: Arc<IfaceStats>,
+    stop: Arc<AtomicBool>,
+}
+
+impl BulkThread {
+    fn run(self, mut cap: pcap::Capture<pcap::Active>) {
+        let mut table = FlowTable::new(self.settings.max_flows);
+        let mut local = self.shared.local();
+        let mut local_gen = self.shared.local_gen.load(Ordering::Acquire);
+        let mut epoch = self.shared.epoch.load(Ordering::Acquire);
+        let mut pending: Vec<FlowDelta> = Vec::with_capacity(1024);
+        let mut hist = [0u64; SIZE_BOUNDS.len()];
+        let (mut packets, mut bytes, mut malformed) = (0u64, 0u64, 0u64);
+        let mut last_ms = crate::clock::now_ms();
+        let mut base = StatBase::default();
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let link = self.link;
+            let res = cap.dispatch(None, |p| {
+                let now = ts_ms(p.header);
+                last_ms = now;
+                match decode::decode(link, p.data, p.header.len) {
+                    Ok(meta) => {
+                        packets += 1;
+                        bytes += u64::from(meta.l3_len);
+                        hist[size_bucket(meta.l3_len)] += 1;
+                        if let Ingest::New(key) = table.ingest(&meta, &local, now) {
+                            if let Some(q) = query_for(&key, &local) {
+                                self.resolver.submit(q);
+                            }
+                        }
+                    }
+                    Err(_) => malformed += 1,
+                }
+            });
+            match res {
+                Ok(_) | Err(pcap::Error::TimeoutExpired) => {}
+                Err(e) => {
+                    // The interface went away or the handle broke: report and end.
+                    debug!(iface = %self.iface, error = %e, "capture ended");
+                    if let Ok(mut err) = self.stats.error.lock() {
+                        *err = e.to_string();
+                    }
+                    break;
+                }
+            }
+            let g = self.shared.local_gen.load(Ordering::Acquire);
+            if g != local_gen {
+                local = self.shared.local();
+                local_gen = g;
+            }
+            let e = self.shared.epoch.load(Ordering::Acquire);
+            if e != epoch {
+                epoch = e;
+                let now = crate::clock::now_ms().max(last_ms);
+                table.expire(now, self.settings.idle_ms);
+                table.drain(&mut pending);
+                self.publish_stats(&mut cap, &mut base, &table, packets, bytes, malformed);
+                self.hand_off(&mut pending, &mut hist, epoch);
+            }
+        }
+        // Whatever is left is still traffic that happened: hand it over.
+        table.expire(i64::MAX, 0);
+        table.drain(&mut pending);
+        self.publish_stats(&mut cap, &mut base, &table, packets, bytes, malformed);
+        let epoch = self.shared.epoch.load(Ordering::Acquire);
+        self.hand_off(&mut pending, &mut hist, epoch);
+        self.stats.running.store(false, Ordering::Relaxed);
+    }
+
+    fn publish_stats(
+        &self,
+        cap: &mut pcap::Capture<pcap::Active>,
+        base: &mut StatBase,
+        table: &FlowTable,
+        packets: u64,
+        bytes: u64,
+        malformed: u64,
+    ) {
+        let s = &self.stats;
+        if let Ok(st) = cap.stats() {
+            base.update(st);
+            s.received.store(base.received, Ordering::Relaxed);
+            s.dropped.store(base.dropped, Ordering::Relaxed);
+            s.if_dropped.store(base.if_dropped, Ordering::Relaxed);
+        }
+        s.counted_packets.store(packets, Ordering::Relaxed);
+        s.counted_bytes.store(bytes, Ordering::Relaxed);
+        s.malformed.store(malformed, Ordering::Relaxed);
+        s.flows.store(table.len() as u64, Ordering::Relaxed);
+        s.evicted.store(table.evicted(), Ordering::Relaxed);
+    }
+
+    fn hand_off(&self, pending: &mut Vec<FlowDelta>, hist: &mut [u64; SIZE_BOUNDS.len()], epoch: u64) {
+        let batch = Batch { iface: self.id, epoch, deltas: std::mem::take(pending), size_hist: *hist };
+        match self.out.try_send(batch) {
+            Ok(()) => *hist = [0; SIZE_BOUNDS.len()],
+            Err(TrySendError::Full(b)) | Err(TrySendError::Disconnected(b)) => {
+                // Keep the bytes: they go out with the next hand-off.
+                *pending = b.deltas;
+                self.stats.handoff_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// pcap's counters are 32-bit and wrap; keep 64-bit totals.
+#[derive(Default)]
+struct StatBase {
+    last: Option<pcap::Stat>,
+    received: u64,
+    dropped: u64,
+    if_dropped: u64,
+}
+
+impl StatBase {
+    fn update(&mut self, st: pcap::Stat) {
+        let (r, d, i) = match self.last {
+            Some(l) => (
+                st.received.wrapping_sub(l.received),
+                st.dropped.wrapping_sub(l.dropped),
+                st.if_dropped.wrapping_sub(l.if_dropped),
+            ),
+            None => (st.received, st.dropped, st.if_dropped),
+        };
+        self.received += u64::from(r);
+        self.dropped += u64::from(d);
+        self.if_dropped += u64::from(i);
+        self.last = Some(st);
+    }
+}
+
+/// Watches flow starts and asks the resolver about each new one at once.
+fn flow_start_loop(
+    mut cap: pcap::Capture<pcap::Active>,
+    link: LinkType,
+    shared: Arc<Shared>,
+    resolver: ResolverHandle,
+    stop: Arc<AtomicBool>,
+    iface: &str,
+) {
+    let mut local = shared.local();
+    let mut local_gen = shared.local_gen.load(Ordering::Acquire);
+    // Recently submitted flows: a UDP flow's later packets need no new lookup.
+    let mut seen: HashSet<FlowKey> = HashSet::with_capacity(4096);
+    let mut cleared = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let res = cap.dispatch(None, |p| {
+            let Ok(meta) = decode::decode(link, p.data, p.header.len) else { return };
+            let Some(key) = orient(&meta, &local) else { return };
+            if seen.len() < 65_536 && !seen.insert(key) {
+                return;
+            }
+            if let Some(q) = query_for(&key, &local) {
+                resolver.submit(q);
+            }
+        });
+        if let Err(e) = res {
+            if !matches!(e, pcap::Error::TimeoutExpired) {
+                debug!(%iface, error = %e, "flow-start capture ended");
+                return;
+            }
+        }
+        if cleared.elapsed() > Duration::from_secs(2) {
+            seen.clear();
+            cleared = Instant::now();
+        }
+        let g = shared.local_gen.load(Ordering::Acquire);
+        if g != local_gen {
+            local = shared.local();
+            local_gen = g;
+        }
+    }
+}
+
+/// The flow key of a packet as seen from the local end.
+fn orient(meta: &PacketMeta, local: &LocalSet) -> Option<FlowKey> {
+    let (l, lp, r, rp) = if local.is_local(&meta.src) {
+        (meta.src, meta.src_port, meta.dst, meta.dst_port)
+    } else if local.is_local(&meta.dst) {
+        (meta.dst, meta.dst_port, meta.src, meta.src_port)
+    } else {
+        return None;
+    };
+    Some(FlowKey { proto: meta.proto, local: l, local_port: lp, remote: r, remote_port: rp })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_buckets_cover_everything() {
+        assert_eq!(size_bucket(40), 0);
+        assert_eq!(size_bucket(1500), 5);
+        assert_eq!(size_bucket(64_000), SIZE_BOUNDS.len() - 1);
+    }
+
+    #[test]
+    fn pcap_counter_wrap_is_carried() {
+        let mut b = StatBase::default();
+        b.update(pcap::Stat { received: u32::MAX - 1, dropped: 0, if_dropped: 0 });
+        b.update(pcap::Stat { received: 3, dropped: 1, if_dropped: 0 });
+        assert_eq!(b.received, u64::from(u32::MAX) + 4);
+        assert_eq!(b.dropped, 1);
+    }
+}

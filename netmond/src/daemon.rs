@@ -1,0 +1,149 @@
+//! Daemon lifecycle: flags, config, logging, socket, store, engine, signals,
+//! and an orderly shutdown. `main.rs` only calls `run`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use nix::unistd::Group;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, Overrides};
+use crate::engine::{spawn_ticker, Engine};
+use crate::service::{self, Access};
+use crate::store::Store;
+
+/// netmond: per-process network bandwidth monitor daemon.
+#[derive(Debug, Parser)]
+#[command(name = "netmond", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file [default: /etc/netmon/netmond.toml if present].
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Unix socket to serve the API on (beats the config file).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// SQLite database file (beats the config file).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Interface to capture; repeat for several (beats the config file).
+    #[arg(long = "interface", short = 'i', value_name = "IF")]
+    pub interfaces: Vec<String>,
+    /// Group allowed to use the socket [default: netmon].
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// Check the configuration, print the resolved values and exit.
+    #[arg(long)]
+    pub check_config: bool,
+    /// Print an example configuration file with every key and exit.
+    #[arg(long)]
+    pub print_example_config: bool,
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Under systemd journald stamps every line itself.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    if journald {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.with_ansi(false).init();
+    }
+}
+
+fn group_gid(name: &str, key: &str) -> anyhow::Result<u32> {
+    match Group::from_name(name).with_context(|| format!("cannot look up group '{name}'"))? {
+        Some(g) => Ok(g.gid.as_raw()),
+        None => bail!(
+            "group '{name}' ({key}) does not exist; create it with `groupadd --system {name}` and add users with `usermod -aG {name} USER`"
+        ),
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Errors are fatal start-up problems.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.print_example_config {
+        print!("{}", crate::config::FileConfig::example());
+        return Ok(());
+    }
+    let flags = Overrides {
+        socket: cli.socket,
+        db: cli.db,
+        interfaces: cli.interfaces,
+        group: cli.group,
+    };
+    let cfg = Config::load(cli.config.as_deref(), flags)?;
+    if cli.check_config {
+        println!("{cfg:#?}");
+        return Ok(());
+    }
+    init_logging(&cfg.daemon.log_level);
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
+    if !nix::unistd::geteuid().is_root() {
+        warn!("not running as root: packet capture and attribution will not work");
+    }
+    let read_gid = group_gid(&cfg.daemon.group, "daemon.group")?;
+    let control_gid = cfg
+        .daemon
+        .control_group
+        .as_deref()
+        .map(|g| group_gid(g, "daemon.control_group"))
+        .transpose()?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("netmond-rt")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let bound = service::socket::bind(&cfg.daemon.socket, nix::unistd::Gid::from_raw(read_gid))?;
+        info!(socket = %bound.path().display(), version = env!("CARGO_PKG_VERSION"), "netmond listening");
+        let store = Store::start(&cfg.store.path, Duration::from_secs(cfg.store.flush_interval_secs));
+        let autostart = cfg.daemon.autostart;
+        let engine = Engine::new(cfg, store);
+        if autostart {
+            let e = engine.clone();
+            match tokio::task::spawn_blocking(move || e.start(Vec::new())).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => error!(error = %e, "monitoring did not start; the daemon keeps serving"),
+                Err(e) => error!(%e, "monitoring start panicked"),
+            }
+        }
+        let ticker = spawn_ticker(&engine);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let listener = bound.listener.try_clone().context("cannot duplicate the listening socket")?;
+        let server = tokio::spawn(service::serve(engine.clone(), listener, Access { read_gid, control_gid }, stop_rx));
+
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: shutting down"),
+            _ = int.recv() => info!("SIGINT: shutting down"),
+            r = server => {
+                match r {
+                    Ok(Ok(())) => warn!("server ended unexpectedly"),
+                    Ok(Err(e)) => error!(error = %e, "server failed"),
+                    Err(e) => error!(%e, "server task failed"),
+                }
+            }
+        }
+        let _ = stop_tx.send(true);
+        ticker.abort();
+        // Stop accepting first: the socket goes before the final flush.
+        drop(bound);
+        let e = engine.clone();
+        let _ = tokio::task::spawn_blocking(move || e.stop()).await;
+        engine.shutdown().await;
+        info!("netmond stopped");
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,497 @@
+//! The daemon's state machine: monitoring on/off, sessions, thresholds, the
+//! per-tick snapshot and its broadcast to subscribers. The service calls in;
+//! the capture hot path never takes these locks.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use netmon_proto::v1;
+use tokio::sync::broadcast;
+use tracing::{info, warn};
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::monitor::{Monitor, Snapshot};
+use crate::store::{SessionRecord, Store};
+
+/// Frames buffered per subscriber before it is considered behind and skipped.
+const SUBSCRIBER_BUFFER: usize = 8;
+
+/// Preset cycle offered to interactive clients (bytes/s).
+pub const THRESHOLD_PRESETS: [u64; 5] = [512 * 1024, 1 << 20, 2 << 20, 5 << 20, 10 << 20];
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("cannot start monitoring: {0}")]
+    Start(String),
+    #[error("history is unavailable: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Result of a control call.
+#[derive(Debug, Clone)]
+pub struct ControlOutcome {
+    pub changed: bool,
+    pub monitoring: bool,
+    pub session: Option<SessionRecord>,
+    pub message: String,
+}
+
+struct State {
+    monitoring: bool,
+    session: Option<SessionRecord>,
+    monitor: Option<Monitor>,
+    thresholds: Vec<v1::Threshold>,
+    next_threshold_id: u64,
+    last_frame: Arc<v1::Frame>,
+    seq: u64,
+}
+
+pub struct Engine {
+    cfg: Config,
+    started: Instant,
+    started_ms: i64,
+    store: Store,
+    state: Mutex<State>,
+    frames: broadcast::Sender<Arc<v1::Frame>>,
+    pub(crate) resyncs: AtomicU64,
+    subscribers: AtomicU64,
+}
+
+impl Engine {
+    pub fn new(cfg: Config, store: Store) -> Arc<Engine> {
+        let (frames, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+        let thresholds = Vec::new();
+        Arc::new(Engine {
+            started: Instant::now(),
+            started_ms: now_ms(),
+            store,
+            state: Mutex::new(State {
+                monitoring: false,
+                session: None,
+                monitor: None,
+                thresholds,
+                next_threshold_id: 1,
+                last_frame: Arc::new(v1::Frame {
+                    complete: true,
+                    ..Default::default()
+                }),
+                seq: 0,
+            }),
+            frames,
+            resyncs: AtomicU64::new(0),
+            subscribers: AtomicU64::new(0),
+            cfg,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts monitoring (idempotent). `interfaces` empty = the config's choice.
+    pub fn start(&self, interfaces: Vec<String>) -> Result<ControlOutcome, EngineError> {
+        let mut st = self.lock();
+        if st.monitoring {
+            return Ok(ControlOutcome {
+                changed: false,
+                monitoring: true,
+                session: st.session.clone(),
+                message: "already monitoring".into(),
+            });
+        }
+        let wanted = if interfaces.is_empty() {
+            self.cfg.capture.interfaces.clone()
+        } else {
+            interfaces
+        };
+        let monitor =
+            Monitor::start(&self.cfg, wanted).map_err(|e| EngineError::Start(format!("{e:#}")))?;
+        let now = now_ms();
+        let last_id = st.session.as_ref().map_or(0, |s| s.id);
+        let session = SessionRecord {
+            id: (now.max(0) as u64).max(last_id + 1),
+            started_ms: now,
+            ended_ms: 0,
+            interfaces: monitor.interface_names(),
+            up_bytes: 0,
+            down_bytes: 0,
+        };
+        self.store.session(session.clone());
+        info!(session = session.id, interfaces = ?session.interfaces, "monitoring started");
+        st.monitor = Some(monitor);
+        st.monitoring = true;
+        st.session = Some(session.clone());
+        Ok(ControlOutcome {
+            changed: true,
+            monitoring: true,
+            session: Some(session),
+            message: "monitoring started".into(),
+        })
+    }
+
+    /// Stops monitoring (idempotent); the session is closed and stored.
+    pub fn stop(&self) -> ControlOutcome {
+        let mut st = self.lock();
+        if !st.monitoring {
+            return ControlOutcome {
+                changed: false,
+                monitoring: false,
+                session: st.session.clone(),
+                message: "not monitoring".into(),
+            };
+        }
+        let monitor = st.monitor.take();
+        st.monitoring = false;
+        let mut snapshot = None;
+        if let Some(m) = monitor {
+            snapshot = Some(m.stop());
+        }
+        if let Some(s) = st.session.as_mut() {
+            if let Some(snap) = &snapshot {
+                s.up_bytes = snap.totals.up_bytes;
+                s.down_bytes = snap.totals.down_bytes;
+            }
+            s.ended_ms = now_ms();
+            self.store.session(s.clone());
+            info!(
+                session = s.id,
+                up = s.up_bytes,
+                down = s.down_bytes,
+                "monitoring stopped"
+            );
+        }
+        ControlOutcome {
+            changed: true,
+            monitoring: false,
+            session: st.session.clone(),
+            message: "monitoring stopped".into(),
+        }
+    }
+
+    /// Zeroes live totals; history is untouched.
+    pub fn reset(&self) -> ControlOutcome {
+        let st = self.lock();
+        if let Some(m) = &st.monitor {
+            m.reset();
+        }
+        ControlOutcome {
+            changed: true,
+            monitoring: st.monitoring,
+            session: st.session.clone(),
+            message: "live totals reset".into(),
+        }
+    }
+
+    pub fn is_monitoring(&self) -> bool {
+        self.lock().monitoring
+    }
+
+    /// One aggregation tick: pull the monitor's snapshot, publish a frame.
+    pub fn tick(&self) {
+        let mut st = self.lock();
+        let snapshot = st.monitor.as_ref().map(|m| m.tick());
+        st.seq += 1;
+        if let (Some(s), Some(snap)) = (st.session.as_mut(), &snapshot) {
+            s.up_bytes = snap.totals.up_bytes;
+            s.down_bytes = snap.totals.down_bytes;
+        }
+        let frame = Arc::new(self.build_frame(&st, snapshot));
+        st.last_frame = frame.clone();
+        if st.seq % 10 == 0 {
+            if let Some(s) = &st.session {
+                if st.monitoring {
+                    self.store.session(s.clone());
+                }
+            }
+        }
+        drop(st);
+        // No receivers is fine: nobody is watching.
+        let _ = self.frames.send(frame);
+    }
+
+    fn build_frame(&self, st: &State, snapshot: Option<Snapshot>) -> v1::Frame {
+        let snap = snapshot.unwrap_or_default();
+        v1::Frame {
+            seq: st.seq,
+            time_ms: now_ms(),
+            complete: true,
+            monitoring: st.monitoring,
+            session: st.session.as_ref().map(session_to_proto),
+            processes: snap.processes,
+            totals: Some(snap.totals),
+            unattributed: Some(snap.unattributed),
+            interfaces: snap.interfaces,
+            alerts: Vec::new(),
+            hosts: snap.hosts,
+            packet_stats: snap.packet_stats,
+            tick_ms: self.cfg.daemon.tick_ms,
+            packets_dropped: snap.packets_dropped,
+            flows_active: snap.flows_active,
+            handoff_dropped: snap.handoff_dropped,
+        }
+    }
+
+    /// The latest frame (complete) and a receiver for the next ones.
+    pub fn subscribe(&self) -> (Arc<v1::Frame>, broadcast::Receiver<Arc<v1::Frame>>) {
+        let st = self.lock();
+        (st.last_frame.clone(), self.frames.subscribe())
+    }
+
+    pub fn subscriber_guard(self: &Arc<Self>) -> SubscriberGuard {
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        SubscriberGuard(self.clone())
+    }
+
+    pub fn latest_frame(&self) -> Arc<v1::Frame> {
+        self.lock().last_frame.clone()
+    }
+
+    pub fn connections(&self) -> Vec<v1::Connection> {
+        self.lock()
+            .monitor
+            .as_ref()
+            .map(|m| m.connections())
+            .unwrap_or_default()
+    }
+
+    pub fn status(&self) -> v1::Status {
+        let st = self.lock();
+        let mon = st.monitor.as_ref().map(|m| m.status()).unwrap_or_default();
+        let h = self.store.health();
+        let coverage = if mon.bytes_captured == 0 {
+            1.0
+        } else {
+            mon.bytes_attributed as f64 / mon.bytes_captured as f64
+        };
+        v1::Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            started_ms: self.started_ms,
+            monitoring: st.monitoring,
+            mode: if st.monitoring {
+                "capture".into()
+            } else {
+                String::new()
+            },
+            mode_reason: mon.mode_reason.clone(),
+            interfaces: mon.interfaces,
+            session: st.session.as_ref().map(session_to_proto),
+            packets_seen: mon.packets_seen,
+            packets_dropped: mon.packets_dropped,
+            packets_malformed: mon.packets_malformed,
+            flows_active: mon.flows_active,
+            flows_evicted: mon.flows_evicted,
+            bytes_captured: mon.bytes_captured,
+            bytes_attributed: mon.bytes_attributed,
+            coverage,
+            storage: Some(v1::StorageHealth {
+                path: h.path.display().to_string(),
+                state: h.state.to_owned(),
+                error: h.error,
+                size_bytes: h.size_bytes,
+                pending_batches: h.pending,
+                last_flush_ms: h.last_flush_ms,
+            }),
+            daemon_pid: std::process::id(),
+            socket_path: self.cfg.daemon.socket.display().to_string(),
+            config_path: self
+                .cfg
+                .config_path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            subscriber_resyncs: self.resyncs.load(Ordering::Relaxed),
+            subscribers: self.subscribers.load(Ordering::Relaxed) as u32,
+            handoff_dropped: mon.handoff_dropped,
+            attribution_p50_us: mon.attribution_p50_us,
+            attribution_p99_us: mon.attribution_p99_us,
+            tick_ms: self.cfg.daemon.tick_ms,
+            include_loopback: self.cfg.capture.include_loopback,
+        }
+    }
+
+    pub async fn sessions(
+        &self,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<v1::Session>, EngineError> {
+        let mut rows = self.store.list_sessions(since_ms, limit).await?;
+        // The live session carries fresher totals than the store.
+        if let Some(cur) = self.lock().session.clone() {
+            match rows.iter_mut().find(|r| r.id == cur.id) {
+                Some(r) => *r = cur,
+                None => rows.insert(0, cur),
+            }
+        }
+        let active = self.lock().monitoring;
+        let cur_id = self.lock().session.as_ref().map(|s| s.id);
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let mut s = session_to_proto(r);
+                s.active = active && Some(r.id) == cur_id;
+                s
+            })
+            .collect())
+    }
+
+    // ------------------------------------------------------------ thresholds
+
+    pub fn thresholds(&self) -> Vec<v1::Threshold> {
+        self.lock().thresholds.clone()
+    }
+
+    pub fn set_threshold(
+        &self,
+        req: v1::SetThresholdRequest,
+    ) -> Result<v1::Threshold, EngineError> {
+        let kind = v1::ThresholdKind::try_from(req.kind).unwrap_or(v1::ThresholdKind::Unspecified);
+        let kind = if kind == v1::ThresholdKind::Unspecified {
+            v1::ThresholdKind::ProcessRate
+        } else {
+            kind
+        };
+        let direction =
+            v1::Direction::try_from(req.direction).unwrap_or(v1::Direction::Unspecified);
+        let direction = if direction == v1::Direction::Unspecified {
+            v1::Direction::Total
+        } else {
+            direction
+        };
+        if kind != v1::ThresholdKind::NewProcess && req.value == 0 {
+            return Err(EngineError::InvalidArgument(
+                "threshold value must be greater than 0".into(),
+            ));
+        }
+        if !req.process_name.is_empty() && req.pid != 0 {
+            return Err(EngineError::InvalidArgument(
+                "give a process name or a pid, not both".into(),
+            ));
+        }
+        if kind == v1::ThresholdKind::HostRate && (!req.process_name.is_empty() || req.pid != 0) {
+            return Err(EngineError::InvalidArgument(
+                "a host threshold takes no process selector".into(),
+            ));
+        }
+        let mut st = self.lock();
+        // One rule per (kind, direction, selector): setting again replaces it.
+        st.thresholds.retain(|t| {
+            !(t.kind == kind as i32
+                && t.direction == direction as i32
+                && t.process_name == req.process_name
+                && t.pid == req.pid)
+        });
+        let t = v1::Threshold {
+            id: st.next_threshold_id,
+            kind: kind as i32,
+            direction: direction as i32,
+            value: req.value,
+            process_name: req.process_name,
+            pid: req.pid,
+            source: "api".into(),
+            created_ms: now_ms(),
+        };
+        st.next_threshold_id += 1;
+        st.thresholds.push(t.clone());
+        Ok(t)
+    }
+
+    pub fn clear_thresholds(&self, req: &v1::ClearThresholdsRequest) -> Result<u32, EngineError> {
+        let selective = req.id != 0
+            || !req.process_name.is_empty()
+            || req.pid != 0
+            || req.kind != 0
+            || req.default_rule;
+        if !req.all && !selective {
+            return Err(EngineError::InvalidArgument(
+                "say what to clear: --all, --id, --process, --pid or --default".into(),
+            ));
+        }
+        let mut st = self.lock();
+        let before = st.thresholds.len();
+        st.thresholds.retain(|t| {
+            let hit = req.all
+                || (req.id != 0 && t.id == req.id)
+                || (!req.process_name.is_empty() && t.process_name == req.process_name)
+                || (req.pid != 0 && t.pid == req.pid)
+                || (req.default_rule
+                    && t.process_name.is_empty()
+                    && t.pid == 0
+                    && (req.kind == 0 || t.kind == req.kind))
+                || (req.kind != 0
+                    && !req.default_rule
+                    && req.id == 0
+                    && req.process_name.is_empty()
+                    && req.pid == 0
+                    && t.kind == req.kind);
+            !hit
+        });
+        Ok((before - st.thresholds.len()) as u32)
+    }
+
+    /// Ends the session and stops capture: the daemon is going down.
+    pub async fn shutdown(&self) {
+        let outcome = self.stop();
+        if outcome.changed {
+            if let Some(s) = &outcome.session {
+                // Mark the session ended by shutdown in the log for operators.
+                info!(session = s.id, "session closed at shutdown");
+            }
+        }
+        self.store.flush().await;
+    }
+}
+
+pub struct SubscriberGuard(Arc<Engine>);
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        self.0.subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub fn session_to_proto(s: &SessionRecord) -> v1::Session {
+    v1::Session {
+        id: s.id,
+        started_ms: s.started_ms,
+        ended_ms: s.ended_ms,
+        interfaces: s.interfaces.clone(),
+        up_bytes: s.up_bytes,
+        down_bytes: s.down_bytes,
+        active: s.ended_ms == 0,
+    }
+}
+
+/// Runs `tick` every `tick_ms` until the engine is dropped by everyone else.
+pub fn spawn_ticker(engine: &Arc<Engine>) -> tokio::task::JoinHandle<()> {
+    let weak = Arc::downgrade(engine);
+    let period = Duration::from_millis(engine.cfg.daemon.tick_ms);
+    tokio::spawn(async move {
+        let mut iv = tokio::time::interval(period);
+        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            iv.tick().await;
+            let Some(engine) = weak.upgrade() else { return };
+            // Aggregation takes a few ms at most; keep it off the async workers.
+            let res = tokio::task::spawn_blocking(move || engine.tick()).await;
+            if let Err(e) = res {
+                warn!(%e, "tick failed");
+            }
+        }
+    })
+}

@@ -1,0 +1,425 @@
+//! The gRPC service on the Unix socket: access checks from the peer's
+//! credentials, RPC handlers, streams. The only place that builds a `Status`.
+
+pub mod peer;
+pub mod socket;
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use netmon_proto::v1::{self, netmon_server::Netmon, netmon_server::NetmonServer};
+use netmon_proto::MAX_MESSAGE_BYTES;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tokio_stream::Stream;
+use tonic::transport::server::UdsConnectInfo;
+use tonic::{Request, Response, Status};
+use tracing::{info, instrument, warn};
+
+use crate::engine::{Engine, EngineError, THRESHOLD_PRESETS};
+use peer::Peer;
+
+/// Groups that gate access, resolved at start.
+#[derive(Debug, Clone, Copy)]
+pub struct Access {
+    /// May read (socket group).
+    pub read_gid: u32,
+    /// May control; `None` = same as readers.
+    pub control_gid: Option<u32>,
+}
+
+pub struct Service {
+    engine: Arc<Engine>,
+    access: Access,
+    shutdown: watch::Receiver<bool>,
+}
+
+type RpcStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+impl Service {
+    pub fn new(engine: Arc<Engine>, access: Access, shutdown: watch::Receiver<bool>) -> Self {
+        Service {
+            engine,
+            access,
+            shutdown,
+        }
+    }
+
+    fn peer<T>(req: &Request<T>) -> Result<Peer, Status> {
+        let cred = req
+            .extensions()
+            .get::<UdsConnectInfo>()
+            .and_then(|i| i.peer_cred)
+            .ok_or_else(|| Status::permission_denied("peer credentials unavailable"))?;
+        Ok(Peer {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid: cred.pid(),
+        })
+    }
+
+    fn check_read<T>(&self, req: &Request<T>) -> Result<Peer, Status> {
+        let p = Self::peer(req)?;
+        if p.in_group(self.access.read_gid) {
+            Ok(p)
+        } else {
+            Err(Status::permission_denied(
+                "not a member of the netmon group",
+            ))
+        }
+    }
+
+    fn check_control<T>(&self, req: &Request<T>, what: &str) -> Result<Peer, Status> {
+        let p = self.check_read(req)?;
+        if let Some(gid) = self.access.control_gid {
+            if !p.in_group(gid) {
+                warn!(uid = p.uid, pid = ?p.pid, rpc = what, "control call denied: caller is not in control_group");
+                return Err(Status::permission_denied(format!(
+                    "{what} needs membership of the control group (gid {gid}); read-only access is allowed"
+                )));
+            }
+        }
+        info!(uid = p.uid, pid = ?p.pid, rpc = what, "control call");
+        Ok(p)
+    }
+}
+
+fn to_status(e: EngineError) -> Status {
+    match e {
+        EngineError::InvalidArgument(m) => Status::invalid_argument(m),
+        EngineError::NotFound(m) => Status::not_found(m),
+        EngineError::Start(_) => Status::failed_precondition(e.to_string()),
+        EngineError::Store(_) => Status::unavailable(format!("{:#}", anyhow::Error::from(e))),
+    }
+}
+
+fn reply(o: crate::engine::ControlOutcome) -> Response<v1::ControlReply> {
+    Response::new(v1::ControlReply {
+        monitoring: o.monitoring,
+        changed: o.changed,
+        session: o.session.as_ref().map(crate::engine::session_to_proto),
+        message: o.message,
+    })
+}
+
+fn sort_rows(rows: &mut [v1::ProcessRow], sort: &str) -> Result<(), Status> {
+    let t = |r: &v1::ProcessRow| r.traffic.unwrap_or_default();
+    match sort {
+        "" | "total" => rows.sort_by_key(|r| std::cmp::Reverse(t(r).up_bytes + t(r).down_bytes)),
+        "up" => rows.sort_by_key(|r| std::cmp::Reverse((t(r).up_bps, t(r).up_bytes))),
+        "down" => rows.sort_by_key(|r| std::cmp::Reverse((t(r).down_bps, t(r).down_bytes))),
+        "name" => rows.sort_by(|a, b| {
+            let n = |r: &v1::ProcessRow| {
+                r.process
+                    .as_ref()
+                    .map(|p| p.name.to_lowercase())
+                    .unwrap_or_default()
+            };
+            n(a).cmp(&n(b))
+        }),
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "unknown sort '{other}': use up, down, total or name"
+            )))
+        }
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl Netmon for Service {
+    #[instrument(skip_all)]
+    async fn get_status(
+        &self,
+        req: Request<v1::StatusRequest>,
+    ) -> Result<Response<v1::Status>, Status> {
+        self.check_read(&req)?;
+        Ok(Response::new(self.engine.status()))
+    }
+
+    #[instrument(skip_all)]
+    async fn start_monitoring(
+        &self,
+        req: Request<v1::StartRequest>,
+    ) -> Result<Response<v1::ControlReply>, Status> {
+        self.check_control(&req, "start")?;
+        let engine = self.engine.clone();
+        let ifaces = req.into_inner().interfaces;
+        let out = tokio::task::spawn_blocking(move || engine.start(ifaces))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(to_status)?;
+        Ok(reply(out))
+    }
+
+    #[instrument(skip_all)]
+    async fn stop_monitoring(
+        &self,
+        req: Request<v1::StopRequest>,
+    ) -> Result<Response<v1::ControlReply>, Status> {
+        self.check_control(&req, "stop")?;
+        let engine = self.engine.clone();
+        let out = tokio::task::spawn_blocking(move || engine.stop())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(reply(out))
+    }
+
+    #[instrument(skip_all)]
+    async fn reset(
+        &self,
+        req: Request<v1::ResetRequest>,
+    ) -> Result<Response<v1::ControlReply>, Status> {
+        self.check_control(&req, "reset")?;
+        Ok(reply(self.engine.reset()))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_thresholds(
+        &self,
+        req: Request<v1::ListThresholdsRequest>,
+    ) -> Result<Response<v1::ThresholdList>, Status> {
+        self.check_read(&req)?;
+        Ok(Response::new(v1::ThresholdList {
+            thresholds: self.engine.thresholds(),
+            presets: THRESHOLD_PRESETS.to_vec(),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn set_threshold(
+        &self,
+        req: Request<v1::SetThresholdRequest>,
+    ) -> Result<Response<v1::Threshold>, Status> {
+        self.check_control(&req, "threshold set")?;
+        self.engine
+            .set_threshold(req.into_inner())
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    #[instrument(skip_all)]
+    async fn clear_thresholds(
+        &self,
+        req: Request<v1::ClearThresholdsRequest>,
+    ) -> Result<Response<v1::ClearThresholdsReply>, Status> {
+        self.check_control(&req, "threshold clear")?;
+        let removed = self
+            .engine
+            .clear_thresholds(req.get_ref())
+            .map_err(to_status)?;
+        Ok(Response::new(v1::ClearThresholdsReply { removed }))
+    }
+
+    type SubscribeStream = RpcStream<v1::Frame>;
+
+    #[instrument(skip_all)]
+    async fn subscribe(
+        &self,
+        req: Request<v1::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        self.check_read(&req)?;
+        let every = u64::from(req.get_ref().every_ticks.max(1));
+        let (first, mut rx) = self.engine.subscribe();
+        let guard = self.engine.subscriber_guard();
+        let engine = self.engine.clone();
+        let mut shutdown = self.shutdown.clone();
+        // A small queue per client: a client that stops reading only stalls
+        // its own task, never the tick or other clients.
+        let (tx, out) = mpsc::channel::<Result<v1::Frame, Status>>(2);
+        tokio::spawn(async move {
+            let _guard = guard;
+            if tx.send(Ok((*first).clone())).await.is_err() {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => return,
+                    r = rx.recv() => match r {
+                        Ok(frame) => {
+                            if frame.seq % every != 0 {
+                                continue;
+                            }
+                            if tx.send(Ok((*frame).clone())).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            // Every frame is complete, so skipping to the next resyncs the client.
+                            engine.resyncs.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_processes(
+        &self,
+        req: Request<v1::ListProcessesRequest>,
+    ) -> Result<Response<v1::ProcessList>, Status> {
+        self.check_read(&req)?;
+        let r = req.into_inner();
+        let f = self.engine.latest_frame();
+        let mut rows: Vec<v1::ProcessRow> = f
+            .processes
+            .iter()
+            .filter(|p| !r.only_alive || p.alive)
+            .cloned()
+            .collect();
+        sort_rows(&mut rows, &r.sort)?;
+        if r.limit > 0 {
+            rows.truncate(r.limit as usize);
+        }
+        Ok(Response::new(v1::ProcessList {
+            time_ms: f.time_ms,
+            processes: rows,
+            totals: f.totals,
+            unattributed: f.unattributed.clone(),
+            monitoring: f.monitoring,
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_connections(
+        &self,
+        req: Request<v1::ListConnectionsRequest>,
+    ) -> Result<Response<v1::ConnectionList>, Status> {
+        self.check_read(&req)?;
+        let r = req.into_inner();
+        let engine = self.engine.clone();
+        let mut conns = tokio::task::spawn_blocking(move || engine.connections())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        if r.pid != 0 {
+            conns.retain(|c| c.process.as_ref().is_some_and(|p| p.pid == r.pid));
+        }
+        conns.sort_by_key(|c| {
+            let t = c.traffic.unwrap_or_default();
+            std::cmp::Reverse(t.up_bytes + t.down_bytes)
+        });
+        if r.limit > 0 {
+            conns.truncate(r.limit as usize);
+        }
+        Ok(Response::new(v1::ConnectionList {
+            time_ms: crate::clock::now_ms(),
+            connections: conns,
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_interfaces(
+        &self,
+        req: Request<v1::ListInterfacesRequest>,
+    ) -> Result<Response<v1::InterfaceList>, Status> {
+        self.check_read(&req)?;
+        Ok(Response::new(v1::InterfaceList {
+            interfaces: self.engine.latest_frame().interfaces.clone(),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_hosts(
+        &self,
+        req: Request<v1::ListHostsRequest>,
+    ) -> Result<Response<v1::HostList>, Status> {
+        self.check_read(&req)?;
+        let limit = req.get_ref().limit;
+        let f = self.engine.latest_frame();
+        let mut hosts = f.hosts.clone();
+        if limit > 0 {
+            hosts.truncate(limit as usize);
+        }
+        Ok(Response::new(v1::HostList {
+            time_ms: f.time_ms,
+            hosts,
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_sessions(
+        &self,
+        req: Request<v1::ListSessionsRequest>,
+    ) -> Result<Response<v1::SessionList>, Status> {
+        self.check_read(&req)?;
+        let r = req.into_inner();
+        let sessions = self
+            .engine
+            .sessions(r.since_ms, r.limit)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(v1::SessionList { sessions }))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_alerts(
+        &self,
+        req: Request<v1::ListAlertsRequest>,
+    ) -> Result<Response<v1::AlertList>, Status> {
+        self.check_read(&req)?;
+        // Alerts are raised by the thresholds engine; none exist until it runs.
+        Ok(Response::new(v1::AlertList { alerts: Vec::new() }))
+    }
+
+    #[instrument(skip_all)]
+    async fn report(
+        &self,
+        req: Request<v1::ReportRequest>,
+    ) -> Result<Response<v1::ReportReply>, Status> {
+        self.check_read(&req)?;
+        Err(Status::unimplemented(
+            "reports need the history store, which this netmond does not have yet",
+        ))
+    }
+
+    type ExportStream = RpcStream<v1::ExportRow>;
+
+    #[instrument(skip_all)]
+    async fn export(
+        &self,
+        req: Request<v1::ExportRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        self.check_read(&req)?;
+        Err(Status::unimplemented(
+            "export needs the history store, which this netmond does not have yet",
+        ))
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` flips to true.
+pub async fn serve(
+    engine: Arc<Engine>,
+    listener: std::os::unix::net::UnixListener,
+    access: Access,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), tonic::transport::Error> {
+    let listener = listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixListener::from_std(listener));
+    let listener = match listener {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(%e, "cannot register the socket with the runtime");
+            return Ok(());
+        }
+    };
+    let svc = NetmonServer::new(Service::new(engine, access, shutdown.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let mut stop = shutdown;
+    tonic::transport::Server::builder()
+        .add_service(svc)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every netmon test on a fresh Debian 12 / Ubuntu machine: installs what
+# is missing, checks formatting and lints, builds, runs unit and end-to-end
+# tests. End-to-end tests create network namespaces and users: run as root.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source packaging/dev/deps.sh
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "netmon: the end-to-end tests need root; re-running under sudo" >&2
+  exec sudo --preserve-env=PATH,CARGO_HOME,RUSTUP_HOME "$0" "$@"
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# End-to-end tests run the built binaries of every crate.
+cargo build --workspace --bins --locked
+cargo test --workspace --locked -- --test-threads="${NETMON_TEST_THREADS:-4}"
