@@ -654,3 +654,25 @@ garbage line
         );
     }
 }
+
+#[cfg(test)]
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic_on_arbitrary_bytes(buf in proptest::collection::vec(any::<u8>(), 0..512)) {
+            for m in messages(&buf).flatten() {
+                let _ = parse_link(m.payload);
+                let _ = parse_addr(m.payload);
+                let _ = parse_error(m.payload);
+            }
+            let _ = parse_link(&buf);
+            let _ = parse_addr(&buf);
+            let _ = attributes(&buf).count();
+            let _ = super::super::watch::is_change(&buf);
+            let _ = parse_proc_net_dev(&String::from_utf8_lossy(&buf));
+        }
+    }
+}
