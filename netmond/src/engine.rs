@@ -45,11 +45,13 @@ pub struct ControlOutcome {
 struct State {
     monitoring: bool,
     session: Option<SessionRecord>,
-    monitor: Option<Monitor>,
+    monitor: Option<Arc<Monitor>>,
     thresholds: Vec<v1::Threshold>,
     next_threshold_id: u64,
     last_frame: Arc<v1::Frame>,
     seq: u64,
+    /// Final figures of the last run, shown (without rates) while stopped.
+    stopped: Option<Snapshot>,
 }
 
 pub struct Engine {
@@ -133,7 +135,7 @@ impl Engine {
         };
         self.store.session(session.clone());
         info!(session = session.id, interfaces = ?session.interfaces, "monitoring started");
-        st.monitor = Some(monitor);
+        st.monitor = Some(Arc::new(monitor));
         st.monitoring = true;
         st.session = Some(session.clone());
         Ok(ControlOutcome {
@@ -161,6 +163,7 @@ impl Engine {
         if let Some(m) = monitor {
             snapshot = Some(m.stop());
         }
+        st.stopped = snapshot.clone().map(without_rates);
         if let Some(s) = st.session.as_mut() {
             if let Some(snap) = &snapshot {
                 s.up_bytes = snap.totals.up_bytes;
@@ -185,10 +188,11 @@ impl Engine {
 
     /// Zeroes live totals; history is untouched.
     pub fn reset(&self) -> ControlOutcome {
-        let st = self.lock();
+        let mut st = self.lock();
         if let Some(m) = &st.monitor {
             m.reset();
         }
+        st.stopped = None;
         ControlOutcome {
             changed: true,
             monitoring: st.monitoring,
@@ -203,8 +207,17 @@ impl Engine {
 
     /// One aggregation tick: pull the monitor's snapshot, publish a frame.
     pub fn tick(&self) {
+        let monitor = self.lock().monitor.clone();
+        // Draining the captures takes up to a few read timeouts: not under the lock.
+        let snapshot = monitor.as_ref().map(|m| m.tick());
         let mut st = self.lock();
-        let snapshot = st.monitor.as_ref().map(|m| m.tick());
+        let same = match (&st.monitor, &monitor) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        let snapshot = if same { snapshot } else { None };
+        let snapshot = snapshot.or_else(|| st.stopped.clone());
         st.seq += 1;
         if let (Some(s), Some(snap)) = (st.session.as_mut(), &snapshot) {
             s.up_bytes = snap.totals.up_bytes;
@@ -270,8 +283,9 @@ impl Engine {
     }
 
     pub fn status(&self) -> v1::Status {
+        let monitor = self.lock().monitor.clone();
+        let mon = monitor.map(|m| m.status()).unwrap_or_default();
         let st = self.lock();
-        let mon = st.monitor.as_ref().map(|m| m.status()).unwrap_or_default();
         let h = self.store.health();
         let coverage = if mon.bytes_captured == 0 {
             1.0
@@ -455,6 +469,24 @@ impl Engine {
         }
         self.store.flush().await;
     }
+}
+
+/// A stopped run's figures: totals stay, nothing is moving.
+fn without_rates(mut s: Snapshot) -> Snapshot {
+    let zero = |t: &mut v1::Traffic| {
+        t.up_bps = 0;
+        t.down_bps = 0;
+    };
+    s.processes.iter_mut().filter_map(|p| p.traffic.as_mut()).for_each(zero);
+    s.hosts.iter_mut().filter_map(|h| h.traffic.as_mut()).for_each(zero);
+    zero(&mut s.totals);
+    if let Some(t) = s.unattributed.traffic.as_mut() {
+        zero(t);
+    }
+    s.unattributed.reasons.iter_mut().filter_map(|r| r.traffic.as_mut()).for_each(zero);
+    s.interfaces.clear();
+    s.packet_stats = None;
+    s
 }
 
 pub struct SubscriberGuard(Arc<Engine>);

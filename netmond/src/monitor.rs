@@ -1,9 +1,23 @@
-//! One monitoring run: the capture threads, the resolver and the aggregation
-//! state they feed, started and stopped as a unit by the engine.
+//! One monitoring run: the capture threads, the resolver, the interface
+//! watcher and the aggregation state they feed, started and stopped as a
+//! unit by the engine.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
 use netmon_proto::v1;
+use tracing::{info, warn};
 
+use crate::aggregate::Aggregator;
+use crate::capture::{self, Batch, CaptureHandle, CaptureSettings, Shared};
 use crate::config::Config;
+use crate::flows::LocalSet;
+use crate::netif;
+use crate::procmap::{Resolution, Resolver, ResolverConfig, ResolverHandle};
 
 /// What one tick hands the engine.
 #[derive(Debug, Clone, Default)]
@@ -36,28 +50,374 @@ pub struct MonitorStatus {
     pub attribution_p99_us: u64,
 }
 
+/// Captures by interface name, plus interface ids that stay stable for a run.
+struct Captures {
+    running: HashMap<String, CaptureHandle>,
+    ids: HashMap<String, u16>,
+    names: HashMap<u16, String>,
+    /// Last open error per interface, shown in status.
+    errors: HashMap<String, String>,
+}
+
+impl Captures {
+    fn id_for(&mut self, name: &str) -> u16 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = u16::try_from(self.ids.len()).unwrap_or(u16::MAX);
+        self.ids.insert(name.to_owned(), id);
+        self.names.insert(id, name.to_owned());
+        id
+    }
+}
+
+struct Inner {
+    agg: Aggregator,
+    batches: Receiver<Batch>,
+    resolutions: Receiver<Resolution>,
+    last_kernel: HashMap<String, netif::Counters>,
+    last_kernel_at: Option<Instant>,
+    last_rollup: crate::aggregate::Rollup,
+}
+
 pub struct Monitor {
-    interfaces: Vec<String>,
+    cfg: Config,
+    /// Explicit interface list; empty = every up, non-loopback interface.
+    wanted: Vec<String>,
+    settings: CaptureSettings,
+    shared: Arc<Shared>,
+    batch_tx: mpsc::SyncSender<Batch>,
+    resolver: Mutex<Option<Resolver>>,
+    handle: ResolverHandle,
+    captures: Mutex<Captures>,
+    inner: Mutex<Inner>,
+    ifaces_dirty: Arc<AtomicBool>,
+    watcher: Mutex<Option<netif::Watcher>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Monitor {
-    pub fn start(_cfg: &Config, wanted: Vec<String>) -> anyhow::Result<Monitor> {
-        Ok(Monitor { interfaces: wanted })
+    pub fn start(cfg: &Config, wanted: Vec<String>) -> anyhow::Result<Monitor> {
+        let ifaces = netif::list().context("cannot list network interfaces")?;
+        let shared = Arc::new(Shared::new(LocalSet::new(netif::local_addresses(&ifaces))));
+        let (resolver, handle, resolutions) =
+            Resolver::start(ResolverConfig::default()).context("cannot start the socket resolver")?;
+        let (batch_tx, batches) = mpsc::sync_channel(256);
+        let settings = CaptureSettings {
+            snaplen: i32::try_from(cfg.capture.snaplen).unwrap_or(192),
+            buffer_bytes: i32::try_from(u64::from(cfg.capture.buffer_mib) << 20).unwrap_or(i32::MAX),
+            timeout_ms: 50,
+            max_flows: cfg.capture.max_flows,
+            idle_ms: i64::try_from(cfg.capture.flow_idle_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+        };
+        let dirty = Arc::new(AtomicBool::new(true));
+        let d = dirty.clone();
+        let watcher = match netif::Watcher::start(move || d.store(true, Ordering::Release)) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(error = %e, "cannot watch interfaces; new interfaces are found by polling");
+                None
+            }
+        };
+        let m = Monitor {
+            cfg: cfg.clone(),
+            wanted,
+            settings,
+            shared,
+            batch_tx,
+            resolver: Mutex::new(Some(resolver)),
+            handle,
+            captures: Mutex::new(Captures {
+                running: HashMap::new(),
+                ids: HashMap::new(),
+                names: HashMap::new(),
+                errors: HashMap::new(),
+            }),
+            inner: Mutex::new(Inner {
+                agg: Aggregator::new(),
+                batches,
+                resolutions,
+                last_kernel: HashMap::new(),
+                last_kernel_at: None,
+                last_rollup: Default::default(),
+            }),
+            ifaces_dirty: dirty,
+            watcher: Mutex::new(watcher),
+        };
+        m.sync_interfaces(&ifaces);
+        let caps = lock(&m.captures);
+        if !m.wanted.is_empty() && caps.running.is_empty() {
+            let errs: Vec<String> = caps.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            drop(caps);
+            m.shutdown_threads();
+            anyhow::bail!("no requested interface could be captured ({})", errs.join("; "));
+        }
+        drop(caps);
+        Ok(m)
     }
+
+    /// Starts captures for interfaces that should be captured and are not,
+    /// forgets those that are gone.
+    fn sync_interfaces(&self, ifaces: &[netif::Interface]) {
+        self.shared.set_local(LocalSet::new(netif::local_addresses(ifaces)));
+        let mut caps = lock(&self.captures);
+        let wanted: Vec<&netif::Interface> = ifaces
+            .iter()
+            .filter(|i| {
+                if self.wanted.is_empty() {
+                    i.up && (!i.loopback || self.cfg.capture.include_loopback)
+                } else {
+                    self.wanted.iter().any(|w| w == &i.name)
+                }
+            })
+            .collect();
+        // Captures whose thread ended (interface gone or broken) are reaped.
+        let ended: Vec<String> =
+            caps.running.iter().filter(|(_, h)| !h.is_running()).map(|(n, _)| n.clone()).collect();
+        for name in ended {
+            if let Some(h) = caps.running.remove(&name) {
+                let err = h.stats.error.lock().map(|e| e.clone()).unwrap_or_default();
+                info!(iface = %name, error = %err, "capture ended");
+                caps.errors.insert(name, if err.is_empty() { "capture ended".into() } else { err });
+                h.join();
+            }
+        }
+        for i in wanted {
+            if caps.running.contains_key(&i.name) {
+                continue;
+            }
+            let id = caps.id_for(&i.name);
+            match capture::start(&i.name, id, &self.settings, self.shared.clone(), self.batch_tx.clone(), self.handle.clone())
+            {
+                Ok(h) => {
+                    info!(iface = %i.name, "capturing");
+                    caps.errors.remove(&i.name);
+                    caps.running.insert(i.name.clone(), h);
+                }
+                Err(e) => {
+                    let msg = format!("{:#}", anyhow::Error::from(e));
+                    if caps.errors.get(&i.name) != Some(&msg) {
+                        warn!(iface = %i.name, error = %msg, "cannot capture");
+                    }
+                    caps.errors.insert(i.name.clone(), msg);
+                }
+            }
+        }
+    }
+
     pub fn interface_names(&self) -> Vec<String> {
-        self.interfaces.clone()
+        let caps = lock(&self.captures);
+        let mut v: Vec<String> = caps.running.keys().cloned().collect();
+        v.sort();
+        if v.is_empty() && !self.wanted.is_empty() {
+            return self.wanted.clone();
+        }
+        v
     }
-    pub fn stop(self) -> Snapshot {
-        Snapshot::default()
+
+    fn shutdown_threads(&self) {
+        if let Some(w) = lock(&self.watcher).take() {
+            w.stop();
+        }
+        let handles: Vec<CaptureHandle> = lock(&self.captures).running.drain().map(|(_, h)| h).collect();
+        for h in &handles {
+            h.signal_stop();
+        }
+        for h in handles {
+            h.join();
+        }
+        if let Some(r) = lock(&self.resolver).take() {
+            r.stop();
+        }
     }
-    pub fn reset(&self) {}
+
+    /// Stops every thread and returns the final figures.
+    pub fn stop(&self) -> Snapshot {
+        self.shutdown_threads();
+        // The capture threads handed over their last bytes when they ended.
+        self.collect(Duration::ZERO);
+        self.tick_inner(false)
+    }
+
+    pub fn reset(&self) {
+        lock(&self.inner).agg.reset();
+    }
+
+    /// Pulls batches until every running capture has reported the current
+    /// epoch or `wait` has passed.
+    fn collect(&self, wait: Duration) {
+        let epoch = self.shared.epoch.load(Ordering::Acquire);
+        let mut expected: Vec<u16> =
+            lock(&self.captures).running.values().filter(|h| h.is_running()).map(|h| h.id).collect();
+        let deadline = Instant::now() + wait;
+        let mut inner = lock(&self.inner);
+        let inner = &mut *inner;
+        loop {
+            let got = match inner.batches.try_recv() {
+                Ok(b) => Some(b),
+                Err(_) if expected.is_empty() || Instant::now() >= deadline => None,
+                Err(_) => match inner.batches.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(b) => Some(b),
+                    Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => None,
+                },
+            };
+            let Some(b) = got else { break };
+            if b.epoch >= epoch {
+                expected.retain(|id| *id != b.iface);
+            }
+            inner.agg.apply_deltas(b.iface, &b.deltas, &b.size_hist);
+        }
+        let now = crate::clock::now_ms();
+        while let Ok(r) = inner.resolutions.try_recv() {
+            inner.agg.apply_resolution(r, now);
+        }
+        for q in inner.agg.maintenance(now) {
+            self.handle.submit(q);
+        }
+    }
+
+    /// One tick: drain the captures, fold in owners, roll up.
     pub fn tick(&self) -> Snapshot {
-        Snapshot::default()
+        self.shared.epoch.fetch_add(1, Ordering::AcqRel);
+        // The bulk read timeout bounds how long a thread takes to notice.
+        self.collect(Duration::from_millis(u64::try_from(self.settings.timeout_ms).unwrap_or(50) * 3));
+        self.tick_inner(true)
     }
+
+    fn tick_inner(&self, maintain: bool) -> Snapshot {
+        let list = netif::list();
+        if maintain && self.ifaces_dirty.swap(false, Ordering::AcqRel) {
+            if let Ok(l) = &list {
+                self.sync_interfaces(l);
+            }
+        } else if maintain {
+            // Reap captures of interfaces that went away without an event.
+            let any_ended = lock(&self.captures).running.values().any(|h| !h.is_running());
+            if any_ended {
+                if let Ok(l) = &list {
+                    self.sync_interfaces(l);
+                }
+            }
+        }
+        let tick_ms = self.cfg.daemon.tick_ms;
+        let mut inner = lock(&self.inner);
+        let rollup = inner.agg.roll(tick_ms, crate::procmap::is_alive);
+        let kernel = netif::counters().unwrap_or_default();
+        let elapsed_ms = inner.last_kernel_at.map(|t| t.elapsed().as_millis() as u64).unwrap_or(0);
+        let caps = lock(&self.captures);
+        let mut rows = Vec::new();
+        if let Ok(list) = &list {
+            for i in list {
+                let k = kernel.iter().find(|(n, _)| n == &i.name).map(|(_, c)| *c).unwrap_or_default();
+                let prev = inner.last_kernel.get(&i.name).copied();
+                let rate = |now: u64, before: Option<u64>| match before {
+                    Some(b) if elapsed_ms > 0 => now.saturating_sub(b).saturating_mul(1000) / elapsed_ms,
+                    _ => 0,
+                };
+                let id = caps.ids.get(&i.name).copied();
+                let handle = caps.running.get(&i.name);
+                rows.push(v1::InterfaceRow {
+                    name: i.name.clone(),
+                    index: i.index,
+                    up: i.up,
+                    addresses: i.addresses.iter().map(ToString::to_string).collect(),
+                    captured: handle.is_some(),
+                    rx_bytes: k.rx_bytes,
+                    tx_bytes: k.tx_bytes,
+                    rx_packets: k.rx_packets,
+                    tx_packets: k.tx_packets,
+                    rx_errors: k.rx_errors,
+                    tx_errors: k.tx_errors,
+                    rx_dropped: k.rx_dropped,
+                    tx_dropped: k.tx_dropped,
+                    rx_bps: rate(k.rx_bytes, prev.map(|p| p.rx_bytes)),
+                    tx_bps: rate(k.tx_bytes, prev.map(|p| p.tx_bytes)),
+                    counted: id.and_then(|id| rollup.per_iface.get(&id).copied()),
+                    capture: handle.map(|h| capture_stats(&h.stats)),
+                });
+            }
+        }
+        inner.last_kernel = kernel.into_iter().collect();
+        inner.last_kernel_at = Some(Instant::now());
+        let dropped: u64 = caps.running.values().map(|h| h.stats.dropped.load(Ordering::Relaxed)).sum();
+        let handoff: u64 = caps.running.values().map(|h| h.stats.handoff_dropped.load(Ordering::Relaxed)).sum();
+        drop(caps);
+        let snap = Snapshot {
+            processes: rollup.processes.clone(),
+            totals: rollup.totals,
+            unattributed: rollup.unattributed.clone(),
+            interfaces: rows,
+            hosts: rollup.hosts.clone(),
+            packet_stats: Some(rollup.packet_stats.clone()),
+            packets_dropped: dropped,
+            flows_active: rollup.flows_tracked,
+            handoff_dropped: handoff,
+        };
+        inner.last_rollup = rollup;
+        snap
+    }
+
     pub fn connections(&self) -> Vec<v1::Connection> {
-        Vec::new()
+        let names = lock(&self.captures).names.clone();
+        let inner = lock(&self.inner);
+        inner.agg.connections(self.cfg.daemon.tick_ms, |id| names.get(&id).cloned().unwrap_or_default())
     }
+
     pub fn status(&self) -> MonitorStatus {
-        MonitorStatus::default()
+        let caps = lock(&self.captures);
+        let mut st = MonitorStatus::default();
+        let mut names: Vec<&String> = caps.running.keys().chain(caps.errors.keys()).collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            let h = caps.running.get(name);
+            let stats = h.map(|h| capture_stats(&h.stats));
+            if let Some(s) = &stats {
+                st.packets_seen += s.packets_received;
+                st.packets_dropped += s.packets_dropped;
+                st.packets_malformed += s.packets_malformed;
+            }
+            if let Some(h) = h {
+                st.flows_active += h.stats.flows.load(Ordering::Relaxed);
+                st.flows_evicted += h.stats.evicted.load(Ordering::Relaxed);
+                st.handoff_dropped += h.stats.handoff_dropped.load(Ordering::Relaxed);
+            }
+            st.interfaces.push(v1::InterfaceStatus {
+                name: name.clone(),
+                capturing: h.is_some_and(CaptureHandle::is_running),
+                error: caps.errors.get(name).cloned().unwrap_or_default(),
+                capture: stats,
+                link_type: h.and_then(|h| h.stats.link_type.lock().ok().map(|l| l.clone())).unwrap_or_default(),
+            });
+        }
+        drop(caps);
+        let inner = lock(&self.inner);
+        st.bytes_captured = inner.last_rollup.bytes_captured;
+        st.bytes_attributed = inner.last_rollup.bytes_attributed;
+        let (p50, p99) = inner.agg.latency_percentiles();
+        st.attribution_p50_us = p50;
+        st.attribution_p99_us = p99;
+        st.handoff_dropped += self.handle.dropped();
+        st
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.shutdown_threads();
+    }
+}
+
+fn capture_stats(s: &capture::IfaceStats) -> v1::CaptureStats {
+    v1::CaptureStats {
+        packets_received: s.received.load(Ordering::Relaxed),
+        packets_dropped: s.dropped.load(Ordering::Relaxed),
+        packets_if_dropped: s.if_dropped.load(Ordering::Relaxed),
+        packets_counted: s.counted_packets.load(Ordering::Relaxed),
+        bytes_counted: s.counted_bytes.load(Ordering::Relaxed),
+        packets_malformed: s.malformed.load(Ordering::Relaxed),
     }
 }

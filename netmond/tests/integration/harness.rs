@@ -305,3 +305,213 @@ pub fn stderr(o: &Output) -> String {
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// Two namespaces joined by a veth pair on a private /24 and a ULA /64:
+/// `host` is where the daemon and the clients run, `peer` holds servers.
+pub struct Lab {
+    pub peer: Netns,
+    pub host: Netns,
+    pub host_if: String,
+    pub host_ip: String,
+    pub peer_ip: String,
+    pub host_ip6: String,
+    pub peer_ip6: String,
+}
+
+impl Lab {
+    pub fn new() -> Lab {
+        require_root();
+        let host = Netns::new();
+        let peer = Netns::new();
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let net = 1 + (std::process::id().wrapping_mul(7).wrapping_add(n * 13)) % 250;
+        let host_if = unique("nmh");
+        let peer_if = unique("nmp");
+        let (host_ip, peer_ip) = (format!("10.231.{net}.1"), format!("10.231.{net}.2"));
+        let (host_ip6, peer_ip6) = (format!("fd00:231:{net}::1"), format!("fd00:231:{net}::2"));
+        sh_ok(&format!(
+            "ip link add {host_if} netns {h} type veth peer name {peer_if} netns {p} && \
+             ip -n {h} addr add {host_ip}/24 dev {host_if} && ip -n {p} addr add {peer_ip}/24 dev {peer_if} && \
+             ip -n {h} addr add {host_ip6}/64 dev {host_if} nodad && ip -n {p} addr add {peer_ip6}/64 dev {peer_if} nodad && \
+             ip -n {h} link set {host_if} up && ip -n {p} link set {peer_if} up",
+            h = host.name,
+            p = peer.name
+        ));
+        Lab { peer, host, host_if, host_ip, peer_ip, host_ip6, peer_ip6 }
+    }
+
+    /// A daemon watching the host namespace.
+    pub fn daemon(&self, mut opts: DaemonOpts) -> Daemon {
+        opts.netns = Some(self.host.name.clone());
+        opts.autostart = true;
+        let d = Daemon::start(opts);
+        // Monitoring is up once the lab interface is being captured.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let st = d.ctl_json(&["status"]);
+            let capturing = st["interfaces"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|i| i["name"] == self.host_if.as_str() && i["capturing"] == true));
+            if capturing {
+                return d;
+            }
+            assert!(Instant::now() < deadline, "lab interface never captured: {st}\n{}", d.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts `program args` inside a namespace; the child's pid is the program's.
+    pub fn spawn_in(ns: &Netns, program: &str, args: &[&str]) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name, program])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn in namespace")
+    }
+}
+
+/// Waits for a child with a deadline, returning its output.
+pub fn wait_output(child: Child, secs: u64) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            panic!("process {pid} did not finish within {secs} s");
+        }
+    }
+}
+
+/// Python snippets used as traffic generators with known byte counts.
+pub mod gen {
+    /// TCP server: per connection, reads everything (prints the count), or
+    /// sends `n` bytes when the client's first line is `GET n`.
+    pub const TCP_SERVER: &str = r#"
+import socket, sys, threading
+fam = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(512)
+print("ready", flush=True)
+def serve(c):
+    with c:
+        first = c.recv(65536)
+        if first.startswith(b"GET "):
+            n = int(first.split()[1]); chunk = b"x" * 65536
+            while n > 0:
+                k = c.send(chunk[:min(n, 65536)]); n -= k
+            c.shutdown(socket.SHUT_WR)
+            while c.recv(65536): pass
+        else:
+            while first: first = c.recv(1 << 20)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+    /// TCP client: `up N` sends N payload bytes, `down N` receives N bytes.
+    pub const TCP_CLIENT: &str = r#"
+import socket, sys, time
+host, port, mode, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+fam = socket.AF_INET6 if ':' in host else socket.AF_INET
+c = socket.socket(fam, socket.SOCK_STREAM); c.connect((host, port))
+if mode == "up":
+    chunk = b"u" * 65536; left = n
+    while left > 0:
+        left -= c.send(chunk[:min(left, 65536)])
+    c.shutdown(socket.SHUT_WR); c.recv(1)
+else:
+    req = b"GET %d\n" % n; c.sendall(req); got = 0
+    while True:
+        b = c.recv(1 << 20)
+        if not b: break
+        got += len(b)
+    assert got == n, got
+c.close()
+time.sleep(float(sys.argv[5]) if len(sys.argv) > 5 else 0)
+print("done", flush=True)
+"#;
+
+    /// UDP sender: `count` unconnected sendto() datagrams of `size` bytes.
+    pub const UDP_SENDER: &str = r#"
+import socket, sys, time
+host, port, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+fam = socket.AF_INET6 if ':' in host else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM); data = b"d" * size
+for i in range(count):
+    s.sendto(data, (host, port))
+    if i % 200 == 0: time.sleep(0.002)
+time.sleep(float(sys.argv[5]) if len(sys.argv) > 5 else 0)
+print("done", flush=True)
+"#;
+
+    /// UDP sink that reads forever.
+    pub const UDP_SINK: &str = r#"
+import socket, sys
+fam = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM); s.bind((sys.argv[1], int(sys.argv[2])))
+print("ready", flush=True)
+while True: s.recv(65536)
+"#;
+
+    /// Many short TCP connections from one process: `count` connections,
+    /// each sending `size` bytes then closing.
+    pub const MANY_CONNECTIONS: &str = r#"
+import socket, sys
+host, port, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+data = b"m" * size
+for i in range(count):
+    c = socket.socket(); c.connect((host, port)); c.sendall(data); c.close()
+print("done", flush=True)
+"#;
+}
+
+/// Starts a server script in the peer namespace and waits for its "ready".
+pub fn start_server(ns: &Netns, script: &str, args: &[&str]) -> ChildGuard {
+    use std::io::BufRead;
+    let mut all = vec!["-u", "-c", script];
+    all.extend_from_slice(args);
+    let mut child = Lab::spawn_in(ns, "python3", &all);
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line).expect("server output");
+    assert_eq!(line.trim(), "ready", "server did not start");
+    ChildGuard(child)
+}
+
+/// Kills the child on drop.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `top --json` until `pred` holds or `secs` pass; returns the last.
+pub fn wait_top(d: &Daemon, secs: u64, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = d.ctl_json(&["top"]);
+        if pred(&v) || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+pub fn proc_by_pid(top: &serde_json::Value, pid: u32) -> Option<serde_json::Value> {
+    top["processes"].as_array()?.iter().find(|p| p["pid"].as_u64() == Some(u64::from(pid))).cloned()
+}
+
+pub fn u(v: &serde_json::Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or(0)
+}

@@ -1,0 +1,600 @@
+//! Per-tick rollup of flow deltas and owner answers into processes, remote
+//! hosts, interfaces, protocols and the unattributed buckets. No I/O but the
+//! cheap liveness check of known pids; nothing here runs per packet.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use netmon_proto::v1;
+
+use crate::capture::SIZE_BOUNDS;
+use crate::classify::{transport_name, AppProto};
+use crate::flows::{FlowDelta, FlowKey, Placement, TcpState};
+use crate::procmap::{ProcessInfo, Resolution, SocketQuery, Unattributed};
+
+/// Exited processes kept as rows; beyond this the oldest rows go (their
+/// bytes stay in the totals).
+const MAX_DEAD_PROCESSES: usize = 5_000;
+/// Remote hosts kept; beyond this the smallest go.
+const MAX_HOSTS: usize = 20_000;
+/// Owner answers that arrived before the flow's first delta, kept this long.
+const EARLY_TTL_MS: i64 = 10_000;
+/// A flow still unresolved after this long is asked about again, once.
+const RESUBMIT_AFTER_MS: i64 = 1_500;
+/// ... and given up on after this long.
+const GIVE_UP_AFTER_MS: i64 = 6_000;
+/// Attribution latency samples kept for percentiles.
+const LATENCY_SAMPLES: usize = 4096;
+
+type ProcKey = (u32, u64);
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Counts {
+    up_bytes: u64,
+    down_bytes: u64,
+    up_packets: u64,
+    down_packets: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.up_bytes += o.up_bytes;
+        self.down_bytes += o.down_bytes;
+        self.up_packets += o.up_packets;
+        self.down_packets += o.down_packets;
+    }
+    fn of(d: &FlowDelta) -> Counts {
+        Counts { up_bytes: d.up_bytes, down_bytes: d.down_bytes, up_packets: d.up_packets, down_packets: d.down_packets }
+    }
+}
+
+/// Cumulative counts, the tick being accumulated, and the last full tick
+/// (which rates are computed from, so they hold between ticks).
+#[derive(Debug, Clone, Copy, Default)]
+struct Meter {
+    total: Counts,
+    tick: Counts,
+    last: Counts,
+}
+
+impl Meter {
+    fn add(&mut self, c: &Counts) {
+        self.total.add(c);
+        self.tick.add(c);
+    }
+    fn rotate(&mut self) {
+        self.last = self.tick;
+        self.tick = Counts::default();
+    }
+    fn traffic(&self, tick_ms: u64) -> v1::Traffic {
+        let rate = |b: u64| b.saturating_mul(1000) / tick_ms.max(1);
+        v1::Traffic {
+            up_bytes: self.total.up_bytes,
+            down_bytes: self.total.down_bytes,
+            up_bps: rate(self.last.up_bytes),
+            down_bps: rate(self.last.down_bytes),
+            up_packets: self.total.up_packets,
+            down_packets: self.total.down_packets,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Pending { resubmitted: bool },
+    Process(ProcKey),
+    Unattributed(&'static str),
+}
+
+#[derive(Debug)]
+struct FlowRec {
+    placement: Placement,
+    iface: u16,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+    tcp_state: TcpState,
+    app: AppProto,
+    meter: Meter,
+    owner: Owner,
+    ended: bool,
+}
+
+#[derive(Debug)]
+struct ProcRec {
+    info: Arc<ProcessInfo>,
+    meter: Meter,
+    protocols: BTreeSet<&'static str>,
+    live_flows: u32,
+    alive: bool,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct HostRec {
+    meter: Meter,
+    processes: BTreeSet<String>,
+    live_flows: u32,
+    last_seen_ms: i64,
+}
+
+/// Everything the aggregator produced for one tick.
+#[derive(Debug, Clone, Default)]
+pub struct Rollup {
+    pub processes: Vec<v1::ProcessRow>,
+    pub totals: v1::Traffic,
+    pub unattributed: v1::Unattributed,
+    pub hosts: Vec<v1::HostRow>,
+    pub packet_stats: v1::PacketStats,
+    /// Per interface id: what was counted on it.
+    pub per_iface: HashMap<u16, v1::Traffic>,
+    pub bytes_captured: u64,
+    pub bytes_attributed: u64,
+    pub flows_tracked: u64,
+}
+
+/// Queries the aggregator wants (re)sent to the resolver.
+pub type Resubmit = Vec<SocketQuery>;
+
+#[derive(Default)]
+pub struct Aggregator {
+    flows: HashMap<FlowKey, FlowRec>,
+    procs: HashMap<ProcKey, ProcRec>,
+    unattributed: HashMap<&'static str, Meter>,
+    hosts: HashMap<IpAddr, HostRec>,
+    ifaces: HashMap<u16, Meter>,
+    totals: Meter,
+    early: HashMap<FlowKey, (i64, Resolution)>,
+    packets_by_proto: HashMap<&'static str, u64>,
+    size_hist: [u64; SIZE_BOUNDS.len()],
+    latencies_us: Vec<u64>,
+    latency_pos: usize,
+    ticks: u64,
+}
+
+fn key_of(q: &SocketQuery) -> FlowKey {
+    FlowKey { proto: q.proto, local: q.local.ip(), local_port: q.local.port(), remote: q.remote.ip(), remote_port: q.remote.port() }
+}
+
+fn protocol_label(key: &FlowKey, app: AppProto) -> &'static str {
+    if app == AppProto::Unknown {
+        transport_name(key.proto)
+    } else {
+        app.name()
+    }
+}
+
+impl Aggregator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Folds one capture thread's deltas in.
+    pub fn apply_deltas(&mut self, iface: u16, deltas: &[FlowDelta], size_hist: &[u64]) {
+        for (acc, n) in self.size_hist.iter_mut().zip(size_hist) {
+            *acc += n;
+        }
+        for d in deltas {
+            self.apply_delta(iface, d);
+        }
+    }
+
+    fn apply_delta(&mut self, iface: u16, d: &FlowDelta) {
+        let c = Counts::of(d);
+        self.totals.add(&c);
+        self.ifaces.entry(iface).or_default().add(&c);
+        let label = protocol_label(&d.key, d.app);
+        *self.packets_by_proto.entry(label).or_default() += c.up_packets + c.down_packets;
+
+        let is_new = !self.flows.contains_key(&d.key);
+        let rec = self.flows.entry(d.key).or_insert_with(|| FlowRec {
+            placement: d.placement,
+            iface,
+            first_seen_ms: d.first_seen_ms,
+            last_seen_ms: d.last_seen_ms,
+            tcp_state: d.tcp_state,
+            app: d.app,
+            meter: Meter::default(),
+            owner: match d.placement {
+                Placement::Forwarded => Owner::Unattributed(Unattributed::Forwarded.as_str()),
+                Placement::Local if matches!(d.key.proto, 6 | 17) => Owner::Pending { resubmitted: false },
+                Placement::Local => Owner::Unattributed("no_socket_lookup"),
+            },
+            ended: false,
+        });
+        rec.meter.add(&c);
+        rec.last_seen_ms = rec.last_seen_ms.max(d.last_seen_ms);
+        rec.first_seen_ms = rec.first_seen_ms.min(d.first_seen_ms);
+        rec.tcp_state = d.tcp_state;
+        if d.app != AppProto::Unknown {
+            rec.app = d.app;
+        }
+        rec.ended |= d.ended;
+        let owner = rec.owner;
+        let first_seen = rec.first_seen_ms;
+        let app_label = protocol_label(&d.key, rec.app);
+        match owner {
+            Owner::Process(k) => {
+                if let Some(p) = self.procs.get_mut(&k) {
+                    p.meter.add(&c);
+                    p.last_seen_ms = p.last_seen_ms.max(d.last_seen_ms);
+                    p.protocols.insert(app_label);
+                }
+            }
+            Owner::Unattributed(r) => self.unattributed.entry(r).or_default().add(&c),
+            Owner::Pending { .. } => {}
+        }
+        let host = self.hosts.entry(d.key.remote).or_default();
+        host.meter.add(&c);
+        host.last_seen_ms = host.last_seen_ms.max(d.last_seen_ms);
+        if is_new {
+            if let Some((_, res)) = self.early.remove(&d.key) {
+                self.settle(&d.key, &res, first_seen);
+            }
+        }
+    }
+
+    /// Takes an owner answer from the resolver.
+    pub fn apply_resolution(&mut self, res: Resolution, now_ms: i64) {
+        let key = key_of(&res.query);
+        match self.flows.get(&key).map(|r| r.first_seen_ms) {
+            Some(first) => self.settle(&key, &res, first),
+            None => {
+                // The flow-start capture is faster than the bulk hand-off:
+                // keep the answer until the flow's first delta arrives.
+                self.early.insert(key, (now_ms, res));
+            }
+        }
+    }
+
+    fn settle(&mut self, key: &FlowKey, res: &Resolution, first_seen_ms: i64) {
+        let Some(rec) = self.flows.get_mut(key) else { return };
+        let upgrade = matches!(rec.owner, Owner::Pending { .. })
+            || (matches!(rec.owner, Owner::Unattributed(r) if r == Unattributed::NoSocket.as_str() || r == Unattributed::SocketGone.as_str())
+                && res.owner.is_ok());
+        if !upgrade {
+            return;
+        }
+        let moved = rec.meter;
+        if let Owner::Unattributed(r) = rec.owner {
+            if let Some(b) = self.unattributed.get_mut(r) {
+                b.total = sub(b.total, moved.total);
+                b.tick = sub(b.tick, moved.tick);
+            }
+        }
+        let label = protocol_label(key, rec.app);
+        match &res.owner {
+            Ok(info) => {
+                let k = (info.pid, info.start_time);
+                rec.owner = Owner::Process(k);
+                let p = self.procs.entry(k).or_insert_with(|| ProcRec {
+                    info: info.clone(),
+                    meter: Meter::default(),
+                    protocols: BTreeSet::new(),
+                    live_flows: 0,
+                    alive: true,
+                    first_seen_ms: first_seen_ms,
+                    last_seen_ms: rec.last_seen_ms,
+                });
+                p.meter.total.add(&moved.total);
+                p.meter.tick.add(&moved.tick);
+                p.protocols.insert(label);
+                p.first_seen_ms = p.first_seen_ms.min(first_seen_ms);
+                p.last_seen_ms = p.last_seen_ms.max(rec.last_seen_ms);
+                let latency_us = u64::try_from(res.latency.as_micros()).unwrap_or(u64::MAX);
+                self.record_latency(latency_us);
+            }
+            Err(reason) => {
+                rec.owner = Owner::Unattributed(reason.as_str());
+                let b = self.unattributed.entry(reason.as_str()).or_default();
+                b.total.add(&moved.total);
+                b.tick.add(&moved.tick);
+            }
+        }
+    }
+
+    fn record_latency(&mut self, us: u64) {
+        if self.latencies_us.len() < LATENCY_SAMPLES {
+            self.latencies_us.push(us);
+        } else {
+            self.latencies_us[self.latency_pos] = us;
+        }
+        self.latency_pos = (self.latency_pos + 1) % LATENCY_SAMPLES;
+    }
+
+    /// (p50, p99) of recent attribution latencies, microseconds.
+    pub fn latency_percentiles(&self) -> (u64, u64) {
+        if self.latencies_us.is_empty() {
+            return (0, 0);
+        }
+        let mut v = self.latencies_us.clone();
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        (at(0.50), at(0.99))
+    }
+
+    /// Flows that need asking again, and flows given up on.
+    pub fn maintenance(&mut self, now_ms: i64) -> Resubmit {
+        let mut again = Vec::new();
+        let mut give_up = Vec::new();
+        for (k, r) in self.flows.iter_mut() {
+            if let Owner::Pending { resubmitted } = r.owner {
+                let age = now_ms - r.first_seen_ms;
+                if age > GIVE_UP_AFTER_MS {
+                    give_up.push(*k);
+                } else if age > RESUBMIT_AFTER_MS && !resubmitted {
+                    r.owner = Owner::Pending { resubmitted: true };
+                    again.push(SocketQuery {
+                        proto: k.proto,
+                        local: std::net::SocketAddr::new(k.local, k.local_port),
+                        remote: std::net::SocketAddr::new(k.remote, k.remote_port),
+                    });
+                }
+            }
+        }
+        for k in give_up {
+            if let Some(r) = self.flows.get_mut(&k) {
+                let m = r.meter;
+                r.owner = Owner::Unattributed(Unattributed::NoSocket.as_str());
+                let b = self.unattributed.entry(Unattributed::NoSocket.as_str()).or_default();
+                b.total.add(&m.total);
+                b.tick.add(&m.tick);
+            }
+        }
+        self.early.retain(|_, (t, _)| now_ms - *t < EARLY_TTL_MS);
+        again
+    }
+
+    /// Zeroes live totals; owners and live flows stay known.
+    pub fn reset(&mut self) {
+        self.procs.retain(|_, p| p.alive);
+        for p in self.procs.values_mut() {
+            p.meter = Meter::default();
+            p.protocols.clear();
+        }
+        for f in self.flows.values_mut() {
+            f.meter = Meter::default();
+        }
+        self.unattributed.clear();
+        self.hosts.clear();
+        self.ifaces.clear();
+        self.totals = Meter::default();
+        self.packets_by_proto.clear();
+    }
+
+    /// Builds this tick's rollup and starts the next tick.
+    /// `is_alive(pid, start_time)` is asked about processes with no live flow.
+    pub fn roll(&mut self, tick_ms: u64, is_alive: impl Fn(u32, u64) -> bool) -> Rollup {
+        self.ticks += 1;
+        self.rotate();
+        for p in self.procs.values_mut() {
+            p.live_flows = 0;
+        }
+        for h in self.hosts.values_mut() {
+            h.live_flows = 0;
+        }
+        let mut pending = Meter::default();
+        for (k, f) in &self.flows {
+            if !f.ended {
+                if let Some(h) = self.hosts.get_mut(&k.remote) {
+                    h.live_flows += 1;
+                }
+            }
+            match f.owner {
+                Owner::Process(pk) => {
+                    if let Some(p) = self.procs.get_mut(&pk) {
+                        if !f.ended {
+                            p.live_flows += 1;
+                        }
+                        if let Some(h) = self.hosts.get_mut(&k.remote) {
+                            if h.processes.len() < 32 && !h.processes.contains(&p.info.name) {
+                                h.processes.insert(p.info.name.clone());
+                            }
+                        }
+                    }
+                }
+                Owner::Pending { .. } => {
+                    pending.total.add(&f.meter.total);
+                    pending.last.add(&f.meter.last);
+                }
+                Owner::Unattributed(_) => {}
+            }
+        }
+        // A process with no live flow may have exited; check now and then.
+        if self.ticks % 5 == 1 {
+            for p in self.procs.values_mut() {
+                if p.alive && p.live_flows == 0 {
+                    p.alive = is_alive(p.info.pid, p.info.start_time);
+                }
+            }
+        }
+        let mut processes: Vec<v1::ProcessRow> = self
+            .procs
+            .values()
+            .map(|p| v1::ProcessRow {
+                process: Some(identity(&p.info)),
+                traffic: Some(p.meter.traffic(tick_ms)),
+                protocols: p.protocols.iter().map(|s| (*s).to_owned()).collect(),
+                connections: p.live_flows,
+                alive: p.alive,
+                first_seen_ms: p.first_seen_ms,
+                last_seen_ms: p.last_seen_ms,
+                over_threshold: false,
+                threshold_bps: 0,
+            })
+            .collect();
+        processes.sort_by_key(|r| {
+            let t = r.traffic.unwrap_or_default();
+            std::cmp::Reverse(t.up_bytes + t.down_bytes)
+        });
+
+        let mut reasons: Vec<v1::UnattributedReason> = self
+            .unattributed
+            .iter()
+            .map(|(r, m)| v1::UnattributedReason { reason: (*r).to_owned(), traffic: Some(m.traffic(tick_ms)) })
+            .collect();
+        if pending.total != Counts::default() {
+            reasons.push(v1::UnattributedReason {
+                reason: Unattributed::Pending.as_str().to_owned(),
+                traffic: Some(pending.traffic(tick_ms)),
+            });
+        }
+        reasons.sort_by(|a, b| a.reason.cmp(&b.reason));
+        let mut un = Meter::default();
+        for m in self.unattributed.values() {
+            un.total.add(&m.total);
+            un.last.add(&m.last);
+        }
+        un.total.add(&pending.total);
+        un.last.add(&pending.last);
+
+        let mut hosts: Vec<v1::HostRow> = self
+            .hosts
+            .iter()
+            .map(|(ip, h)| v1::HostRow {
+                address: ip.to_string(),
+                name: String::new(),
+                category: String::new(),
+                traffic: Some(h.meter.traffic(tick_ms)),
+                processes: h.processes.iter().cloned().collect(),
+                connections: h.live_flows,
+            })
+            .collect();
+        hosts.sort_by_key(|h| {
+            let t = h.traffic.unwrap_or_default();
+            std::cmp::Reverse(t.up_bytes + t.down_bytes)
+        });
+
+        let attributed: u64 = self.procs.values().map(|p| p.meter.total.up_bytes + p.meter.total.down_bytes).sum();
+        let tick_packets: u64 = self.packets_by_proto.values().sum();
+        // packets_by_proto and size_hist count the tick just ended.
+        let rollup = Rollup {
+            processes,
+            totals: self.totals.traffic(tick_ms),
+            unattributed: v1::Unattributed { traffic: Some(un.traffic(tick_ms)), reasons },
+            hosts,
+            packet_stats: v1::PacketStats {
+                packets_by_protocol: self.packets_by_proto.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+                size_bounds: SIZE_BOUNDS.to_vec(),
+                size_counts: self.size_hist.to_vec(),
+                packets_per_sec: tick_packets.saturating_mul(1000) / tick_ms.max(1),
+            },
+            per_iface: self.ifaces.iter().map(|(k, m)| (*k, m.traffic(tick_ms))).collect(),
+            bytes_captured: self.totals.total.up_bytes + self.totals.total.down_bytes,
+            bytes_attributed: attributed,
+            flows_tracked: self.flows.len() as u64,
+        };
+        self.end_tick();
+        rollup
+    }
+
+    fn rotate(&mut self) {
+        self.procs.values_mut().for_each(|p| p.meter.rotate());
+        self.unattributed.values_mut().for_each(Meter::rotate);
+        self.hosts.values_mut().for_each(|h| h.meter.rotate());
+        self.ifaces.values_mut().for_each(Meter::rotate);
+        self.flows.values_mut().for_each(|f| f.meter.rotate());
+        self.totals.rotate();
+    }
+
+    fn end_tick(&mut self) {
+        self.packets_by_proto.clear();
+        self.size_hist = [0; SIZE_BOUNDS.len()];
+        // Ended flows whose owner is settled are done; their bytes live on
+        // in the process, host and bucket totals.
+        self.flows.retain(|_, f| !(f.ended && !matches!(f.owner, Owner::Pending { .. })));
+        let dead = self.procs.values().filter(|p| !p.alive).count();
+        if dead > MAX_DEAD_PROCESSES {
+            let mut old: Vec<(i64, ProcKey)> =
+                self.procs.iter().filter(|(_, p)| !p.alive).map(|(k, p)| (p.last_seen_ms, *k)).collect();
+            old.sort_unstable();
+            for (_, k) in old.into_iter().take(dead - MAX_DEAD_PROCESSES) {
+                self.procs.remove(&k);
+            }
+        }
+        if self.hosts.len() > MAX_HOSTS {
+            let mut small: Vec<(u64, i64, IpAddr)> = self
+                .hosts
+                .iter()
+                .filter(|(_, h)| h.live_flows == 0)
+                .map(|(ip, h)| (h.meter.total.up_bytes + h.meter.total.down_bytes, h.last_seen_ms, *ip))
+                .collect();
+            small.sort_unstable();
+            let excess = self.hosts.len() - MAX_HOSTS;
+            for (_, _, ip) in small.into_iter().take(excess) {
+                self.hosts.remove(&ip);
+            }
+        }
+    }
+
+    /// Live flows as API rows, with their owners.
+    pub fn connections(&self, tick_ms: u64, iface_name: impl Fn(u16) -> String) -> Vec<v1::Connection> {
+        self.flows
+            .iter()
+            .filter(|(_, f)| !f.ended)
+            .map(|(k, f)| {
+                let (process, reason) = match f.owner {
+                    Owner::Process(pk) => (self.procs.get(&pk).map(|p| identity(&p.info)), String::new()),
+                    Owner::Pending { .. } => (None, Unattributed::Pending.as_str().to_owned()),
+                    Owner::Unattributed(r) => (None, r.to_owned()),
+                };
+                v1::Connection {
+                    protocol: transport_name(k.proto).to_owned(),
+                    app_protocol: if f.app == AppProto::Unknown { String::new() } else { f.app.name().to_owned() },
+                    local_addr: k.local.to_string(),
+                    local_port: u32::from(k.local_port),
+                    remote_addr: k.remote.to_string(),
+                    remote_port: u32::from(k.remote_port),
+                    remote_name: String::new(),
+                    state: tcp_state_name(k.proto, f.tcp_state).to_owned(),
+                    process,
+                    unattributed_reason: reason,
+                    traffic: Some(f.meter.traffic(tick_ms)),
+                    first_seen_ms: f.first_seen_ms,
+                    last_seen_ms: f.last_seen_ms,
+                    interface: iface_name(f.iface),
+                }
+            })
+            .collect()
+    }
+}
+
+fn sub(a: Counts, b: Counts) -> Counts {
+    Counts {
+        up_bytes: a.up_bytes.saturating_sub(b.up_bytes),
+        down_bytes: a.down_bytes.saturating_sub(b.down_bytes),
+        up_packets: a.up_packets.saturating_sub(b.up_packets),
+        down_packets: a.down_packets.saturating_sub(b.down_packets),
+    }
+}
+
+fn tcp_state_name(proto: u8, s: TcpState) -> &'static str {
+    if proto != 6 {
+        return "active";
+    }
+    match s {
+        TcpState::None => "unknown",
+        TcpState::SynSent => "syn_sent",
+        TcpState::SynReceived => "syn_received",
+        TcpState::Established => "established",
+        TcpState::Closing => "closing",
+        TcpState::Closed => "closed",
+    }
+}
+
+pub fn identity(p: &ProcessInfo) -> v1::ProcessIdentity {
+    v1::ProcessIdentity {
+        pid: p.pid,
+        start_time: p.start_time,
+        name: p.name.clone(),
+        exe: p.exe.clone(),
+        cmdline: p.cmdline.clone(),
+        uid: p.uid,
+        user: p.user.clone(),
+        unit: p.unit.clone(),
+        cgroup: p.cgroup.clone(),
+        netns: p.netns,
+        started_ms: p.started_ms,
+    }
+}
