@@ -580,7 +580,20 @@ impl Worker {
                 return Some(c);
             }
         }
-        let info = Arc::new(self.info.read_rest(h.pid, &proc_pid, stat));
+        // The process may exec while we read its files: read stat again afterwards and
+        // start over (a few times at most) so name, exe and cmdline are of one image.
+        let mut stat = stat;
+        let mut info = self.info.read_rest(h.pid, &proc_pid, stat.clone());
+        for _ in 0..3 {
+            match InfoReader::read_stat(&proc_pid) {
+                Some(again) if again != stat => {
+                    stat = again;
+                    info = self.info.read_rest(h.pid, &proc_pid, stat.clone());
+                }
+                _ => break,
+            }
+        }
+        let info = Arc::new(info);
         if self.cache.len() >= CACHE_MAX {
             self.cache.clear();
         }

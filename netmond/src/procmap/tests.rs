@@ -4,6 +4,7 @@
 use super::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::process::Command;
 
 fn need_root() {
@@ -55,6 +56,23 @@ fn my_comm() -> String {
         .to_string()
 }
 
+/// The socket inode behind one of our descriptors.
+fn inode_of(fd: &impl AsRawFd) -> u64 {
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+    fdindex::parse_socket_link(link.as_os_str().as_encoded_bytes()).unwrap()
+}
+
+/// This process owns the flow, through exactly the socket `sock`.
+#[track_caller]
+fn assert_mine(r: &Resolution, sock: &impl AsRawFd) {
+    assert_me(r);
+    assert_eq!(
+        r.inode,
+        inode_of(sock),
+        "the lookup found another socket: {r:?}"
+    );
+}
+
 #[track_caller]
 fn assert_me(r: &Resolution) {
     let info = r
@@ -78,12 +96,12 @@ fn tcp_both_sides(bind: &str) {
     let la = l.local_addr().unwrap();
     let c = TcpStream::connect(la).unwrap();
     let (s, peer) = l.accept().unwrap();
-    assert_me(&resolve(&h, &rx, tcp(c.local_addr().unwrap(), la)));
-    assert_me(&resolve(&h, &rx, tcp(s.local_addr().unwrap(), peer)));
+    assert_mine(&resolve(&h, &rx, tcp(c.local_addr().unwrap(), la)), &c);
+    assert_mine(&resolve(&h, &rx, tcp(s.local_addr().unwrap(), peer)), &s);
     // An inbound connection nobody accepted yet belongs to the listener's owner.
     let c2 = TcpStream::connect(la).unwrap();
     let r = resolve(&h, &rx, tcp(la, c2.local_addr().unwrap()));
-    assert_me(&r);
+    assert_mine(&r, &l);
     assert!(h.stats().via_listener >= 1, "{:?}", h.stats());
     res.stop();
 }
@@ -105,7 +123,7 @@ fn tcp_v4_flow_on_dual_stack_listener_is_this_process() {
     let port = l.local_addr().unwrap().port();
     let la: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let c = TcpStream::connect(la).unwrap();
-    let (_s, peer) = l.accept().unwrap();
+    let (s, peer) = l.accept().unwrap();
     // The capture sees plain IPv4 on both sides.
     let peer4 = match peer {
         SocketAddr::V6(v6) => {
@@ -113,8 +131,8 @@ fn tcp_v4_flow_on_dual_stack_listener_is_this_process() {
         }
         v4 => v4,
     };
-    assert_me(&resolve(&h, &rx, tcp(la, peer4)));
-    assert_me(&resolve(&h, &rx, tcp(c.local_addr().unwrap(), la)));
+    assert_mine(&resolve(&h, &rx, tcp(la, peer4)), &s);
+    assert_mine(&resolve(&h, &rx, tcp(c.local_addr().unwrap(), la)), &c);
     res.stop();
 }
 
@@ -125,23 +143,29 @@ fn udp_cases(any: &str, lo: &str) {
     a.connect(b.local_addr().unwrap()).unwrap();
     a.send(b"x").unwrap();
     // Connected socket.
-    assert_me(&resolve(
-        &h,
-        &rx,
-        udp(a.local_addr().unwrap(), b.local_addr().unwrap()),
-    ));
+    assert_mine(
+        &resolve(
+            &h,
+            &rx,
+            udp(a.local_addr().unwrap(), b.local_addr().unwrap()),
+        ),
+        &a,
+    );
     // Unconnected receiver: its remote end is a wildcard.
-    assert_me(&resolve(
-        &h,
-        &rx,
-        udp(b.local_addr().unwrap(), a.local_addr().unwrap()),
-    ));
+    assert_mine(
+        &resolve(
+            &h,
+            &rx,
+            udp(b.local_addr().unwrap(), a.local_addr().unwrap()),
+        ),
+        &b,
+    );
     // Unconnected sender bound to the wildcard address, using sendto.
     let w = UdpSocket::bind(format!("{any}:0")).unwrap();
     w.send_to(b"y", b.local_addr().unwrap()).unwrap();
     let wport = w.local_addr().unwrap().port();
     let wl: SocketAddr = SocketAddr::new(b.local_addr().unwrap().ip(), wport);
-    assert_me(&resolve(&h, &rx, udp(wl, b.local_addr().unwrap())));
+    assert_mine(&resolve(&h, &rx, udp(wl, b.local_addr().unwrap())), &w);
     res.stop();
 }
 
@@ -163,7 +187,8 @@ fn udp_v4_flow_on_dual_stack_socket_is_this_process() {
     let dl: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let c = UdpSocket::bind("127.0.0.1:0").unwrap();
     c.send_to(b"z", dl).unwrap();
-    assert_me(&resolve(&h, &rx, udp(dl, c.local_addr().unwrap())));
+    assert_mine(&resolve(&h, &rx, udp(dl, c.local_addr().unwrap())), &d);
+    assert_mine(&resolve(&h, &rx, udp(c.local_addr().unwrap(), dl)), &c);
     res.stop();
 }
 
@@ -256,7 +281,7 @@ fn lookup_latency_over_200_connections() {
         assert!(h.submit(q));
         let (_s, _) = l.accept().unwrap();
         let r = wait_for(&rx, q);
-        assert_me(&r);
+        assert_mine(&r, &c);
         lat.push(r.latency);
         c.write_all(b"x").unwrap();
     }
