@@ -373,6 +373,8 @@ const RECENT_SCAN_MAX: usize = 256;
 const RECENT_MAX: usize = 4096;
 /// Bound on cached `ProcessInfo`s (cleared wholesale beyond it; exits prune it).
 const CACHE_MAX: usize = 16 * 1024;
+/// Most queries in retry at once; beyond it the resolver stops taking new ones.
+const MAX_PENDING: usize = 16 * 1024;
 /// Most queries taken off the queue per round.
 const BATCH_MAX: usize = 1024;
 /// Longest sleep of the resolver when idle (also how often it notices `stop`).
@@ -437,6 +439,14 @@ impl Worker {
                 .min()
                 .unwrap_or(IDLE_WAIT)
                 .min(IDLE_WAIT);
+            if self.pending.len() >= MAX_PENDING {
+                // Saturated: leave new queries in the bounded queue (submitters then see
+                // counted drops) until retries drain.
+                std::thread::sleep(wait);
+                self.drain_events();
+                self.round();
+                continue;
+            }
             match self.rx.recv_timeout(wait) {
                 Ok(Msg::Query(q, t)) => {
                     self.push(q, t);

@@ -337,3 +337,30 @@ fn zero_capacity_is_a_config_error() {
         Err(ProcmapError::Config { .. })
     ));
 }
+
+#[test]
+fn works_without_the_proc_connector() {
+    need_root();
+    let cfg = ResolverConfig {
+        use_connector: false,
+        ..ResolverConfig::default()
+    };
+    let (res, h, rx) = Resolver::start(cfg).unwrap();
+    assert!(!h.stats().connector_active);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let la = l.local_addr().unwrap();
+    let c = TcpStream::connect(la).unwrap();
+    let (_s, _) = l.accept().unwrap();
+    assert_mine(&resolve(&h, &rx, tcp(c.local_addr().unwrap(), la)), &c);
+    // A child: found by the (rate-limited) full rescan instead of an exec event.
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{}; echo hi >&3; sleep 0.3",
+        la.port()
+    );
+    let mut child = Command::new("bash").arg("-c").arg(&script).spawn().unwrap();
+    let (_s2, peer) = l.accept().unwrap();
+    let r = resolve(&h, &rx, tcp(peer, la));
+    assert_eq!(r.owner.as_ref().map(|i| i.pid), Ok(child.id()), "{r:?}");
+    assert!(child.wait().unwrap().success());
+    res.stop();
+}
