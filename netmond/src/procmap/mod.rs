@@ -23,13 +23,20 @@
 //!    ~100 ms in all), then answered `NoSocket` (sock_diag never found it) or
 //!    `SocketGone` (found, but no process holds the inode).
 //!
-//! Not done: sockets of other network namespaces (`OtherNamespace` is never produced;
-//! sock_diag only sees the daemon's namespace), and sockets bound to a device with
-//! SO_BINDTODEVICE (the lookup uses interface 0). `Forwarded` and `Pending` exist for the
+//! 5. Other network namespaces: when a flow misses in the daemon's namespace on its
+//!    first or last attempt, it is looked up through one sock_diag socket per namespace
+//!    that some process lives in (enumerated at most once per `netns_scan_interval`,
+//!    sockets created by a short-lived thread after setns). A socket found there is
+//!    attributed through the same (global) inode index; found but unowned is
+//!    `OtherNamespace`.
+//!
+//! Not done: sockets bound to a device with SO_BINDTODEVICE (the lookup uses interface
+//! 0). `Forwarded` and `Pending` exist for the
 //! engine, which decides them; the resolver never answers them.
 
 mod connector;
 mod fdindex;
+mod netns;
 mod procinfo;
 mod sockdiag;
 
@@ -50,6 +57,7 @@ pub use procinfo::{
 pub use sockdiag::{DiagAnswer, DiagReply};
 
 use fdindex::{FdIndex, Holder};
+use netns::OtherNets;
 use procinfo::InfoReader;
 use sockdiag::{SockDiag, IPPROTO_TCP};
 
@@ -141,6 +149,11 @@ pub struct ResolverConfig {
     pub recent_window: Duration,
     /// Subscribe to the kernel proc connector (needs root).
     pub use_connector: bool,
+    /// When a flow misses in the daemon's own network namespace (first and last
+    /// attempt only), look it up in the namespaces other processes live in.
+    pub other_netns: bool,
+    /// Minimum time between two enumerations of the namespaces in use.
+    pub netns_scan_interval: Duration,
     /// Where procfs is mounted.
     pub proc_root: PathBuf,
 }
@@ -156,6 +169,8 @@ impl Default for ResolverConfig {
             full_scan_interval: Duration::from_millis(100),
             recent_window: Duration::from_secs(2),
             use_connector: true,
+            other_netns: true,
+            netns_scan_interval: Duration::from_secs(1),
             proc_root: PathBuf::from("/proc"),
         }
     }
@@ -189,6 +204,8 @@ pub struct ResolverStats {
     pub socket_gone: u64,
     /// Answers inferred from the listening socket (inbound connection not yet accepted).
     pub via_listener: u64,
+    /// Sockets found in another network namespace.
+    pub other_netns: u64,
     pub full_scans: u64,
     pub pid_scans: u64,
     pub diag_errors: u64,
@@ -205,6 +222,7 @@ struct Counters {
     no_socket: AtomicU64,
     socket_gone: AtomicU64,
     via_listener: AtomicU64,
+    other_netns: AtomicU64,
     full_scans: AtomicU64,
     pid_scans: AtomicU64,
     diag_errors: AtomicU64,
@@ -259,6 +277,7 @@ impl ResolverHandle {
             no_socket: r(&c.no_socket),
             socket_gone: r(&c.socket_gone),
             via_listener: r(&c.via_listener),
+            other_netns: r(&c.other_netns),
             full_scans: r(&c.full_scans),
             pid_scans: r(&c.pid_scans),
             diag_errors: r(&c.diag_errors),
@@ -311,7 +330,11 @@ impl Resolver {
             }
         }
 
+        let nets = cfg
+            .other_netns
+            .then(|| OtherNets::new(&cfg.proc_root, cfg.netns_scan_interval));
         let mut worker = Worker {
+            nets,
             index: FdIndex::new(&cfg.proc_root),
             info: InfoReader::new(&cfg.proc_root),
             cfg,
@@ -389,11 +412,14 @@ struct Pending {
     diag: Option<DiagReply>,
     /// Some round found a live socket (so a final miss is `SocketGone`).
     seen_socket: bool,
+    /// The foreign network namespace (its inode) the socket was found in.
+    ns: Option<u64>,
     done: bool,
 }
 
 struct Worker {
     cfg: ResolverConfig,
+    nets: Option<OtherNets>,
     diag: SockDiag,
     index: FdIndex,
     info: InfoReader,
@@ -423,6 +449,49 @@ fn unspecified(family: u8) -> SocketAddr {
     } else {
         SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0)
     }
+}
+
+/// One sock_diag round for a query, through `diag` (of some network namespace).
+fn lookup_in(diag: &mut SockDiag, q: SocketQuery, counters: &Counters) -> io::Result<Found> {
+    let v4 = q.local.is_ipv4() && q.remote.is_ipv4();
+    let (mut fam, mut l, mut r) = if v4 {
+        (libc::AF_INET as u8, q.local, q.remote)
+    } else {
+        (
+            libc::AF_INET6 as u8,
+            sockdiag::mapped(q.local),
+            sockdiag::mapped(q.remote),
+        )
+    };
+    let mut ans = diag.lookup(fam, q.proto, l, r)?;
+    if ans == DiagAnswer::NotFound && v4 {
+        fam = libc::AF_INET6 as u8;
+        l = sockdiag::mapped(l);
+        r = sockdiag::mapped(r);
+        ans = diag.lookup(fam, q.proto, l, r)?;
+    }
+    let DiagAnswer::Found(rep) = ans else {
+        return Ok(Found::Nothing);
+    };
+    if rep.inode != 0 {
+        return Ok(Found::Socket(rep));
+    }
+    let inbound_new = q.proto == IPPROTO_TCP
+        && matches!(
+            rep.state,
+            sockdiag::TCP_SYN_RECV | sockdiag::TCP_ESTABLISHED | sockdiag::TCP_CLOSE_WAIT
+        );
+    if inbound_new {
+        if let DiagAnswer::Found(lst) = diag.lookup(fam, q.proto, l, unspecified(fam))? {
+            if lst.inode != 0 && lst.state == sockdiag::TCP_LISTEN {
+                counters.via_listener.fetch_add(1, Ordering::Relaxed);
+                return Ok(Found::Socket(lst));
+            }
+        }
+        // Not accepted yet and no listener seen: try again later.
+        return Ok(Found::Nothing);
+    }
+    Ok(Found::Gone(rep))
 }
 
 impl Worker {
@@ -474,6 +543,7 @@ impl Worker {
             due: submitted,
             diag: None,
             seen_socket: false,
+            ns: None,
             done: false,
         });
     }
@@ -518,49 +588,6 @@ impl Worker {
         {
             self.recent.pop_front();
         }
-    }
-
-    /// One sock_diag round for a query.
-    fn lookup(&mut self, q: SocketQuery) -> io::Result<Found> {
-        let v4 = q.local.is_ipv4() && q.remote.is_ipv4();
-        let (mut fam, mut l, mut r) = if v4 {
-            (libc::AF_INET as u8, q.local, q.remote)
-        } else {
-            (
-                libc::AF_INET6 as u8,
-                sockdiag::mapped(q.local),
-                sockdiag::mapped(q.remote),
-            )
-        };
-        let mut ans = self.diag.lookup(fam, q.proto, l, r)?;
-        if ans == DiagAnswer::NotFound && v4 {
-            fam = libc::AF_INET6 as u8;
-            l = sockdiag::mapped(l);
-            r = sockdiag::mapped(r);
-            ans = self.diag.lookup(fam, q.proto, l, r)?;
-        }
-        let DiagAnswer::Found(rep) = ans else {
-            return Ok(Found::Nothing);
-        };
-        if rep.inode != 0 {
-            return Ok(Found::Socket(rep));
-        }
-        let inbound_new = q.proto == IPPROTO_TCP
-            && matches!(
-                rep.state,
-                sockdiag::TCP_SYN_RECV | sockdiag::TCP_ESTABLISHED | sockdiag::TCP_CLOSE_WAIT
-            );
-        if inbound_new {
-            if let DiagAnswer::Found(lst) = self.diag.lookup(fam, q.proto, l, unspecified(fam))? {
-                if lst.inode != 0 && lst.state == sockdiag::TCP_LISTEN {
-                    self.counters.via_listener.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Found::Socket(lst));
-                }
-            }
-            // Not accepted yet and no listener seen: try again later.
-            return Ok(Found::Nothing);
-        }
-        Ok(Found::Gone(rep))
     }
 
     /// The owner of `inode` if the index knows it and it still holds it.
@@ -632,7 +659,8 @@ impl Worker {
         match &owner {
             Ok(_) => c.attributed.fetch_add(1, Ordering::Relaxed),
             Err(Unattributed::NoSocket) => c.no_socket.fetch_add(1, Ordering::Relaxed),
-            Err(_) => c.socket_gone.fetch_add(1, Ordering::Relaxed),
+            Err(Unattributed::SocketGone) => c.socket_gone.fetch_add(1, Ordering::Relaxed),
+            Err(_) => 0,
         };
         let mut res = Resolution {
             query: p.query,
@@ -667,7 +695,9 @@ impl Worker {
             p.due = now + *d;
             return;
         }
-        let why = if p.seen_socket {
+        let why = if p.seen_socket && p.ns.is_some() {
+            Unattributed::OtherNamespace
+        } else if p.seen_socket {
             Unattributed::SocketGone
         } else {
             Unattributed::NoSocket
@@ -684,7 +714,20 @@ impl Worker {
             }
             self.pending[i].attempts += 1;
             let q = self.pending[i].query;
-            match self.lookup(q) {
+            let attempts = self.pending[i].attempts as usize;
+            let edge = attempts == 1 || attempts > self.cfg.retry_delays.len();
+            let ns = self.pending[i].ns;
+            let mut res = match ns.and_then(|ino| self.nets.as_mut()?.get_mut(ino)) {
+                Some(sd) => lookup_in(sd, q, &self.counters),
+                None => lookup_in(&mut self.diag, q, &self.counters),
+            };
+            if ns.is_none() && edge && matches!(res, Ok(Found::Nothing)) {
+                if let Some((ino, found)) = self.lookup_other(q) {
+                    self.pending[i].ns = Some(ino);
+                    res = Ok(found);
+                }
+            }
+            match res {
                 Ok(Found::Socket(rep)) => {
                     self.pending[i].diag = Some(rep);
                     self.pending[i].seen_socket = true;
@@ -741,6 +784,22 @@ impl Worker {
             }
         }
         self.pending.retain(|p| !p.done);
+    }
+
+    /// Look a flow up in every other network namespace in use.
+    fn lookup_other(&mut self, q: SocketQuery) -> Option<(u64, Found)> {
+        let nets = self.nets.as_mut()?;
+        nets.refresh();
+        for ino in nets.inodes() {
+            let Some(sd) = nets.get_mut(ino) else {
+                continue;
+            };
+            if let Ok(f @ (Found::Socket(_) | Found::Gone(_))) = lookup_in(sd, q, &self.counters) {
+                self.counters.other_netns.fetch_add(1, Ordering::Relaxed);
+                return Some((ino, f));
+            }
+        }
+        None
     }
 
     /// Try the index again for each miss; returns those still unresolved.

@@ -364,3 +364,51 @@ fn works_without_the_proc_connector() {
     assert!(child.wait().unwrap().success());
     res.stop();
 }
+
+#[test]
+fn socket_in_another_network_namespace_is_credited() {
+    use std::io::BufRead;
+    let (res, h, rx) = start();
+    // A child in a fresh network namespace holds a loopback connection there.
+    let py = "import socket,time\n\
+              l=socket.socket(); l.bind(('127.0.0.1',0)); l.listen()\n\
+              c=socket.create_connection(l.getsockname())\n\
+              print(c.getsockname()[1], l.getsockname()[1], flush=True)\n\
+              time.sleep(3)\n";
+    let mut child = Command::new("unshare")
+        .args([
+            "-n",
+            "bash",
+            "-c",
+            "ip link set lo up && exec python3 -c \"$0\"",
+        ])
+        .arg(py)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ports: Vec<u16> = line
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let q = tcp(
+        format!("127.0.0.1:{}", ports[0]).parse().unwrap(),
+        format!("127.0.0.1:{}", ports[1]).parse().unwrap(),
+    );
+    let r = resolve(&h, &rx, q);
+    let _ = child.kill();
+    let _ = child.wait();
+    let info = r
+        .owner
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{r:?}: {}", e.as_str()));
+    assert_eq!(info.pid, child.id(), "{r:?}");
+    assert!(info.name.starts_with("python"), "{r:?}");
+    let own = std::fs::metadata("/proc/self/ns/net").unwrap();
+    assert_ne!(info.netns, std::os::unix::fs::MetadataExt::ino(&own));
+    assert!(h.stats().other_netns >= 1);
+    res.stop();
+}
