@@ -651,9 +651,9 @@ impl Worker {
     fn finish(&mut self, i: usize, owner: Result<Arc<ProcessInfo>, Unattributed>) {
         let p = &mut self.pending[i];
         p.done = true;
-        let (inode, uid) = match (&owner, p.diag) {
-            (_, Some(d)) => (d.inode, (d.inode != 0).then_some(d.uid)),
-            (_, None) => (0, None),
+        let (inode, uid) = match p.diag {
+            Some(d) => (d.inode, (d.inode != 0).then_some(d.uid)),
+            None => (0, None),
         };
         let c = &self.counters;
         match &owner {
