@@ -1,0 +1,278 @@
+//! Process facts (`ProcessInfo`) read from /proc at attribution time: pure parsers over
+//! the text of stat/status/cgroup/cmdline plus one reader that does the file I/O.
+//! Knows nothing of sockets.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use super::ProcessInfo;
+
+/// Fields of `/proc/<pid>/stat` that we use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub comm: String,
+    /// Field 22: clock ticks since boot.
+    pub start_time: u64,
+}
+
+/// Parse `/proc/<pid>/stat`. The comm is between the first '(' and the *last* ')' since
+/// it may itself contain spaces and parentheses.
+pub fn parse_stat(s: &str) -> Option<Stat> {
+    let open = s.find('(')?;
+    let close = s.rfind(')')?;
+    if close < open {
+        return None;
+    }
+    let comm = s[open + 1..close].to_string();
+    // After ") " come fields 3 (state) onward; field 22 is index 19.
+    let start_time = s[close + 1..]
+        .split_ascii_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
+    Some(Stat { comm, start_time })
+}
+
+/// The real uid from the `Uid:` line of `/proc/<pid>/status`.
+pub fn parse_status_uid(s: &str) -> Option<u32> {
+    s.lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `/proc/<pid>/cmdline`: NUL-separated args joined by single spaces.
+pub fn parse_cmdline(b: &[u8]) -> String {
+    let b = b.strip_suffix(b"\0").unwrap_or(b);
+    b.split(|&c| c == 0)
+        .map(String::from_utf8_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `btime` (boot time, seconds since the epoch) from `/proc/stat`.
+pub fn parse_btime(s: &str) -> Option<u64> {
+    s.lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The cgroup path of a process from `/proc/<pid>/cgroup`: the unified (v2, `0::`) line
+/// when it names more than the root, else the `name=systemd` v1 line, else the first
+/// line with a non-root path.
+pub fn parse_cgroup(s: &str) -> String {
+    let entries: Vec<(&str, &str)> = s
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let _id = it.next()?;
+            let ctrl = it.next()?;
+            let path = it.next()?;
+            Some((ctrl, path))
+        })
+        .collect();
+    let pick = |pred: &dyn Fn(&str) -> bool| {
+        entries
+            .iter()
+            .find(|(c, p)| pred(c) && *p != "/")
+            .map(|(_, p)| p.to_string())
+    };
+    pick(&|c| c.is_empty())
+        .or_else(|| pick(&|c| c == "name=systemd"))
+        .or_else(|| pick(&|_| true))
+        .or_else(|| entries.first().map(|(_, p)| p.to_string()))
+        .unwrap_or_default()
+}
+
+/// The innermost systemd unit named in a cgroup path: `/system.slice/nginx.service` ->
+/// `nginx.service`; `""` when none.
+pub fn unit_from_cgroup(path: &str) -> String {
+    const SUFFIXES: [&str; 5] = [".service", ".scope", ".socket", ".mount", ".swap"];
+    path.rsplit('/')
+        .find(|c| SUFFIXES.iter().any(|s| c.ends_with(s) && c.len() > s.len()))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Wall-clock start of a process in ms since the epoch.
+pub fn started_ms(btime_s: u64, start_ticks: u64, clk_tck: u64) -> i64 {
+    let tck = clk_tck.max(1);
+    let ms = btime_s.saturating_mul(1000) + start_ticks.saturating_mul(1000) / tck;
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// Process-independent facts needed to build a `ProcessInfo`, plus the user-name cache.
+pub struct InfoReader {
+    pub btime_s: u64,
+    pub clk_tck: u64,
+    users: HashMap<u32, String>,
+}
+
+impl InfoReader {
+    pub fn new(proc_root: &Path) -> InfoReader {
+        let btime_s = std::fs::read_to_string(proc_root.join("stat"))
+            .ok()
+            .and_then(|s| parse_btime(&s))
+            .unwrap_or(0);
+        let clk_tck = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(100);
+        InfoReader {
+            btime_s,
+            clk_tck,
+            users: HashMap::new(),
+        }
+    }
+
+    pub fn user_name(&mut self, uid: u32) -> String {
+        if let Some(n) = self.users.get(&uid) {
+            return n.clone();
+        }
+        let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| uid.to_string());
+        if self.users.len() > 4096 {
+            self.users.clear();
+        }
+        self.users.insert(uid, name.clone());
+        name
+    }
+
+    /// Read `/proc/<pid>/stat` only: cheap, and enough to key the cache.
+    pub fn read_stat(proc_pid: &Path) -> Option<Stat> {
+        parse_stat(&std::fs::read_to_string(proc_pid.join("stat")).ok()?)
+    }
+
+    /// Read everything else for a process whose stat was just read. Missing pieces
+    /// (exe of a kernel thread, permission) become empty strings, not failures.
+    pub fn read_rest(&mut self, pid: u32, proc_pid: &Path, stat: Stat) -> ProcessInfo {
+        let exe = std::fs::read_link(proc_pid.join("exe"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let cmdline = std::fs::read(proc_pid.join("cmdline"))
+            .map(|b| parse_cmdline(&b))
+            .unwrap_or_default();
+        let uid = std::fs::read_to_string(proc_pid.join("status"))
+            .ok()
+            .and_then(|s| parse_status_uid(&s))
+            .or_else(|| std::fs::metadata(proc_pid).ok().map(|m| m.uid()))
+            .unwrap_or(u32::MAX);
+        let user = self.user_name(uid);
+        let cgroup = std::fs::read_to_string(proc_pid.join("cgroup"))
+            .map(|s| parse_cgroup(&s))
+            .unwrap_or_default();
+        let unit = unit_from_cgroup(&cgroup);
+        let netns = std::fs::metadata(proc_pid.join("ns/net"))
+            .map(|m| m.ino())
+            .unwrap_or(0);
+        ProcessInfo {
+            pid,
+            start_time: stat.start_time,
+            started_ms: started_ms(self.btime_s, stat.start_time, self.clk_tck),
+            name: stat.comm,
+            exe,
+            cmdline,
+            uid,
+            user,
+            unit,
+            cgroup,
+            netns,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_spaces_and_parens_in_comm() {
+        let s = "4242 (my (odd) proc) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0";
+        assert_eq!(
+            parse_stat(s),
+            Some(Stat {
+                comm: "my (odd) proc".into(),
+                start_time: 987654
+            })
+        );
+    }
+
+    #[test]
+    fn stat_real_line_and_garbage() {
+        let s = "12577 (cat) R 12575 12575 5609 0 -1 4194304 101 0 0 0 0 0 0 0 20 0 1 0 55918 3133440 406 18446744073709551615 94510807838720\n";
+        assert_eq!(parse_stat(s).unwrap().start_time, 55918);
+        assert_eq!(parse_stat(s).unwrap().comm, "cat");
+        assert_eq!(parse_stat("12 (x) R 1 2"), None);
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat(")("), None);
+    }
+
+    #[test]
+    fn status_uid_is_the_real_uid() {
+        let s = "Name:\tbash\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t1000\t0\t0\t0\nGid:\t100\t100\t100\t100\n";
+        assert_eq!(parse_status_uid(s), Some(1000));
+        assert_eq!(parse_status_uid("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn cmdline_joins_args() {
+        assert_eq!(parse_cmdline(b"curl\0-s\0http://x/\0"), "curl -s http://x/");
+        assert_eq!(
+            parse_cmdline(b"nginx: worker process"),
+            "nginx: worker process"
+        );
+        assert_eq!(parse_cmdline(b""), "");
+        assert_eq!(parse_cmdline(b"a\0\0b\0"), "a  b");
+    }
+
+    #[test]
+    fn btime_from_proc_stat() {
+        let s = "cpu  1 2 3\ncpu0 1 2 3\nintr 5\nctxt 9\nbtime 1795303095\nprocesses 12\n";
+        assert_eq!(parse_btime(s), Some(1795303095));
+        assert_eq!(parse_btime("cpu 1\n"), None);
+    }
+
+    #[test]
+    fn cgroup_v2_unit() {
+        let s = "0::/system.slice/nginx.service\n";
+        assert_eq!(parse_cgroup(s), "/system.slice/nginx.service");
+        assert_eq!(unit_from_cgroup(&parse_cgroup(s)), "nginx.service");
+    }
+
+    #[test]
+    fn cgroup_user_session_scope() {
+        let p =
+            "/user.slice/user-1000.slice/user@1000.service/app.slice/app-gnome-firefox-1234.scope";
+        assert_eq!(unit_from_cgroup(p), "app-gnome-firefox-1234.scope");
+        assert_eq!(unit_from_cgroup("/"), "");
+        assert_eq!(unit_from_cgroup(""), "");
+        assert_eq!(unit_from_cgroup("/docker/abc"), "");
+        assert_eq!(unit_from_cgroup("/x/.service"), "");
+    }
+
+    #[test]
+    fn cgroup_v1_hybrid_prefers_name_systemd_then_any() {
+        let s = "9:name=systemd:/system.slice/sshd.service\n4:memory:/foo\n0::/\n";
+        assert_eq!(parse_cgroup(s), "/system.slice/sshd.service");
+        let s2 = "9:name=systemd:/\n4:memory:/process_api/7e9e\n0::/\n";
+        assert_eq!(parse_cgroup(s2), "/process_api/7e9e");
+        assert_eq!(parse_cgroup("0::/\n"), "/");
+        assert_eq!(parse_cgroup(""), "");
+    }
+
+    #[test]
+    fn started_ms_from_ticks() {
+        assert_eq!(started_ms(1_000, 250, 100), 1_002_500);
+        assert_eq!(started_ms(0, 5, 0), 5_000);
+    }
+}

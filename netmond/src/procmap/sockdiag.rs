@@ -1,0 +1,453 @@
+//! sock_diag exact lookups (NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY without NLM_F_DUMP):
+//! request building and reply parsing are pure functions over bytes; the only I/O is
+//! one send and one recv per lookup. Knows nothing of processes or /proc.
+
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+const NLMSG_HDR_LEN: usize = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLM_F_REQUEST: u16 = 1;
+/// `struct inet_diag_req_v2`: 8 bytes of header + 48 bytes of `inet_diag_sockid`.
+const REQ_V2_LEN: usize = 56;
+/// `struct inet_diag_msg`.
+const DIAG_MSG_LEN: usize = 72;
+
+/// TCP states as reported by inet_diag (`include/net/tcp_states.h`).
+pub const TCP_ESTABLISHED: u8 = 1;
+pub const TCP_SYN_RECV: u8 = 3;
+pub const TCP_CLOSE_WAIT: u8 = 8;
+pub const TCP_LISTEN: u8 = 10;
+
+/// The part of an `inet_diag_msg` reply that attribution needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiagReply {
+    pub family: u8,
+    pub state: u8,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub uid: u32,
+    /// 0 for TIME_WAIT, request (SYN_RECV) and orphaned sockets.
+    pub inode: u64,
+}
+
+/// What one lookup answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiagAnswer {
+    Found(DiagReply),
+    /// The kernel answered ENOENT: no socket matches.
+    NotFound,
+}
+
+/// Address bytes as the kernel wants them in `idiag_src`/`idiag_dst` (4 x be32).
+fn addr_words(ip: IpAddr) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    match ip {
+        IpAddr::V4(v4) => out[..4].copy_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => out = v6.octets(),
+    }
+    out
+}
+
+/// Build a complete netlink message: `nlmsghdr` + `inet_diag_req_v2` for an exact lookup
+/// of the socket whose local end is `local` and whose peer is `remote`. `family` is
+/// `AF_INET` or `AF_INET6`; the addresses must already be in that family (v4-mapped
+/// v6 addresses for a v4 flow looked up as AF_INET6).
+///
+/// UDP quirk: the kernel's `udp_dump_one` passes `idiag_src` as the lookup's *source*
+/// (the remote end of an incoming datagram) and `idiag_dst` as the local end ("src and
+/// dst are swapped for historical reasons" in `net/ipv4/udp_diag.c`), so for UDP the
+/// two ends are written swapped. TCP uses `idiag_src` = local.
+pub fn build_request(
+    seq: u32,
+    family: u8,
+    proto: u8,
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> [u8; NLMSG_HDR_LEN + REQ_V2_LEN] {
+    let mut b = [0u8; NLMSG_HDR_LEN + REQ_V2_LEN];
+    let len = (NLMSG_HDR_LEN + REQ_V2_LEN) as u32;
+    b[0..4].copy_from_slice(&len.to_ne_bytes());
+    b[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    b[6..8].copy_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    b[8..12].copy_from_slice(&seq.to_ne_bytes());
+    // nlmsg_pid 0: the kernel.
+    let r = &mut b[NLMSG_HDR_LEN..];
+    r[0] = family;
+    r[1] = proto;
+    r[2] = 0; // idiag_ext: nothing extra
+    r[3] = 0;
+    r[4..8].copy_from_slice(&u32::MAX.to_ne_bytes()); // idiag_states: all
+    let (src, dst) = if proto == IPPROTO_UDP {
+        (remote, local)
+    } else {
+        (local, remote)
+    };
+    // inet_diag_sockid at offset 8
+    r[8..10].copy_from_slice(&src.port().to_be_bytes());
+    r[10..12].copy_from_slice(&dst.port().to_be_bytes());
+    r[12..28].copy_from_slice(&addr_words(src.ip()));
+    r[28..44].copy_from_slice(&addr_words(dst.ip()));
+    // idiag_if = 0 (any)
+    r[48..56].copy_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
+    b
+}
+
+/// Why a reply could not be understood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    Truncated,
+    UnexpectedType(u16),
+    /// The kernel returned an error other than ENOENT (positive errno).
+    Kernel(i32),
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn sockaddr_from(family: u8, port_be: &[u8], addr: &[u8]) -> Option<SocketAddr> {
+    let port = u16::from_be_bytes(port_be.try_into().ok()?);
+    let ip: IpAddr = if i32::from(family) == libc::AF_INET {
+        let a: [u8; 4] = addr.get(..4)?.try_into().ok()?;
+        IpAddr::from(a)
+    } else {
+        let a: [u8; 16] = addr.get(..16)?.try_into().ok()?;
+        IpAddr::from(Ipv6Addr::from(a))
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Parse an `inet_diag_msg` payload (without the netlink header).
+pub fn parse_diag_msg(p: &[u8]) -> Option<DiagReply> {
+    if p.len() < DIAG_MSG_LEN {
+        return None;
+    }
+    let family = p[0];
+    let state = p[1];
+    let id = &p[4..52];
+    let local = sockaddr_from(family, &id[0..2], &id[4..20])?;
+    let remote = sockaddr_from(family, &id[2..4], &id[20..36])?;
+    let uid = u32_at(p, 64)?;
+    let inode = u64::from(u32_at(p, 68)?);
+    Some(DiagReply {
+        family,
+        state,
+        local,
+        remote,
+        uid,
+        inode,
+    })
+}
+
+/// Parse the kernel's answer to one non-dump request: either one SOCK_DIAG_BY_FAMILY
+/// message, or NLMSG_ERROR (ENOENT = not found). Only the first message counts.
+pub fn parse_reply(buf: &[u8]) -> Result<DiagAnswer, ParseError> {
+    let len = u32_at(buf, 0).ok_or(ParseError::Truncated)? as usize;
+    let ty = u16_at(buf, 4).ok_or(ParseError::Truncated)?;
+    if len < NLMSG_HDR_LEN || len > buf.len() {
+        return Err(ParseError::Truncated);
+    }
+    let payload = &buf[NLMSG_HDR_LEN..len];
+    match ty {
+        SOCK_DIAG_BY_FAMILY => parse_diag_msg(payload)
+            .map(DiagAnswer::Found)
+            .ok_or(ParseError::Truncated),
+        NLMSG_ERROR => {
+            let err = u32_at(payload, 0).ok_or(ParseError::Truncated)? as i32;
+            if err == -libc::ENOENT {
+                Ok(DiagAnswer::NotFound)
+            } else {
+                Err(ParseError::Kernel(-err))
+            }
+        }
+        NLMSG_DONE => Ok(DiagAnswer::NotFound),
+        other => Err(ParseError::UnexpectedType(other)),
+    }
+}
+
+/// Map a v4 socket address to its v4-mapped v6 form.
+pub fn mapped(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V4(v4) => SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port()),
+        v6 => v6,
+    }
+}
+
+/// A NETLINK_SOCK_DIAG socket doing one synchronous exact lookup at a time.
+pub struct SockDiag {
+    fd: OwnedFd,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl SockDiag {
+    pub fn open() -> io::Result<SockDiag> {
+        // SAFETY: plain socket(2) call; the result is checked before use.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                libc::NETLINK_SOCK_DIAG,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a freshly created, valid descriptor owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // A receive timeout so a lost reply can never wedge the resolver thread.
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
+        // SAFETY: `tv` is a valid timeval for the duration of the call and the size is right.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(SockDiag {
+            fd,
+            seq: 0,
+            buf: vec![0u8; 8192],
+        })
+    }
+
+    /// One exact lookup. `family` is libc::AF_INET or AF_INET6 (as u8).
+    pub fn lookup(
+        &mut self,
+        family: u8,
+        proto: u8,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> io::Result<DiagAnswer> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let req = build_request(seq, family, proto, local, remote);
+        // SAFETY: sockaddr_nl is plain old data; zeroed is a valid value.
+        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: `req` and `kernel` are valid for the given lengths during the call.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                req.as_ptr().cast(),
+                req.len(),
+                0,
+                (&kernel as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        loop {
+            // SAFETY: `buf` is a valid writable buffer of the given length.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    0,
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let got = &self.buf[..n as usize];
+            // Skip stale replies of an earlier lookup that timed out.
+            if u32_at(got, 8) != Some(seq) {
+                continue;
+            }
+            return parse_reply(got).map_err(|e| io::Error::other(format!("{e:?}")));
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
+mod tests {
+    use super::*;
+
+    const TCP_TIME_WAIT: u8 = 6;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn reply_bytes(
+        family: u8,
+        state: u8,
+        l: SocketAddr,
+        r: SocketAddr,
+        uid: u32,
+        ino: u32,
+    ) -> Vec<u8> {
+        let mut b = vec![0u8; NLMSG_HDR_LEN + DIAG_MSG_LEN];
+        let len = b.len() as u32;
+        b[0..4].copy_from_slice(&len.to_ne_bytes());
+        b[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        b[8..12].copy_from_slice(&7u32.to_ne_bytes());
+        let p = &mut b[NLMSG_HDR_LEN..];
+        p[0] = family;
+        p[1] = state;
+        p[4..6].copy_from_slice(&l.port().to_be_bytes());
+        p[6..8].copy_from_slice(&r.port().to_be_bytes());
+        p[8..24].copy_from_slice(&addr_words(l.ip()));
+        p[24..40].copy_from_slice(&addr_words(r.ip()));
+        p[64..68].copy_from_slice(&uid.to_ne_bytes());
+        p[68..72].copy_from_slice(&ino.to_ne_bytes());
+        b
+    }
+
+    #[test]
+    fn request_tcp_v4_has_local_as_src_and_no_dump_flag() {
+        let b = build_request(
+            9,
+            libc::AF_INET as u8,
+            IPPROTO_TCP,
+            sa("10.0.0.1:443"),
+            sa("10.0.0.2:50000"),
+        );
+        assert_eq!(u32::from_ne_bytes(b[0..4].try_into().unwrap()), 72);
+        assert_eq!(u16::from_ne_bytes(b[4..6].try_into().unwrap()), 20);
+        assert_eq!(
+            u16::from_ne_bytes(b[6..8].try_into().unwrap()),
+            NLM_F_REQUEST
+        );
+        assert_eq!(u32::from_ne_bytes(b[8..12].try_into().unwrap()), 9);
+        let r = &b[16..];
+        assert_eq!(r[0], libc::AF_INET as u8);
+        assert_eq!(r[1], 6);
+        assert_eq!(&r[8..10], &443u16.to_be_bytes());
+        assert_eq!(&r[10..12], &50000u16.to_be_bytes());
+        assert_eq!(&r[12..16], &[10, 0, 0, 1]);
+        assert_eq!(&r[28..32], &[10, 0, 0, 2]);
+        assert_eq!(&r[48..56], &[0xff; 8]);
+    }
+
+    #[test]
+    fn request_udp_swaps_ends() {
+        let b = build_request(
+            1,
+            libc::AF_INET as u8,
+            IPPROTO_UDP,
+            sa("10.0.0.1:53"),
+            sa("10.0.0.2:4000"),
+        );
+        let r = &b[16..];
+        assert_eq!(&r[8..10], &4000u16.to_be_bytes());
+        assert_eq!(&r[12..16], &[10, 0, 0, 2]);
+        assert_eq!(&r[10..12], &53u16.to_be_bytes());
+        assert_eq!(&r[28..32], &[10, 0, 0, 1]);
+    }
+
+    #[test]
+    fn request_v6_writes_all_words() {
+        let b = build_request(
+            1,
+            libc::AF_INET6 as u8,
+            IPPROTO_TCP,
+            sa("[::1]:80"),
+            mapped(sa("1.2.3.4:5")),
+        );
+        let r = &b[16..];
+        assert_eq!(r[0], libc::AF_INET6 as u8);
+        assert_eq!(r[27], 1);
+        assert_eq!(
+            &r[28..44],
+            &"::ffff:1.2.3.4".parse::<Ipv6Addr>().unwrap().octets()
+        );
+    }
+
+    #[test]
+    fn parses_found_reply_v4() {
+        let b = reply_bytes(
+            libc::AF_INET as u8,
+            1,
+            sa("127.0.0.1:80"),
+            sa("127.0.0.1:4242"),
+            1000,
+            12345,
+        );
+        let a = parse_reply(&b).unwrap();
+        assert_eq!(
+            a,
+            DiagAnswer::Found(DiagReply {
+                family: libc::AF_INET as u8,
+                state: 1,
+                local: sa("127.0.0.1:80"),
+                remote: sa("127.0.0.1:4242"),
+                uid: 1000,
+                inode: 12345
+            })
+        );
+    }
+
+    #[test]
+    fn parses_found_reply_v6_time_wait() {
+        let b = reply_bytes(
+            libc::AF_INET6 as u8,
+            TCP_TIME_WAIT,
+            sa("[::1]:80"),
+            sa("[::1]:4242"),
+            0,
+            0,
+        );
+        match parse_reply(&b).unwrap() {
+            DiagAnswer::Found(r) => {
+                assert_eq!(r.inode, 0);
+                assert_eq!(r.state, TCP_TIME_WAIT);
+                assert_eq!(r.remote, sa("[::1]:4242"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_enoent_as_not_found_and_other_errors_as_errors() {
+        let mut b = vec![0u8; 36];
+        b[0..4].copy_from_slice(&36u32.to_ne_bytes());
+        b[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        b[16..20].copy_from_slice(&(-libc::ENOENT).to_ne_bytes());
+        assert_eq!(parse_reply(&b), Ok(DiagAnswer::NotFound));
+        b[16..20].copy_from_slice(&(-libc::EPERM).to_ne_bytes());
+        assert_eq!(parse_reply(&b), Err(ParseError::Kernel(libc::EPERM)));
+    }
+
+    #[test]
+    fn rejects_truncated_and_garbage() {
+        assert_eq!(parse_reply(&[]), Err(ParseError::Truncated));
+        assert_eq!(parse_reply(&[0xff; 10]), Err(ParseError::Truncated));
+        let mut b = reply_bytes(2, 1, sa("1.1.1.1:1"), sa("2.2.2.2:2"), 0, 1);
+        b.truncate(40);
+        assert_eq!(parse_reply(&b), Err(ParseError::Truncated));
+        let mut c = vec![0u8; 16];
+        c[0..4].copy_from_slice(&16u32.to_ne_bytes());
+        c[4..6].copy_from_slice(&99u16.to_ne_bytes());
+        assert_eq!(parse_reply(&c), Err(ParseError::UnexpectedType(99)));
+    }
+
+    #[test]
+    fn mapped_turns_v4_into_v4_mapped_v6() {
+        assert_eq!(mapped(sa("1.2.3.4:80")), sa("[::ffff:1.2.3.4]:80"));
+        assert_eq!(mapped(sa("[::1]:80")), sa("[::1]:80"));
+    }
+}
