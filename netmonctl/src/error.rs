@@ -14,8 +14,9 @@ pub enum CtlError {
     Usage(String),
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// Not `#[source]`: tonic's Display repeats the message in debug form.
     #[error("{}: {}", code_words(.0.code()), .0.message())]
-    Rpc(#[from] tonic::Status),
+    Rpc(tonic::Status),
     /// A stream (watch) ended because the daemon stopped or restarted.
     #[error("netmond went away")]
     Gone,
@@ -29,6 +30,12 @@ pub enum CtlError {
     Io(#[from] io::Error),
     #[error("cannot encode JSON")]
     Json(#[from] serde_json::Error),
+}
+
+impl From<tonic::Status> for CtlError {
+    fn from(status: tonic::Status) -> Self {
+        CtlError::Rpc(status)
+    }
 }
 
 pub type Result<T, E = CtlError> = std::result::Result<T, E>;

@@ -117,7 +117,9 @@ fn write_status(s: &v1::Status, out: &mut dyn Write) -> std::io::Result<()> {
             "excluded"
         }
     )?;
-    writeln!(out, "socket:      {}", s.socket_path)?;
+    if !s.socket_path.is_empty() {
+        writeln!(out, "socket:      {}", s.socket_path)?;
+    }
     if !s.config_path.is_empty() {
         writeln!(out, "config:      {}", s.config_path)?;
     }
