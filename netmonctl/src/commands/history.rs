@@ -447,6 +447,7 @@ pub async fn export(
     }
     result.map_err(|e| match e {
         CtlError::Io(source) => write_err(source),
+        CtlError::Json(e) if e.is_io() => write_err(e.into()),
         other => other,
     })
 }
