@@ -1,0 +1,275 @@
+//! The command line (design.md §3), as clap derive types. Values that clap
+//! can check alone are parsed here, so a bad one is a usage error (exit 2).
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
+
+use crate::when::{self, When};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "netmonctl",
+    version,
+    about = "Control and query netmond, the per-process network monitor"
+)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 the daemon refused or failed, 2 usage error, 3 netmond cannot be reached.\n\
+Times are UTC: a bare date means midnight UTC; output times are RFC 3339 with 'Z'."
+)]
+pub struct Cli {
+    /// netmond's socket [default: $NETMON_SOCKET, else /run/netmon/netmond.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print one JSON document on stdout (JSON lines for `watch`)
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Daemon state, version, uptime, interfaces, session, counters and storage health
+    Status,
+    /// Start monitoring (idempotent)
+    Start {
+        /// Interface to capture; repeat for more [default: every interface that is up but loopback]
+        #[arg(long = "interface", short = 'i', value_name = "IF")]
+        interfaces: Vec<String>,
+    },
+    /// Stop monitoring (idempotent)
+    Stop,
+    /// Zero the live totals (history is untouched)
+    Reset,
+    /// One snapshot of the per-process table
+    Top {
+        /// Show at most N processes (0 = all)
+        #[arg(long, short = 'n', default_value_t = 20, value_name = "N")]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t = SortKey::Total)]
+        sort: SortKey,
+        /// Leave out processes that have exited
+        #[arg(long)]
+        only_alive: bool,
+    },
+    /// Stream updates until interrupted (JSON lines with --json)
+    Watch {
+        /// Seconds between updates (rounded to whole daemon ticks)
+        #[arg(long, default_value_t = 1, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..))]
+        interval: u32,
+        /// Processes shown per update in the human output
+        #[arg(long, short = 'n', default_value_t = 10, value_name = "N")]
+        limit: u32,
+    },
+    /// List, set or clear alert thresholds
+    #[command(subcommand)]
+    Threshold(ThresholdCmd),
+    /// Live flows
+    Connections {
+        /// Only flows owned by this process
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Show at most N flows (0 = all)
+        #[arg(long, short = 'n', default_value_t = 0, value_name = "N")]
+        limit: u32,
+    },
+    /// Per-interface counters: the kernel's and netmond's
+    Interfaces,
+    /// Top remote hosts
+    Hosts {
+        #[arg(long, short = 'n', default_value_t = 20, value_name = "N")]
+        limit: u32,
+    },
+    /// Alerts opened or closed since WHEN
+    Alerts {
+        /// A duration back (30m, 2h, 7d, 1w), a date YYYY-MM-DD (UTC) or RFC 3339 [default: 1d]
+        #[arg(long, value_name = "WHEN", value_parser = when::parse_when)]
+        since: Option<When>,
+        #[arg(long, short = 'n', default_value_t = 0, value_name = "N")]
+        limit: u32,
+    },
+    /// Monitoring sessions
+    Sessions {
+        /// A duration back, a date YYYY-MM-DD (UTC) or RFC 3339 [default: all]
+        #[arg(long, value_name = "WHEN", value_parser = when::parse_when)]
+        since: Option<When>,
+        #[arg(long, short = 'n', default_value_t = 0, value_name = "N")]
+        limit: u32,
+    },
+    /// Traffic report over a day or a recent span [default: today, UTC]
+    Report {
+        /// A UTC day
+        #[arg(long, value_name = "YYYY-MM-DD", value_parser = when::parse_day, conflicts_with = "since")]
+        day: Option<(i64, i64)>,
+        /// The last DUR (30m, 2h, 7d, 1w)
+        #[arg(long, value_name = "DUR", value_parser = when::parse_duration)]
+        since: Option<std::time::Duration>,
+        #[arg(long, value_enum, default_value_t = ReportBy::Process)]
+        by: ReportBy,
+        #[arg(long, short = 'n', default_value_t = 10, value_name = "N")]
+        limit: u32,
+    },
+    /// Export per-minute history as CSV or JSON, streamed
+    Export {
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// A duration back, a date YYYY-MM-DD (UTC) or RFC 3339 [default: everything]
+        #[arg(long, value_name = "WHEN", value_parser = when::parse_when)]
+        since: Option<When>,
+        /// End of the range, exclusive [default: now]
+        #[arg(long, value_name = "WHEN", value_parser = when::parse_when)]
+        until: Option<When>,
+        /// Write here instead of stdout (replaced only once the export completed)
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ThresholdCmd {
+    /// Show the thresholds in force
+    List,
+    /// Add or replace a threshold
+    Set(SetArgs),
+    /// Remove thresholds
+    Clear(ClearArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    /// Rate: 500KB/s, 500kB/s, 1MiB/s, 1.5MiB/s, 20Mbit/s, 20Mbps or bytes/s;
+    /// for --kind quota an amount per day (2GiB); not used by --kind new-process
+    #[arg(value_name = "RATE")]
+    pub rate: Option<String>,
+    /// Only processes with this name (comm)
+    #[arg(long, value_name = "NAME", conflicts_with = "pid")]
+    pub process: Option<String>,
+    /// Only this process
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    #[arg(long, value_enum, default_value_t = DirectionArg::Total)]
+    pub direction: DirectionArg,
+    #[arg(long, value_enum, default_value_t = KindArg::Rate)]
+    pub kind: KindArg,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["all", "id", "process", "pid", "default"])))]
+pub struct ClearArgs {
+    /// Every threshold set through the API
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long, value_name = "N")]
+    pub id: Option<u64>,
+    #[arg(long, value_name = "NAME")]
+    pub process: Option<String>,
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// The default rule (no process selector)
+    #[arg(long)]
+    pub default: bool,
+    /// Only thresholds of this kind
+    #[arg(long, value_enum)]
+    pub kind: Option<KindArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SortKey {
+    Up,
+    Down,
+    Total,
+    Name,
+}
+
+impl SortKey {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortKey::Up => "up",
+            SortKey::Down => "down",
+            SortKey::Total => "total",
+            SortKey::Name => "name",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DirectionArg {
+    Up,
+    Down,
+    Total,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// Rate of one process, or the default for every process
+    Rate,
+    /// Rate of the whole host
+    Host,
+    /// Bytes per process per day
+    Quota,
+    /// Notice the first time an executable is seen on the network
+    NewProcess,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportBy {
+    Process,
+    Host,
+    Protocol,
+    Interface,
+    User,
+    Category,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// RFC 4180 CSV with a header row
+    Csv,
+    /// One JSON array, written row by row
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn globals_work_after_the_command() {
+        let cli = Cli::try_parse_from(["netmonctl", "top", "--json", "--socket", "/tmp/s"])
+            .expect("parses");
+        assert!(cli.json);
+        assert_eq!(cli.socket.as_deref(), Some(std::path::Path::new("/tmp/s")));
+    }
+
+    #[test]
+    fn clear_needs_exactly_one_selector() {
+        assert!(Cli::try_parse_from(["netmonctl", "threshold", "clear"]).is_err());
+        assert!(
+            Cli::try_parse_from(["netmonctl", "threshold", "clear", "--all", "--pid", "3"])
+                .is_err()
+        );
+        assert!(Cli::try_parse_from(["netmonctl", "threshold", "clear", "--pid", "3"]).is_ok());
+    }
+
+    #[test]
+    fn report_day_and_since_conflict() {
+        assert!(Cli::try_parse_from([
+            "netmonctl",
+            "report",
+            "--day",
+            "2026-01-01",
+            "--since",
+            "2h"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from(["netmonctl", "report", "--day", "2026-1-1x"]).is_err());
+    }
+}

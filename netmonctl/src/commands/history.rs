@@ -1,0 +1,534 @@
+//! History: `alerts`, `sessions`, `report` and the streamed `export`.
+//! Export never holds more than one row: rows go to the output as they arrive.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use netmon_proto::v1;
+
+use super::Client;
+use crate::cli::{ExportFormat, ReportBy};
+use crate::error::{CtlError, Result};
+use crate::json::{
+    share, AlertJson, AlertsJson, ExportRowJson, ReportJson, ReportRowJson, ReportTotalsJson,
+    SessionJson, SessionsJson,
+};
+use crate::output::{write_csv_record, write_json, Align, Table};
+use crate::units::{format_bytes, format_rate};
+use crate::when::{human_time, rfc3339_ms, When};
+
+const DAY_MS: i64 = 86_400_000;
+
+pub async fn alerts(
+    mut client: Client,
+    since: Option<When>,
+    limit: u32,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let since = since.unwrap_or(When::Ago(std::time::Duration::from_secs(86_400)));
+    let req = v1::ListAlertsRequest {
+        since_ms: since.to_ms(crate::when::now_ms()),
+        limit,
+    };
+    let list = client.list_alerts(req).await?.into_inner();
+    if json {
+        return write_json(
+            out,
+            &AlertsJson {
+                alerts: list.alerts.iter().map(AlertJson::from).collect(),
+            },
+        );
+    }
+    let mut t = Table::new(&[
+        ("ID", Align::Right),
+        ("STARTED", Align::Left),
+        ("ENDED", Align::Left),
+        ("STATE", Align::Left),
+        ("KIND", Align::Left),
+        ("PID", Align::Right),
+        ("PROCESS", Align::Left),
+        ("LIMIT", Align::Right),
+        ("PEAK", Align::Right),
+        ("MESSAGE", Align::Left),
+    ]);
+    for a in &list.alerts {
+        let j = AlertJson::from(a);
+        let amount = |v: u64| {
+            if j.kind == "quota" {
+                format_bytes(v)
+            } else {
+                format_rate(v)
+            }
+        };
+        t.row(vec![
+            a.id.to_string(),
+            human_time(a.started_ms),
+            human_time(a.ended_ms),
+            j.state.to_owned(),
+            j.kind.to_owned(),
+            j.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            j.name.clone().unwrap_or_else(|| "-".to_owned()),
+            amount(a.threshold),
+            amount(a.peak),
+            a.message.clone(),
+        ]);
+    }
+    t.write_to(out)?;
+    Ok(())
+}
+
+pub async fn sessions(
+    mut client: Client,
+    since: Option<When>,
+    limit: u32,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let since_ms = since.map_or(0, |w| w.to_ms(crate::when::now_ms()));
+    let list = client
+        .list_sessions(v1::ListSessionsRequest { since_ms, limit })
+        .await?
+        .into_inner();
+    if json {
+        return write_json(
+            out,
+            &SessionsJson {
+                sessions: list.sessions.iter().map(SessionJson::from).collect(),
+            },
+        );
+    }
+    let mut t = Table::new(&[
+        ("ID", Align::Right),
+        ("STARTED", Align::Left),
+        ("ENDED", Align::Left),
+        ("UP", Align::Right),
+        ("DOWN", Align::Right),
+        ("INTERFACES", Align::Left),
+    ]);
+    for s in &list.sessions {
+        t.row(vec![
+            s.id.to_string(),
+            human_time(s.started_ms),
+            if s.active {
+                "running".to_owned()
+            } else {
+                human_time(s.ended_ms)
+            },
+            format_bytes(s.up_bytes),
+            format_bytes(s.down_bytes),
+            s.interfaces.join(", "),
+        ]);
+    }
+    t.write_to(out)?;
+    Ok(())
+}
+
+fn group_by(by: ReportBy) -> v1::GroupBy {
+    match by {
+        ReportBy::Process => v1::GroupBy::Process,
+        ReportBy::Host => v1::GroupBy::Host,
+        ReportBy::Protocol => v1::GroupBy::Protocol,
+        ReportBy::Interface => v1::GroupBy::Interface,
+        ReportBy::User => v1::GroupBy::User,
+        ReportBy::Category => v1::GroupBy::Category,
+    }
+}
+
+fn by_name(by: ReportBy) -> &'static str {
+    match by {
+        ReportBy::Process => "process",
+        ReportBy::Host => "host",
+        ReportBy::Protocol => "protocol",
+        ReportBy::Interface => "interface",
+        ReportBy::User => "user",
+        ReportBy::Category => "category",
+    }
+}
+
+/// `--day` is that UTC day; `--since DUR` runs up to now; neither means
+/// today so far (UTC).
+pub fn report_request(
+    day: Option<(i64, i64)>,
+    since: Option<std::time::Duration>,
+    by: ReportBy,
+    limit: u32,
+    now_ms: i64,
+) -> v1::ReportRequest {
+    let (since_ms, until_ms) = match (day, since) {
+        (Some(range), _) => range,
+        (None, Some(d)) => (When::Ago(d).to_ms(now_ms), 0),
+        (None, None) => (now_ms - now_ms.rem_euclid(DAY_MS), 0),
+    };
+    v1::ReportRequest {
+        since_ms,
+        until_ms,
+        group_by: group_by(by) as i32,
+        limit,
+    }
+}
+
+pub async fn report(
+    mut client: Client,
+    req: v1::ReportRequest,
+    by: ReportBy,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let (asked_since, asked_until) = (req.since_ms, req.until_ms);
+    let r = client.report(req).await?.into_inner();
+    let since_ms = if r.since_ms == 0 {
+        asked_since
+    } else {
+        r.since_ms
+    };
+    let until_ms = if r.until_ms == 0 {
+        asked_until
+    } else {
+        r.until_ms
+    };
+    let (up, down) = match &r.totals {
+        Some(t) => (t.up_bytes, t.down_bytes),
+        None => r
+            .rows
+            .iter()
+            .chain(&r.others)
+            .fold((0u64, 0u64), |(u, d), row| {
+                (
+                    u.saturating_add(row.up_bytes),
+                    d.saturating_add(row.down_bytes),
+                )
+            }),
+    };
+    let grand = up.saturating_add(down);
+    let others = r
+        .others
+        .as_ref()
+        .filter(|o| o.up_bytes != 0 || o.down_bytes != 0 || o.processes != 0);
+    if json {
+        let doc = ReportJson {
+            since: rfc3339_ms(since_ms),
+            until: rfc3339_ms(until_ms),
+            by: by_name(by),
+            totals: ReportTotalsJson {
+                up_bytes: up,
+                down_bytes: down,
+                total_bytes: grand,
+            },
+            rows: r
+                .rows
+                .iter()
+                .map(|row| ReportRowJson::new(row, grand))
+                .collect(),
+            others: others.map(|o| ReportRowJson::new(o, grand)),
+        };
+        return write_json(out, &doc);
+    }
+    let until = if until_ms == 0 {
+        "now".to_owned()
+    } else {
+        human_time(until_ms)
+    };
+    writeln!(
+        out,
+        "traffic by {} from {} to {} (UTC)",
+        by_name(by),
+        human_time(since_ms),
+        until
+    )?;
+    writeln!(
+        out,
+        "total: {} (up {}, down {})",
+        format_bytes(grand),
+        format_bytes(up),
+        format_bytes(down)
+    )?;
+    writeln!(out)?;
+    let key_header = match by {
+        ReportBy::Process => "PROCESS",
+        ReportBy::Host => "HOST",
+        ReportBy::Protocol => "PROTOCOL",
+        ReportBy::Interface => "INTERFACE",
+        ReportBy::User => "USER",
+        ReportBy::Category => "CATEGORY",
+    };
+    let mut t = Table::new(&[
+        (key_header, Align::Left),
+        ("UP", Align::Right),
+        ("DOWN", Align::Right),
+        ("TOTAL", Align::Right),
+        ("SHARE", Align::Right),
+        ("PEAK UP", Align::Right),
+        ("PEAK DOWN", Align::Right),
+        ("PROCS", Align::Right),
+    ]);
+    let cells = |label: String, row: &v1::ReportRow| {
+        let total = row.up_bytes.saturating_add(row.down_bytes);
+        vec![
+            label,
+            format_bytes(row.up_bytes),
+            format_bytes(row.down_bytes),
+            format_bytes(total),
+            format!("{:.1}%", share(total, grand) * 100.0),
+            format_rate(row.peak_up_bps),
+            format_rate(row.peak_down_bps),
+            row.processes.to_string(),
+        ]
+    };
+    for row in &r.rows {
+        let label = if row.label.is_empty() {
+            row.key.clone()
+        } else {
+            row.label.clone()
+        };
+        t.row(cells(label, row));
+    }
+    if let Some(o) = others {
+        t.row(cells("(others)".to_owned(), o));
+    }
+    t.write_to(out)?;
+    Ok(())
+}
+
+pub fn export_request(
+    since: Option<When>,
+    until: Option<When>,
+    now_ms: i64,
+) -> Result<v1::ExportRequest> {
+    let since_ms = since.map_or(0, |w| w.to_ms(now_ms));
+    let until_ms = until.map_or(0, |w| w.to_ms(now_ms));
+    if until_ms != 0 && since_ms >= until_ms {
+        return Err(CtlError::Usage(format!(
+            "--since ({}) must be before --until ({})",
+            human_time(since_ms),
+            human_time(until_ms)
+        )));
+    }
+    Ok(v1::ExportRequest { since_ms, until_ms })
+}
+
+pub const CSV_HEADER: [&str; 16] = [
+    "time",
+    "pid",
+    "start_time",
+    "name",
+    "exe",
+    "cmdline",
+    "uid",
+    "user",
+    "up_bytes",
+    "down_bytes",
+    "up_bps",
+    "down_bps",
+    "protocols",
+    "interface",
+    "remote_addr",
+    "remote_name",
+];
+
+/// Writes export rows in one format, one at a time.
+struct RowWriter<W: Write> {
+    out: W,
+    format: ExportFormat,
+    rows: u64,
+}
+
+impl<W: Write> RowWriter<W> {
+    fn begin(mut out: W, format: ExportFormat) -> Result<Self> {
+        match format {
+            ExportFormat::Csv => write_csv_record(&mut out, CSV_HEADER)?,
+            ExportFormat::Json => out.write_all(b"[")?,
+        }
+        Ok(RowWriter {
+            out,
+            format,
+            rows: 0,
+        })
+    }
+
+    fn row(&mut self, r: &v1::ExportRow) -> Result<()> {
+        let j = ExportRowJson::from(r);
+        match self.format {
+            ExportFormat::Csv => {
+                let nums = [
+                    j.pid.to_string(),
+                    j.start_time.to_string(),
+                    j.uid.to_string(),
+                    j.up_bytes.to_string(),
+                    j.down_bytes.to_string(),
+                    j.up_bps.to_string(),
+                    j.down_bps.to_string(),
+                ];
+                let protocols = j.protocols.join(";");
+                write_csv_record(
+                    &mut self.out,
+                    [
+                        j.time.as_deref().unwrap_or(""),
+                        &nums[0],
+                        &nums[1],
+                        &j.name,
+                        &j.exe,
+                        &j.cmdline,
+                        &nums[2],
+                        &j.user,
+                        &nums[3],
+                        &nums[4],
+                        &nums[5],
+                        &nums[6],
+                        &protocols,
+                        &j.interface,
+                        &j.remote_addr,
+                        &j.remote_name,
+                    ],
+                )?;
+            }
+            ExportFormat::Json => {
+                self.out
+                    .write_all(if self.rows == 0 { b"\n" } else { b",\n" })?;
+                serde_json::to_writer(&mut self.out, &j)?;
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<W> {
+        if self.format == ExportFormat::Json {
+            self.out.write_all(b"\n]\n")?;
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+async fn stream_rows<W: Write>(
+    client: &mut Client,
+    req: v1::ExportRequest,
+    format: ExportFormat,
+    out: W,
+) -> Result<W> {
+    let mut stream = client.export(req).await?.into_inner();
+    let mut w = RowWriter::begin(out, format)?;
+    while let Some(row) = stream.message().await? {
+        w.row(&row)?;
+    }
+    w.finish()
+}
+
+/// A file is written beside its target and renamed into place only when the
+/// export completed, so a failed export never leaves a truncated file behind.
+pub async fn export(
+    mut client: Client,
+    req: v1::ExportRequest,
+    format: ExportFormat,
+    output: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let Some(path) = output else {
+        stream_rows(&mut client, req, format, BufWriter::new(out)).await?;
+        return Ok(());
+    };
+    let tmp = temp_path(path);
+    let write_err = |source| CtlError::WriteFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::create(&tmp).map_err(write_err)?;
+    let result = async {
+        let w = stream_rows(&mut client, req, format, BufWriter::new(file)).await?;
+        let file = w.into_inner().map_err(|e| write_err(e.into_error()))?;
+        file.sync_all().map_err(write_err)?;
+        std::fs::rename(&tmp, path).map_err(write_err)
+    }
+    .await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|e| match e {
+        CtlError::Io(source) => write_err(source),
+        CtlError::Json(e) if e.is_io() => write_err(e.into()),
+        other => other,
+    })
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "export".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.netmonctl-{}.tmp", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_row() -> v1::ExportRow {
+        v1::ExportRow {
+            time_ms: 1_767_225_600_000,
+            process: Some(v1::ProcessIdentity {
+                pid: 7,
+                name: "sh".into(),
+                cmdline: "sh -c \"echo a,b\"".into(),
+                ..Default::default()
+            }),
+            up_bytes: 10,
+            protocols: vec!["tcp".into(), "dns".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn csv_export_has_a_header_and_quotes() {
+        let mut w = RowWriter::begin(Vec::new(), ExportFormat::Csv).expect("begin");
+        w.row(&sample_row()).expect("row");
+        let text = String::from_utf8(w.finish().expect("finish")).expect("utf8");
+        let mut lines = text.split("\r\n");
+        assert_eq!(lines.next(), Some(CSV_HEADER.join(",").as_str()));
+        assert_eq!(
+            lines.next(),
+            Some("2026-01-01T00:00:00.000Z,7,0,sh,,\"sh -c \"\"echo a,b\"\"\",0,,10,0,0,0,tcp;dns,,,")
+        );
+    }
+
+    #[test]
+    fn json_export_is_one_valid_array() {
+        for n in [0, 1, 3] {
+            let mut w = RowWriter::begin(Vec::new(), ExportFormat::Json).expect("begin");
+            for _ in 0..n {
+                w.row(&sample_row()).expect("row");
+            }
+            let bytes = w.finish().expect("finish");
+            let v: serde_json::Value = serde_json::from_slice(&bytes).expect("valid JSON");
+            let rows = v.as_array().expect("array");
+            assert_eq!(rows.len(), n);
+            if n > 0 {
+                assert_eq!(rows[0]["pid"], 7);
+                assert_eq!(rows[0]["up_bytes"], 10);
+                assert_eq!(rows[0]["protocols"], serde_json::json!(["tcp", "dns"]));
+            }
+        }
+    }
+
+    #[test]
+    fn report_defaults_to_today_utc() {
+        let now = 1_767_225_600_000 + 3_600_000;
+        let req = report_request(None, None, ReportBy::Host, 5, now);
+        assert_eq!((req.since_ms, req.until_ms), (1_767_225_600_000, 0));
+        assert_eq!(req.group_by, v1::GroupBy::Host as i32);
+        let req = report_request(
+            None,
+            Some(std::time::Duration::from_secs(60)),
+            ReportBy::Process,
+            5,
+            now,
+        );
+        assert_eq!(req.since_ms, now - 60_000);
+    }
+
+    #[test]
+    fn export_range_must_be_ordered() {
+        let err = export_request(Some(When::At(10)), Some(When::At(5)), 100).expect_err("reversed");
+        assert_eq!(err.exit_code(), 2);
+    }
+}
