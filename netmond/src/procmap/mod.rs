@@ -61,6 +61,15 @@ use netns::OtherNets;
 use procinfo::InfoReader;
 use sockdiag::{SockDiag, IPPROTO_TCP};
 
+/// Whether the process (pid, start time) still exists: a reused pid with
+/// another start time is another process.
+pub fn is_alive(pid: u32, start_time: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| parse_stat(&s))
+        .is_some_and(|st| st.start_time == start_time)
+}
+
 /// The 5-tuple of a flow, seen from the local socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SocketQuery {

@@ -1,0 +1,189 @@
+//! Capture and attribution in the lab: bytes credited to the generating
+//! process (ground truth from the generators), direction, UDP, ICMP, IPv6,
+//! short-lived processes, many short connections, unattributed traffic,
+//! interface hot-plug.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// Credited bytes must cover the payload and exceed it by at most 1%
+/// (headers; veth hands pcap GSO super-packets) plus the handshake.
+fn assert_within(credited: u64, payload: u64, what: &str) {
+    let lo = payload;
+    let hi = payload + payload / 100 + 16 * 1024;
+    assert!((lo..=hi).contains(&credited), "{what}: credited {credited}, generator payload {payload} (allowed {lo}..={hi})");
+}
+
+#[test]
+fn bulk_tcp_upload_and_download_are_credited_to_the_sender_v4_and_v6() {
+    let lab = Lab::new();
+    let d = lab.daemon(DaemonOpts::default());
+    let _srv4 = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5201"]);
+    let _srv6 = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip6, "5202"]);
+    const N: u64 = 20 * 1024 * 1024;
+    let n = N.to_string();
+    for (host, port) in [(lab.peer_ip.as_str(), "5201"), (lab.peer_ip6.as_str(), "5202")] {
+        // The client lingers after its transfer so it is alive when checked.
+        let up = Lab::spawn_in(&lab.host, "python3", &["-c", gen::TCP_CLIENT, host, port, "up", &n, "4"]);
+        let up_pid = up.id();
+        let down = Lab::spawn_in(&lab.host, "python3", &["-c", gen::TCP_CLIENT, host, port, "down", &n, "4"]);
+        let down_pid = down.id();
+        let top = wait_top(&d, 20, |t| {
+            let ok = |pid, k| proc_by_pid(t, pid).is_some_and(|p| u(&p, k) >= N);
+            ok(up_pid, "up_bytes") && ok(down_pid, "down_bytes")
+        });
+        std::thread::sleep(Duration::from_millis(2500));
+        let top = d.ctl_json(&["top"]);
+        let p = proc_by_pid(&top, up_pid).unwrap_or_else(|| panic!("uploader {up_pid} missing: {top}"));
+        assert_eq!(p["name"], "python3", "{p}");
+        assert_within(u(&p, "up_bytes"), N, &format!("upload over {host}"));
+        assert!(u(&p, "down_bytes") < N / 50, "the uploader's download is only ACKs: {p}");
+        let p = proc_by_pid(&top, down_pid).unwrap_or_else(|| panic!("downloader {down_pid} missing: {top}"));
+        assert_within(u(&p, "down_bytes"), N, &format!("download over {host}"));
+        assert!(u(&p, "up_bytes") < N / 50, "{p}");
+        wait_output(up, 30);
+        wait_output(down, 30);
+    }
+}
+
+#[test]
+fn udp_sender_is_credited_and_icmp_echo_is_counted() {
+    let lab = Lab::new();
+    let d = lab.daemon(DaemonOpts::default());
+    let _sink = start_server(&lab.peer, gen::UDP_SINK, &[&lab.peer_ip, "5301"]);
+    let (count, size) = (4000u64, 1000u64);
+    let tx = Lab::spawn_in(
+        &lab.host,
+        "python3",
+        &["-c", gen::UDP_SENDER, &lab.peer_ip, "5301", &count.to_string(), &size.to_string(), "4"],
+    );
+    let pid = tx.id();
+    let want = count * (size + 28); // IPv4 + UDP headers
+    let top = wait_top(&d, 20, |t| proc_by_pid(t, pid).is_some_and(|p| u(&p, "up_bytes") >= want));
+    let p = proc_by_pid(&top, pid).unwrap_or_else(|| panic!("UDP sender {pid} missing: {top}"));
+    let got = u(&p, "up_bytes");
+    assert!(got.abs_diff(want) <= want / 100, "UDP credited {got}, sent {want} (L3)");
+    assert!(p["protocols"].as_array().is_some_and(|a| !a.is_empty()), "{p}");
+    wait_output(tx, 30);
+
+    let before = u(&d.ctl_json(&["top"])["totals"], "up_bytes");
+    let ping = lab.host.exec(&format!("ping -c 5 -i 0.2 -s 200 {}", lab.peer_ip));
+    assert!(ping.status.success(), "ping: {}", String::from_utf8_lossy(&ping.stderr));
+    // 5 echo requests of 228 bytes each leave the host.
+    let top = wait_top(&d, 5, |t| u(&t["totals"], "up_bytes") >= before + 5 * 228);
+    assert!(u(&top["totals"], "up_bytes") >= before + 5 * 228, "ICMP echo counted: {top}");
+}
+
+#[test]
+fn short_lived_curls_are_credited_to_curl() {
+    let lab = Lab::new();
+    let d = lab.daemon(DaemonOpts::default());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.bin"), vec![b'c'; 200 * 1024]).unwrap();
+    let srv = Lab::spawn_in(
+        &lab.peer,
+        "python3",
+        &["-m", "http.server", "--bind", &lab.peer_ip, "--directory", dir.path().to_str().unwrap(), "8080"],
+    );
+    let _srv = ChildGuard(srv);
+    let url = format!("http://{}:8080/f.bin", lab.peer_ip);
+    // Wait for the server.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab.host.exec(&format!("curl -sf -o /dev/null {url}")).status.success() {
+        assert!(Instant::now() < deadline, "http server never came up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let base = curl_bytes(&d.ctl_json(&["top"]));
+    let runs = 200u64;
+    let out = lab.host.exec(&format!("for i in $(seq {runs}); do curl -sf -o /dev/null {url} || exit 1; done"));
+    assert!(out.status.success(), "curl loop: {}", String::from_utf8_lossy(&out.stderr));
+    let want = runs * 200 * 1024;
+    let top = wait_top(&d, 10, |t| curl_bytes(t) - base >= want);
+    let got = curl_bytes(&top) - base;
+    let un = &top["unattributed"];
+    assert!(
+        got * 100 >= want * 99,
+        "curl credited {got} of at least {want} bytes downloaded; unattributed: {un}; status: {}",
+        d.ctl_json(&["status"])
+    );
+}
+
+fn curl_bytes(top: &serde_json::Value) -> u64 {
+    top["processes"]
+        .as_array()
+        .map(|a| a.iter().filter(|p| p["name"] == "curl").map(|p| u(p, "down_bytes")).sum())
+        .unwrap_or(0)
+}
+
+#[test]
+fn two_thousand_short_connections_are_all_credited_to_their_process() {
+    let lab = Lab::new();
+    let d = lab.daemon(DaemonOpts::default());
+    let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5401"]);
+    let (count, size) = (2000u64, 2000u64);
+    let c = Lab::spawn_in(
+        &lab.host,
+        "python3",
+        &["-c", gen::MANY_CONNECTIONS, &lab.peer_ip, "5401", &count.to_string(), &size.to_string()],
+    );
+    let pid = c.id();
+    let out = wait_output(c, 60);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want = count * size;
+    let top = wait_top(&d, 10, |t| proc_by_pid(t, pid).is_some_and(|p| u(&p, "up_bytes") >= want));
+    let p = proc_by_pid(&top, pid).unwrap_or_else(|| panic!("client {pid} missing: {top}"));
+    assert!(u(&p, "up_bytes") >= want, "all {count} connections credited: {p}\nunattributed: {}", top["unattributed"]);
+}
+
+#[test]
+fn traffic_without_a_local_socket_is_unattributed_with_a_reason() {
+    let lab = Lab::new();
+    let d = lab.daemon(DaemonOpts::default());
+    // Datagrams to a port nobody listens on in the host namespace.
+    let out = lab.peer.exec(&format!(
+        "python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(50): s.sendto(b\"z\"*500, (\"{}\", 9))'",
+        lab.host_ip
+    ));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let top = wait_top(&d, 10, |t| {
+        t["unattributed"]["reasons"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["reason"] == "no_socket" && u(r, "down_bytes") >= 50 * 528))
+    });
+    let reasons = &top["unattributed"]["reasons"];
+    assert!(
+        reasons.as_array().is_some_and(|r| r.iter().any(|r| r["reason"] == "no_socket" && u(r, "down_bytes") >= 50 * 528)),
+        "no_socket bucket holds the datagrams: {reasons}"
+    );
+    let conns = d.ctl_json(&["connections"]);
+    assert!(
+        conns["connections"].as_array().is_some_and(|c| c.iter().any(|c| c["local_port"] == 9 && c["unattributed_reason"] == "no_socket")),
+        "its 5-tuple is listed: {conns}"
+    );
+}
+
+#[test]
+fn an_interface_added_while_monitoring_is_captured_within_two_seconds() {
+    let lab = Lab::new();
+    let d = lab.daemon(DaemonOpts::default());
+    let (a, b) = (unique("nmx"), unique("nmy"));
+    sh_ok(&format!("ip -n {ns} link add {a} type veth peer name {b} && ip -n {ns} link set {a} up && ip -n {ns} link set {b} up", ns = lab.host.name));
+    let t0 = Instant::now();
+    let captured = |d: &Daemon, name: &str| {
+        d.ctl_json(&["status"])["interfaces"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|i| i["name"] == name && i["capturing"] == true))
+    };
+    while !captured(&d, &a) {
+        assert!(t0.elapsed() < Duration::from_secs(3), "new interface not captured: {}", d.ctl_json(&["status"]));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = t0.elapsed();
+    assert!(took <= Duration::from_millis(2500), "picked up in {took:?}");
+    sh_ok(&format!("ip -n {} link del {a}", lab.host.name));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(captured(&d, &lab.host_if), "the lab interface is still captured: {}", d.ctl_json(&["status"]));
+    let st = d.ctl_json(&["status"]);
+    assert_eq!(st["monitoring"], true);
+}
