@@ -8,3 +8,5 @@ pub mod flows;
 pub mod netif;
 #[cfg(target_os = "linux")]
 pub mod procmap;
+#[doc(hidden)]
+pub mod synth;
