@@ -4,6 +4,8 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("netmond runs on Linux only: it needs pcap, netlink and /proc");
 
+pub mod aggregate;
+pub mod capture;
 pub mod classify;
 pub mod clock;
 pub mod config;
@@ -16,3 +18,5 @@ pub mod netif;
 pub mod procmap;
 pub mod service;
 pub mod store;
+#[doc(hidden)]
+pub mod synth;
