@@ -89,7 +89,6 @@ enum Owner {
 
 #[derive(Debug)]
 struct FlowRec {
-    placement: Placement,
     iface: u16,
     first_seen_ms: i64,
     last_seen_ms: i64,
@@ -189,7 +188,6 @@ impl Aggregator {
 
         let is_new = !self.flows.contains_key(&d.key);
         let rec = self.flows.entry(d.key).or_insert_with(|| FlowRec {
-            placement: d.placement,
             iface,
             first_seen_ms: d.first_seen_ms,
             last_seen_ms: d.last_seen_ms,

@@ -141,6 +141,9 @@ impl CaptureHandle {
     }
 }
 
+/// Opens a non-blocking capture: threads wait in `poll` with their own
+/// timeout, so they notice ticks and stop requests even when the wire is
+/// quiet (a blocking pcap read may wait for the next packet forever).
 fn open(iface: &str, snaplen: i32, buffer: i32, timeout_ms: i32, immediate: bool) -> Result<pcap::Capture<pcap::Active>, CaptureError> {
     pcap::Capture::from_device(iface)
         .and_then(|c| {
@@ -151,7 +154,18 @@ fn open(iface: &str, snaplen: i32, buffer: i32, timeout_ms: i32, immediate: bool
                 .immediate_mode(immediate)
                 .open()
         })
+        .and_then(pcap::Capture::setnonblock)
         .map_err(|source| CaptureError::Open { iface: iface.to_owned(), source })
+}
+
+/// Waits until the capture has something to read or `timeout_ms` passes.
+fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: `pfd` is a valid pollfd for the duration of the call and the
+    // count is 1; poll only writes `revents`.
+    unsafe {
+        libc::poll(&mut pfd, 1, timeout_ms);
+    }
 }
 
 /// Opens `iface` and starts its threads.
@@ -258,9 +272,15 @@ impl BulkThread {
         let (mut packets, mut bytes, mut malformed) = (0u64, 0u64, 0u64);
         let mut last_ms = crate::clock::now_ms();
         let mut base = StatBase::default();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&cap);
+        let mut idle_reads = 0u32;
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 break;
+            }
+            // Under load the ring always has packets: only wait when a read came back empty.
+            if idle_reads > 0 {
+                wait_readable(fd, self.settings.timeout_ms);
             }
             let link = self.link;
             let res = cap.dispatch(None, |p| {
@@ -281,7 +301,8 @@ impl BulkThread {
                 }
             });
             match res {
-                Ok(_) | Err(pcap::Error::TimeoutExpired) => {}
+                Ok(0) | Err(pcap::Error::TimeoutExpired) => idle_reads += 1,
+                Ok(_) => idle_reads = 0,
                 Err(e) => {
                     // The interface went away or the handle broke: report and end.
                     debug!(iface = %self.iface, error = %e, "capture ended");
@@ -391,7 +412,9 @@ fn flow_start_loop(
     // Recently submitted flows: a UDP flow's later packets need no new lookup.
     let mut seen: HashSet<FlowKey> = HashSet::with_capacity(4096);
     let mut cleared = Instant::now();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&cap);
     while !stop.load(Ordering::Relaxed) {
+        wait_readable(fd, 100);
         let res = cap.dispatch(None, |p| {
             let Ok(meta) = decode::decode(link, p.data, p.header.len) else { return };
             let Some(key) = orient(&meta, &local) else { return };

@@ -84,6 +84,7 @@ impl Engine {
                     ..Default::default()
                 }),
                 seq: 0,
+                stopped: None,
             }),
             frames,
             resyncs: AtomicU64::new(0),

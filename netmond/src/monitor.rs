@@ -281,6 +281,7 @@ impl Monitor {
 
     /// One tick: drain the captures, fold in owners, roll up.
     pub fn tick(&self) -> Snapshot {
+        tracing::debug!(resolver = ?self.handle.stats(), "tick");
         self.shared.epoch.fetch_add(1, Ordering::AcqRel);
         // The bulk read timeout bounds how long a thread takes to notice.
         self.collect(Duration::from_millis(u64::try_from(self.settings.timeout_ms).unwrap_or(50) * 3));

@@ -91,6 +91,50 @@ pub fn parse_proc_event(p: &[u8]) -> Option<ProcEvent> {
     }
 }
 
+/// The kernel serves process events only to sockets of the initial network
+/// namespace. When netmond runs in another one (a container, the test lab)
+/// the socket is created from a short-lived thread that joined the namespace
+/// of some other process (a netlink socket stays where it was created); the
+/// first namespace where subscribing works is the initial one.
+pub fn open_in_init_netns() -> io::Result<OwnedFd> {
+    use std::os::unix::fs::MetadataExt;
+    let own = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).unwrap_or(0);
+    let mut tried = std::collections::HashSet::from([own]);
+    let mut last = io::Error::from(io::ErrorKind::NotFound);
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    for pid in pids {
+        let path = format!("/proc/{pid}/ns/net");
+        let Ok(ino) = std::fs::metadata(&path).map(|m| m.ino()) else { continue };
+        if !tried.insert(ino) || tried.len() > 32 {
+            continue;
+        }
+        let Ok(ns) = std::fs::File::open(&path) else { continue };
+        let r = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("procmap-cn-ns".into())
+                .spawn_scoped(s, || {
+                    // SAFETY: `ns` is an open namespace file for the duration of
+                    // the call; setns only changes this short-lived thread.
+                    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                    if rc < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    open()
+                })?
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("setns thread panicked")))
+        });
+        match r {
+            Ok(fd) => return Ok(fd),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// Open and subscribe; fails when not root or the connector is missing.
 pub fn open() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2); result checked.

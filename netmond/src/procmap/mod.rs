@@ -317,7 +317,7 @@ impl Resolver {
         let mut ev_rx = None;
         let mut conn = None;
         if cfg.use_connector {
-            match connector::open() {
+            match connector::open().or_else(|_| connector::open_in_init_netns()) {
                 Ok(fd) => {
                     let (etx, erx) = mpsc::sync_channel(16 * 1024);
                     let k = Arc::new(connector::ConnectorCounters::default());
@@ -602,7 +602,7 @@ impl Worker {
     /// The owner of `inode` if the index knows it and it still holds it.
     fn owner(&mut self, inode: u64) -> Option<Arc<ProcessInfo>> {
         let h = self.index.get(inode)?;
-        match self.attribute(inode, h) {
+        match self.attribute(inode, h, false) {
             Some(info) => Some(info),
             None => {
                 // Stale entry: that pid no longer holds the socket.
@@ -612,11 +612,14 @@ impl Worker {
         }
     }
 
-    fn attribute(&mut self, inode: u64, h: Holder) -> Option<Arc<ProcessInfo>> {
+    /// `fresh`: the index entry was read a moment ago by a scan, so it is
+    /// trusted even if the process has closed the socket since (short-lived
+    /// clients do within milliseconds); older entries are verified.
+    fn attribute(&mut self, inode: u64, h: Holder, fresh: bool) -> Option<Arc<ProcessInfo>> {
         let proc_pid = self.cfg.proc_root.join(h.pid.to_string());
         let stat = InfoReader::read_stat(&proc_pid)?;
         // The stat read above belongs to the holder only if it still holds the fd now.
-        if !self.index.verify(inode, h) {
+        if !fresh && !self.index.verify(inode, h) {
             return None;
         }
         if let Some(c) = self.cache.get(&h.pid) {
@@ -771,12 +774,24 @@ impl Worker {
                 .filter(|p| seen.insert(*p))
                 .take(RECENT_SCAN_MAX + HOT_PIDS)
                 .collect();
+            // Newest first, stopping as soon as every missing inode is known:
+            // the owner of a new socket is usually the process born last, and
+            // a short-lived one may close its socket within milliseconds.
+            let want: Vec<u64> = misses
+                .iter()
+                .filter_map(|&i| self.pending[i].diag.map(|d| d.inode))
+                .collect();
+            let mut scanned = 0u64;
             for pid in &cand {
                 self.index.scan_pid(*pid);
+                scanned += 1;
+                if want.iter().all(|ino| self.index.get(*ino).is_some()) {
+                    break;
+                }
             }
             self.counters
                 .pid_scans
-                .fetch_add(cand.len() as u64, Ordering::Relaxed);
+                .fetch_add(scanned, Ordering::Relaxed);
             misses = self.resolve_misses(misses);
             let full_ok = self
                 .last_full
@@ -818,7 +833,8 @@ impl Worker {
             let Some(rep) = self.pending[i].diag else {
                 continue;
             };
-            match self.owner(rep.inode) {
+            let fresh = self.index.get(rep.inode).and_then(|h| self.attribute(rep.inode, h, true));
+            match fresh {
                 Some(info) => self.finish(i, Ok(info)),
                 None => left.push(i),
             }

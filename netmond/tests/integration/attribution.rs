@@ -29,7 +29,7 @@ fn bulk_tcp_upload_and_download_are_credited_to_the_sender_v4_and_v6() {
         let up_pid = up.id();
         let down = Lab::spawn_in(&lab.host, "python3", &["-c", gen::TCP_CLIENT, host, port, "down", &n, "4"]);
         let down_pid = down.id();
-        let top = wait_top(&d, 20, |t| {
+        wait_top(&d, 20, |t| {
             let ok = |pid, k| proc_by_pid(t, pid).is_some_and(|p| u(&p, k) >= N);
             ok(up_pid, "up_bytes") && ok(down_pid, "down_bytes")
         });
