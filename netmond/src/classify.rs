@@ -357,6 +357,7 @@ fn port_app(proto: u8, port: u16) -> AppProto {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests {
     use super::*;
 
@@ -375,6 +376,9 @@ mod tests {
         p
     }
 
+    /// (what, proto, src port, dst port, payload, expected)
+    type Case<'a> = (&'a str, u8, u16, u16, &'a [u8], AppProto);
+
     #[test]
     fn classification_table() {
         let dns = dns_query();
@@ -390,7 +394,7 @@ mod tests {
             p.resize(48, 0);
             p
         };
-        let cases: &[(&str, u8, u16, u16, &[u8], AppProto)] = &[
+        let cases: &[Case] = &[
             (
                 "tls client hello on odd port",
                 TCP,

@@ -306,7 +306,7 @@ impl FlowTable {
             free: Vec::with_capacity(capacity),
             // Twice the capacity keeps hashbrown's tombstone cleanup an
             // in-place rehash, never a reallocation.
-            index: HashMap::with_capacity_and_hasher(capacity * 2, hasher.clone()),
+            index: HashMap::with_capacity_and_hasher(capacity * 2, hasher),
             dirty: Vec::with_capacity(capacity),
             // Evictions may fill `capacity` entries between drains, expiry as
             // many again; beyond that, packets go to the overflow aggregate.
@@ -569,6 +569,7 @@ impl FlowTable {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests {
     use super::*;
     use crate::decode::TCP_PSH;

@@ -395,6 +395,7 @@ pub fn write_pcap<W: Write>(mut out: W, frames: &[Frame]) -> io::Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests {
     use super::*;
     use crate::classify::AppProto;
