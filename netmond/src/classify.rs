@@ -7,6 +7,7 @@
 /// TLS is reported as `tls` whatever the port: on 443 it is almost always HTTPS,
 /// but the bytes only prove TLS, and mail/LDAP/IMAP over TLS look the same.
 /// QUIC is reported as `quic` for the same reason (it is usually HTTP/3).
+/// Cleartext HTTP/2 (the prior-knowledge preface) counts as `http`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
 pub enum AppProto {
