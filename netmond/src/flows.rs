@@ -441,6 +441,8 @@ impl FlowTable {
 
     /// Removes flows idle for more than `idle_ms` (closed TCP flows after
     /// [`CLOSED_LINGER_MS`]); the next drain reports them with `ended`.
+    /// O(capacity): call it once per tick, followed by `drain`, so the buffer of
+    /// ended flows stays within what `new` reserved.
     pub fn expire(&mut self, now_ms: i64, idle_ms: i64) {
         let closed_idle = idle_ms.min(CLOSED_LINGER_MS);
         for i in 0..self.slots.len() {
