@@ -59,6 +59,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode_flows");
     g.throughput(Throughput::Elements(frames.len() as u64));
     g.sample_size(10);
+    g.measurement_time(std::time::Duration::from_secs(10));
     g.bench_function("decode_only", |b| {
         b.iter(|| {
             let mut bytes = 0u64;

@@ -7,6 +7,7 @@
 /// TLS is reported as `tls` whatever the port: on 443 it is almost always HTTPS,
 /// but the bytes only prove TLS, and mail/LDAP/IMAP over TLS look the same.
 /// QUIC is reported as `quic` for the same reason (it is usually HTTP/3).
+/// Cleartext HTTP/2 (the prior-knowledge preface) counts as `http`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
 pub enum AppProto {
@@ -357,6 +358,7 @@ fn port_app(proto: u8, port: u16) -> AppProto {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests {
     use super::*;
 
@@ -375,6 +377,9 @@ mod tests {
         p
     }
 
+    /// (what, proto, src port, dst port, payload, expected)
+    type Case<'a> = (&'a str, u8, u16, u16, &'a [u8], AppProto);
+
     #[test]
     fn classification_table() {
         let dns = dns_query();
@@ -390,7 +395,7 @@ mod tests {
             p.resize(48, 0);
             p
         };
-        let cases: &[(&str, u8, u16, u16, &[u8], AppProto)] = &[
+        let cases: &[Case] = &[
             (
                 "tls client hello on odd port",
                 TCP,

@@ -403,6 +403,7 @@ fn transport(meta: &mut PacketMeta, l4: &[u8]) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests {
     use super::*;
     use proptest::prelude::*;

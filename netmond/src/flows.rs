@@ -306,7 +306,7 @@ impl FlowTable {
             free: Vec::with_capacity(capacity),
             // Twice the capacity keeps hashbrown's tombstone cleanup an
             // in-place rehash, never a reallocation.
-            index: HashMap::with_capacity_and_hasher(capacity * 2, hasher.clone()),
+            index: HashMap::with_capacity_and_hasher(capacity * 2, hasher),
             dirty: Vec::with_capacity(capacity),
             // Evictions may fill `capacity` entries between drains, expiry as
             // many again; beyond that, packets go to the overflow aggregate.
@@ -329,6 +329,9 @@ impl FlowTable {
         let (src_port, dst_port) = self.fragment_ports(meta, now_ms);
         let src_local = local.is_local(&meta.src);
         let dst_local = local.is_local(&meta.dst);
+        // The kernel's packet type settles what addresses cannot (both or neither
+        // local, e.g. while the local set lags an address change); with no hint
+        // and no local side the packet is forwarded through us.
         let outgoing = match (src_local, dst_local, meta.dir_hint) {
             (true, true, PktDir::Incoming) | (false, false, PktDir::Incoming) => Some(false),
             (true, true, _) | (false, false, PktDir::Outgoing) => Some(true),
@@ -438,6 +441,8 @@ impl FlowTable {
 
     /// Removes flows idle for more than `idle_ms` (closed TCP flows after
     /// [`CLOSED_LINGER_MS`]); the next drain reports them with `ended`.
+    /// O(capacity): call it once per tick, followed by `drain`, so the buffer of
+    /// ended flows stays within what `new` reserved.
     pub fn expire(&mut self, now_ms: i64, idle_ms: i64) {
         let closed_idle = idle_ms.min(CLOSED_LINGER_MS);
         for i in 0..self.slots.len() {
@@ -569,6 +574,7 @@ impl FlowTable {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests {
     use super::*;
     use crate::decode::TCP_PSH;
@@ -877,6 +883,41 @@ mod tests {
         t.drain(&mut out);
         drained += out.iter().map(|d| d.up_bytes + d.down_bytes).sum::<u64>();
         (ingested, drained, t)
+    }
+
+    #[test]
+    fn warm_table_never_reallocates_under_a_flood() {
+        let mut t = FlowTable::new(1000);
+        // HashMap::capacity() dips while deletions leave tombstones and recovers
+        // on an in-place rehash; only a reallocation would take it above the start.
+        let caps = |t: &FlowTable| {
+            (
+                t.slots.capacity(),
+                t.free.capacity(),
+                t.dirty.capacity(),
+                t.ended.capacity(),
+            )
+        };
+        let before = caps(&t);
+        let index_before = t.index.capacity();
+        let l = local();
+        let mut out = Vec::with_capacity(4096);
+        for i in 0..100_000u32 {
+            let remote = IpAddr::V4(Ipv4Addr::from(0x0b00_0000 + i));
+            let m = PacketMeta {
+                src: remote,
+                dst: ip("10.0.0.1"),
+                ..pkt("0.0.0.0", 1, "0.0.0.0", 2, 17, 100)
+            };
+            t.ingest(&m, &l, i64::from(i));
+            assert!(t.index.capacity() <= index_before);
+            if i % 700 == 0 {
+                t.expire(i64::from(i), 300);
+                out.clear();
+                t.drain(&mut out);
+            }
+        }
+        assert_eq!(caps(&t), before);
     }
 
     #[test]

@@ -395,6 +395,7 @@ pub fn write_pcap<W: Write>(mut out: W, frames: &[Frame]) -> io::Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests {
     use super::*;
     use crate::classify::AppProto;
@@ -491,5 +492,24 @@ mod tests {
         assert_eq!(buf.len(), 24 + body);
         let incl = u32::from_le_bytes(buf[32..36].try_into().unwrap()) as usize;
         assert_eq!(incl, frames[0].0.len());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn libpcap_reads_back_the_written_file() {
+        let frames = capture(&SynthConfig {
+            frames: 200,
+            flows: 20,
+            seed: 3,
+        });
+        let file = tempfile::NamedTempFile::new().unwrap();
+        write_pcap(std::io::BufWriter::new(file.as_file()), &frames).unwrap();
+        let mut cap = pcap::Capture::from_file(file.path()).unwrap();
+        assert_eq!(cap.get_datalink(), pcap::Linktype::ETHERNET);
+        for (data, orig) in &frames {
+            let p = cap.next_packet().unwrap();
+            assert_eq!((p.data, p.header.len), (&data[..], *orig));
+        }
+        assert!(cap.next_packet().is_err());
     }
 }
