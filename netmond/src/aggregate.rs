@@ -45,7 +45,12 @@ impl Counts {
         self.down_packets += o.down_packets;
     }
     fn of(d: &FlowDelta) -> Counts {
-        Counts { up_bytes: d.up_bytes, down_bytes: d.down_bytes, up_packets: d.up_packets, down_packets: d.down_packets }
+        Counts {
+            up_bytes: d.up_bytes,
+            down_bytes: d.down_bytes,
+            up_packets: d.up_packets,
+            down_packets: d.down_packets,
+        }
     }
 }
 
@@ -153,7 +158,13 @@ pub struct Aggregator {
 }
 
 fn key_of(q: &SocketQuery) -> FlowKey {
-    FlowKey { proto: q.proto, local: q.local.ip(), local_port: q.local.port(), remote: q.remote.ip(), remote_port: q.remote.port() }
+    FlowKey {
+        proto: q.proto,
+        local: q.local.ip(),
+        local_port: q.local.port(),
+        remote: q.remote.ip(),
+        remote_port: q.remote.port(),
+    }
 }
 
 fn protocol_label(key: &FlowKey, app: AppProto) -> &'static str {
@@ -196,7 +207,9 @@ impl Aggregator {
             meter: Meter::default(),
             owner: match d.placement {
                 Placement::Forwarded => Owner::Unattributed(Unattributed::Forwarded.as_str()),
-                Placement::Local if matches!(d.key.proto, 6 | 17) => Owner::Pending { resubmitted: false },
+                Placement::Local if matches!(d.key.proto, 6 | 17) => {
+                    Owner::Pending { resubmitted: false }
+                }
                 Placement::Local => Owner::Unattributed("no_socket_lookup"),
             },
             ended: false,
@@ -247,7 +260,9 @@ impl Aggregator {
     }
 
     fn settle(&mut self, key: &FlowKey, res: &Resolution, first_seen_ms: i64) {
-        let Some(rec) = self.flows.get_mut(key) else { return };
+        let Some(rec) = self.flows.get_mut(key) else {
+            return;
+        };
         let upgrade = matches!(rec.owner, Owner::Pending { .. })
             || (matches!(rec.owner, Owner::Unattributed(r) if r == Unattributed::NoSocket.as_str() || r == Unattributed::SocketGone.as_str())
                 && res.owner.is_ok());
@@ -272,7 +287,7 @@ impl Aggregator {
                     protocols: BTreeSet::new(),
                     live_flows: 0,
                     alive: true,
-                    first_seen_ms: first_seen_ms,
+                    first_seen_ms,
                     last_seen_ms: rec.last_seen_ms,
                 });
                 p.meter.total.add(&moved.total);
@@ -335,7 +350,10 @@ impl Aggregator {
             if let Some(r) = self.flows.get_mut(&k) {
                 let m = r.meter;
                 r.owner = Owner::Unattributed(Unattributed::NoSocket.as_str());
-                let b = self.unattributed.entry(Unattributed::NoSocket.as_str()).or_default();
+                let b = self
+                    .unattributed
+                    .entry(Unattributed::NoSocket.as_str())
+                    .or_default();
                 b.total.add(&m.total);
                 b.tick.add(&m.tick);
             }
@@ -430,7 +448,10 @@ impl Aggregator {
         let mut reasons: Vec<v1::UnattributedReason> = self
             .unattributed
             .iter()
-            .map(|(r, m)| v1::UnattributedReason { reason: (*r).to_owned(), traffic: Some(m.traffic(tick_ms)) })
+            .map(|(r, m)| v1::UnattributedReason {
+                reason: (*r).to_owned(),
+                traffic: Some(m.traffic(tick_ms)),
+            })
             .collect();
         if pending.total != Counts::default() {
             reasons.push(v1::UnattributedReason {
@@ -464,21 +485,36 @@ impl Aggregator {
             std::cmp::Reverse(t.up_bytes + t.down_bytes)
         });
 
-        let attributed: u64 = self.procs.values().map(|p| p.meter.total.up_bytes + p.meter.total.down_bytes).sum();
+        let attributed: u64 = self
+            .procs
+            .values()
+            .map(|p| p.meter.total.up_bytes + p.meter.total.down_bytes)
+            .sum();
         let tick_packets: u64 = self.packets_by_proto.values().sum();
         // packets_by_proto and size_hist count the tick just ended.
         let rollup = Rollup {
             processes,
             totals: self.totals.traffic(tick_ms),
-            unattributed: v1::Unattributed { traffic: Some(un.traffic(tick_ms)), reasons },
+            unattributed: v1::Unattributed {
+                traffic: Some(un.traffic(tick_ms)),
+                reasons,
+            },
             hosts,
             packet_stats: v1::PacketStats {
-                packets_by_protocol: self.packets_by_proto.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+                packets_by_protocol: self
+                    .packets_by_proto
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), *v))
+                    .collect(),
                 size_bounds: SIZE_BOUNDS.to_vec(),
                 size_counts: self.size_hist.to_vec(),
                 packets_per_sec: tick_packets.saturating_mul(1000) / tick_ms.max(1),
             },
-            per_iface: self.ifaces.iter().map(|(k, m)| (*k, m.traffic(tick_ms))).collect(),
+            per_iface: self
+                .ifaces
+                .iter()
+                .map(|(k, m)| (*k, m.traffic(tick_ms)))
+                .collect(),
             bytes_captured: self.totals.total.up_bytes + self.totals.total.down_bytes,
             bytes_attributed: attributed,
             flows_tracked: self.flows.len() as u64,
@@ -501,11 +537,16 @@ impl Aggregator {
         self.size_hist = [0; SIZE_BOUNDS.len()];
         // Ended flows whose owner is settled are done; their bytes live on
         // in the process, host and bucket totals.
-        self.flows.retain(|_, f| !(f.ended && !matches!(f.owner, Owner::Pending { .. })));
+        self.flows
+            .retain(|_, f| !f.ended || matches!(f.owner, Owner::Pending { .. }));
         let dead = self.procs.values().filter(|p| !p.alive).count();
         if dead > MAX_DEAD_PROCESSES {
-            let mut old: Vec<(i64, ProcKey)> =
-                self.procs.iter().filter(|(_, p)| !p.alive).map(|(k, p)| (p.last_seen_ms, *k)).collect();
+            let mut old: Vec<(i64, ProcKey)> = self
+                .procs
+                .iter()
+                .filter(|(_, p)| !p.alive)
+                .map(|(k, p)| (p.last_seen_ms, *k))
+                .collect();
             old.sort_unstable();
             for (_, k) in old.into_iter().take(dead - MAX_DEAD_PROCESSES) {
                 self.procs.remove(&k);
@@ -516,7 +557,13 @@ impl Aggregator {
                 .hosts
                 .iter()
                 .filter(|(_, h)| h.live_flows == 0)
-                .map(|(ip, h)| (h.meter.total.up_bytes + h.meter.total.down_bytes, h.last_seen_ms, *ip))
+                .map(|(ip, h)| {
+                    (
+                        h.meter.total.up_bytes + h.meter.total.down_bytes,
+                        h.last_seen_ms,
+                        *ip,
+                    )
+                })
                 .collect();
             small.sort_unstable();
             let excess = self.hosts.len() - MAX_HOSTS;
@@ -527,19 +574,30 @@ impl Aggregator {
     }
 
     /// Live flows as API rows, with their owners.
-    pub fn connections(&self, tick_ms: u64, iface_name: impl Fn(u16) -> String) -> Vec<v1::Connection> {
+    pub fn connections(
+        &self,
+        tick_ms: u64,
+        iface_name: impl Fn(u16) -> String,
+    ) -> Vec<v1::Connection> {
         self.flows
             .iter()
             .filter(|(_, f)| !f.ended)
             .map(|(k, f)| {
                 let (process, reason) = match f.owner {
-                    Owner::Process(pk) => (self.procs.get(&pk).map(|p| identity(&p.info)), String::new()),
+                    Owner::Process(pk) => (
+                        self.procs.get(&pk).map(|p| identity(&p.info)),
+                        String::new(),
+                    ),
                     Owner::Pending { .. } => (None, Unattributed::Pending.as_str().to_owned()),
                     Owner::Unattributed(r) => (None, r.to_owned()),
                 };
                 v1::Connection {
                     protocol: transport_name(k.proto).to_owned(),
-                    app_protocol: if f.app == AppProto::Unknown { String::new() } else { f.app.name().to_owned() },
+                    app_protocol: if f.app == AppProto::Unknown {
+                        String::new()
+                    } else {
+                        f.app.name().to_owned()
+                    },
                     local_addr: k.local.to_string(),
                     local_port: u32::from(k.local_port),
                     remote_addr: k.remote.to_string(),

@@ -24,7 +24,8 @@ pub const SIZE_BOUNDS: [u32; 8] = [64, 128, 256, 512, 1024, 1500, 9000, u32::MAX
 const BULK_FILTER: &str = "ip or ip6 or (vlan and (ip or ip6))";
 /// BPF for the flow-start capture: TCP SYNs (v4, and v6 without extension
 /// headers) and UDP. It only names new flows; it counts nothing.
-const START_FILTER: &str = "(tcp[tcpflags] & tcp-syn != 0) or (ip6 and ip6[6] == 6 and ip6[53] & 2 != 0) or udp \
+const START_FILTER: &str =
+    "(tcp[tcpflags] & tcp-syn != 0) or (ip6 and ip6[6] == 6 and ip6[53] & 2 != 0) or udp \
      or (vlan and ((tcp[tcpflags] & tcp-syn != 0) or udp))";
 
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +74,11 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(local: LocalSet) -> Shared {
-        Shared { epoch: AtomicU64::new(0), local: RwLock::new(Arc::new(local)), local_gen: AtomicU64::new(0) }
+        Shared {
+            epoch: AtomicU64::new(0),
+            local: RwLock::new(Arc::new(local)),
+            local_gen: AtomicU64::new(0),
+        }
     }
 
     pub fn set_local(&self, local: LocalSet) {
@@ -84,7 +89,10 @@ impl Shared {
     }
 
     fn local(&self) -> Arc<LocalSet> {
-        self.local.read().map(|l| l.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.local
+            .read()
+            .map(|l| l.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 }
 
@@ -144,7 +152,13 @@ impl CaptureHandle {
 /// Opens a non-blocking capture: threads wait in `poll` with their own
 /// timeout, so they notice ticks and stop requests even when the wire is
 /// quiet (a blocking pcap read may wait for the next packet forever).
-fn open(iface: &str, snaplen: i32, buffer: i32, timeout_ms: i32, immediate: bool) -> Result<pcap::Capture<pcap::Active>, CaptureError> {
+fn open(
+    iface: &str,
+    snaplen: i32,
+    buffer: i32,
+    timeout_ms: i32,
+    immediate: bool,
+) -> Result<pcap::Capture<pcap::Active>, CaptureError> {
     pcap::Capture::from_device(iface)
         .and_then(|c| {
             c.promisc(false)
@@ -155,12 +169,19 @@ fn open(iface: &str, snaplen: i32, buffer: i32, timeout_ms: i32, immediate: bool
                 .open()
         })
         .and_then(pcap::Capture::setnonblock)
-        .map_err(|source| CaptureError::Open { iface: iface.to_owned(), source })
+        .map_err(|source| CaptureError::Open {
+            iface: iface.to_owned(),
+            source,
+        })
 }
 
 /// Waits until the capture has something to read or `timeout_ms` passes.
 fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) {
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: `pfd` is a valid pollfd for the duration of the call and the
     // count is 1; poll only writes `revents`.
     unsafe {
@@ -177,14 +198,31 @@ pub fn start(
     out: SyncSender<Batch>,
     resolver: ResolverHandle,
 ) -> Result<CaptureHandle, CaptureError> {
-    let mut bulk = open(iface, settings.snaplen, settings.buffer_bytes, settings.timeout_ms, false)?;
+    let mut bulk = open(
+        iface,
+        settings.snaplen,
+        settings.buffer_bytes,
+        settings.timeout_ms,
+        false,
+    )?;
     let dlt = bulk.get_datalink().0;
-    let link = LinkType::from_dlt(dlt).ok_or(CaptureError::LinkType { iface: iface.to_owned(), dlt })?;
-    bulk.filter(BULK_FILTER, true).map_err(|source| CaptureError::Filter { iface: iface.to_owned(), source })?;
+    let link = LinkType::from_dlt(dlt).ok_or(CaptureError::LinkType {
+        iface: iface.to_owned(),
+        dlt,
+    })?;
+    bulk.filter(BULK_FILTER, true)
+        .map_err(|source| CaptureError::Filter {
+            iface: iface.to_owned(),
+            source,
+        })?;
     // The flow-start capture is an optimisation: without it attribution of
     // short-lived flows is slower, counting is unaffected.
     let start_cap = open(iface, 128, 2 << 20, 1, true).and_then(|mut c| {
-        c.filter(START_FILTER, true).map_err(|source| CaptureError::Filter { iface: iface.to_owned(), source })?;
+        c.filter(START_FILTER, true)
+            .map_err(|source| CaptureError::Filter {
+                iface: iface.to_owned(),
+                source,
+            })?;
         Ok(c)
     });
 
@@ -194,6 +232,7 @@ pub fn start(
         *l = format!("{link:?}");
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let fast_path = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     let name = iface.to_owned();
     let bulk_thread = BulkThread {
@@ -206,27 +245,51 @@ pub fn start(
         resolver: resolver.clone(),
         stats: stats.clone(),
         stop: stop.clone(),
+        fast_path: fast_path.clone(),
     };
     threads.push(
         std::thread::Builder::new()
             .name(format!("cap-{name}"))
             .spawn(move || bulk_thread.run(bulk))
-            .map_err(|source| CaptureError::Thread { iface: name.clone(), source })?,
+            .map_err(|source| CaptureError::Thread {
+                iface: name.clone(),
+                source,
+            })?,
     );
     match start_cap {
         Ok(cap) => {
-            let (sh, st, r, n) = (shared, stop.clone(), resolver, name.clone());
+            let (sh, st, r, n, fp) = (
+                shared,
+                stop.clone(),
+                resolver,
+                name.clone(),
+                fast_path.clone(),
+            );
+            fast_path.store(true, Ordering::Relaxed);
             match std::thread::Builder::new()
                 .name(format!("new-{name}"))
-                .spawn(move || flow_start_loop(cap, link, sh, r, st, &n))
-            {
+                .spawn(move || {
+                    flow_start_loop(cap, link, sh, r, st, &n);
+                    fp.store(false, Ordering::Relaxed);
+                }) {
                 Ok(t) => threads.push(t),
-                Err(e) => warn!(iface = %name, %e, "flow-start thread not started"),
+                Err(e) => {
+                    fast_path.store(false, Ordering::Relaxed);
+                    warn!(iface = %name, %e, "flow-start thread not started");
+                }
             }
         }
-        Err(e) => warn!(iface = %name, error = %e, "flow-start capture unavailable; attribution of short flows is slower"),
+        Err(e) => {
+            warn!(iface = %name, error = %e, "flow-start capture unavailable; attribution of short flows is slower")
+        }
     }
-    Ok(CaptureHandle { name, id, stats, stop, threads })
+    Ok(CaptureHandle {
+        name,
+        id,
+        stats,
+        stop,
+        threads,
+    })
 }
 
 fn ts_ms(h: &pcap::PacketHeader) -> i64 {
@@ -246,7 +309,10 @@ pub fn query_for(key: &FlowKey, local: &LocalSet) -> Option<SocketQuery> {
 }
 
 fn size_bucket(len: u32) -> usize {
-    SIZE_BOUNDS.iter().position(|&b| len <= b).unwrap_or(SIZE_BOUNDS.len() - 1)
+    SIZE_BOUNDS
+        .iter()
+        .position(|&b| len <= b)
+        .unwrap_or(SIZE_BOUNDS.len() - 1)
 }
 
 struct BulkThread {
@@ -259,6 +325,8 @@ struct BulkThread {
     resolver: ResolverHandle,
     stats: Arc<IfaceStats>,
     stop: Arc<AtomicBool>,
+    /// The flow-start thread of this interface is running.
+    fast_path: Arc<AtomicBool>,
 }
 
 impl BulkThread {
@@ -292,8 +360,15 @@ impl BulkThread {
                         bytes += u64::from(meta.l3_len);
                         hist[size_bucket(meta.l3_len)] += 1;
                         if let Ingest::New(key) = table.ingest(&meta, &local, now) {
-                            if let Some(q) = query_for(&key, &local) {
-                                self.resolver.submit(q);
+                            // Flows that start with a SYN, and UDP, were already
+                            // sent to the resolver by the flow-start thread.
+                            let started_seen = self.fast_path.load(Ordering::Relaxed)
+                                && (key.proto == 17
+                                    || (key.proto == 6 && meta.tcp_flags & decode::TCP_SYN != 0));
+                            if !started_seen {
+                                if let Some(q) = query_for(&key, &local) {
+                                    self.resolver.submit(q);
+                                }
                             }
                         }
                     }
@@ -359,8 +434,18 @@ impl BulkThread {
         s.evicted.store(table.evicted(), Ordering::Relaxed);
     }
 
-    fn hand_off(&self, pending: &mut Vec<FlowDelta>, hist: &mut [u64; SIZE_BOUNDS.len()], epoch: u64) {
-        let batch = Batch { iface: self.id, epoch, deltas: std::mem::take(pending), size_hist: *hist };
+    fn hand_off(
+        &self,
+        pending: &mut Vec<FlowDelta>,
+        hist: &mut [u64; SIZE_BOUNDS.len()],
+        epoch: u64,
+    ) {
+        let batch = Batch {
+            iface: self.id,
+            epoch,
+            deltas: std::mem::take(pending),
+            size_hist: *hist,
+        };
         match self.out.try_send(batch) {
             Ok(()) => *hist = [0; SIZE_BOUNDS.len()],
             Err(TrySendError::Full(b)) | Err(TrySendError::Disconnected(b)) => {
@@ -407,6 +492,7 @@ fn flow_start_loop(
     stop: Arc<AtomicBool>,
     iface: &str,
 ) {
+    crate::procmap::prefer_low_latency();
     let mut local = shared.local();
     let mut local_gen = shared.local_gen.load(Ordering::Acquire);
     // Recently submitted flows: a UDP flow's later packets need no new lookup.
@@ -416,8 +502,12 @@ fn flow_start_loop(
     while !stop.load(Ordering::Relaxed) {
         wait_readable(fd, 100);
         let res = cap.dispatch(None, |p| {
-            let Ok(meta) = decode::decode(link, p.data, p.header.len) else { return };
-            let Some(key) = orient(&meta, &local) else { return };
+            let Ok(meta) = decode::decode(link, p.data, p.header.len) else {
+                return;
+            };
+            let Some(key) = orient(&meta, &local) else {
+                return;
+            };
             if seen.len() < 65_536 && !seen.insert(key) {
                 return;
             }
@@ -452,7 +542,13 @@ fn orient(meta: &PacketMeta, local: &LocalSet) -> Option<FlowKey> {
     } else {
         return None;
     };
-    Some(FlowKey { proto: meta.proto, local: l, local_port: lp, remote: r, remote_port: rp })
+    Some(FlowKey {
+        proto: meta.proto,
+        local: l,
+        local_port: lp,
+        remote: r,
+        remote_port: rp,
+    })
 }
 
 #[cfg(test)]
@@ -469,8 +565,16 @@ mod tests {
     #[test]
     fn pcap_counter_wrap_is_carried() {
         let mut b = StatBase::default();
-        b.update(pcap::Stat { received: u32::MAX - 1, dropped: 0, if_dropped: 0 });
-        b.update(pcap::Stat { received: 3, dropped: 1, if_dropped: 0 });
+        b.update(pcap::Stat {
+            received: u32::MAX - 1,
+            dropped: 0,
+            if_dropped: 0,
+        });
+        b.update(pcap::Stat {
+            received: 3,
+            dropped: 1,
+            if_dropped: 0,
+        });
         assert_eq!(b.received, u64::from(u32::MAX) + 4);
         assert_eq!(b.dropped, 1);
     }

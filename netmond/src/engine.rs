@@ -478,13 +478,23 @@ fn without_rates(mut s: Snapshot) -> Snapshot {
         t.up_bps = 0;
         t.down_bps = 0;
     };
-    s.processes.iter_mut().filter_map(|p| p.traffic.as_mut()).for_each(zero);
-    s.hosts.iter_mut().filter_map(|h| h.traffic.as_mut()).for_each(zero);
+    s.processes
+        .iter_mut()
+        .filter_map(|p| p.traffic.as_mut())
+        .for_each(zero);
+    s.hosts
+        .iter_mut()
+        .filter_map(|h| h.traffic.as_mut())
+        .for_each(zero);
     zero(&mut s.totals);
     if let Some(t) = s.unattributed.traffic.as_mut() {
         zero(t);
     }
-    s.unattributed.reasons.iter_mut().filter_map(|r| r.traffic.as_mut()).for_each(zero);
+    s.unattributed
+        .reasons
+        .iter_mut()
+        .filter_map(|r| r.traffic.as_mut())
+        .for_each(zero);
     s.interfaces.clear();
     s.packet_stats = None;
     s

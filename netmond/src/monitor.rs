@@ -103,15 +103,17 @@ impl Monitor {
     pub fn start(cfg: &Config, wanted: Vec<String>) -> anyhow::Result<Monitor> {
         let ifaces = netif::list().context("cannot list network interfaces")?;
         let shared = Arc::new(Shared::new(LocalSet::new(netif::local_addresses(&ifaces))));
-        let (resolver, handle, resolutions) =
-            Resolver::start(ResolverConfig::default()).context("cannot start the socket resolver")?;
+        let (resolver, handle, resolutions) = Resolver::start(ResolverConfig::default())
+            .context("cannot start the socket resolver")?;
         let (batch_tx, batches) = mpsc::sync_channel(256);
         let settings = CaptureSettings {
             snaplen: i32::try_from(cfg.capture.snaplen).unwrap_or(192),
-            buffer_bytes: i32::try_from(u64::from(cfg.capture.buffer_mib) << 20).unwrap_or(i32::MAX),
+            buffer_bytes: i32::try_from(u64::from(cfg.capture.buffer_mib) << 20)
+                .unwrap_or(i32::MAX),
             timeout_ms: 50,
             max_flows: cfg.capture.max_flows,
-            idle_ms: i64::try_from(cfg.capture.flow_idle_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            idle_ms: i64::try_from(cfg.capture.flow_idle_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
         };
         let dirty = Arc::new(AtomicBool::new(true));
         let d = dirty.clone();
@@ -150,10 +152,17 @@ impl Monitor {
         m.sync_interfaces(&ifaces);
         let caps = lock(&m.captures);
         if !m.wanted.is_empty() && caps.running.is_empty() {
-            let errs: Vec<String> = caps.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            let errs: Vec<String> = caps
+                .errors
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
             drop(caps);
             m.shutdown_threads();
-            anyhow::bail!("no requested interface could be captured ({})", errs.join("; "));
+            anyhow::bail!(
+                "no requested interface could be captured ({})",
+                errs.join("; ")
+            );
         }
         drop(caps);
         Ok(m)
@@ -162,7 +171,8 @@ impl Monitor {
     /// Starts captures for interfaces that should be captured and are not,
     /// forgets those that are gone.
     fn sync_interfaces(&self, ifaces: &[netif::Interface]) {
-        self.shared.set_local(LocalSet::new(netif::local_addresses(ifaces)));
+        self.shared
+            .set_local(LocalSet::new(netif::local_addresses(ifaces)));
         let mut caps = lock(&self.captures);
         let wanted: Vec<&netif::Interface> = ifaces
             .iter()
@@ -175,13 +185,24 @@ impl Monitor {
             })
             .collect();
         // Captures whose thread ended (interface gone or broken) are reaped.
-        let ended: Vec<String> =
-            caps.running.iter().filter(|(_, h)| !h.is_running()).map(|(n, _)| n.clone()).collect();
+        let ended: Vec<String> = caps
+            .running
+            .iter()
+            .filter(|(_, h)| !h.is_running())
+            .map(|(n, _)| n.clone())
+            .collect();
         for name in ended {
             if let Some(h) = caps.running.remove(&name) {
                 let err = h.stats.error.lock().map(|e| e.clone()).unwrap_or_default();
                 info!(iface = %name, error = %err, "capture ended");
-                caps.errors.insert(name, if err.is_empty() { "capture ended".into() } else { err });
+                caps.errors.insert(
+                    name,
+                    if err.is_empty() {
+                        "capture ended".into()
+                    } else {
+                        err
+                    },
+                );
                 h.join();
             }
         }
@@ -190,8 +211,14 @@ impl Monitor {
                 continue;
             }
             let id = caps.id_for(&i.name);
-            match capture::start(&i.name, id, &self.settings, self.shared.clone(), self.batch_tx.clone(), self.handle.clone())
-            {
+            match capture::start(
+                &i.name,
+                id,
+                &self.settings,
+                self.shared.clone(),
+                self.batch_tx.clone(),
+                self.handle.clone(),
+            ) {
                 Ok(h) => {
                     info!(iface = %i.name, "capturing");
                     caps.errors.remove(&i.name);
@@ -222,7 +249,11 @@ impl Monitor {
         if let Some(w) = lock(&self.watcher).take() {
             w.stop();
         }
-        let handles: Vec<CaptureHandle> = lock(&self.captures).running.drain().map(|(_, h)| h).collect();
+        let handles: Vec<CaptureHandle> = lock(&self.captures)
+            .running
+            .drain()
+            .map(|(_, h)| h)
+            .collect();
         for h in &handles {
             h.signal_stop();
         }
@@ -250,8 +281,12 @@ impl Monitor {
     /// epoch or `wait` has passed.
     fn collect(&self, wait: Duration) {
         let epoch = self.shared.epoch.load(Ordering::Acquire);
-        let mut expected: Vec<u16> =
-            lock(&self.captures).running.values().filter(|h| h.is_running()).map(|h| h.id).collect();
+        let mut expected: Vec<u16> = lock(&self.captures)
+            .running
+            .values()
+            .filter(|h| h.is_running())
+            .map(|h| h.id)
+            .collect();
         let deadline = Instant::now() + wait;
         let mut inner = lock(&self.inner);
         let inner = &mut *inner;
@@ -259,7 +294,10 @@ impl Monitor {
             let got = match inner.batches.try_recv() {
                 Ok(b) => Some(b),
                 Err(_) if expected.is_empty() || Instant::now() >= deadline => None,
-                Err(_) => match inner.batches.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Err(_) => match inner
+                    .batches
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                {
                     Ok(b) => Some(b),
                     Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => None,
                 },
@@ -284,7 +322,9 @@ impl Monitor {
         tracing::debug!(resolver = ?self.handle.stats(), "tick");
         self.shared.epoch.fetch_add(1, Ordering::AcqRel);
         // The bulk read timeout bounds how long a thread takes to notice.
-        self.collect(Duration::from_millis(u64::try_from(self.settings.timeout_ms).unwrap_or(50) * 3));
+        self.collect(Duration::from_millis(
+            u64::try_from(self.settings.timeout_ms).unwrap_or(50) * 3,
+        ));
         self.tick_inner(true)
     }
 
@@ -296,7 +336,10 @@ impl Monitor {
             }
         } else if maintain {
             // Reap captures of interfaces that went away without an event.
-            let any_ended = lock(&self.captures).running.values().any(|h| !h.is_running());
+            let any_ended = lock(&self.captures)
+                .running
+                .values()
+                .any(|h| !h.is_running());
             if any_ended {
                 if let Ok(l) = &list {
                     self.sync_interfaces(l);
@@ -307,15 +350,24 @@ impl Monitor {
         let mut inner = lock(&self.inner);
         let rollup = inner.agg.roll(tick_ms, crate::procmap::is_alive);
         let kernel = netif::counters().unwrap_or_default();
-        let elapsed_ms = inner.last_kernel_at.map(|t| t.elapsed().as_millis() as u64).unwrap_or(0);
+        let elapsed_ms = inner
+            .last_kernel_at
+            .map(|t| t.elapsed().as_millis() as u64)
+            .unwrap_or(0);
         let caps = lock(&self.captures);
         let mut rows = Vec::new();
         if let Ok(list) = &list {
             for i in list {
-                let k = kernel.iter().find(|(n, _)| n == &i.name).map(|(_, c)| *c).unwrap_or_default();
+                let k = kernel
+                    .iter()
+                    .find(|(n, _)| n == &i.name)
+                    .map(|(_, c)| *c)
+                    .unwrap_or_default();
                 let prev = inner.last_kernel.get(&i.name).copied();
                 let rate = |now: u64, before: Option<u64>| match before {
-                    Some(b) if elapsed_ms > 0 => now.saturating_sub(b).saturating_mul(1000) / elapsed_ms,
+                    Some(b) if elapsed_ms > 0 => {
+                        now.saturating_sub(b).saturating_mul(1000) / elapsed_ms
+                    }
                     _ => 0,
                 };
                 let id = caps.ids.get(&i.name).copied();
@@ -343,8 +395,16 @@ impl Monitor {
         }
         inner.last_kernel = kernel.into_iter().collect();
         inner.last_kernel_at = Some(Instant::now());
-        let dropped: u64 = caps.running.values().map(|h| h.stats.dropped.load(Ordering::Relaxed)).sum();
-        let handoff: u64 = caps.running.values().map(|h| h.stats.handoff_dropped.load(Ordering::Relaxed)).sum();
+        let dropped: u64 = caps
+            .running
+            .values()
+            .map(|h| h.stats.dropped.load(Ordering::Relaxed))
+            .sum();
+        let handoff: u64 = caps
+            .running
+            .values()
+            .map(|h| h.stats.handoff_dropped.load(Ordering::Relaxed))
+            .sum();
         drop(caps);
         let snap = Snapshot {
             processes: rollup.processes.clone(),
@@ -364,7 +424,9 @@ impl Monitor {
     pub fn connections(&self) -> Vec<v1::Connection> {
         let names = lock(&self.captures).names.clone();
         let inner = lock(&self.inner);
-        inner.agg.connections(self.cfg.daemon.tick_ms, |id| names.get(&id).cloned().unwrap_or_default())
+        inner.agg.connections(self.cfg.daemon.tick_ms, |id| {
+            names.get(&id).cloned().unwrap_or_default()
+        })
     }
 
     pub fn status(&self) -> MonitorStatus {
@@ -391,7 +453,9 @@ impl Monitor {
                 capturing: h.is_some_and(CaptureHandle::is_running),
                 error: caps.errors.get(name).cloned().unwrap_or_default(),
                 capture: stats,
-                link_type: h.and_then(|h| h.stats.link_type.lock().ok().map(|l| l.clone())).unwrap_or_default(),
+                link_type: h
+                    .and_then(|h| h.stats.link_type.lock().ok().map(|l| l.clone()))
+                    .unwrap_or_default(),
             });
         }
         drop(caps);

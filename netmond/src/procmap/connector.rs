@@ -98,7 +98,9 @@ pub fn parse_proc_event(p: &[u8]) -> Option<ProcEvent> {
 /// first namespace where subscribing works is the initial one.
 pub fn open_in_init_netns() -> io::Result<OwnedFd> {
     use std::os::unix::fs::MetadataExt;
-    let own = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).unwrap_or(0);
+    let own = std::fs::metadata("/proc/self/ns/net")
+        .map(|m| m.ino())
+        .unwrap_or(0);
     let mut tried = std::collections::HashSet::from([own]);
     let mut last = io::Error::from(io::ErrorKind::NotFound);
     let mut pids: Vec<u32> = std::fs::read_dir("/proc")?
@@ -107,11 +109,15 @@ pub fn open_in_init_netns() -> io::Result<OwnedFd> {
     pids.sort_unstable();
     for pid in pids {
         let path = format!("/proc/{pid}/ns/net");
-        let Ok(ino) = std::fs::metadata(&path).map(|m| m.ino()) else { continue };
+        let Ok(ino) = std::fs::metadata(&path).map(|m| m.ino()) else {
+            continue;
+        };
         if !tried.insert(ino) || tried.len() > 32 {
             continue;
         }
-        let Ok(ns) = std::fs::File::open(&path) else { continue };
+        let Ok(ns) = std::fs::File::open(&path) else {
+            continue;
+        };
         let r = std::thread::scope(|s| {
             std::thread::Builder::new()
                 .name("procmap-cn-ns".into())

@@ -12,7 +12,10 @@ use crate::harness::*;
 fn assert_within(credited: u64, payload: u64, what: &str) {
     let lo = payload;
     let hi = payload + payload / 100 + 16 * 1024;
-    assert!((lo..=hi).contains(&credited), "{what}: credited {credited}, generator payload {payload} (allowed {lo}..={hi})");
+    assert!(
+        (lo..=hi).contains(&credited),
+        "{what}: credited {credited}, generator payload {payload} (allowed {lo}..={hi})"
+    );
 }
 
 #[test]
@@ -23,23 +26,39 @@ fn bulk_tcp_upload_and_download_are_credited_to_the_sender_v4_and_v6() {
     let _srv6 = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip6, "5202"]);
     const N: u64 = 20 * 1024 * 1024;
     let n = N.to_string();
-    for (host, port) in [(lab.peer_ip.as_str(), "5201"), (lab.peer_ip6.as_str(), "5202")] {
+    for (host, port) in [
+        (lab.peer_ip.as_str(), "5201"),
+        (lab.peer_ip6.as_str(), "5202"),
+    ] {
         // The client lingers after its transfer so it is alive when checked.
-        let up = Lab::spawn_in(&lab.host, "python3", &["-c", gen::TCP_CLIENT, host, port, "up", &n, "4"]);
+        let up = Lab::spawn_in(
+            &lab.host,
+            "python3",
+            &["-c", gen::TCP_CLIENT, host, port, "up", &n, "4"],
+        );
         let up_pid = up.id();
-        let down = Lab::spawn_in(&lab.host, "python3", &["-c", gen::TCP_CLIENT, host, port, "down", &n, "4"]);
+        let down = Lab::spawn_in(
+            &lab.host,
+            "python3",
+            &["-c", gen::TCP_CLIENT, host, port, "down", &n, "4"],
+        );
         let down_pid = down.id();
         wait_top(&d, 20, |t| {
             let ok = |pid, k| proc_by_pid(t, pid).is_some_and(|p| u(&p, k) >= N);
             ok(up_pid, "up_bytes") && ok(down_pid, "down_bytes")
         });
         std::thread::sleep(Duration::from_millis(2500));
-        let top = d.ctl_json(&["top"]);
-        let p = proc_by_pid(&top, up_pid).unwrap_or_else(|| panic!("uploader {up_pid} missing: {top}"));
+        let top = d.ctl_json(&["top", "--limit", "0"]);
+        let p =
+            proc_by_pid(&top, up_pid).unwrap_or_else(|| panic!("uploader {up_pid} missing: {top}"));
         assert_eq!(p["name"], "python3", "{p}");
         assert_within(u(&p, "up_bytes"), N, &format!("upload over {host}"));
-        assert!(u(&p, "down_bytes") < N / 50, "the uploader's download is only ACKs: {p}");
-        let p = proc_by_pid(&top, down_pid).unwrap_or_else(|| panic!("downloader {down_pid} missing: {top}"));
+        assert!(
+            u(&p, "down_bytes") < N / 50,
+            "the uploader's download is only ACKs: {p}"
+        );
+        let p = proc_by_pid(&top, down_pid)
+            .unwrap_or_else(|| panic!("downloader {down_pid} missing: {top}"));
         assert_within(u(&p, "down_bytes"), N, &format!("download over {host}"));
         assert!(u(&p, "up_bytes") < N / 50, "{p}");
         wait_output(up, 30);
@@ -56,23 +75,48 @@ fn udp_sender_is_credited_and_icmp_echo_is_counted() {
     let tx = Lab::spawn_in(
         &lab.host,
         "python3",
-        &["-c", gen::UDP_SENDER, &lab.peer_ip, "5301", &count.to_string(), &size.to_string(), "4"],
+        &[
+            "-c",
+            gen::UDP_SENDER,
+            &lab.peer_ip,
+            "5301",
+            &count.to_string(),
+            &size.to_string(),
+            "4",
+        ],
     );
     let pid = tx.id();
     let want = count * (size + 28); // IPv4 + UDP headers
-    let top = wait_top(&d, 20, |t| proc_by_pid(t, pid).is_some_and(|p| u(&p, "up_bytes") >= want));
+    let top = wait_top(&d, 20, |t| {
+        proc_by_pid(t, pid).is_some_and(|p| u(&p, "up_bytes") >= want)
+    });
     let p = proc_by_pid(&top, pid).unwrap_or_else(|| panic!("UDP sender {pid} missing: {top}"));
     let got = u(&p, "up_bytes");
-    assert!(got.abs_diff(want) <= want / 100, "UDP credited {got}, sent {want} (L3)");
-    assert!(p["protocols"].as_array().is_some_and(|a| !a.is_empty()), "{p}");
+    assert!(
+        got.abs_diff(want) <= want / 100,
+        "UDP credited {got}, sent {want} (L3)"
+    );
+    assert!(
+        p["protocols"].as_array().is_some_and(|a| !a.is_empty()),
+        "{p}"
+    );
     wait_output(tx, 30);
 
-    let before = u(&d.ctl_json(&["top"])["totals"], "up_bytes");
-    let ping = lab.host.exec(&format!("ping -c 5 -i 0.2 -s 200 {}", lab.peer_ip));
-    assert!(ping.status.success(), "ping: {}", String::from_utf8_lossy(&ping.stderr));
+    let before = u(&d.ctl_json(&["top", "--limit", "0"])["totals"], "up_bytes");
+    let ping = lab
+        .host
+        .exec(&format!("ping -c 5 -i 0.2 -s 200 {}", lab.peer_ip));
+    assert!(
+        ping.status.success(),
+        "ping: {}",
+        String::from_utf8_lossy(&ping.stderr)
+    );
     // 5 echo requests of 228 bytes each leave the host.
     let top = wait_top(&d, 5, |t| u(&t["totals"], "up_bytes") >= before + 5 * 228);
-    assert!(u(&top["totals"], "up_bytes") >= before + 5 * 228, "ICMP echo counted: {top}");
+    assert!(
+        u(&top["totals"], "up_bytes") >= before + 5 * 228,
+        "ICMP echo counted: {top}"
+    );
 }
 
 #[test]
@@ -84,20 +128,39 @@ fn short_lived_curls_are_credited_to_curl() {
     let srv = Lab::spawn_in(
         &lab.peer,
         "python3",
-        &["-m", "http.server", "--bind", &lab.peer_ip, "--directory", dir.path().to_str().unwrap(), "8080"],
+        &[
+            "-m",
+            "http.server",
+            "--bind",
+            &lab.peer_ip,
+            "--directory",
+            dir.path().to_str().unwrap(),
+            "8080",
+        ],
     );
     let _srv = ChildGuard(srv);
     let url = format!("http://{}:8080/f.bin", lab.peer_ip);
     // Wait for the server.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !lab.host.exec(&format!("curl -sf -o /dev/null {url}")).status.success() {
+    while !lab
+        .host
+        .exec(&format!("curl -sf -o /dev/null {url}"))
+        .status
+        .success()
+    {
         assert!(Instant::now() < deadline, "http server never came up");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let base = curl_bytes(&d.ctl_json(&["top"]));
+    let base = curl_bytes(&d.ctl_json(&["top", "--limit", "0"]));
     let runs = 200u64;
-    let out = lab.host.exec(&format!("for i in $(seq {runs}); do curl -sf -o /dev/null {url} || exit 1; done"));
-    assert!(out.status.success(), "curl loop: {}", String::from_utf8_lossy(&out.stderr));
+    let out = lab.host.exec(&format!(
+        "for i in $(seq {runs}); do curl -sf -o /dev/null {url} || exit 1; done"
+    ));
+    assert!(
+        out.status.success(),
+        "curl loop: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let want = runs * 200 * 1024;
     let top = wait_top(&d, 10, |t| curl_bytes(t) - base >= want);
     let got = curl_bytes(&top) - base;
@@ -112,7 +175,12 @@ fn short_lived_curls_are_credited_to_curl() {
 fn curl_bytes(top: &serde_json::Value) -> u64 {
     top["processes"]
         .as_array()
-        .map(|a| a.iter().filter(|p| p["name"] == "curl").map(|p| u(p, "down_bytes")).sum())
+        .map(|a| {
+            a.iter()
+                .filter(|p| p["name"] == "curl")
+                .map(|p| u(p, "down_bytes"))
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -125,15 +193,32 @@ fn two_thousand_short_connections_are_all_credited_to_their_process() {
     let c = Lab::spawn_in(
         &lab.host,
         "python3",
-        &["-c", gen::MANY_CONNECTIONS, &lab.peer_ip, "5401", &count.to_string(), &size.to_string()],
+        &[
+            "-c",
+            gen::MANY_CONNECTIONS,
+            &lab.peer_ip,
+            "5401",
+            &count.to_string(),
+            &size.to_string(),
+        ],
     );
     let pid = c.id();
     let out = wait_output(c, 60);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let want = count * size;
-    let top = wait_top(&d, 10, |t| proc_by_pid(t, pid).is_some_and(|p| u(&p, "up_bytes") >= want));
+    let top = wait_top(&d, 10, |t| {
+        proc_by_pid(t, pid).is_some_and(|p| u(&p, "down_bytes") >= want)
+    });
     let p = proc_by_pid(&top, pid).unwrap_or_else(|| panic!("client {pid} missing: {top}"));
-    assert!(u(&p, "up_bytes") >= want, "all {count} connections credited: {p}\nunattributed: {}", top["unattributed"]);
+    assert!(
+        u(&p, "down_bytes") >= want,
+        "all {count} connections credited: {p}\nunattributed: {}",
+        top["unattributed"]
+    );
 }
 
 #[test]
@@ -145,20 +230,29 @@ fn traffic_without_a_local_socket_is_unattributed_with_a_reason() {
         "python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(50): s.sendto(b\"z\"*500, (\"{}\", 9))'",
         lab.host_ip
     ));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let top = wait_top(&d, 10, |t| {
-        t["unattributed"]["reasons"]
-            .as_array()
-            .is_some_and(|r| r.iter().any(|r| r["reason"] == "no_socket" && u(r, "down_bytes") >= 50 * 528))
+        t["unattributed"]["reasons"].as_array().is_some_and(|r| {
+            r.iter()
+                .any(|r| r["reason"] == "no_socket" && u(r, "down_bytes") >= 50 * 528)
+        })
     });
     let reasons = &top["unattributed"]["reasons"];
     assert!(
-        reasons.as_array().is_some_and(|r| r.iter().any(|r| r["reason"] == "no_socket" && u(r, "down_bytes") >= 50 * 528)),
+        reasons.as_array().is_some_and(|r| r
+            .iter()
+            .any(|r| r["reason"] == "no_socket" && u(r, "down_bytes") >= 50 * 528)),
         "no_socket bucket holds the datagrams: {reasons}"
     );
     let conns = d.ctl_json(&["connections"]);
     assert!(
-        conns["connections"].as_array().is_some_and(|c| c.iter().any(|c| c["local_port"] == 9 && c["unattributed_reason"] == "no_socket")),
+        conns["connections"].as_array().is_some_and(|c| c
+            .iter()
+            .any(|c| c["local_port"] == 9 && c["unattributed_reason"] == "no_socket")),
         "its 5-tuple is listed: {conns}"
     );
 }
@@ -173,17 +267,28 @@ fn an_interface_added_while_monitoring_is_captured_within_two_seconds() {
     let captured = |d: &Daemon, name: &str| {
         d.ctl_json(&["status"])["interfaces"]
             .as_array()
-            .is_some_and(|a| a.iter().any(|i| i["name"] == name && i["capturing"] == true))
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|i| i["name"] == name && i["capturing"] == true)
+            })
     };
     while !captured(&d, &a) {
-        assert!(t0.elapsed() < Duration::from_secs(3), "new interface not captured: {}", d.ctl_json(&["status"]));
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "new interface not captured: {}",
+            d.ctl_json(&["status"])
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let took = t0.elapsed();
     assert!(took <= Duration::from_millis(2500), "picked up in {took:?}");
     sh_ok(&format!("ip -n {} link del {a}", lab.host.name));
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(captured(&d, &lab.host_if), "the lab interface is still captured: {}", d.ctl_json(&["status"]));
+    assert!(
+        captured(&d, &lab.host_if),
+        "the lab interface is still captured: {}",
+        d.ctl_json(&["status"])
+    );
     let st = d.ctl_json(&["status"]);
     assert_eq!(st["monitoring"], true);
 }

@@ -7,15 +7,24 @@ use crate::harness::*;
 
 #[test]
 fn status_start_stop_reset_round_trip_in_both_forms() {
-    let d = Daemon::start(DaemonOpts { autostart: true, ..Default::default() });
+    let d = Daemon::start(DaemonOpts {
+        autostart: true,
+        ..Default::default()
+    });
     let st = d.ctl_json(&["status"]);
     assert_eq!(st["monitoring"], true, "{st}");
     assert!(st["version"].as_str().is_some_and(|v| !v.is_empty()));
-    let session = st["session"]["id"].as_u64().expect("running session has an id");
+    let session = st["session"]["id"]
+        .as_u64()
+        .expect("running session has an id");
 
     let human = d.ctl(&["status"]);
     assert!(human.status.success(), "{}", stderr(&human));
-    assert!(stdout(&human).to_lowercase().contains("monitoring"), "{}", stdout(&human));
+    assert!(
+        stdout(&human).to_lowercase().contains("monitoring"),
+        "{}",
+        stdout(&human)
+    );
 
     let out = d.ctl_json(&["stop"]);
     assert_eq!(out["monitoring"], false, "{out}");
@@ -28,7 +37,11 @@ fn status_start_stop_reset_round_trip_in_both_forms() {
     assert!(human.status.success(), "{}", stderr(&human));
     let st = d.ctl_json(&["status"]);
     assert_eq!(st["monitoring"], true);
-    assert_ne!(st["session"]["id"].as_u64(), Some(session), "a new start is a new session");
+    assert_ne!(
+        st["session"]["id"].as_u64(),
+        Some(session),
+        "a new start is a new session"
+    );
 
     let r = d.ctl(&["reset"]);
     assert!(r.status.success(), "{}", stderr(&r));
@@ -38,10 +51,17 @@ fn status_start_stop_reset_round_trip_in_both_forms() {
     let sessions = d.ctl_json(&["sessions"]);
     let list = sessions["sessions"].as_array().expect("sessions[]");
     assert!(list.len() >= 2, "both sessions are listed: {sessions}");
-    assert!(list.iter().any(|s| s["id"].as_u64() == Some(session) && !s["ended"].is_null()), "{sessions}");
+    assert!(
+        list.iter()
+            .any(|s| s["id"].as_u64() == Some(session) && !s["ended"].is_null()),
+        "{sessions}"
+    );
 
     let top = d.ctl_json(&["top"]);
-    assert!(top["processes"].is_array() && top["totals"].is_object() && top["unattributed"].is_object(), "{top}");
+    assert!(
+        top["processes"].is_array() && top["totals"].is_object() && top["unattributed"].is_object(),
+        "{top}"
+    );
 }
 
 #[test]
@@ -50,7 +70,11 @@ fn socket_is_root_group_0660_in_a_0750_directory() {
     let m = std::fs::metadata(&d.socket).unwrap();
     assert_eq!(m.permissions().mode() & 0o777, 0o660);
     assert_eq!(m.uid(), 0);
-    let gid = nix::unistd::Group::from_name(d.group.name()).unwrap().unwrap().gid.as_raw();
+    let gid = nix::unistd::Group::from_name(d.group.name())
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
     assert_eq!(m.gid(), gid);
     let dm = std::fs::metadata(d.socket.parent().unwrap()).unwrap();
     assert_eq!(dm.permissions().mode() & 0o777, 0o750);
@@ -61,9 +85,19 @@ fn socket_is_root_group_0660_in_a_0750_directory() {
 fn outsider_gets_exit_3_with_group_hint_and_member_gets_data() {
     let d = Daemon::start(DaemonOpts::default());
     let outsider = TempUser::new(&[]);
-    let out = outsider.command(&bin("netmonctl")).arg("--socket").arg(&d.socket).arg("status").output().unwrap();
+    let out = outsider
+        .command(&bin("netmonctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("status")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
-    assert!(stderr(&out).contains("netmon") && stderr(&out).contains("group"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("netmon") && stderr(&out).contains("group"),
+        "{}",
+        stderr(&out)
+    );
 
     let member = TempUser::new(&[d.group.name()]);
     let out = member
@@ -73,7 +107,12 @@ fn outsider_gets_exit_3_with_group_hint_and_member_gets_data() {
         .args(["--json", "status"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "member denied: {}\n{}", stderr(&out), d.log_text());
+    assert!(
+        out.status.success(),
+        "member denied: {}\n{}",
+        stderr(&out),
+        d.log_text()
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["version"].is_string());
 }
@@ -88,21 +127,46 @@ fn control_group_denies_control_to_a_reader() {
     });
     let reader = TempUser::new(&[d.group.name()]);
     let run = |u: &TempUser, args: &[&str]| {
-        u.command(&bin("netmonctl")).arg("--socket").arg(&d.socket).args(args).output().unwrap()
+        u.command(&bin("netmonctl"))
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(args)
+            .output()
+            .unwrap()
     };
     let out = run(&reader, &["status"]);
     assert!(out.status.success(), "reads stay open: {}", stderr(&out));
     let out = run(&reader, &["stop"]);
-    assert_eq!(out.status.code(), Some(1), "control refused by the daemon: {}", stderr(&out));
-    assert!(stderr(&out).to_lowercase().contains("permission"), "{}", stderr(&out));
-    assert_eq!(d.ctl_json(&["status"])["monitoring"], true, "the refused stop changed nothing");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "control refused by the daemon: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).to_lowercase().contains("permission"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        d.ctl_json(&["status"])["monitoring"],
+        true,
+        "the refused stop changed nothing"
+    );
 
     let admin = TempUser::new(&[d.group.name(), &control.name]);
     let out = run(&admin, &["stop"]);
-    assert!(out.status.success(), "control group member may stop: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "control group member may stop: {}",
+        stderr(&out)
+    );
     assert_eq!(d.ctl_json(&["status"])["monitoring"], false);
     let log = d.log_text();
-    assert!(log.contains("control call") && log.contains("uid="), "control calls are logged with the caller: {log}");
+    assert!(
+        log.contains("control call") && log.contains("uid="),
+        "control calls are logged with the caller: {log}"
+    );
 }
 
 #[test]
@@ -120,7 +184,11 @@ fn stale_socket_is_replaced_and_sigterm_removes_the_socket() {
     let mut d = Daemon::start(DaemonOpts::default());
     // A crashed run leaves its socket behind.
     let child = d.child.take().unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let mut child = child;
     child.wait().unwrap();
     assert!(d.socket.exists(), "SIGKILL leaves the socket file");
@@ -138,7 +206,11 @@ fn bad_config_key_exits_non_zero_naming_the_key() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
-    std::fs::write(&cfg, "[daemon]\nautostart = false\nsokcet = \"/tmp/x.sock\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[daemon]\nautostart = false\nsokcet = \"/tmp/x.sock\"\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(bin("netmond"))
         .arg("--config")
         .arg(&cfg)
@@ -164,7 +236,11 @@ fn missing_group_says_how_to_create_it() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("groupadd --system nmnosuchgroup"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("groupadd --system nmnosuchgroup"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -172,7 +248,11 @@ fn bad_rate_is_a_usage_error_naming_the_forms() {
     let d = Daemon::start(DaemonOpts::default());
     let out = d.ctl(&["threshold", "set", "12 parsecs"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("MiB/s"), "names the accepted forms: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("MiB/s"),
+        "names the accepted forms: {}",
+        stderr(&out)
+    );
     let out = d.ctl(&["--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2));
 }
@@ -180,7 +260,15 @@ fn bad_rate_is_a_usage_error_naming_the_forms() {
 #[test]
 fn thresholds_set_list_clear() {
     let d = Daemon::start(DaemonOpts::default());
-    let out = d.ctl(&["threshold", "set", "1MiB/s", "--process", "firefox", "--direction", "down"]);
+    let out = d.ctl(&[
+        "threshold",
+        "set",
+        "1MiB/s",
+        "--process",
+        "firefox",
+        "--direction",
+        "down",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let list = d.ctl_json(&["threshold", "list"]);
     let t = &list["thresholds"][0];
@@ -189,5 +277,9 @@ fn thresholds_set_list_clear() {
     let out = d.ctl(&["threshold", "clear", "--process", "firefox"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let list = d.ctl_json(&["threshold", "list"]);
-    assert_eq!(list["thresholds"].as_array().map(Vec::len), Some(0), "{list}");
+    assert_eq!(
+        list["thresholds"].as_array().map(Vec::len),
+        Some(0),
+        "{list}"
+    );
 }

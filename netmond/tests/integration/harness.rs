@@ -29,7 +29,10 @@ pub fn require_root() {
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe path");
     // target/debug/deps/integration-xxxx -> target/debug
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 pub fn bin(name: &str) -> PathBuf {
@@ -37,17 +40,29 @@ pub fn bin(name: &str) -> PathBuf {
         return PathBuf::from(env!("CARGO_BIN_EXE_netmond"));
     }
     let p = bin_dir().join(name);
-    assert!(p.exists(), "{} is not built: run `cargo build --workspace` first", p.display());
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --workspace` first",
+        p.display()
+    );
     p
 }
 
 pub fn sh(cmd: &str) -> Output {
-    Command::new("sh").arg("-c").arg(cmd).output().expect("run sh")
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("run sh")
 }
 
 pub fn sh_ok(cmd: &str) {
     let out = sh(cmd);
-    assert!(out.status.success(), "`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A system group that is deleted on drop.
@@ -60,7 +75,11 @@ impl TempGroup {
     pub fn new() -> TempGroup {
         let name = unique("nmg");
         sh_ok(&format!("groupadd --system {name}"));
-        let gid = nix::unistd::Group::from_name(&name).expect("lookup").expect("group exists").gid.as_raw();
+        let gid = nix::unistd::Group::from_name(&name)
+            .expect("lookup")
+            .expect("group exists")
+            .gid
+            .as_raw();
         TempGroup { name, gid }
     }
 }
@@ -79,15 +98,29 @@ pub struct TempUser {
 impl TempUser {
     pub fn new(groups: &[&str]) -> TempUser {
         let name = unique("nmu");
-        let g = if groups.is_empty() { String::new() } else { format!("-G {}", groups.join(",")) };
-        sh_ok(&format!("useradd --system --no-create-home --shell /usr/sbin/nologin {g} {name}"));
+        let g = if groups.is_empty() {
+            String::new()
+        } else {
+            format!("-G {}", groups.join(","))
+        };
+        sh_ok(&format!(
+            "useradd --system --no-create-home --shell /usr/sbin/nologin {g} {name}"
+        ));
         TempUser { name }
     }
 
     /// `cmd` run as this user with its supplementary groups.
     pub fn command(&self, program: &Path) -> Command {
         let mut c = Command::new("setpriv");
-        c.args(["--reuid", &self.name, "--regid", &self.name, "--init-groups", "--"]).arg(program);
+        c.args([
+            "--reuid",
+            &self.name,
+            "--regid",
+            &self.name,
+            "--init-groups",
+            "--",
+        ])
+        .arg(program);
         c
     }
 }
@@ -107,18 +140,27 @@ pub struct Netns {
 impl Netns {
     pub fn new() -> Netns {
         let name = unique("nmns");
-        sh_ok(&format!("ip netns add {name} && ip -n {name} link set lo up"));
+        sh_ok(&format!(
+            "ip netns add {name} && ip -n {name} link set lo up"
+        ));
         Netns { name }
     }
 
     pub fn exec(&self, cmd: &str) -> Output {
-        sh(&format!("ip netns exec {} sh -c '{}'", self.name, cmd.replace('\'', "'\\''")))
+        sh(&format!(
+            "ip netns exec {} sh -c '{}'",
+            self.name,
+            cmd.replace('\'', "'\\''")
+        ))
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = sh(&format!("ip netns pids {} | xargs -r kill -9; ip netns del {}", self.name, self.name));
+        let _ = sh(&format!(
+            "ip netns pids {} | xargs -r kill -9; ip netns del {}",
+            self.name, self.name
+        ));
     }
 }
 
@@ -166,7 +208,8 @@ impl Daemon {
         require_root();
         let dir = tempfile::tempdir().expect("tempdir");
         // Let unprivileged test users reach the socket's directory.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
         let socket = dir.path().join("run/netmond.sock");
         let db = dir.path().join("lib/netmon.db");
         let config = dir.path().join("netmond.toml");
@@ -190,7 +233,17 @@ impl Daemon {
                 (Some(ns), name)
             }
         };
-        let mut d = Daemon { child: None, dir, socket, db, config, log, group, own_ns, netns };
+        let mut d = Daemon {
+            child: None,
+            dir,
+            socket,
+            db,
+            config,
+            log,
+            group,
+            own_ns,
+            netns,
+        };
         d.spawn();
         d.wait_ready();
         d
@@ -212,7 +265,11 @@ impl Daemon {
     }
 
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = self
             .command()
             .env("RUST_LOG", "info")
@@ -237,7 +294,10 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("netmond did not open its socket in 20 s: {}", self.log_text());
+        panic!(
+            "netmond did not open its socket in 20 s: {}",
+            self.log_text()
+        );
     }
 
     pub fn log_text(&self) -> String {
@@ -250,7 +310,12 @@ impl Daemon {
 
     /// netmonctl as root against this daemon.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(bin("netmonctl")).arg("--socket").arg(&self.socket).args(args).output().expect("run netmonctl")
+        Command::new(bin("netmonctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run netmonctl")
     }
 
     /// netmonctl --json …, parsed; panics with the output on failure.
@@ -265,8 +330,12 @@ impl Daemon {
             String::from_utf8_lossy(&out.stderr),
             self.log_text()
         );
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("netmonctl {args:?}: bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "netmonctl {args:?}: bad JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
     }
 
     /// SIGTERM and wait; returns the exit status.
@@ -281,7 +350,10 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("netmond did not exit within 15 s of SIGTERM: {}", self.log_text());
+                panic!(
+                    "netmond did not exit within 15 s of SIGTERM: {}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -337,7 +409,15 @@ impl Lab {
             h = host.name,
             p = peer.name
         ));
-        Lab { peer, host, host_if, host_ip, peer_ip, host_ip6, peer_ip6 }
+        Lab {
+            peer,
+            host,
+            host_if,
+            host_ip,
+            peer_ip,
+            host_ip6,
+            peer_ip6,
+        }
     }
 
     /// A daemon watching the host namespace.
@@ -349,13 +429,18 @@ impl Lab {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let st = d.ctl_json(&["status"]);
-            let capturing = st["interfaces"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|i| i["name"] == self.host_if.as_str() && i["capturing"] == true));
+            let capturing = st["interfaces"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|i| i["name"] == self.host_if.as_str() && i["capturing"] == true)
+            });
             if capturing {
                 return d;
             }
-            assert!(Instant::now() < deadline, "lab interface never captured: {st}\n{}", d.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "lab interface never captured: {st}\n{}",
+                d.log_text()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -383,7 +468,10 @@ pub fn wait_output(child: Child, secs: u64) -> Output {
     match rx.recv_timeout(Duration::from_secs(secs)) {
         Ok(out) => out.expect("wait"),
         Err(_) => {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             panic!("process {pid} did not finish within {secs} s");
         }
     }
@@ -461,14 +549,20 @@ print("ready", flush=True)
 while True: s.recv(65536)
 "#;
 
-    /// Many short TCP connections from one process: `count` connections,
-    /// each sending `size` bytes then closing.
+    /// Many short TCP connections from one process: `count` request /
+    /// response exchanges, each receiving `size` bytes, one connection each.
     pub const MANY_CONNECTIONS: &str = r#"
 import socket, sys
 host, port, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-data = b"m" * size
+req = b"GET %d\n" % size
 for i in range(count):
-    c = socket.socket(); c.connect((host, port)); c.sendall(data); c.close()
+    c = socket.socket(); c.connect((host, port)); c.sendall(req); got = 0
+    while True:
+        b = c.recv(65536)
+        if not b: break
+        got += len(b)
+    assert got == size, got
+    c.close()
 print("done", flush=True)
 "#;
 }
@@ -481,7 +575,9 @@ pub fn start_server(ns: &Netns, script: &str, args: &[&str]) -> ChildGuard {
     let mut child = Lab::spawn_in(ns, "python3", &all);
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    std::io::BufReader::new(stdout).read_line(&mut line).expect("server output");
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("server output");
     assert_eq!(line.trim(), "ready", "server did not start");
     ChildGuard(child)
 }
@@ -497,10 +593,14 @@ impl Drop for ChildGuard {
 }
 
 /// Polls `top --json` until `pred` holds or `secs` pass; returns the last.
-pub fn wait_top(d: &Daemon, secs: u64, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+pub fn wait_top(
+    d: &Daemon,
+    secs: u64,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let v = d.ctl_json(&["top"]);
+        let v = d.ctl_json(&["top", "--limit", "0"]);
         if pred(&v) || Instant::now() > deadline {
             return v;
         }
@@ -509,7 +609,11 @@ pub fn wait_top(d: &Daemon, secs: u64, pred: impl Fn(&serde_json::Value) -> bool
 }
 
 pub fn proc_by_pid(top: &serde_json::Value, pid: u32) -> Option<serde_json::Value> {
-    top["processes"].as_array()?.iter().find(|p| p["pid"].as_u64() == Some(u64::from(pid))).cloned()
+    top["processes"]
+        .as_array()?
+        .iter()
+        .find(|p| p["pid"].as_u64() == Some(u64::from(pid)))
+        .cloned()
 }
 
 pub fn u(v: &serde_json::Value, k: &str) -> u64 {
