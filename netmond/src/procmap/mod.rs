@@ -767,16 +767,17 @@ impl Worker {
             // Cheap first: pids born or exec'd a moment ago, and the owners of recent hits.
             let mut seen = HashSet::new();
             let cand: Vec<u32> = self
-                .recent
+                .hot
                 .iter()
-                .rev()
-                .map(|(p, _)| *p)
-                .chain(self.hot.iter().copied())
+                .copied()
+                .chain(self.recent.iter().rev().map(|(p, _)| *p))
                 .filter(|p| seen.insert(*p))
                 .take(RECENT_SCAN_MAX + HOT_PIDS)
                 .collect();
-            // Newest first, stopping as soon as every missing inode is known:
-            // the owner of a new socket is usually the process born last, and
+            // Last owners first (a busy client opens many sockets; a dead one
+            // costs one failed open), then the newest processes, stopping as
+            // soon as every missing inode is known: the owner of a new socket
+            // is usually one of these, and
             // a short-lived one may close its socket within milliseconds.
             let want: Vec<u64> = misses
                 .iter()

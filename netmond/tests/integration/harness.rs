@@ -381,6 +381,9 @@ pub fn stdout(o: &Output) -> String {
 /// Two namespaces joined by a veth pair on a private /24 and a ULA /64:
 /// `host` is where the daemon and the clients run, `peer` holds servers.
 pub struct Lab {
+    /// Lab tests measure timing-sensitive attribution: one at a time, so
+    /// they do not compete with each other for the two cores.
+    _serial: std::sync::MutexGuard<'static, ()>,
     pub peer: Netns,
     pub host: Netns,
     pub host_if: String,
@@ -393,6 +396,10 @@ pub struct Lab {
 impl Lab {
     pub fn new() -> Lab {
         require_root();
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let serial = SERIAL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let host = Netns::new();
         let peer = Netns::new();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -410,6 +417,7 @@ impl Lab {
             p = peer.name
         ));
         Lab {
+            _serial: serial,
             peer,
             host,
             host_if,
