@@ -7,6 +7,8 @@ pub mod v1 {
 }
 
 mod client;
+#[cfg(feature = "cli-assets")]
+pub mod cli_assets;
 
 pub use client::{
     connect, resolve_socket, ConnectError, DEFAULT_SOCKET, MAX_MESSAGE_BYTES, SOCKET_ENV,
