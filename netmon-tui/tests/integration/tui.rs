@@ -1,0 +1,160 @@
+//! The real netmon-tui in tmux as a non-root group member: it shows the
+//! sending process with a rate, `s` stops monitoring, `q` restores the terminal.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::lab::{
+    bin, require_root, start_server, unique, ChildGuard, Daemon, Lab, TempGroup, TempUser,
+    TCP_TRICKLE,
+};
+
+/// A tmux server of its own (`-L`), killed on drop.
+struct Tmux {
+    server: String,
+    session: String,
+}
+
+impl Tmux {
+    fn start(cols: u16, rows: u16, command: &str) -> Tmux {
+        let t = Tmux {
+            server: unique("nmtui"),
+            session: "tui".to_owned(),
+        };
+        let out = Command::new("tmux")
+            .args(["-L", &t.server, "-f", "/dev/null", "new-session", "-d"])
+            .args([
+                "-s",
+                &t.session,
+                "-x",
+                &cols.to_string(),
+                "-y",
+                &rows.to_string(),
+            ])
+            .arg(command)
+            .output()
+            .expect("run tmux");
+        assert!(
+            out.status.success(),
+            "tmux new-session failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.server])
+            .args(args)
+            .output()
+            .expect("run tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", &self.session])
+    }
+
+    fn keys(&self, keys: &str) {
+        self.tmux(&["send-keys", "-t", &self.session, keys]);
+    }
+
+    /// Polls the screen until `pred` holds; panics with the last screen after `secs`.
+    fn wait_screen(&self, secs: u64, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut screen = String::new();
+        for _ in 0..(secs * 10) {
+            screen = self.screen();
+            if pred(&screen) {
+                return screen;
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{what}: not seen within {secs} s; screen:\n{screen}");
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.server, "kill-server"])
+            .output();
+    }
+}
+
+/// A screen line showing a python3 row whose upload rate is not zero.
+fn python_sending(screen: &str) -> bool {
+    screen
+        .lines()
+        .any(|l| l.contains("python3") && (l.contains("KiB/s") || l.contains("MiB/s")))
+}
+
+#[test]
+fn tui_shows_the_sender_stops_monitoring_and_restores_the_terminal() {
+    require_root();
+    let lab = Lab::new();
+    let group = TempGroup::new();
+    let daemon = Daemon::start(&lab, &group.name);
+    let user = TempUser::new(&group.name);
+    let _server = start_server(&lab.peer, &lab.peer_ip, 5301);
+
+    let tui = env!("CARGO_BIN_EXE_netmon-tui");
+    let command = format!(
+        "setpriv --reuid {u} --regid {u} --init-groups -- env TERM=xterm-256color {tui} --socket {sock}; \
+         echo \"tui exited $?\"; exec sleep 120",
+        u = user.name,
+        sock = daemon.socket.display()
+    );
+    let tmux = Tmux::start(120, 40, &command);
+    tmux.wait_screen(15, "the connected dashboard", |s| {
+        s.contains("Monitoring ON") && s.contains("PROCESS")
+    });
+
+    // Traffic from a known process in the daemon's namespace, bounded in time.
+    let client = ChildGuard(lab.host.spawn(
+        "python3",
+        &["-u", "-c", TCP_TRICKLE, &lab.peer_ip, "5301", "20"],
+    ));
+    let screen = tmux.wait_screen(15, "python3 with a non-zero rate", python_sending);
+    eprintln!("--- dashboard with traffic ---\n{screen}");
+    assert!(screen.contains("netmon"), "{screen}");
+    drop(client);
+
+    tmux.keys("s");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if daemon.status()["monitoring"] == false {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "s did not stop monitoring; screen:\n{}\n--- daemon log ---\n{}",
+            tmux.screen(),
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    tmux.wait_screen(5, "the stopped state in the header", |s| {
+        s.contains("STOPPED")
+    });
+
+    tmux.keys("q");
+    let screen = tmux.wait_screen(10, "netmon-tui exiting", |s| s.contains("tui exited"));
+    eprintln!("--- after q ---\n{screen}");
+    assert!(screen.contains("tui exited 0"), "{screen}");
+    assert!(
+        !screen.contains("Monitoring"),
+        "dashboard left on screen:\n{screen}"
+    );
+    let alternate = tmux.tmux(&["display-message", "-p", "-t", "tui", "#{alternate_on}"]);
+    assert_eq!(alternate.trim(), "0", "still in the alternate screen");
+    let pids = Command::new("pgrep")
+        .args(["-u", &user.name, "-x", "netmon-tui"])
+        .output()
+        .expect("pgrep");
+    assert!(pids.stdout.is_empty(), "netmon-tui still running");
+    let _ = bin("netmonctl");
+}
