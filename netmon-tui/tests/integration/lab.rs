@@ -84,10 +84,12 @@ pub struct TempUser {
 }
 
 impl TempUser {
-    pub fn new(group: &str) -> TempUser {
+    /// A user in `group`, or in no extra group at all.
+    pub fn new(group: Option<&str>) -> TempUser {
         let name = unique("nmu");
+        let groups = group.map(|g| format!("-G {g}")).unwrap_or_default();
         sh_ok(&format!(
-            "useradd --system --no-create-home --shell /usr/sbin/nologin -G {group} {name}"
+            "useradd --system --no-create-home --shell /usr/sbin/nologin {groups} {name}"
         ));
         TempUser { name }
     }
@@ -139,6 +141,8 @@ impl Drop for Netns {
 /// Two namespaces joined by a veth pair on a private /24: `host` is watched
 /// by the daemon and runs the clients, `peer` runs the servers.
 pub struct Lab {
+    /// One lab at a time: the daemons would compete for the two cores.
+    _serial: std::sync::MutexGuard<'static, ()>,
     pub peer: Netns,
     pub host: Netns,
     pub host_if: String,
@@ -148,6 +152,10 @@ pub struct Lab {
 impl Lab {
     pub fn new() -> Lab {
         require_root();
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let serial = SERIAL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let host = Netns::new();
         let peer = Netns::new();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -163,6 +171,7 @@ impl Lab {
             p = peer.name
         ));
         Lab {
+            _serial: serial,
             peer,
             host,
             host_if,
@@ -176,6 +185,11 @@ pub struct Daemon {
     child: Option<Child>,
     pub socket: PathBuf,
     log: PathBuf,
+    config: PathBuf,
+    db: PathBuf,
+    group: String,
+    netns: String,
+    iface: String,
     _dir: tempfile::TempDir,
 }
 
@@ -191,32 +205,66 @@ impl Daemon {
         let log = dir.path().join("netmond.log");
         std::fs::write(&config, "[daemon]\nautostart = true\ntick_ms = 1000\n")
             .expect("write config");
-        let out = std::fs::File::create(&log).expect("log file");
+        let mut d = Daemon {
+            child: None,
+            socket,
+            log,
+            config,
+            db,
+            group: group.to_owned(),
+            netns: lab.host.name.clone(),
+            iface: lab.host_if.clone(),
+            _dir: dir,
+        };
+        d.spawn();
+        d
+    }
+
+    /// Starts netmond and waits until it captures the lab interface.
+    pub fn spawn(&mut self) {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = Command::new("ip")
-            .args(["netns", "exec", &lab.host.name])
+            .args(["netns", "exec", &self.netns])
             .arg(bin("netmond"))
             .arg("--config")
-            .arg(&config)
+            .arg(&self.config)
             .arg("--socket")
-            .arg(&socket)
+            .arg(&self.socket)
             .arg("--db")
-            .arg(&db)
+            .arg(&self.db)
             .arg("--group")
-            .arg(group)
+            .arg(&self.group)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
             .stderr(out)
             .spawn()
             .expect("spawn netmond");
-        let mut d = Daemon {
-            child: Some(child),
-            socket,
-            log,
-            _dir: dir,
-        };
-        d.wait_capturing(&lab.host_if);
-        d
+        self.child = Some(child);
+        let iface = self.iface.clone();
+        self.wait_capturing(&iface);
+    }
+
+    /// SIGTERM and wait (at most 15 s).
+    pub fn stop(&mut self) {
+        let mut child = self.child.take().expect("running");
+        sh_ok(&format!("kill -TERM {}", child.id()));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("netmond did not exit within 15 s: {}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn wait_capturing(&mut self, iface: &str) {

@@ -98,17 +98,10 @@ fn tui_shows_the_sender_stops_monitoring_and_restores_the_terminal() {
     let lab = Lab::new();
     let group = TempGroup::new();
     let daemon = Daemon::start(&lab, &group.name);
-    let user = TempUser::new(&group.name);
+    let user = TempUser::new(Some(&group.name));
     let _server = start_server(&lab.peer, &lab.peer_ip, 5301);
 
-    let tui = env!("CARGO_BIN_EXE_netmon-tui");
-    let command = format!(
-        "setpriv --reuid {u} --regid {u} --init-groups -- env TERM=xterm-256color {tui} --socket {sock}; \
-         echo \"tui exited $?\"; exec sleep 120",
-        u = user.name,
-        sock = daemon.socket.display()
-    );
-    let tmux = Tmux::start(120, 40, &command);
+    let tmux = Tmux::start(120, 40, &tui_command(&user, &daemon));
     tmux.wait_screen(15, "the connected dashboard", |s| {
         s.contains("Monitoring ON") && s.contains("PROCESS")
     });
@@ -149,12 +142,83 @@ fn tui_shows_the_sender_stops_monitoring_and_restores_the_terminal() {
         !screen.contains("Monitoring"),
         "dashboard left on screen:\n{screen}"
     );
-    let alternate = tmux.tmux(&["display-message", "-p", "-t", "tui", "#{alternate_on}"]);
-    assert_eq!(alternate.trim(), "0", "still in the alternate screen");
-    let pids = Command::new("pgrep")
+    assert_restored(&tmux, &user);
+}
+
+/// The pane's command: netmon-tui as `user`, then a line with its exit code.
+fn tui_command(user: &TempUser, daemon: &Daemon) -> String {
+    let tui = env!("CARGO_BIN_EXE_netmon-tui");
+    format!(
+        "setpriv --reuid {u} --regid {u} --init-groups -- env TERM=xterm-256color {tui} --socket {sock}; \
+         echo \"tui exited $?\"; exec sleep 120",
+        u = user.name,
+        sock = daemon.socket.display()
+    )
+}
+
+/// The pid of `user`'s netmon-tui, if one runs.
+fn tui_pid(user: &TempUser) -> Option<u32> {
+    let out = Command::new("pgrep")
         .args(["-u", &user.name, "-x", "netmon-tui"])
         .output()
         .expect("pgrep");
-    assert!(pids.stdout.is_empty(), "netmon-tui still running");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+}
+
+/// netmon-tui is gone and the pane is back to the normal screen.
+fn assert_restored(tmux: &Tmux, user: &TempUser) {
+    let alternate = tmux.tmux(&["display-message", "-p", "-t", "tui", "#{alternate_on}"]);
+    assert_eq!(alternate.trim(), "0", "still in the alternate screen");
+    assert_eq!(tui_pid(user), None, "netmon-tui still running");
+}
+
+fn signal_tui(user: &TempUser, signal: &str) {
+    let pid = tui_pid(user).expect("netmon-tui runs");
+    let st = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+}
+
+#[test]
+fn tui_explains_refusal_and_reconnects_after_a_daemon_restart() {
+    require_root();
+    let lab = Lab::new();
+    let group = TempGroup::new();
+    let mut daemon = Daemon::start(&lab, &group.name);
     let _ = bin("netmonctl");
+
+    // Not in the group: the socket refuses, and the screen says how to fix it.
+    let outsider = TempUser::new(None);
+    let refused = Tmux::start(80, 24, &tui_command(&outsider, &daemon));
+    let screen = refused.wait_screen(15, "the permission notice", |s| {
+        s.contains("Permission denied") && s.contains("usermod -aG netmon")
+    });
+    assert!(screen.contains("Retrying in"), "{screen}");
+    signal_tui(&outsider, "TERM");
+    let screen = refused.wait_screen(10, "exit on SIGTERM", |s| s.contains("tui exited"));
+    assert!(screen.contains("tui exited 0"), "{screen}");
+    assert_restored(&refused, &outsider);
+
+    // A member sees the dashboard, a notice while the daemon is gone, and the
+    // dashboard again once it is back, without doing anything.
+    let member = TempUser::new(Some(&group.name));
+    let tmux = Tmux::start(80, 24, &tui_command(&member, &daemon));
+    tmux.wait_screen(15, "the dashboard", |s| s.contains("Monitoring ON"));
+    daemon.stop();
+    tmux.wait_screen(10, "the daemon-gone notice", |s| {
+        s.contains("netmond is not running") || s.contains("Connection to netmond lost")
+    });
+    daemon.spawn();
+    tmux.wait_screen(20, "the dashboard after the restart", |s| {
+        s.contains("Monitoring ON")
+    });
+    signal_tui(&member, "HUP");
+    let screen = tmux.wait_screen(10, "exit on SIGHUP", |s| s.contains("tui exited"));
+    assert!(screen.contains("tui exited 0"), "{screen}");
+    assert_restored(&tmux, &member);
 }
