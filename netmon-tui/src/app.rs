@@ -1,7 +1,7 @@
 //! Dashboard state, updated from daemon frames and user actions, and the
 //! effects (RPCs) that actions ask for. Knows nothing of the terminal or ratatui.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 
 use netmon_proto::v1;
@@ -269,13 +269,13 @@ impl App {
             (totals.up_bps, totals.down_bps),
             CHART_SAMPLES,
         );
-        let mut seen = Vec::with_capacity(frame.processes.len());
+        let mut seen = HashSet::with_capacity(frame.processes.len());
         for row in &frame.processes {
             let pid = pid_of(row);
             let t = row.traffic.unwrap_or_default();
             let ring = self.process_chart.entry(pid).or_default();
             push_capped(ring, (t.up_bps, t.down_bps), PROCESS_SAMPLES);
-            seen.push(pid);
+            seen.insert(pid);
         }
         self.process_chart.retain(|pid, _| seen.contains(pid));
         for alert in std::mem::take(&mut frame.alerts) {
@@ -630,15 +630,25 @@ fn push_capped<T>(ring: &mut VecDeque<T>, v: T, cap: usize) {
     ring.push_back(v);
 }
 
+fn name_of(r: &v1::ProcessRow) -> &str {
+    r.process.as_ref().map_or("", |p| p.name.as_str())
+}
+
+fn user_of(r: &v1::ProcessRow) -> &str {
+    r.process.as_ref().map_or("", |p| p.user.as_str())
+}
+
 fn compare(a: &v1::ProcessRow, b: &v1::ProcessRow, col: SortColumn) -> std::cmp::Ordering {
-    let ta = a.traffic.unwrap_or_default();
-    let tb = b.traffic.unwrap_or_default();
-    let ia = a.process.clone().unwrap_or_default();
-    let ib = b.process.clone().unwrap_or_default();
+    let (ta, tb) = (a.traffic.unwrap_or_default(), b.traffic.unwrap_or_default());
     match col {
-        SortColumn::Pid => ia.pid.cmp(&ib.pid),
-        SortColumn::Name => ia.name.to_lowercase().cmp(&ib.name.to_lowercase()),
-        SortColumn::User => ia.user.cmp(&ib.user),
+        SortColumn::Pid => pid_of(a).cmp(&pid_of(b)),
+        SortColumn::Name => {
+            let (x, y) = (name_of(a), name_of(b));
+            x.bytes()
+                .map(|c| c.to_ascii_lowercase())
+                .cmp(y.bytes().map(|c| c.to_ascii_lowercase()))
+        }
+        SortColumn::User => user_of(a).cmp(user_of(b)),
         SortColumn::Up => ta.up_bps.cmp(&tb.up_bps),
         SortColumn::Down => ta.down_bps.cmp(&tb.down_bps),
         SortColumn::TotalUp => ta.up_bytes.cmp(&tb.up_bytes),

@@ -53,6 +53,8 @@ enum Msg {
 pub async fn run(socket: PathBuf, color: bool) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    // Ctrl-C is a key in raw mode; this is for `kill -INT`.
+    let mut sigint = signal(SignalKind::interrupt())?;
     let mut guard = TerminalGuard::new()?;
     let mut app = App::new(socket.clone(), color);
     app.now_ms = now_ms();
@@ -90,6 +92,7 @@ pub async fn run(socket: PathBuf, color: bool) -> anyhow::Result<()> {
             },
             _ = sigterm.recv() => break,
             _ = sighup.recv() => break,
+            _ = sigint.recv() => break,
             item = next_frame(&mut stream) => match item {
                 Some(Ok(frame)) => app.on_frame(frame),
                 Some(Err(status)) => {

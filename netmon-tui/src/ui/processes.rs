@@ -198,7 +198,12 @@ impl Widget for &ProcessTable<'_> {
         }))
         .style(p.table_header);
         let visible = app.visible();
-        let rows = visible.iter().map(|row| {
+        // Only the rows that fit are built: the window is a pure function of
+        // the selection, so a 500-process frame costs what a screenful does.
+        let fit = usize::from(area.height.saturating_sub(1)).max(1);
+        let selected = app.selected_index();
+        let offset = selected.map_or(0, |i| (i + 1).saturating_sub(fit));
+        let rows = visible.iter().skip(offset).take(fit).map(|row| {
             let style = if row.over_threshold {
                 p.over
             } else if !row.alive {
@@ -214,7 +219,7 @@ impl Widget for &ProcessTable<'_> {
             .header(header)
             .column_spacing(1)
             .row_highlight_style(p.selected);
-        let mut state = TableState::default().with_selected(app.selected_index());
+        let mut state = TableState::default().with_selected(selected.map(|i| i - offset));
         StatefulWidget::render(table, area, buf, &mut state);
         if empty && area.height > 2 {
             let msg = if app.filter.is_empty() {
@@ -249,27 +254,19 @@ fn column(c: SortColumn, wide: bool) -> (SortColumn, &'static str, Constraint) {
 }
 
 fn process_cell(row: &v1::ProcessRow, c: SortColumn) -> Cell<'static> {
-    let id = row.process.clone().unwrap_or_default();
     let t = row.traffic.unwrap_or_default();
+    let (pid, name, user, uid) = row.process.as_ref().map_or((0, "", "", 0), |p| {
+        (p.pid, p.name.as_str(), p.user.as_str(), p.uid)
+    });
     let text = match c {
-        SortColumn::Pid => format!("{:>7}", id.pid),
+        SortColumn::Pid => format!("{pid:>7}"),
         SortColumn::Name => {
-            let mut s = id.name;
-            if row.over_threshold {
-                s.insert_str(0, "! ");
-            }
-            if !row.alive {
-                s.push_str(" (exited)");
-            }
-            s
+            let mark = if row.over_threshold { "! " } else { "" };
+            let exited = if row.alive { "" } else { " (exited)" };
+            format!("{mark}{name}{exited}")
         }
-        SortColumn::User => {
-            if id.user.is_empty() {
-                id.uid.to_string()
-            } else {
-                id.user
-            }
-        }
+        SortColumn::User if user.is_empty() => uid.to_string(),
+        SortColumn::User => user.to_owned(),
         SortColumn::Up => format!("{:>12}", format_rate(t.up_bps)),
         SortColumn::Down => format!("{:>12}", format_rate(t.down_bps)),
         SortColumn::TotalUp => format!("{:>10}", format_bytes(t.up_bytes)),

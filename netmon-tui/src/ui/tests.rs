@@ -200,6 +200,33 @@ fn no_color_uses_no_colours_at_all() {
 }
 
 #[test]
+fn the_selected_row_stays_on_screen_in_a_long_list() {
+    let mut a = app();
+    let mut f = frame(41);
+    f.processes = (0..200u32)
+        .map(|i| {
+            crate::app::fixtures::row(
+                20_000 + i,
+                &format!("p{i}"),
+                "u",
+                u64::from(i),
+                0,
+                0,
+                0,
+                false,
+            )
+        })
+        .collect();
+    a.on_frame(f);
+    a.apply(Action::Bottom);
+    let text = format!("{}", render(&a, 80, 24).backend());
+    assert!(text.contains("20000 p0 "), "{text}");
+    a.apply(Action::Top);
+    let text = format!("{}", render(&a, 80, 24).backend());
+    assert!(text.contains("20199 p199 "), "{text}");
+}
+
+#[test]
 fn tiny_terminals_do_not_panic() {
     let a = app();
     for (w, h) in [(1, 1), (20, 5), (79, 23), (40, 60)] {
@@ -218,4 +245,43 @@ fn help_lists_every_mapped_key() {
     ] {
         assert!(text.contains(needle), "help misses {needle}");
     }
+}
+
+/// CPU budget of one update (frame in, full redraw) with 500 processes; the
+/// TUI does this once per second. Run with `--ignored --nocapture` for the figure.
+#[test]
+#[ignore = "timing; prints the cost of a 500-process frame"]
+fn frame_of_500_processes_is_cheap() {
+    let mut a = App::new(PathBuf::from("/x"), true);
+    let mut f = frame(1);
+    f.processes = (0..500u32)
+        .map(|i| {
+            crate::app::fixtures::row(
+                10_000 + i,
+                &format!("proc{i}"),
+                "alice",
+                u64::from(i) * 997 % 100_000,
+                u64::from(i) * 7919 % 300_000,
+                u64::from(i) * 1_000_000,
+                u64::from(i) * 3_000_000,
+                i % 50 == 0,
+            )
+        })
+        .collect();
+    let mut t = Terminal::new(TestBackend::new(160, 48)).expect("terminal");
+    let rounds = 50u32;
+    let start = std::time::Instant::now();
+    for seq in 0..rounds {
+        let mut g = f.clone();
+        g.seq = u64::from(seq);
+        a.on_frame(g);
+        t.draw(|fr| fr.render_widget(&Screen { app: &a }, fr.area()))
+            .expect("draw");
+    }
+    let per = start.elapsed() / rounds;
+    eprintln!(
+        "500 processes: {per:?} per frame (update + render), i.e. {:.2}% of a core at 1 Hz",
+        per.as_secs_f64() * 100.0
+    );
+    assert!(per.as_millis() < 200, "{per:?}");
 }

@@ -298,19 +298,25 @@ impl Daemon {
 
     /// `netmonctl --json status` as root.
     pub fn status(&self) -> serde_json::Value {
+        self.ctl_json(&["status"])
+    }
+
+    /// `netmonctl --json ARGS` as root, parsed.
+    pub fn ctl_json(&self, args: &[&str]) -> serde_json::Value {
         let out = Command::new(bin("netmonctl"))
             .arg("--socket")
             .arg(&self.socket)
-            .args(["--json", "status"])
+            .arg("--json")
+            .args(args)
             .output()
             .expect("run netmonctl");
         assert!(
             out.status.success(),
-            "netmonctl status failed: {}\n--- daemon log ---\n{}",
+            "netmonctl {args:?} failed: {}\n--- daemon log ---\n{}",
             String::from_utf8_lossy(&out.stderr),
             self.log_text()
         );
-        serde_json::from_slice(&out.stdout).expect("status JSON")
+        serde_json::from_slice(&out.stdout).expect("netmonctl JSON")
     }
 }
 

@@ -116,6 +116,28 @@ fn tui_shows_the_sender_stops_monitoring_and_restores_the_terminal() {
     assert!(screen.contains("netmon"), "{screen}");
     drop(client);
 
+    // `t` sets the first preset as the default per-process rate threshold.
+    tmux.keys("t");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = daemon.ctl_json(&["threshold", "list"]);
+        let default_rule = list["thresholds"].as_array().and_then(|a| {
+            a.iter()
+                .find(|t| t["kind"] == "rate" && t["process_name"].is_null() && t["pid"].is_null())
+                .cloned()
+        });
+        if let Some(rule) = default_rule {
+            assert_eq!(rule["value"], 512 * 1024, "{list}");
+            assert_eq!(rule["direction"], "total", "{list}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "t set no threshold: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    tmux.wait_screen(5, "the threshold in the status bar", |s| {
+        s.contains("threshold 512.0 KiB/s")
+    });
+
     tmux.keys("s");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
