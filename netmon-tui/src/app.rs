@@ -137,7 +137,11 @@ pub enum Problem {
     /// First attempt still running.
     Connecting,
     NotRunning,
-    PermissionDenied,
+    /// The socket refuses this user; `group` is the group that may use it,
+    /// when it could be read from the socket's directory.
+    PermissionDenied {
+        group: Option<String>,
+    },
     /// The stream ended or failed: the daemon stopped or restarted.
     Lost(String),
     Other(String),

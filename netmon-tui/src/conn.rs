@@ -1,6 +1,7 @@
 //! Connection state to netmond: `Connected`, or `Disconnected` with a capped
 //! exponential backoff between attempts. No I/O here; the event loop dials.
 
+use std::path::Path;
 use std::time::Duration;
 
 use netmon_proto::ConnectError;
@@ -81,7 +82,9 @@ impl<C> Conn<C> {
 pub fn problem_of(err: &ConnectError) -> Problem {
     match err {
         ConnectError::NotRunning { .. } => Problem::NotRunning,
-        ConnectError::PermissionDenied { .. } => Problem::PermissionDenied,
+        ConnectError::PermissionDenied { path } => Problem::PermissionDenied {
+            group: socket_group(path),
+        },
         other => Problem::Other(error_chain(other)),
     }
 }
@@ -89,10 +92,37 @@ pub fn problem_of(err: &ConnectError) -> Problem {
 /// What the user is told about a failed RPC while connecting or streaming.
 pub fn problem_of_status(status: &tonic::Status) -> Problem {
     match status.code() {
-        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => Problem::PermissionDenied,
+        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => {
+            Problem::PermissionDenied { group: None }
+        }
         tonic::Code::Unavailable => Problem::Lost(status.message().to_owned()),
         _ => Problem::Other(status.message().to_owned()),
     }
+}
+
+/// The group owning the socket (or, when the socket cannot be reached, its
+/// directory): the group a refused user has to join.
+fn socket_group(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let gid = std::fs::metadata(path)
+        .ok()
+        .or_else(|| std::fs::metadata(path.parent()?).ok())?
+        .gid();
+    if gid == 0 {
+        return None;
+    }
+    let etc = std::fs::read_to_string("/etc/group").ok()?;
+    group_name(&etc, gid).map(str::to_owned)
+}
+
+/// The name of `gid` in an `/etc/group` text.
+pub fn group_name(etc_group: &str, gid: u32) -> Option<&str> {
+    etc_group.lines().find_map(|line| {
+        let mut f = line.split(':');
+        let name = f.next()?;
+        let id: u32 = f.nth(1)?.parse().ok()?;
+        (id == gid).then_some(name)
+    })
 }
 
 pub fn error_chain(err: &dyn std::error::Error) -> String {
@@ -138,11 +168,19 @@ mod tests {
         );
         assert_eq!(
             problem_of(&ConnectError::PermissionDenied { path }),
-            Problem::PermissionDenied
+            Problem::PermissionDenied { group: None }
         );
         assert_eq!(
             problem_of_status(&tonic::Status::permission_denied("no")),
-            Problem::PermissionDenied
+            Problem::PermissionDenied { group: None }
         );
+    }
+
+    #[test]
+    fn group_names_come_from_etc_group() {
+        let etc = "root:x:0:\nnetmon:x:998:alice,bob\n\nbroken\nother:x:1001:\n";
+        assert_eq!(group_name(etc, 998), Some("netmon"));
+        assert_eq!(group_name(etc, 1001), Some("other"));
+        assert_eq!(group_name(etc, 5), None);
     }
 }

@@ -147,16 +147,19 @@ impl Widget for &Notice<'_> {
                     "socket with --socket PATH or NETMON_SOCKET.".to_owned(),
                 ],
             ),
-            Problem::PermissionDenied => (
-                "Permission denied",
-                vec![
-                    format!("'{socket}' refuses your user: only root and"),
-                    "members of the 'netmon' group may use it.".to_owned(),
-                    String::new(),
-                    "Join the group:   sudo usermod -aG netmon $USER".to_owned(),
-                    "then log in again (or start a shell with: newgrp netmon).".to_owned(),
-                ],
-            ),
+            Problem::PermissionDenied { group } => {
+                let group = group.as_deref().unwrap_or("netmon");
+                (
+                    "Permission denied",
+                    vec![
+                        format!("'{socket}' refuses your user: only root and"),
+                        format!("members of the '{group}' group may use it."),
+                        String::new(),
+                        format!("Join the group:   sudo usermod -aG {group} $USER"),
+                        format!("then log in again (or start a shell with: newgrp {group})."),
+                    ],
+                )
+            }
             Problem::Lost(msg) => (
                 "Connection to netmond lost",
                 vec![

@@ -144,7 +144,7 @@ fn daemon_not_running_screen() {
 fn permission_denied_screen() {
     let mut a = App::new(PathBuf::from("/run/netmon/netmond.sock"), true);
     a.now_ms = T0;
-    a.on_disconnected(Problem::PermissionDenied, 1, T0 + 500);
+    a.on_disconnected(Problem::PermissionDenied { group: None }, 1, T0 + 500);
     snapshot("permission_denied", &a);
 }
 

@@ -218,7 +218,7 @@ fn tui_explains_refusal_and_reconnects_after_a_daemon_restart() {
     let outsider = TempUser::new(None);
     let refused = Tmux::start(80, 24, &tui_command(&outsider, &daemon));
     let screen = refused.wait_screen(15, "the permission notice", |s| {
-        s.contains("Permission denied") && s.contains("usermod -aG netmon")
+        s.contains("Permission denied") && s.contains(&format!("usermod -aG {} ", group.name))
     });
     assert!(screen.contains("Retrying in"), "{screen}");
     signal_tui(&outsider, "TERM");
