@@ -129,6 +129,8 @@ pub enum Effect {
     FetchConnections(Option<u32>),
     /// Today's report and the alerts.
     FetchHistory,
+    /// The threshold rules (another client may change them).
+    FetchThresholds,
 }
 
 /// Why there is no live connection to the daemon; drives the full-screen notice.
@@ -290,17 +292,6 @@ impl App {
             }
         }
         self.alerts.truncate(ALERTS_KEPT);
-        // The daemon marks rows against the threshold in force; keep our copy in step.
-        if let Some(t) = frame
-            .processes
-            .iter()
-            .find(|p| p.threshold_bps > 0)
-            .map(|p| p.threshold_bps)
-        {
-            if self.threshold_bps.is_none() {
-                self.threshold_bps = Some(t);
-            }
-        }
         self.processes = std::mem::take(&mut frame.processes);
         self.frame = frame;
         self.sort_processes();
@@ -532,6 +523,16 @@ impl App {
             (None, View::History) => vec![Effect::FetchHistory],
             _ => Vec::new(),
         }
+    }
+
+    /// What the event loop refreshes every few seconds: the current screen's
+    /// data and the thresholds.
+    pub fn periodic_effects(&self) -> Vec<Effect> {
+        let mut e = self.refresh_effects();
+        if self.connected() {
+            e.push(Effect::FetchThresholds);
+        }
+        e
     }
 
     pub fn on_connections(
@@ -1020,7 +1021,6 @@ mod tests {
             .map(|p| pid_of(p))
             .collect();
         assert_eq!(over, [877, 1201]);
-        assert_eq!(a.threshold_bps, Some(1 << 20));
     }
 
     #[test]
@@ -1089,6 +1089,10 @@ mod tests {
         assert_eq!(a.view, View::Processes);
         a.apply(Action::PrevView);
         assert_eq!(a.view, View::History);
+        assert_eq!(
+            a.periodic_effects(),
+            [Effect::FetchHistory, Effect::FetchThresholds]
+        );
     }
 
     #[test]

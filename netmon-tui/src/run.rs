@@ -147,7 +147,7 @@ pub async fn run(socket: PathBuf, color: bool) -> anyhow::Result<()> {
                     }
                 } else if last_refresh.elapsed() >= REFRESH {
                     last_refresh = Instant::now();
-                    perform(app.refresh_effects(), &conn, &tx);
+                    perform(app.periodic_effects(), &conn, &tx);
                 }
                 if app.message.is_some() && message_at.elapsed() >= MESSAGE_FOR {
                     app.message = None;
@@ -285,6 +285,10 @@ async fn execute(effect: Effect, mut c: Client) -> Msg {
                 Err(s) => Msg::Feedback(refusal(&s), true),
             }
         }
+        Effect::FetchThresholds => match c.list_thresholds(v1::ListThresholdsRequest {}).await {
+            Ok(list) => Msg::Thresholds(list.into_inner()),
+            Err(s) => Msg::Feedback(format!("cannot read thresholds: {}", s.message()), true),
+        },
         Effect::FetchConnections(pid) => {
             let req = v1::ListConnectionsRequest {
                 limit: 500,
