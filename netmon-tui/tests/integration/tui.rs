@@ -21,7 +21,9 @@ impl Tmux {
             server: unique("nmtui"),
             session: "tui".to_owned(),
         };
+        // CI has no terminal of its own: give tmux a TERM to go by.
         let out = Command::new("tmux")
+            .env("TERM", "xterm-256color")
             .args(["-L", &t.server, "-f", "/dev/null", "new-session", "-d"])
             .args([
                 "-s",
