@@ -248,7 +248,8 @@ fn help_lists_every_mapped_key() {
 }
 
 /// CPU budget of one update (frame in, full redraw) with 500 processes; the
-/// TUI does this once per second. Run with `--ignored --nocapture` for the figure.
+/// TUI does this once per second. Run with `--ignored --nocapture` for the figure
+/// (measured: ~1 ms in release = 0.1% of a core at 1 Hz; ~14 ms in debug).
 #[test]
 #[ignore = "timing; prints the cost of a 500-process frame"]
 fn frame_of_500_processes_is_cheap() {
