@@ -17,6 +17,11 @@ use anyhow::Context;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    if let Some(code) =
+        netmon_proto::cli_assets::run_if_requested(<cli::Cli as clap::CommandFactory>::command, "1")
+    {
+        return code;
+    }
     let cli = cli::Cli::parse();
     match start(&cli) {
         Ok(()) => ExitCode::SUCCESS,

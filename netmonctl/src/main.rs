@@ -17,15 +17,10 @@ use clap::Parser;
 use crate::error::CtlError;
 
 fn main() -> ExitCode {
-    if let Some(dir) = netmon_proto::cli_assets::requested() {
-        use clap::CommandFactory;
-        return match netmon_proto::cli_assets::generate(cli::Cli::command(), "1", &dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("netmonctl: cannot write man page and completions to '{}': {e}", dir.display());
-                ExitCode::FAILURE
-            }
-        };
+    if let Some(code) =
+        netmon_proto::cli_assets::run_if_requested(<cli::Cli as clap::CommandFactory>::command, "1")
+    {
+        return code;
     }
     let cli = cli::Cli::parse();
     match run(cli) {

@@ -725,7 +725,11 @@ mod tests {
     }
 
     fn row(r: &Rollup, pid: u32) -> v1::ProcessRow {
-        r.processes.iter().find(|p| p.process.as_ref().is_some_and(|i| i.pid == pid)).cloned().expect("row")
+        r.processes
+            .iter()
+            .find(|p| p.process.as_ref().is_some_and(|i| i.pid == pid))
+            .cloned()
+            .expect("row")
     }
 
     #[test]
@@ -759,12 +763,22 @@ mod tests {
         a.apply_deltas(0, &[delta(3, 0, 300, false)], &[]);
         a.apply_resolution(answer(3, Err(Unattributed::NoSocket)), 0);
         let r = a.roll(1000, |_, _| true);
-        let b = r.unattributed.reasons.iter().find(|x| x.reason == "no_socket").unwrap();
+        let b = r
+            .unattributed
+            .reasons
+            .iter()
+            .find(|x| x.reason == "no_socket")
+            .unwrap();
         assert_eq!(b.traffic.unwrap().down_bytes, 300);
         a.apply_resolution(answer(3, Ok(info(9))), 0);
         let r = a.roll(1000, |_, _| true);
         assert_eq!(row(&r, 9).traffic.unwrap().down_bytes, 300);
-        let b = r.unattributed.reasons.iter().find(|x| x.reason == "no_socket").unwrap();
+        let b = r
+            .unattributed
+            .reasons
+            .iter()
+            .find(|x| x.reason == "no_socket")
+            .unwrap();
         assert_eq!(b.traffic.unwrap().down_bytes, 0);
     }
 
@@ -774,7 +788,11 @@ mod tests {
         a.apply_resolution(answer(4, Ok(info(11))), 0);
         a.apply_deltas(0, &[delta(4, 0, 2000, false)], &[]);
         let r = a.roll(500, |_, _| true);
-        assert_eq!(row(&r, 11).traffic.unwrap().down_bps, 4000, "2000 bytes in a 500 ms tick");
+        assert_eq!(
+            row(&r, 11).traffic.unwrap().down_bps,
+            4000,
+            "2000 bytes in a 500 ms tick"
+        );
         a.apply_deltas(0, &[delta(4, 0, 0, true)], &[]);
         // Liveness is checked every few ticks, not every tick.
         for _ in 0..5 {
@@ -806,11 +824,20 @@ mod tests {
     fn flows_never_answered_are_given_up_on() {
         let mut a = Aggregator::new();
         a.apply_deltas(0, &[delta(6, 0, 64, false)], &[]);
-        assert_eq!(a.maintenance(1_000 + RESUBMIT_AFTER_MS + 1).len(), 1, "asked again once");
+        assert_eq!(
+            a.maintenance(1_000 + RESUBMIT_AFTER_MS + 1).len(),
+            1,
+            "asked again once"
+        );
         assert!(a.maintenance(1_000 + RESUBMIT_AFTER_MS + 2).is_empty());
         a.maintenance(1_000 + GIVE_UP_AFTER_MS + 1);
         let r = a.roll(1000, |_, _| true);
-        let b = r.unattributed.reasons.iter().find(|x| x.reason == "no_socket").unwrap();
+        let b = r
+            .unattributed
+            .reasons
+            .iter()
+            .find(|x| x.reason == "no_socket")
+            .unwrap();
         assert_eq!(b.traffic.unwrap().down_bytes, 64);
     }
 }

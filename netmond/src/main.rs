@@ -3,14 +3,10 @@
 use clap::{CommandFactory, Parser};
 
 fn main() -> std::process::ExitCode {
-    if let Some(dir) = netmon_proto::cli_assets::requested() {
-        return match netmon_proto::cli_assets::generate(netmond::daemon::Cli::command(), "8", &dir) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("netmond: cannot write man page and completions to '{}': {e}", dir.display());
-                std::process::ExitCode::FAILURE
-            }
-        };
+    if let Some(code) =
+        netmon_proto::cli_assets::run_if_requested(netmond::daemon::Cli::command, "8")
+    {
+        return code;
     }
     let cli = netmond::daemon::Cli::parse();
     match netmond::daemon::run(cli) {

@@ -10,7 +10,30 @@ pub const ASSETS_ENV: &str = "NETMON_GENERATE_ASSETS";
 
 /// The assets directory, when the program was asked for its assets.
 pub fn requested() -> Option<PathBuf> {
-    std::env::var_os(ASSETS_ENV).filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os(ASSETS_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// For a program's `main`: when assets were requested, writes them and
+/// returns the exit code to end with; otherwise `None` and the program runs.
+pub fn run_if_requested(
+    cmd: impl FnOnce() -> clap::Command,
+    section: &str,
+) -> Option<std::process::ExitCode> {
+    let dir = requested()?;
+    let cmd = cmd();
+    let name = cmd.get_name().to_owned();
+    Some(match generate(cmd, section, &dir) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "{name}: cannot write man page and completions to '{}': {e}",
+                dir.display()
+            );
+            std::process::ExitCode::FAILURE
+        }
+    })
 }
 
 /// Writes `DIR/man/NAME.SECTION` and bash, zsh and fish completions under
@@ -23,7 +46,9 @@ pub fn generate(mut cmd: clap::Command, section: &str, dir: &Path) -> std::io::R
     std::fs::create_dir_all(&comp_dir)?;
     cmd.build();
     let mut page = Vec::new();
-    clap_mangen::Man::new(cmd.clone()).section(section).render(&mut page)?;
+    clap_mangen::Man::new(cmd.clone())
+        .section(section)
+        .render(&mut page)?;
     std::fs::write(man_dir.join(format!("{name}.{section}")), page)?;
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         clap_complete::generate_to(shell, &mut cmd, &name, &comp_dir)?;

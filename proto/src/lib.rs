@@ -6,9 +6,9 @@ pub mod v1 {
     tonic::include_proto!("netmon.v1");
 }
 
-mod client;
 #[cfg(feature = "cli-assets")]
 pub mod cli_assets;
+mod client;
 
 pub use client::{
     connect, resolve_socket, ConnectError, DEFAULT_SOCKET, MAX_MESSAGE_BYTES, SOCKET_ENV,
