@@ -362,8 +362,10 @@ impl Netmon for Service {
         req: Request<v1::ListAlertsRequest>,
     ) -> Result<Response<v1::AlertList>, Status> {
         self.check_read(&req)?;
-        // Alerts are raised by the thresholds engine; none exist until it runs.
-        Ok(Response::new(v1::AlertList { alerts: Vec::new() }))
+        let r = req.into_inner();
+        Ok(Response::new(v1::AlertList {
+            alerts: self.engine.alerts(r.since_ms, r.limit),
+        }))
     }
 
     #[instrument(skip_all)]
