@@ -123,6 +123,17 @@ fn sender_above_its_threshold_raises_one_alert_with_its_peak_and_runs_the_hook()
     let threshold: u64 = 300 * 1024;
     set_ok(&d, &["300KiB/s", "--direction", "up"]);
 
+    // A subscriber sees the alert open and close in the stream.
+    let watch = std::process::Command::new(bin("netmonctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["--json", "watch", "--interval", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("netmonctl watch");
+    let watch = ChildGuard(watch);
+
     let fast_rate = 1_000_000;
     let fast = paced(&lab, "5401", fast_rate, 6.0, 0.0);
     let slow = paced(&lab, "5401", 100_000, 6.0, 0.0);
@@ -162,6 +173,7 @@ fn sender_above_its_threshold_raises_one_alert_with_its_peak_and_runs_the_hook()
     assert_eq!(u(a, "threshold"), threshold);
     let want = l3_rate(fast_rate);
     let peak = u(a, "peak");
+    println!("peak {peak} B/s, generator {want} B/s");
     assert!(
         peak.abs_diff(want) * 20 <= want,
         "peak {peak} B/s is not within 5% of the generator's {want} B/s: {a}"
@@ -173,6 +185,31 @@ fn sender_above_its_threshold_raises_one_alert_with_its_peak_and_runs_the_hook()
     );
     assert!(d.log_text().contains("alert opened"), "logged with warn");
 
+    // The stream carried both events (the 2 s interval skips every other
+    // tick: alerts of skipped ticks ride on the next frame).
+    let mut watch = watch;
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = watch.0.kill();
+    let out = watch.0.stdout.take().map(|mut s| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut s, &mut text).expect("watch output");
+        text
+    });
+    let streamed: Vec<(String, u64)> = out
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .flat_map(|f| f["alerts"].as_array().cloned().unwrap_or_default())
+        .filter(|x| x["pid"].as_u64() == Some(u64::from(fast_pid)))
+        .map(|x| (x["state"].as_str().unwrap_or("").to_owned(), u(&x, "id")))
+        .collect();
+    let id = a["id"].as_u64().expect("id");
+    assert_eq!(
+        streamed,
+        [("open".to_owned(), id), ("closed".to_owned(), id)],
+        "alerts in the watch stream"
+    );
+
     // The hook ran once on open and once on close, with the alert's variables.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let runs = loop {
@@ -182,7 +219,6 @@ fn sender_above_its_threshold_raises_one_alert_with_its_peak_and_runs_the_hook()
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let id = a["id"].as_u64().expect("id");
     for state in ["open", "closed"] {
         let run = runs
             .split("--\n")
