@@ -274,7 +274,16 @@ impl Engine {
         frame.time_ms = now;
         frame.alerts = outcome.alerts;
         let frame = Arc::new(frame);
-        st.last_frame = frame.clone();
+        // The latest frame is what a new subscriber starts from: alerts of
+        // this tick are news only to those already watching.
+        st.last_frame = if frame.alerts.is_empty() {
+            frame.clone()
+        } else {
+            Arc::new(v1::Frame {
+                alerts: Vec::new(),
+                ..(*frame).clone()
+            })
+        };
         if st.seq % 10 == 0 {
             if let Some(s) = &st.session {
                 if st.monitoring {
