@@ -641,3 +641,32 @@ pub fn spawn_ticker(engine: &Arc<Engine>) -> tokio::task::JoinHandle<()> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(id: u64, state: v1::AlertState) -> v1::Alert {
+        v1::Alert {
+            id,
+            state: state as i32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn recent_alerts_are_bounded_and_keep_open_ones() {
+        let mut recent = VecDeque::new();
+        remember_alert(&mut recent, &alert(1, v1::AlertState::Open));
+        for id in 2..=(RECENT_ALERTS as u64 + 10) {
+            remember_alert(&mut recent, &alert(id, v1::AlertState::Closed));
+        }
+        assert_eq!(recent.len(), RECENT_ALERTS);
+        assert_eq!(recent[0].id, 1, "the open alert stays");
+        assert_eq!(recent[1].id, 12, "the oldest closed ones went");
+        // Closing replaces the open entry in place.
+        remember_alert(&mut recent, &alert(1, v1::AlertState::Closed));
+        assert_eq!(recent.len(), RECENT_ALERTS);
+        assert_eq!(recent[0].state, v1::AlertState::Closed as i32);
+    }
+}
