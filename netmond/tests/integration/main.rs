@@ -3,5 +3,6 @@
 
 mod harness;
 
+mod alerts;
 mod attribution;
 mod backbone;
