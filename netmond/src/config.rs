@@ -122,7 +122,7 @@ impl AmountValue {
         let n = match self {
             AmountValue::Bytes(n) => *n,
             AmountValue::Text(t) => {
-                let a = crate::units::parse_amount(t).map_err(|e| ConfigError::Value {
+                let a = netmon_proto::units::parse_amount(t).map_err(|e| ConfigError::Value {
                     key,
                     message: e.to_string(),
                 })?;

@@ -21,4 +21,3 @@ pub mod service;
 pub mod store;
 #[doc(hidden)]
 pub mod synth;
-pub mod units;

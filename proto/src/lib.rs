@@ -9,6 +9,7 @@ pub mod v1 {
 #[cfg(feature = "cli-assets")]
 pub mod cli_assets;
 mod client;
+pub mod units;
 
 pub use client::{
     connect, resolve_socket, ConnectError, DEFAULT_SOCKET, MAX_MESSAGE_BYTES, SOCKET_ENV,

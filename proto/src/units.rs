@@ -1,6 +1,6 @@
-//! Byte amounts typed in the config file (`1MiB/s`, `2GiB`, `20Mbit/s`): exact
-//! integer parsing, the same forms netmonctl accepts (its `units.rs` is the twin;
-//! they can move into netmon-proto together). Pure, no I/O.
+//! Byte amounts and rates as people type them (`500KB/s`, `1.5MiB/s`,
+//! `20Mbps`, `2GiB`): one parser for the daemon's config and the clients.
+//! Pure; exact integer arithmetic, no floats.
 
 /// The accepted forms, quoted in every parse error so a user can fix the value.
 pub const ACCEPTED_FORMS: &str = "accepted forms: plain bytes/s (1048576), \
