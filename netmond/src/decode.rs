@@ -402,6 +402,50 @@ fn transport(meta: &mut PacketMeta, l4: &[u8]) {
     meta.app = classify::classify(meta.proto, meta.src_port, meta.dst_port, payload);
 }
 
+/// The transport payload of a TCP or UDP packet (what the capture holds of
+/// it), for the name sniffers. Not used on the bulk hot path. IPv6 extension
+/// headers are not walked here: such packets yield `None`.
+pub fn l4_payload(link: LinkType, frame: &[u8]) -> Option<&[u8]> {
+    let (net, off, _) = link_header(link, frame).ok()?;
+    let ip = frame.get(off..)?;
+    let (proto, l4) = match net {
+        Net::V4 => {
+            let ihl = usize::from(*ip.first()? & 0x0f) * 4;
+            let total = usize::from(be16(ip, 2).ok()?);
+            let frag = be16(ip, 6).ok()?;
+            if ihl < 20 || frag & 0x1fff != 0 {
+                return None;
+            }
+            let end = if total == 0 {
+                ip.len()
+            } else {
+                ip.len().min(total)
+            };
+            (*ip.get(9)?, ip.get(ihl..end)?)
+        }
+        Net::V6 => {
+            let plen = usize::from(be16(ip, 4).ok()?);
+            let end = if plen == 0 {
+                ip.len()
+            } else {
+                ip.len().min(40 + plen)
+            };
+            (*ip.get(6)?, ip.get(40..end)?)
+        }
+    };
+    match proto {
+        IPPROTO_TCP => {
+            let data_off = usize::from(*l4.get(12)? >> 4) * 4;
+            if data_off < 20 {
+                return None;
+            }
+            l4.get(data_off..)
+        }
+        IPPROTO_UDP => l4.get(8..),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests {

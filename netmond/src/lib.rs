@@ -14,6 +14,7 @@ pub mod decode;
 pub mod engine;
 pub mod flows;
 pub mod monitor;
+pub mod names;
 pub mod netif;
 pub mod procmap;
 pub mod service;
