@@ -449,4 +449,48 @@ mod tests {
         assert_eq!(n.stats.unparsed.load(Ordering::Relaxed), 1);
         assert!(!n.reverse_enabled());
     }
+
+    #[test]
+    fn aggregator_names_hosts_and_connections_and_keeps_names_after_expiry() {
+        use crate::aggregate::Aggregator;
+        use crate::flows::{FlowDelta, FlowKey, Placement, TcpState};
+        let key = FlowKey {
+            proto: 6,
+            local: ip(0, 1),
+            local_port: 40000,
+            remote: ip(5, 5),
+            remote_port: 443,
+        };
+        let delta = FlowDelta {
+            key,
+            placement: Placement::Local,
+            up_bytes: 100,
+            down_bytes: 1000,
+            up_packets: 1,
+            down_packets: 1,
+            first_seen_ms: 0,
+            last_seen_ms: 0,
+            tcp_state: TcpState::Established,
+            app: AppProto::Unknown,
+            is_new: true,
+            ended: false,
+        };
+        let mut agg = Aggregator::new();
+        agg.apply_deltas(0, &[delta], &[]);
+        let mut t = NameTable::new(100, Categories::builtin());
+        t.insert(ip(5, 5), "github.com", Source::Sni, 0, 0);
+        agg.apply_names(&|a| t.lookup_at(a, 1));
+        let r = agg.roll(1000, |_, _| true);
+        let h = r.hosts.iter().find(|h| h.address == "10.0.5.5").unwrap();
+        assert_eq!(
+            (h.name.as_str(), h.category.as_str()),
+            ("github.com", "development")
+        );
+        let c = agg.connections(1000, |_| String::new());
+        assert_eq!(c[0].remote_name, "github.com");
+        // The table entry expired: the host row keeps the name it had.
+        agg.apply_names(&|a| t.lookup_at(a, i64::MAX));
+        let r = agg.roll(1000, |_, _| true);
+        assert_eq!(r.hosts[0].name, "github.com");
+    }
 }
