@@ -16,6 +16,7 @@ pub mod flows;
 pub mod monitor;
 pub mod names;
 pub mod netif;
+pub mod privacy;
 pub mod procmap;
 pub mod service;
 pub mod store;
