@@ -934,4 +934,27 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn l4_payload_finds_tcp_and_udp_payloads_within_the_ip_length() {
+        let v4 = build_tcp_v4([10, 0, 0, 1], 1, [10, 0, 0, 2], 443, TCP_ACK, b"hello");
+        let mut f = eth(MAC_A, &[0x8100], 0x0800, &v4);
+        f.extend_from_slice(&[0; 6]); // Ethernet padding is not payload
+        assert_eq!(l4_payload(LinkType::Ethernet, &f), Some(&b"hello"[..]));
+        let v4 = build_udp_v4([10, 0, 0, 1], 53, [10, 0, 0, 2], 9, b"dns");
+        assert_eq!(l4_payload(LinkType::RawIp, &v4), Some(&b"dns"[..]));
+        let v6 = build_v6(&[], 17, &udp_header(53, 9, b"six"));
+        assert_eq!(l4_payload(LinkType::RawIp, &v6), Some(&b"six"[..]));
+        let icmp = build_v6(&[], 58, &[128, 0, 0, 0, 0, 1, 0, 1]);
+        assert_eq!(l4_payload(LinkType::RawIp, &icmp), None);
+    }
+
+    proptest! {
+        #[test]
+        fn l4_payload_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            for link in LINKS {
+                let _ = l4_payload(link, &bytes);
+            }
+        }
+    }
 }
