@@ -502,6 +502,12 @@ impl Drop for Monitor {
 }
 
 fn names_for(cfg: &Config) -> Option<Arc<Names>> {
+    info!(
+        passive = cfg.names.enabled,
+        reverse_dns = cfg.names.reverse_dns,
+        category_rules = cfg.categories.len(),
+        "host names"
+    );
     (cfg.names.enabled || cfg.names.reverse_dns).then(|| {
         Arc::new(Names::new(NamesSettings {
             passive: cfg.names.enabled,
