@@ -1,8 +1,6 @@
-//! Privacy switches (`[privacy]`): whether history keeps remote hosts, and
-//! how exports show addresses (in full, pseudonymised with a keyed hash, or
-//! truncated to their network). Pure: the store and the export apply them.
-//! Not yet part of `FileConfig`: the section is added there together with the
-//! store and export changes that honour it, so no key is a silent no-op.
+//! Privacy switches (`[privacy]`): whether history keeps remote hosts, and how
+//! exports show addresses (full, keyed-hash pseudonyms, or truncated). Pure; not
+//! yet in `FileConfig`: it joins with the store/export code that honours it.
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;

@@ -1,18 +1,6 @@
 //! Remote host names learned passively (DNS answers the machine receives,
 //! TLS SNI, HTTP Host) into a bounded table with TTLs, their categories, and
 //! optional rate-limited reverse DNS. Fed by the name capture, read per tick.
-//!
-//! Choices: the name shown for an address is the name the process asked for
-//! (the first name of a CNAME chain). The newest passive observation wins
-//! (a ClientHello's SNI or a Host header replaces a DNS name for the same
-//! address); reverse DNS only fills in where nothing passive is known.
-//! DNS TTLs are honoured with a floor of [`TTL_FLOOR_S`] (connections often
-//! outlive short TTLs) and a cap of [`TTL_CAP_S`]; the aggregator keeps the
-//! last name it saw for a host row, so a host keeps its name after expiry.
-//! Limits: answers served from a local cache on loopback (systemd-resolved)
-//! are seen only when loopback is captured; the name capture does not see
-//! VLAN-tagged frames or IPv6 packets with extension headers; a ClientHello
-//! or DNS-over-TCP answer split over several segments is not reassembled.
 
 pub mod category;
 pub mod dns;
@@ -192,6 +180,21 @@ pub struct NamesSettings {
 /// The name table shared by the name capture threads (writers, one lock per
 /// DNS answer or ClientHello: not the bulk hot path) and the tick (reader,
 /// one lock per tick).
+///
+/// Choices: the name shown for an address is the name the process asked for
+/// (the first name of a CNAME chain). The newest passive observation wins
+/// (a ClientHello's SNI or a Host header replaces a DNS name for the same
+/// address); reverse DNS only fills in where nothing passive is known.
+/// DNS TTLs are honoured with a floor of [`TTL_FLOOR_S`] (connections often
+/// outlive short TTLs) and a cap of [`TTL_CAP_S`]; the aggregator keeps the
+/// last name it saw for a host row, so a host keeps its name after expiry.
+///
+/// Limits: answers served from a local cache on loopback (systemd-resolved)
+/// are seen only when loopback is captured (the cache's own upstream queries
+/// are seen); the name capture does not see VLAN-tagged frames or IPv6
+/// packets with extension headers; a ClientHello or DNS-over-TCP answer split
+/// over several segments is not reassembled; encrypted DNS and ECH hide names;
+/// mDNS answers come from anyone on the link and are believed.
 pub struct Names {
     table: Arc<Mutex<NameTable>>,
     reverse: Option<reverse::Reverse>,
