@@ -68,6 +68,16 @@ except (ssl.SSLError, OSError): pass
 print("done", flush=True)
 "#;
 
+/// Sends one HTTP/1.1 request with Host argv[3] to argv[1]:argv[2].
+const HTTP_GET: &str = r#"
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+c.sendall(b"GET / HTTP/1.1\r\nHost: %s:8080\r\nAccept: */*\r\n\r\n" % sys.argv[3].encode())
+try: c.recv(100)
+except OSError: pass
+print("done", flush=True)
+"#;
+
 fn host_row(d: &Daemon, addr: &str) -> Option<serde_json::Value> {
     d.ctl_json(&["hosts"])["hosts"]
         .as_array()?
@@ -90,7 +100,7 @@ fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
 }
 
 #[test]
-fn dns_answer_names_the_host_and_connection_and_sni_names_another() {
+fn dns_answer_names_host_and_connection_and_host_header_then_sni_name_another() {
     let lab = Lab::new();
     let d = lab.daemon(DaemonOpts::default());
     let _dns = start_server(&lab.peer, DNS_RESPONDER, &[&lab.peer_ip, &lab.peer_ip]);
@@ -135,6 +145,25 @@ fn dns_answer_names_the_host_and_connection_and_sni_names_another() {
     assert_eq!(conn["remote_name"], "files.example.test", "{conn}");
     let out = wait_output(client, 30);
     assert!(stdout(&out).contains("connected"), "{}", stderr(&out));
+
+    // An HTTP request's Host header names the v6 peer; a later ClientHello
+    // to it renames it (the newest passive name wins).
+    let get = Lab::spawn_in(
+        &lab.host,
+        "python3",
+        &["-c", HTTP_GET, &lab.peer_ip6, "5443", "http.example.test"],
+    );
+    let out = wait_output(get, 20);
+    assert!(stdout(&out).contains("done"), "{}", stderr(&out));
+    let named = wait_for(10, || {
+        host_row(&d, &lab.peer_ip6).filter(|h| h["name"] == "http.example.test")
+    });
+    assert!(
+        named.is_some(),
+        "Host header never named {}: {}",
+        lab.peer_ip6,
+        d.ctl_json(&["hosts"])
+    );
 
     let hello = Lab::spawn_in(
         &lab.host,
