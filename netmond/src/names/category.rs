@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-/// The default rules, shipped as /usr/share/netmon/categories.toml too.
+/// The default rules (packaging/categories.toml, also a template for
+/// `names.categories_file`).
 pub const DEFAULT_RULES: &str = include_str!("../../../packaging/categories.toml");
 
 #[derive(Debug, thiserror::Error)]
