@@ -17,6 +17,11 @@ use clap::Parser;
 use crate::error::CtlError;
 
 fn main() -> ExitCode {
+    if let Some(code) =
+        netmon_proto::cli_assets::run_if_requested(<cli::Cli as clap::CommandFactory>::command, "1")
+    {
+        return code;
+    }
     let cli = cli::Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

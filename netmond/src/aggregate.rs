@@ -209,6 +209,8 @@ impl Aggregator {
             app: d.app,
             meter: Meter::default(),
             owner: match d.placement {
+                // Packets of flows that found a full table: counted, not tracked.
+                _ if d.key == FlowKey::OVERFLOW => Owner::Unattributed("flow_table_full"),
                 Placement::Forwarded => Owner::Unattributed(Unattributed::Forwarded.as_str()),
                 Placement::Local if matches!(d.key.proto, 6 | 17) => {
                     Owner::Pending { resubmitted: false }
@@ -239,9 +241,11 @@ impl Aggregator {
             Owner::Unattributed(r) => self.unattributed.entry(r).or_default().add(&c),
             Owner::Pending { .. } => {}
         }
-        let host = self.hosts.entry(d.key.remote).or_default();
-        host.meter.add(&c);
-        host.last_seen_ms = host.last_seen_ms.max(d.last_seen_ms);
+        if d.key != FlowKey::OVERFLOW {
+            let host = self.hosts.entry(d.key.remote).or_default();
+            host.meter.add(&c);
+            host.last_seen_ms = host.last_seen_ms.max(d.last_seen_ms);
+        }
         if is_new {
             if let Some((_, res)) = self.early.remove(&d.key) {
                 self.settle(&d.key, &res, first_seen);
@@ -681,5 +685,188 @@ pub fn identity(p: &ProcessInfo) -> v1::ProcessIdentity {
         cgroup: p.cgroup.clone(),
         netns: p.netns,
         started_ms: p.started_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::time::Duration;
+
+    fn key(port: u16) -> FlowKey {
+        FlowKey {
+            proto: 6,
+            local: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            local_port: port,
+            remote: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+            remote_port: 443,
+        }
+    }
+
+    fn delta(port: u16, up: u64, down: u64, ended: bool) -> FlowDelta {
+        FlowDelta {
+            key: key(port),
+            placement: Placement::Local,
+            up_bytes: up,
+            down_bytes: down,
+            up_packets: 1,
+            down_packets: 1,
+            first_seen_ms: 1_000,
+            last_seen_ms: 2_000,
+            tcp_state: TcpState::Established,
+            app: AppProto::Tls,
+            is_new: true,
+            ended,
+        }
+    }
+
+    fn info(pid: u32) -> Arc<ProcessInfo> {
+        Arc::new(ProcessInfo {
+            pid,
+            start_time: 77,
+            name: format!("p{pid}"),
+            exe: String::new(),
+            cmdline: String::new(),
+            uid: 1000,
+            user: "u".into(),
+            unit: String::new(),
+            cgroup: String::new(),
+            netns: 0,
+            started_ms: 0,
+        })
+    }
+
+    fn answer(port: u16, owner: Result<Arc<ProcessInfo>, Unattributed>) -> Resolution {
+        let k = key(port);
+        Resolution {
+            query: SocketQuery {
+                proto: 6,
+                local: SocketAddr::new(k.local, k.local_port),
+                remote: SocketAddr::new(k.remote, k.remote_port),
+            },
+            owner,
+            inode: 1,
+            uid: Some(1000),
+            latency: Duration::from_micros(300),
+            attempts: 1,
+        }
+    }
+
+    fn row(r: &Rollup, pid: u32) -> v1::ProcessRow {
+        r.processes
+            .iter()
+            .find(|p| p.process.as_ref().is_some_and(|i| i.pid == pid))
+            .cloned()
+            .expect("row")
+    }
+
+    #[test]
+    fn bytes_seen_before_the_owner_is_known_move_to_it() {
+        let mut a = Aggregator::new();
+        a.apply_deltas(0, &[delta(1, 100, 1000, false)], &[]);
+        let r = a.roll(1000, |_, _| true);
+        assert_eq!(r.unattributed.reasons[0].reason, "pending");
+        a.apply_resolution(answer(1, Ok(info(42))), 0);
+        a.apply_deltas(0, &[delta(1, 10, 10, false)], &[]);
+        let r = a.roll(1000, |_, _| true);
+        let t = row(&r, 42).traffic.unwrap();
+        assert_eq!((t.up_bytes, t.down_bytes), (110, 1010));
+        assert_eq!(r.bytes_attributed, r.bytes_captured);
+        assert_eq!(r.unattributed.traffic.unwrap().down_bytes, 0);
+    }
+
+    #[test]
+    fn an_answer_that_arrives_before_the_flow_is_kept_for_it() {
+        let mut a = Aggregator::new();
+        a.apply_resolution(answer(2, Ok(info(7))), 0);
+        a.apply_deltas(0, &[delta(2, 5, 50, true)], &[]);
+        let r = a.roll(1000, |_, _| true);
+        assert_eq!(row(&r, 7).traffic.unwrap().down_bytes, 50);
+        assert_eq!(row(&r, 7).protocols, vec!["tls".to_owned()]);
+    }
+
+    #[test]
+    fn failure_goes_to_its_reason_and_a_later_owner_takes_the_bytes_back() {
+        let mut a = Aggregator::new();
+        a.apply_deltas(0, &[delta(3, 0, 300, false)], &[]);
+        a.apply_resolution(answer(3, Err(Unattributed::NoSocket)), 0);
+        let r = a.roll(1000, |_, _| true);
+        let b = r
+            .unattributed
+            .reasons
+            .iter()
+            .find(|x| x.reason == "no_socket")
+            .unwrap();
+        assert_eq!(b.traffic.unwrap().down_bytes, 300);
+        a.apply_resolution(answer(3, Ok(info(9))), 0);
+        let r = a.roll(1000, |_, _| true);
+        assert_eq!(row(&r, 9).traffic.unwrap().down_bytes, 300);
+        let b = r
+            .unattributed
+            .reasons
+            .iter()
+            .find(|x| x.reason == "no_socket")
+            .unwrap();
+        assert_eq!(b.traffic.unwrap().down_bytes, 0);
+    }
+
+    #[test]
+    fn rates_are_per_tick_and_totals_outlive_the_process() {
+        let mut a = Aggregator::new();
+        a.apply_resolution(answer(4, Ok(info(11))), 0);
+        a.apply_deltas(0, &[delta(4, 0, 2000, false)], &[]);
+        let r = a.roll(500, |_, _| true);
+        assert_eq!(
+            row(&r, 11).traffic.unwrap().down_bps,
+            4000,
+            "2000 bytes in a 500 ms tick"
+        );
+        a.apply_deltas(0, &[delta(4, 0, 0, true)], &[]);
+        // Liveness is checked every few ticks, not every tick.
+        for _ in 0..5 {
+            a.roll(500, |_, _| false);
+        }
+        let r = a.roll(500, |_, _| false);
+        let p = row(&r, 11);
+        assert_eq!(p.traffic.unwrap().down_bytes, 2000);
+        assert_eq!(p.traffic.unwrap().down_bps, 0);
+        assert!(!p.alive, "an exited process keeps its row with alive=false");
+        assert_eq!(p.connections, 0);
+    }
+
+    #[test]
+    fn reset_zeroes_totals_but_keeps_owners() {
+        let mut a = Aggregator::new();
+        a.apply_resolution(answer(5, Ok(info(12))), 0);
+        a.apply_deltas(0, &[delta(5, 10, 10, false)], &[]);
+        a.roll(1000, |_, _| true);
+        a.reset();
+        a.apply_deltas(0, &[delta(5, 1, 2, false)], &[]);
+        let r = a.roll(1000, |_, _| true);
+        let t = row(&r, 12).traffic.unwrap();
+        assert_eq!((t.up_bytes, t.down_bytes), (1, 2));
+        assert_eq!(r.totals.down_bytes, 2);
+    }
+
+    #[test]
+    fn flows_never_answered_are_given_up_on() {
+        let mut a = Aggregator::new();
+        a.apply_deltas(0, &[delta(6, 0, 64, false)], &[]);
+        assert_eq!(
+            a.maintenance(1_000 + RESUBMIT_AFTER_MS + 1).len(),
+            1,
+            "asked again once"
+        );
+        assert!(a.maintenance(1_000 + RESUBMIT_AFTER_MS + 2).is_empty());
+        a.maintenance(1_000 + GIVE_UP_AFTER_MS + 1);
+        let r = a.roll(1000, |_, _| true);
+        let b = r
+            .unattributed
+            .reasons
+            .iter()
+            .find(|x| x.reason == "no_socket")
+            .unwrap();
+        assert_eq!(b.traffic.unwrap().down_bytes, 64);
     }
 }

@@ -142,6 +142,161 @@ impl Default for NamesSection {
     }
 }
 
+/// A byte amount in the file: an integer (bytes) or text with a unit
+/// (`"1MiB/s"`, `"2GiB"`), the forms `netmonctl threshold set` accepts.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum AmountValue {
+    Bytes(u64),
+    Text(String),
+}
+
+impl AmountValue {
+    fn bytes(&self, key: &'static str, want_rate: bool) -> Result<u64, ConfigError> {
+        let n = match self {
+            AmountValue::Bytes(n) => *n,
+            AmountValue::Text(t) => {
+                let a = crate::units::parse_amount(t).map_err(|e| ConfigError::Value {
+                    key,
+                    message: e.to_string(),
+                })?;
+                if a.per_second && !want_rate {
+                    return Err(ConfigError::Value {
+                        key,
+                        message: format!(
+                            "'{t}' is a rate; a quota is an amount per day, like \"2GiB\""
+                        ),
+                    });
+                }
+                a.bytes
+            }
+        };
+        if n == 0 {
+            return Err(ConfigError::Value {
+                key,
+                message: "must be greater than 0 (remove the key to disable it)".into(),
+            });
+        }
+        Ok(n)
+    }
+}
+
+/// `[alerts]` section: defaults for thresholds and what to do on an alert.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsSection {
+    /// Consecutive ticks above a threshold before an alert opens.
+    pub open_after_ticks: u32,
+    /// Consecutive ticks below before it closes.
+    pub close_after_ticks: u32,
+    /// Rate limit for every process (direction total), unless a name or pid rule overrides it.
+    pub default_process_rate: Option<AmountValue>,
+    /// Rate limit for the whole host (direction total).
+    pub host_rate: Option<AmountValue>,
+    /// Bytes per UTC day per process name (direction total).
+    pub default_daily_quota: Option<AmountValue>,
+    /// Notice the first time an executable sends on the network.
+    pub new_process_notice: bool,
+    /// Command run for every opened/closed alert: argv, no shell.
+    pub hook: Option<Vec<String>>,
+    /// Seconds the hook may run before it is killed.
+    pub hook_timeout_secs: u64,
+}
+
+impl Default for AlertsSection {
+    fn default() -> Self {
+        Self {
+            open_after_ticks: 3,
+            close_after_ticks: 3,
+            default_process_rate: None,
+            host_rate: None,
+            default_daily_quota: None,
+            new_process_notice: false,
+            hook: None,
+            hook_timeout_secs: 10,
+        }
+    }
+}
+
+/// `[alerts]` resolved: amounts in bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertsConfig {
+    pub settings: crate::alerts::Settings,
+    pub rules: crate::alerts::ConfigRules,
+    /// Empty = no hook.
+    pub hook: Vec<String>,
+    pub hook_timeout: std::time::Duration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            settings: crate::alerts::Settings::default(),
+            rules: crate::alerts::ConfigRules::default(),
+            hook: Vec::new(),
+            hook_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+impl AlertsSection {
+    fn resolve(&self) -> Result<AlertsConfig, ConfigError> {
+        let bad = |key, message: &str| ConfigError::Value {
+            key,
+            message: message.to_owned(),
+        };
+        if !(1..=3600).contains(&self.open_after_ticks) {
+            return Err(bad("alerts.open_after_ticks", "must be between 1 and 3600"));
+        }
+        if !(1..=3600).contains(&self.close_after_ticks) {
+            return Err(bad(
+                "alerts.close_after_ticks",
+                "must be between 1 and 3600",
+            ));
+        }
+        if !(1..=3600).contains(&self.hook_timeout_secs) {
+            return Err(bad(
+                "alerts.hook_timeout_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        let hook = self.hook.clone().unwrap_or_default();
+        if self.hook.is_some() && hook.first().is_none_or(|p| p.is_empty()) {
+            return Err(bad(
+                "alerts.hook",
+                "must name a program: [\"/path/to/program\", \"arg\", ...] (remove the key for no hook)",
+            ));
+        }
+        if hook.first().is_some_and(|p| !p.starts_with('/')) {
+            return Err(bad("alerts.hook", "the program must be an absolute path"));
+        }
+        let amount =
+            |v: &Option<AmountValue>, key, rate| v.as_ref().map(|a| a.bytes(key, rate)).transpose();
+        Ok(AlertsConfig {
+            settings: crate::alerts::Settings {
+                open_after_ticks: self.open_after_ticks,
+                close_after_ticks: self.close_after_ticks,
+            },
+            rules: crate::alerts::ConfigRules {
+                default_process_rate: amount(
+                    &self.default_process_rate,
+                    "alerts.default_process_rate",
+                    true,
+                )?,
+                host_rate: amount(&self.host_rate, "alerts.host_rate", true)?,
+                default_daily_quota: amount(
+                    &self.default_daily_quota,
+                    "alerts.default_daily_quota",
+                    false,
+                )?,
+                new_process_notice: self.new_process_notice,
+            },
+            hook,
+            hook_timeout: std::time::Duration::from_secs(self.hook_timeout_secs),
+        })
+    }
+}
+
 /// The file as written by the user. Unknown keys are errors.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -149,6 +304,7 @@ pub struct FileConfig {
     pub daemon: DaemonSection,
     pub capture: CaptureSection,
     pub store: StoreSection,
+    pub alerts: AlertsSection,
     pub names: NamesSection,
 }
 
@@ -236,6 +392,20 @@ impl FileConfig {
                 ),
             ],
         );
+        let a = &d.alerts;
+        section(
+            "alerts",
+            &[
+                ("open_after_ticks", "Consecutive ticks above a threshold before an alert opens.", a.open_after_ticks.to_string()),
+                ("close_after_ticks", "Consecutive ticks below it before the alert closes.", a.close_after_ticks.to_string()),
+                ("default_process_rate", "Rate limit for every process (up + down), unless a rule for its name or pid overrides it. Bytes/s or a rate like \"1MiB/s\", \"20Mbit/s\". Not set: none.", q("5MiB/s")),
+                ("host_rate", "Rate limit for the whole host (up + down). Not set: none.", q("50MiB/s")),
+                ("default_daily_quota", "Bytes per UTC day per process name (up + down); override per name with `netmonctl threshold set --kind quota --process NAME`. Not set: none.", q("2GiB")),
+                ("new_process_notice", "Notice the first time an executable sends on the network.", a.new_process_notice.to_string()),
+                ("hook", "Command run for each alert opened or closed, with NETMON_ALERT_* variables; an argv array, never run through a shell. Not set: none.", "[\"/usr/local/bin/netmon-alert\", \"--notify\"]".to_owned()),
+                ("hook_timeout_secs", "Seconds the hook may run before it is killed.", a.hook_timeout_secs.to_string()),
+            ],
+        );
         section(
             "names",
             &[
@@ -274,6 +444,7 @@ pub struct Config {
     pub daemon: DaemonSection,
     pub capture: CaptureSection,
     pub store: StoreSection,
+    pub alerts: AlertsConfig,
     pub names: NamesSection,
     /// Built-in rules, then `names.categories_file`, then `names.categories`.
     pub categories: crate::names::Categories,
@@ -320,6 +491,7 @@ impl Config {
             daemon: file.daemon,
             capture: file.capture,
             store: file.store,
+            alerts: file.alerts.resolve()?,
             categories: crate::names::Categories::default(),
             names: file.names,
         };
@@ -490,11 +662,62 @@ mod tests {
         let parsed = FileConfig::parse(&uncommented, Path::new("example")).expect("example parses");
         let mut want = FileConfig::default();
         want.daemon.control_group = Some("netmon-admin".to_owned());
+        want.alerts.default_process_rate = Some(AmountValue::Text("5MiB/s".into()));
+        want.alerts.host_rate = Some(AmountValue::Text("50MiB/s".into()));
+        want.alerts.default_daily_quota = Some(AmountValue::Text("2GiB".into()));
+        want.alerts.hook = Some(vec![
+            "/usr/local/bin/netmon-alert".into(),
+            "--notify".into(),
+        ]);
         want.names.categories_file = Some("/etc/netmon/categories.toml".into());
         want.names
             .categories
             .insert("example.com".to_owned(), "work".to_owned());
         assert_eq!(parsed, want);
+        let mut parsed = parsed;
+        // The example's rules file need not exist on the test machine.
+        parsed.names.categories_file = None;
+        Config::resolve(parsed, None, Overrides::default()).expect("the example values are valid");
+    }
+
+    #[test]
+    fn alerts_amounts_take_units_or_bytes() {
+        let file = FileConfig::parse(
+            "[alerts]\ndefault_process_rate = \"1MiB/s\"\nhost_rate = 1000\ndefault_daily_quota = \"2GiB\"\nhook = [\"/bin/true\"]\n",
+            Path::new("t"),
+        )
+        .expect("parses");
+        let c = Config::resolve(file, None, Overrides::default()).expect("valid");
+        assert_eq!(c.alerts.rules.default_process_rate, Some(1 << 20));
+        assert_eq!(c.alerts.rules.host_rate, Some(1000));
+        assert_eq!(c.alerts.rules.default_daily_quota, Some(2 << 30));
+        assert_eq!(c.alerts.hook, vec!["/bin/true".to_owned()]);
+    }
+
+    #[test]
+    fn bad_alert_values_name_the_key() {
+        for (text, key) in [
+            (
+                "[alerts]\ndefault_process_rate = \"12 parsecs\"\n",
+                "alerts.default_process_rate",
+            ),
+            (
+                "[alerts]\ndefault_daily_quota = \"1MiB/s\"\n",
+                "alerts.default_daily_quota",
+            ),
+            (
+                "[alerts]\nopen_after_ticks = 0\n",
+                "alerts.open_after_ticks",
+            ),
+            ("[alerts]\nhook = []\n", "alerts.hook"),
+            ("[alerts]\nhook = [\"notify-send\"]\n", "alerts.hook"),
+        ] {
+            let file = FileConfig::parse(text, Path::new("t")).expect("parses");
+            let msg = Config::resolve(file, None, Overrides::default())
+                .expect_err("invalid")
+                .to_string();
+            assert!(msg.contains(key), "{text}: {msg}");
+        }
     }
 
     #[test]

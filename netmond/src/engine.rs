@@ -2,6 +2,7 @@
 //! per-tick snapshot and its broadcast to subscribers. The service calls in;
 //! the capture hot path never takes these locks.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -10,6 +11,9 @@ use netmon_proto::v1;
 use tokio::sync::broadcast;
 use tracing::{info, warn};
 
+use crate::alerts::hook::HookRunner;
+use crate::alerts::state::{JsonFile, ThresholdStore};
+use crate::alerts::{self, Evaluator};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::monitor::{Monitor, Snapshot};
@@ -17,6 +21,9 @@ use crate::store::{SessionRecord, Store};
 
 /// Frames buffered per subscriber before it is considered behind and skipped.
 const SUBSCRIBER_BUFFER: usize = 8;
+
+/// Alerts kept in memory for `ListAlerts` (open ones and the latest closed).
+pub const RECENT_ALERTS: usize = 1000;
 
 /// Preset cycle offered to interactive clients (bytes/s).
 pub const THRESHOLD_PRESETS: [u64; 5] = [512 * 1024, 1 << 20, 2 << 20, 5 << 20, 10 << 20];
@@ -46,8 +53,12 @@ struct State {
     monitoring: bool,
     session: Option<SessionRecord>,
     monitor: Option<Arc<Monitor>>,
-    thresholds: Vec<v1::Threshold>,
-    next_threshold_id: u64,
+    /// Threshold rules and the alert evaluator.
+    alerts: Evaluator,
+    /// Open and recently closed alerts, oldest first, at most `RECENT_ALERTS`.
+    recent: VecDeque<v1::Alert>,
+    /// Bumped whenever the persisted rule state changes.
+    rules_gen: u64,
     last_frame: Arc<v1::Frame>,
     seq: u64,
     /// Final figures of the last run, shown (without rates) while stopped.
@@ -61,14 +72,34 @@ pub struct Engine {
     store: Store,
     state: Mutex<State>,
     frames: broadcast::Sender<Arc<v1::Frame>>,
+    hook: HookRunner,
+    /// Where API rules persist, and the generation last written there.
+    rules_store: Mutex<(Box<dyn ThresholdStore>, u64)>,
     pub(crate) resyncs: AtomicU64,
     subscribers: AtomicU64,
 }
 
 impl Engine {
     pub fn new(cfg: Config, store: Store) -> Arc<Engine> {
+        let file = JsonFile::beside_db(&cfg.store.path);
+        let loaded = file.load_or_quarantine(now_ms());
+        Self::with_rules_store(cfg, store, Box::new(file), loaded)
+    }
+
+    /// `new` with another home for the persisted rules (`loaded` is what it held).
+    pub fn with_rules_store(
+        cfg: Config,
+        store: Store,
+        rules_store: Box<dyn ThresholdStore>,
+        loaded: Option<alerts::Persisted>,
+    ) -> Arc<Engine> {
         let (frames, _) = broadcast::channel(SUBSCRIBER_BUFFER);
-        let thresholds = Vec::new();
+        let mut evaluator = Evaluator::new(cfg.alerts.settings, &cfg.alerts.rules, now_ms());
+        if let Some(p) = loaded {
+            info!(rules = p.thresholds.len(), "thresholds restored");
+            evaluator.restore(p);
+        }
+        let hook = HookRunner::new(cfg.alerts.hook.clone(), cfg.alerts.hook_timeout);
         Arc::new(Engine {
             started: Instant::now(),
             started_ms: now_ms(),
@@ -77,8 +108,9 @@ impl Engine {
                 monitoring: false,
                 session: None,
                 monitor: None,
-                thresholds,
-                next_threshold_id: 1,
+                alerts: evaluator,
+                recent: VecDeque::new(),
+                rules_gen: 0,
                 last_frame: Arc::new(v1::Frame {
                     complete: true,
                     ..Default::default()
@@ -87,6 +119,8 @@ impl Engine {
                 stopped: None,
             }),
             frames,
+            hook,
+            rules_store: Mutex::new((rules_store, 0)),
             resyncs: AtomicU64::new(0),
             subscribers: AtomicU64::new(0),
             cfg,
@@ -224,8 +258,32 @@ impl Engine {
             s.up_bytes = snap.totals.up_bytes;
             s.down_bytes = snap.totals.down_bytes;
         }
-        let frame = Arc::new(self.build_frame(&st, snapshot));
-        st.last_frame = frame.clone();
+        let mut snap = snapshot.unwrap_or_default();
+        let now = now_ms();
+        let outcome = st.alerts.evaluate(&mut snap.processes, &snap.totals, now);
+        for a in &outcome.alerts {
+            remember_alert(&mut st.recent, a);
+        }
+        if outcome.persist {
+            st.rules_gen += 1;
+        }
+        let persist = outcome
+            .persist
+            .then(|| (st.rules_gen, st.alerts.persisted()));
+        let mut frame = self.build_frame(&st, Some(snap));
+        frame.time_ms = now;
+        frame.alerts = outcome.alerts;
+        let frame = Arc::new(frame);
+        // The latest frame is what a new subscriber starts from: alerts of
+        // this tick are news only to those already watching.
+        st.last_frame = if frame.alerts.is_empty() {
+            frame.clone()
+        } else {
+            Arc::new(v1::Frame {
+                alerts: Vec::new(),
+                ..(*frame).clone()
+            })
+        };
         if st.seq % 10 == 0 {
             if let Some(s) = &st.session {
                 if st.monitoring {
@@ -234,8 +292,60 @@ impl Engine {
             }
         }
         drop(st);
+        for a in &frame.alerts {
+            log_alert(a);
+            self.hook.fire(a);
+        }
+        if let Some((generation, p)) = persist {
+            self.save_rules(generation, &p);
+        }
         // No receivers is fine: nobody is watching.
         let _ = self.frames.send(frame);
+    }
+
+    /// Writes the persisted rule state unless a newer one was written already.
+    fn save_rules(&self, generation: u64, p: &alerts::Persisted) {
+        let mut guard = self.rules_store.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.1 >= generation {
+            return;
+        }
+        match guard.0.save(p) {
+            Ok(()) => guard.1 = generation,
+            Err(e) => warn!(
+                error = %e,
+                source = ?std::error::Error::source(&e).map(ToString::to_string),
+                "cannot save thresholds; they hold until the daemon stops"
+            ),
+        }
+    }
+
+    /// Open and recent alerts that started or ended at or after `since_ms`,
+    /// newest first; `limit` 0 = all kept.
+    pub fn alerts(&self, since_ms: i64, limit: u32) -> Vec<v1::Alert> {
+        let st = self.lock();
+        // Open alerts carry their peak so far from the evaluator.
+        let open: std::collections::HashMap<u64, v1::Alert> = st
+            .alerts
+            .open_alerts()
+            .into_iter()
+            .map(|a| (a.id, a))
+            .collect();
+        let mut out: Vec<v1::Alert> = st
+            .recent
+            .iter()
+            .rev()
+            .map(|a| open.get(&a.id).unwrap_or(a))
+            .filter(|a| {
+                a.started_ms >= since_ms
+                    || a.ended_ms >= since_ms
+                    || a.state == v1::AlertState::Open as i32
+            })
+            .cloned()
+            .collect();
+        if limit > 0 {
+            out.truncate(limit as usize);
+        }
+        out
     }
 
     fn build_frame(&self, st: &State, snapshot: Option<Snapshot>) -> v1::Frame {
@@ -367,96 +477,42 @@ impl Engine {
 
     // ------------------------------------------------------------ thresholds
 
+    /// Config rules (source "config") then API rules (source "api").
     pub fn thresholds(&self) -> Vec<v1::Threshold> {
-        self.lock().thresholds.clone()
+        self.lock().alerts.thresholds()
     }
 
+    /// Adds or replaces an API rule; it is saved before this returns.
     pub fn set_threshold(
         &self,
         req: v1::SetThresholdRequest,
     ) -> Result<v1::Threshold, EngineError> {
-        let kind = v1::ThresholdKind::try_from(req.kind).unwrap_or(v1::ThresholdKind::Unspecified);
-        let kind = if kind == v1::ThresholdKind::Unspecified {
-            v1::ThresholdKind::ProcessRate
-        } else {
-            kind
-        };
-        let direction =
-            v1::Direction::try_from(req.direction).unwrap_or(v1::Direction::Unspecified);
-        let direction = if direction == v1::Direction::Unspecified {
-            v1::Direction::Total
-        } else {
-            direction
-        };
-        if kind != v1::ThresholdKind::NewProcess && req.value == 0 {
-            return Err(EngineError::InvalidArgument(
-                "threshold value must be greater than 0".into(),
-            ));
-        }
-        if !req.process_name.is_empty() && req.pid != 0 {
-            return Err(EngineError::InvalidArgument(
-                "give a process name or a pid, not both".into(),
-            ));
-        }
-        if kind == v1::ThresholdKind::HostRate && (!req.process_name.is_empty() || req.pid != 0) {
-            return Err(EngineError::InvalidArgument(
-                "a host threshold takes no process selector".into(),
-            ));
-        }
         let mut st = self.lock();
-        // One rule per (kind, direction, selector): setting again replaces it.
-        st.thresholds.retain(|t| {
-            !(t.kind == kind as i32
-                && t.direction == direction as i32
-                && t.process_name == req.process_name
-                && t.pid == req.pid)
-        });
-        let t = v1::Threshold {
-            id: st.next_threshold_id,
-            kind: kind as i32,
-            direction: direction as i32,
-            value: req.value,
-            process_name: req.process_name,
-            pid: req.pid,
-            source: "api".into(),
-            created_ms: now_ms(),
-        };
-        st.next_threshold_id += 1;
-        st.thresholds.push(t.clone());
+        let t = st
+            .alerts
+            .set(req, now_ms())
+            .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+        st.rules_gen += 1;
+        let (generation, p) = (st.rules_gen, st.alerts.persisted());
+        drop(st);
+        self.save_rules(generation, &p);
+        info!(id = t.id, kind = t.kind, value = t.value, name = %t.process_name, pid = t.pid, "threshold set");
         Ok(t)
     }
 
+    /// Removes API rules (config rules stay: they belong to the file).
     pub fn clear_thresholds(&self, req: &v1::ClearThresholdsRequest) -> Result<u32, EngineError> {
-        let selective = req.id != 0
-            || !req.process_name.is_empty()
-            || req.pid != 0
-            || req.kind != 0
-            || req.default_rule;
-        if !req.all && !selective {
-            return Err(EngineError::InvalidArgument(
-                "say what to clear: --all, --id, --process, --pid or --default".into(),
-            ));
-        }
         let mut st = self.lock();
-        let before = st.thresholds.len();
-        st.thresholds.retain(|t| {
-            let hit = req.all
-                || (req.id != 0 && t.id == req.id)
-                || (!req.process_name.is_empty() && t.process_name == req.process_name)
-                || (req.pid != 0 && t.pid == req.pid)
-                || (req.default_rule
-                    && t.process_name.is_empty()
-                    && t.pid == 0
-                    && (req.kind == 0 || t.kind == req.kind))
-                || (req.kind != 0
-                    && !req.default_rule
-                    && req.id == 0
-                    && req.process_name.is_empty()
-                    && req.pid == 0
-                    && t.kind == req.kind);
-            !hit
-        });
-        Ok((before - st.thresholds.len()) as u32)
+        let removed = st
+            .alerts
+            .clear(req)
+            .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+        st.rules_gen += 1;
+        let (generation, p) = (st.rules_gen, st.alerts.persisted());
+        drop(st);
+        self.save_rules(generation, &p);
+        info!(removed, "thresholds cleared");
+        Ok(removed)
     }
 
     /// Ends the session and stops capture: the daemon is going down.
@@ -470,6 +526,53 @@ impl Engine {
         }
         self.store.flush().await;
     }
+}
+
+/// Keeps `a` in the recent list: a closed alert replaces its open entry.
+fn remember_alert(recent: &mut VecDeque<v1::Alert>, a: &v1::Alert) {
+    if let Some(old) = recent.iter_mut().rev().find(|r| r.id == a.id) {
+        *old = a.clone();
+        return;
+    }
+    if recent.len() >= RECENT_ALERTS {
+        // Drop the oldest closed alert; open ones stay while they are open.
+        match recent
+            .iter()
+            .position(|r| r.state != v1::AlertState::Open as i32)
+        {
+            Some(i) => {
+                recent.remove(i);
+            }
+            None => {
+                recent.pop_front();
+            }
+        }
+    }
+    recent.push_back(a.clone());
+}
+
+fn log_alert(a: &v1::Alert) {
+    let p = a.process.clone().unwrap_or_default();
+    let kind = alerts::kind_name(v1::ThresholdKind::try_from(a.kind).unwrap_or_default());
+    let direction =
+        alerts::direction_name(v1::Direction::try_from(a.direction).unwrap_or_default());
+    let state = if a.state == v1::AlertState::Open as i32 {
+        "alert opened"
+    } else {
+        "alert closed"
+    };
+    warn!(
+        id = a.id,
+        pid = p.pid,
+        name = %p.name,
+        kind,
+        direction,
+        value = a.value,
+        peak = a.peak,
+        threshold = a.threshold,
+        message = %a.message,
+        "{state}"
+    );
 }
 
 /// A stopped run's figures: totals stay, nothing is moving.
@@ -537,4 +640,33 @@ pub fn spawn_ticker(engine: &Arc<Engine>) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(id: u64, state: v1::AlertState) -> v1::Alert {
+        v1::Alert {
+            id,
+            state: state as i32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn recent_alerts_are_bounded_and_keep_open_ones() {
+        let mut recent = VecDeque::new();
+        remember_alert(&mut recent, &alert(1, v1::AlertState::Open));
+        for id in 2..=(RECENT_ALERTS as u64 + 10) {
+            remember_alert(&mut recent, &alert(id, v1::AlertState::Closed));
+        }
+        assert_eq!(recent.len(), RECENT_ALERTS);
+        assert_eq!(recent[0].id, 1, "the open alert stays");
+        assert_eq!(recent[1].id, 12, "the oldest closed ones went");
+        // Closing replaces the open entry in place.
+        remember_alert(&mut recent, &alert(1, v1::AlertState::Closed));
+        assert_eq!(recent.len(), RECENT_ALERTS);
+        assert_eq!(recent[0].state, v1::AlertState::Closed as i32);
+    }
 }

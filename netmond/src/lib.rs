@@ -5,6 +5,7 @@
 compile_error!("netmond runs on Linux only: it needs pcap, netlink and /proc");
 
 pub mod aggregate;
+pub mod alerts;
 pub mod capture;
 pub mod classify;
 pub mod clock;
@@ -22,3 +23,4 @@ pub mod service;
 pub mod store;
 #[doc(hidden)]
 pub mod synth;
+pub mod units;

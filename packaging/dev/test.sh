@@ -16,3 +16,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # End-to-end tests run the built binaries of every crate.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked -- --test-threads="${NETMON_TEST_THREADS:-4}"
+# The package test installs and purges the netmon package: never on a
+# machine where netmon is installed for real.
+if dpkg-query -W -f='${Status}' netmon 2>/dev/null | grep -q "install ok installed"; then
+  echo "netmon: the netmon package is installed here; skipping the .deb install test" >&2
+else
+  ./packaging/tests/deb.sh
+fi

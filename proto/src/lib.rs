@@ -6,6 +6,8 @@ pub mod v1 {
     tonic::include_proto!("netmon.v1");
 }
 
+#[cfg(feature = "cli-assets")]
+pub mod cli_assets;
 mod client;
 
 pub use client::{

@@ -233,6 +233,9 @@ impl Netmon for Service {
             if tx.send(Ok((*first).clone())).await.is_err() {
                 return;
             }
+            // Alerts of skipped ticks ride on the next frame sent ("since the
+            // previous frame" is per subscriber). Bounded like the recent list.
+            let mut held: Vec<v1::Alert> = Vec::new();
             loop {
                 tokio::select! {
                     biased;
@@ -240,9 +243,17 @@ impl Netmon for Service {
                     r = rx.recv() => match r {
                         Ok(frame) => {
                             if frame.seq % every != 0 {
+                                if held.len() < crate::engine::RECENT_ALERTS {
+                                    held.extend(frame.alerts.iter().cloned());
+                                }
                                 continue;
                             }
-                            if tx.send(Ok((*frame).clone())).await.is_err() {
+                            let mut out = (*frame).clone();
+                            if !held.is_empty() {
+                                held.append(&mut out.alerts);
+                                out.alerts = std::mem::take(&mut held);
+                            }
+                            if tx.send(Ok(out)).await.is_err() {
                                 return;
                             }
                         }
@@ -362,8 +373,10 @@ impl Netmon for Service {
         req: Request<v1::ListAlertsRequest>,
     ) -> Result<Response<v1::AlertList>, Status> {
         self.check_read(&req)?;
-        // Alerts are raised by the thresholds engine; none exist until it runs.
-        Ok(Response::new(v1::AlertList { alerts: Vec::new() }))
+        let r = req.into_inner();
+        Ok(Response::new(v1::AlertList {
+            alerts: self.engine.alerts(r.since_ms, r.limit),
+        }))
     }
 
     #[instrument(skip_all)]

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod alerts;
 mod attribution;
 mod backbone;
 mod names;

@@ -1,0 +1,1129 @@
+//! Dashboard state, updated from daemon frames and user actions, and the
+//! effects (RPCs) that actions ask for. Knows nothing of the terminal or ratatui.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+
+use netmon_proto::v1;
+
+/// Samples of total up/down rates kept for the main chart (one per frame).
+pub const CHART_SAMPLES: usize = 300;
+/// Samples kept per process for the detail chart.
+pub const PROCESS_SAMPLES: usize = 120;
+/// Alerts kept for the alert panel.
+pub const ALERTS_KEPT: usize = 50;
+/// Presets used until the daemon tells its own (`ListThresholds.presets`).
+pub const DEFAULT_PRESETS: [u64; 5] = [512 * 1024, 1 << 20, 2 << 20, 5 << 20, 10 << 20];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Processes,
+    Connections,
+    Hosts,
+    Interfaces,
+    History,
+}
+
+impl View {
+    pub const ALL: [View; 5] = [
+        View::Processes,
+        View::Connections,
+        View::Hosts,
+        View::Interfaces,
+        View::History,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Processes => "Processes",
+            View::Connections => "Connections",
+            View::Hosts => "Hosts",
+            View::Interfaces => "Interfaces",
+            View::History => "History",
+        }
+    }
+
+    fn index(self) -> usize {
+        Self::ALL.iter().position(|v| *v == self).unwrap_or(0)
+    }
+
+    fn next(self) -> View {
+        Self::ALL[(self.index() + 1) % Self::ALL.len()]
+    }
+
+    fn prev(self) -> View {
+        Self::ALL[(self.index() + Self::ALL.len() - 1) % Self::ALL.len()]
+    }
+}
+
+/// Columns of the process table, in display order; the number keys 1–9 pick them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortColumn {
+    Pid,
+    Name,
+    User,
+    Up,
+    Down,
+    TotalUp,
+    TotalDown,
+    Protocols,
+    Connections,
+}
+
+impl SortColumn {
+    pub const ALL: [SortColumn; 9] = [
+        SortColumn::Pid,
+        SortColumn::Name,
+        SortColumn::User,
+        SortColumn::Up,
+        SortColumn::Down,
+        SortColumn::TotalUp,
+        SortColumn::TotalDown,
+        SortColumn::Protocols,
+        SortColumn::Connections,
+    ];
+
+    /// Text columns sort A→Z first; numbers biggest first.
+    fn default_descending(self) -> bool {
+        !matches!(
+            self,
+            SortColumn::Pid | SortColumn::Name | SortColumn::User | SortColumn::Protocols
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Quit,
+    ToggleMonitoring,
+    Reset,
+    ToggleHelp,
+    CycleThreshold,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    StartFilter,
+    FilterChar(char),
+    FilterBackspace,
+    FilterDone,
+    FilterCancel,
+    SortBy(SortColumn),
+    Open,
+    Back,
+    NextView,
+    PrevView,
+}
+
+/// Work the event loop does for an action: RPCs to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Start,
+    Stop,
+    Reset,
+    /// Default per-process rate threshold (kind PROCESS_RATE, direction TOTAL, no selector).
+    SetThreshold(u64),
+    /// Live connections; `Some(pid)` for a process detail.
+    FetchConnections(Option<u32>),
+    /// Today's report and the alerts.
+    FetchHistory,
+    /// The threshold rules (another client may change them).
+    FetchThresholds,
+}
+
+/// Why there is no live connection to the daemon; drives the full-screen notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// First attempt still running.
+    Connecting,
+    NotRunning,
+    /// The socket refuses this user; `group` is the group that may use it,
+    /// when it could be read from the socket's directory.
+    PermissionDenied {
+        group: Option<String>,
+    },
+    /// The stream ended or failed: the daemon stopped or restarted.
+    Lost(String),
+    Other(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnStatus {
+    Connected,
+    Disconnected {
+        problem: Problem,
+        /// Attempts since the last good connection.
+        attempts: u32,
+        /// When the next attempt starts (ms since the epoch).
+        retry_at_ms: i64,
+    },
+}
+
+/// What the process detail shows: the process and its connections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detail {
+    pub pid: u32,
+    pub connections: Option<Result<Vec<v1::Connection>, String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct History {
+    pub report: Option<Result<v1::ReportReply, String>>,
+    pub alerts: Option<Result<Vec<v1::Alert>, String>>,
+}
+
+/// A remote host of one process, folded from its connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteHost {
+    pub address: String,
+    pub name: String,
+    pub connections: u32,
+    pub up_bps: u64,
+    pub down_bps: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug)]
+pub struct App {
+    pub socket: PathBuf,
+    /// False when `NO_COLOR` is set.
+    pub color: bool,
+    pub conn: ConnStatus,
+    pub now_ms: i64,
+    pub view: View,
+    pub help: bool,
+    pub quit: bool,
+    /// Last frame, processes excluded (kept in `processes`).
+    pub frame: v1::Frame,
+    /// Every process of the last frame, sorted, unfiltered.
+    pub processes: Vec<v1::ProcessRow>,
+    pub sort: SortColumn,
+    pub descending: bool,
+    pub filter: String,
+    /// Typing into the filter.
+    pub filtering: bool,
+    /// Selected process, followed by pid across updates.
+    pub selected_pid: Option<u32>,
+    /// Selected row in the other views.
+    pub cursor: usize,
+    pub alerts: VecDeque<v1::Alert>,
+    /// Total (up, down) bytes/s per frame, oldest first.
+    pub chart: VecDeque<(u64, u64)>,
+    pub process_chart: HashMap<u32, VecDeque<(u64, u64)>>,
+    pub detail: Option<Detail>,
+    pub connections: Option<Result<Vec<v1::Connection>, String>>,
+    pub history: History,
+    /// Default per-process rate threshold in force; None = none set.
+    pub threshold_bps: Option<u64>,
+    pub presets: Vec<u64>,
+    /// One-line feedback in the status bar (text, is_error).
+    pub message: Option<(String, bool)>,
+}
+
+impl App {
+    pub fn new(socket: PathBuf, color: bool) -> App {
+        App {
+            socket,
+            color,
+            conn: ConnStatus::Disconnected {
+                problem: Problem::Connecting,
+                attempts: 0,
+                retry_at_ms: 0,
+            },
+            now_ms: 0,
+            view: View::Processes,
+            help: false,
+            quit: false,
+            frame: v1::Frame::default(),
+            processes: Vec::new(),
+            sort: SortColumn::Up,
+            descending: true,
+            filter: String::new(),
+            filtering: false,
+            selected_pid: None,
+            cursor: 0,
+            alerts: VecDeque::new(),
+            chart: VecDeque::new(),
+            process_chart: HashMap::new(),
+            detail: None,
+            connections: None,
+            history: History::default(),
+            threshold_bps: None,
+            presets: DEFAULT_PRESETS.to_vec(),
+            message: None,
+        }
+    }
+
+    pub fn connected(&self) -> bool {
+        self.conn == ConnStatus::Connected
+    }
+
+    // ------------------------------------------------------------ frames
+
+    /// Takes in one frame. netmond sends complete frames, so each one replaces
+    /// the live state; alerts and charts accumulate.
+    pub fn on_frame(&mut self, mut frame: v1::Frame) {
+        self.conn = ConnStatus::Connected;
+        if frame.time_ms > 0 {
+            self.now_ms = frame.time_ms;
+        }
+        let totals = frame.totals.unwrap_or_default();
+        push_capped(
+            &mut self.chart,
+            (totals.up_bps, totals.down_bps),
+            CHART_SAMPLES,
+        );
+        let mut seen = HashSet::with_capacity(frame.processes.len());
+        for row in &frame.processes {
+            let pid = pid_of(row);
+            let t = row.traffic.unwrap_or_default();
+            let ring = self.process_chart.entry(pid).or_default();
+            push_capped(ring, (t.up_bps, t.down_bps), PROCESS_SAMPLES);
+            seen.insert(pid);
+        }
+        self.process_chart.retain(|pid, _| seen.contains(pid));
+        for alert in std::mem::take(&mut frame.alerts) {
+            if let Some(old) = self.alerts.iter_mut().find(|a| a.id == alert.id) {
+                *old = alert;
+            } else {
+                self.alerts.push_front(alert);
+            }
+        }
+        self.alerts.truncate(ALERTS_KEPT);
+        self.processes = std::mem::take(&mut frame.processes);
+        self.frame = frame;
+        self.sort_processes();
+        self.fix_selection(None);
+    }
+
+    pub fn on_thresholds(&mut self, list: &v1::ThresholdList) {
+        if !list.presets.is_empty() {
+            self.presets.clone_from(&list.presets);
+        }
+        self.threshold_bps = list
+            .thresholds
+            .iter()
+            .find(|t| is_default_rate_rule(t))
+            .map(|t| t.value);
+    }
+
+    pub fn on_disconnected(&mut self, problem: Problem, attempts: u32, retry_at_ms: i64) {
+        self.conn = ConnStatus::Disconnected {
+            problem,
+            attempts,
+            retry_at_ms,
+        };
+    }
+
+    // ------------------------------------------------------------ processes
+
+    fn sort_processes(&mut self) {
+        let (col, desc) = (self.sort, self.descending);
+        self.processes.sort_by(|a, b| {
+            let ord = compare(a, b, col);
+            let ord = if desc { ord.reverse() } else { ord };
+            ord.then_with(|| pid_of(a).cmp(&pid_of(b)))
+        });
+    }
+
+    /// Processes shown: sorted, then filtered by name (case-insensitive substring).
+    pub fn visible(&self) -> Vec<&v1::ProcessRow> {
+        let needle = self.filter.to_lowercase();
+        self.processes
+            .iter()
+            .filter(|p| {
+                needle.is_empty()
+                    || p.process
+                        .as_ref()
+                        .is_some_and(|id| id.name.to_lowercase().contains(&needle))
+            })
+            .collect()
+    }
+
+    /// Index of the selected process in [`App::visible`].
+    pub fn selected_index(&self) -> Option<usize> {
+        let pid = self.selected_pid?;
+        self.visible().iter().position(|p| pid_of(p) == pid)
+    }
+
+    pub fn selected_process(&self) -> Option<&v1::ProcessRow> {
+        let pid = self.selected_pid?;
+        self.processes.iter().find(|p| pid_of(p) == pid)
+    }
+
+    pub fn process(&self, pid: u32) -> Option<&v1::ProcessRow> {
+        self.processes.iter().find(|p| pid_of(p) == pid)
+    }
+
+    /// Keeps the selection on the same pid; if that process left the view,
+    /// selects the row now at its old position (`old_index`), else the first.
+    fn fix_selection(&mut self, old_index: Option<usize>) {
+        let visible = self.visible();
+        if visible.is_empty() {
+            self.selected_pid = None;
+            return;
+        }
+        if let Some(pid) = self.selected_pid {
+            if visible.iter().any(|p| pid_of(p) == pid) {
+                return;
+            }
+        }
+        let i = old_index.unwrap_or(0).min(visible.len() - 1);
+        self.selected_pid = Some(pid_of(visible[i]));
+    }
+
+    fn move_selection(&mut self, delta: isize) {
+        if self.view != View::Processes || self.detail.is_some() {
+            let len = self.rows_in_view();
+            self.cursor = step(self.cursor, delta, len);
+            return;
+        }
+        let visible = self.visible();
+        if visible.is_empty() {
+            return;
+        }
+        let i = self.selected_index().unwrap_or(0);
+        let j = step(i, delta, visible.len());
+        self.selected_pid = Some(pid_of(visible[j]));
+    }
+
+    fn rows_in_view(&self) -> usize {
+        match (self.view, &self.detail) {
+            (_, Some(d)) => d
+                .connections
+                .as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .map_or(0, Vec::len),
+            (View::Processes, None) => self.visible().len(),
+            (View::Connections, None) => self
+                .connections
+                .as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .map_or(0, Vec::len),
+            (View::Hosts, None) => self.frame.hosts.len(),
+            (View::Interfaces, None) => self.frame.interfaces.len(),
+            (View::History, None) => self
+                .history
+                .report
+                .as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .map_or(0, |r| r.rows.len()),
+        }
+    }
+
+    // ------------------------------------------------------------ actions
+
+    /// Applies one action and returns the RPCs it needs.
+    pub fn apply(&mut self, action: Action) -> Vec<Effect> {
+        if self.help && !matches!(action, Action::Quit) {
+            // Any key closes the help screen.
+            self.help = false;
+            return Vec::new();
+        }
+        match action {
+            Action::Quit => self.quit = true,
+            Action::ToggleHelp => self.help = true,
+            Action::ToggleMonitoring if self.connected() => {
+                return vec![if self.frame.monitoring {
+                    Effect::Stop
+                } else {
+                    Effect::Start
+                }];
+            }
+            Action::Reset if self.connected() => return vec![Effect::Reset],
+            Action::CycleThreshold if self.connected() => {
+                if let Some(v) = next_preset(&self.presets, self.threshold_bps) {
+                    return vec![Effect::SetThreshold(v)];
+                }
+            }
+            Action::ToggleMonitoring | Action::Reset | Action::CycleThreshold => {
+                self.message = Some(("not connected to netmond".to_owned(), true));
+            }
+            Action::Up => self.move_selection(-1),
+            Action::Down => self.move_selection(1),
+            Action::PageUp => self.move_selection(-10),
+            Action::PageDown => self.move_selection(10),
+            Action::Top => self.move_selection(isize::MIN / 2),
+            Action::Bottom => self.move_selection(isize::MAX / 2),
+            Action::StartFilter => {
+                if self.view == View::Processes && self.detail.is_none() {
+                    self.filtering = true;
+                }
+            }
+            Action::FilterChar(c) => {
+                let old = self.selected_index();
+                self.filter.push(c);
+                self.fix_selection(old);
+            }
+            Action::FilterBackspace => {
+                let old = self.selected_index();
+                self.filter.pop();
+                self.fix_selection(old);
+            }
+            Action::FilterDone => self.filtering = false,
+            Action::FilterCancel => {
+                self.filtering = false;
+                self.filter.clear();
+                self.fix_selection(None);
+            }
+            Action::SortBy(col) => {
+                if self.sort == col {
+                    self.descending = !self.descending;
+                } else {
+                    self.sort = col;
+                    self.descending = col.default_descending();
+                }
+                self.sort_processes();
+            }
+            Action::Open => {
+                if self.view == View::Processes && self.detail.is_none() {
+                    if let Some(pid) = self.selected_pid {
+                        self.detail = Some(Detail {
+                            pid,
+                            connections: None,
+                        });
+                        self.cursor = 0;
+                        return vec![Effect::FetchConnections(Some(pid))];
+                    }
+                } else if self.detail.is_some() {
+                    self.detail = None;
+                }
+            }
+            Action::Back => {
+                if self.detail.take().is_none() && !self.filter.is_empty() {
+                    self.filter.clear();
+                    self.fix_selection(None);
+                }
+            }
+            Action::NextView | Action::PrevView => {
+                self.view = if action == Action::NextView {
+                    self.view.next()
+                } else {
+                    self.view.prev()
+                };
+                self.detail = None;
+                self.cursor = 0;
+                return self.refresh_effects();
+            }
+        }
+        Vec::new()
+    }
+
+    /// The polled data the current screen needs (connections, history); the
+    /// event loop calls this on entering a view and every few seconds.
+    pub fn refresh_effects(&self) -> Vec<Effect> {
+        if !self.connected() {
+            return Vec::new();
+        }
+        match (&self.detail, self.view) {
+            (Some(d), _) => vec![Effect::FetchConnections(Some(d.pid))],
+            (None, View::Connections) => vec![Effect::FetchConnections(None)],
+            (None, View::History) => vec![Effect::FetchHistory],
+            _ => Vec::new(),
+        }
+    }
+
+    /// What the event loop refreshes every few seconds: the current screen's
+    /// data and the thresholds.
+    pub fn periodic_effects(&self) -> Vec<Effect> {
+        let mut e = self.refresh_effects();
+        if self.connected() {
+            e.push(Effect::FetchThresholds);
+        }
+        e
+    }
+
+    pub fn on_connections(
+        &mut self,
+        pid: Option<u32>,
+        result: Result<Vec<v1::Connection>, String>,
+    ) {
+        match (pid, &mut self.detail) {
+            (Some(p), Some(d)) if d.pid == p => d.connections = Some(result),
+            (Some(_), _) => {}
+            (None, _) => self.connections = Some(result),
+        }
+        self.cursor = self.cursor.min(self.rows_in_view().saturating_sub(1));
+    }
+
+    /// Remote hosts of the process in the detail, busiest first.
+    pub fn detail_hosts(&self) -> Vec<RemoteHost> {
+        let Some(Some(Ok(conns))) = self.detail.as_ref().map(|d| &d.connections) else {
+            return Vec::new();
+        };
+        let mut hosts: Vec<RemoteHost> = Vec::new();
+        for c in conns {
+            let t = c.traffic.unwrap_or_default();
+            let i = match hosts.iter().position(|h| h.address == c.remote_addr) {
+                Some(i) => i,
+                None => {
+                    hosts.push(RemoteHost {
+                        address: c.remote_addr.clone(),
+                        name: c.remote_name.clone(),
+                        connections: 0,
+                        up_bps: 0,
+                        down_bps: 0,
+                        bytes: 0,
+                    });
+                    hosts.len() - 1
+                }
+            };
+            let h = &mut hosts[i];
+            h.connections += 1;
+            h.up_bps += t.up_bps;
+            h.down_bps += t.down_bps;
+            h.bytes += t.up_bytes + t.down_bytes;
+            if h.name.is_empty() {
+                h.name.clone_from(&c.remote_name);
+            }
+        }
+        hosts.sort_by(|a, b| {
+            b.bytes
+                .cmp(&a.bytes)
+                .then_with(|| a.address.cmp(&b.address))
+        });
+        hosts
+    }
+
+    /// Live processes in the last frame.
+    pub fn active_processes(&self) -> usize {
+        self.processes.iter().filter(|p| p.alive).count()
+    }
+
+    /// Length of the running session in seconds, if one runs.
+    pub fn session_secs(&self) -> Option<u64> {
+        let s = self.frame.session.as_ref()?;
+        if !self.frame.monitoring || s.started_ms <= 0 {
+            return None;
+        }
+        u64::try_from(self.now_ms.saturating_sub(s.started_ms) / 1000).ok()
+    }
+}
+
+pub fn pid_of(row: &v1::ProcessRow) -> u32 {
+    row.process.as_ref().map_or(0, |p| p.pid)
+}
+
+fn is_default_rate_rule(t: &v1::Threshold) -> bool {
+    t.kind == v1::ThresholdKind::ProcessRate as i32 && t.process_name.is_empty() && t.pid == 0
+}
+
+/// The preset after `current`; the first preset when none is set or when
+/// `current` is at or past the last one.
+pub fn next_preset(presets: &[u64], current: Option<u64>) -> Option<u64> {
+    let first = *presets.first()?;
+    Some(match current {
+        None => first,
+        Some(c) => presets.iter().copied().find(|&p| p > c).unwrap_or(first),
+    })
+}
+
+fn step(i: usize, delta: isize, len: usize) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    let j = i.saturating_add_signed(delta);
+    j.min(len - 1)
+}
+
+fn push_capped<T>(ring: &mut VecDeque<T>, v: T, cap: usize) {
+    while ring.len() >= cap {
+        ring.pop_front();
+    }
+    ring.push_back(v);
+}
+
+fn name_of(r: &v1::ProcessRow) -> &str {
+    r.process.as_ref().map_or("", |p| p.name.as_str())
+}
+
+fn user_of(r: &v1::ProcessRow) -> &str {
+    r.process.as_ref().map_or("", |p| p.user.as_str())
+}
+
+fn compare(a: &v1::ProcessRow, b: &v1::ProcessRow, col: SortColumn) -> std::cmp::Ordering {
+    let (ta, tb) = (a.traffic.unwrap_or_default(), b.traffic.unwrap_or_default());
+    match col {
+        SortColumn::Pid => pid_of(a).cmp(&pid_of(b)),
+        SortColumn::Name => {
+            let (x, y) = (name_of(a), name_of(b));
+            x.bytes()
+                .map(|c| c.to_ascii_lowercase())
+                .cmp(y.bytes().map(|c| c.to_ascii_lowercase()))
+        }
+        SortColumn::User => user_of(a).cmp(user_of(b)),
+        SortColumn::Up => ta.up_bps.cmp(&tb.up_bps),
+        SortColumn::Down => ta.down_bps.cmp(&tb.down_bps),
+        SortColumn::TotalUp => ta.up_bytes.cmp(&tb.up_bytes),
+        SortColumn::TotalDown => ta.down_bytes.cmp(&tb.down_bytes),
+        SortColumn::Protocols => a.protocols.cmp(&b.protocols),
+        SortColumn::Connections => a.connections.cmp(&b.connections),
+    }
+}
+
+#[cfg(test)]
+pub mod fixtures {
+    //! Hand-built frames for state and rendering tests.
+    use netmon_proto::v1;
+
+    pub const T0: i64 = 1_763_769_600_000; // 2025-11-22 00:00:00 UTC
+
+    #[allow(clippy::too_many_arguments, reason = "test helper mirrors the row")]
+    pub fn row(
+        pid: u32,
+        name: &str,
+        user: &str,
+        up_bps: u64,
+        down_bps: u64,
+        up_bytes: u64,
+        down_bytes: u64,
+        over: bool,
+    ) -> v1::ProcessRow {
+        v1::ProcessRow {
+            process: Some(v1::ProcessIdentity {
+                pid,
+                name: name.to_owned(),
+                exe: format!("/usr/bin/{name}"),
+                cmdline: format!("{name} --flag"),
+                uid: 1000,
+                user: user.to_owned(),
+                ..Default::default()
+            }),
+            traffic: Some(v1::Traffic {
+                up_bytes,
+                down_bytes,
+                up_bps,
+                down_bps,
+                ..Default::default()
+            }),
+            protocols: vec!["tcp".to_owned(), "https".to_owned()],
+            connections: pid % 7,
+            alive: pid != 4242,
+            over_threshold: over,
+            threshold_bps: 1 << 20,
+            ..Default::default()
+        }
+    }
+
+    pub fn processes() -> Vec<v1::ProcessRow> {
+        vec![
+            row(
+                1201,
+                "firefox",
+                "alice",
+                300_000,
+                2_500_000,
+                90_000_000,
+                1_200_000_000,
+                true,
+            ),
+            row(
+                877, "python3", "alice", 1_400_000, 12_000, 40_000_000, 300_000, true,
+            ),
+            row(
+                3310, "ssh", "bob", 2_048, 4_096, 1_000_000, 3_000_000, false,
+            ),
+            row(
+                55,
+                "systemd-resolved",
+                "systemd-resolve",
+                300,
+                900,
+                50_000,
+                120_000,
+                false,
+            ),
+            row(4242, "curl", "root", 0, 0, 10_000, 5_000_000, false),
+            row(
+                9001,
+                "syncthing",
+                "bob",
+                90_000,
+                70_000,
+                800_000_000,
+                900_000_000,
+                false,
+            ),
+        ]
+    }
+
+    pub fn frame(seq: u64) -> v1::Frame {
+        let t = |up, down| v1::Traffic {
+            up_bps: up,
+            down_bps: down,
+            up_bytes: up * 100,
+            down_bytes: down * 100,
+            ..Default::default()
+        };
+        v1::Frame {
+            seq,
+            time_ms: T0 + i64::try_from(seq).unwrap_or(0) * 1000,
+            complete: true,
+            monitoring: true,
+            session: Some(v1::Session {
+                id: 1,
+                started_ms: T0 - 3_723_000,
+                active: true,
+                interfaces: vec!["eth0".to_owned()],
+                ..Default::default()
+            }),
+            processes: processes(),
+            totals: Some(v1::Traffic {
+                up_bytes: 931_860_000,
+                down_bytes: 2_108_425_000,
+                up_bps: 1_792_348 + (seq % 5) * 100_000,
+                down_bps: 2_587_996 - (seq % 3) * 300_000,
+                ..Default::default()
+            }),
+            unattributed: Some(v1::Unattributed {
+                traffic: Some(t(100, 200)),
+                reasons: Vec::new(),
+            }),
+            interfaces: vec![
+                v1::InterfaceRow {
+                    name: "eth0".to_owned(),
+                    index: 2,
+                    up: true,
+                    addresses: vec!["192.168.1.20/24".to_owned(), "fe80::1/64".to_owned()],
+                    captured: true,
+                    rx_bytes: 2_200_000_000,
+                    tx_bytes: 950_000_000,
+                    rx_bps: 2_600_000,
+                    tx_bps: 1_800_000,
+                    rx_dropped: 3,
+                    counted: Some(t(1_790_000, 2_580_000)),
+                    capture: Some(v1::CaptureStats {
+                        packets_dropped: 12,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                v1::InterfaceRow {
+                    name: "wlan0".to_owned(),
+                    index: 3,
+                    up: false,
+                    ..Default::default()
+                },
+            ],
+            alerts: if seq == 1 {
+                vec![v1::Alert {
+                    id: 7,
+                    kind: v1::ThresholdKind::ProcessRate as i32,
+                    state: v1::AlertState::Open as i32,
+                    direction: v1::Direction::Total as i32,
+                    process: processes()[0].process.clone(),
+                    threshold: 1 << 20,
+                    value: 2_800_000,
+                    peak: 3_100_000,
+                    started_ms: T0 - 65_000,
+                    message: "firefox above 1.0 MiB/s".to_owned(),
+                    ..Default::default()
+                }]
+            } else {
+                Vec::new()
+            },
+            hosts: vec![
+                v1::HostRow {
+                    address: "93.184.216.34".to_owned(),
+                    name: "example.com".to_owned(),
+                    category: "web".to_owned(),
+                    traffic: Some(t(250_000, 2_400_000)),
+                    processes: vec!["firefox".to_owned()],
+                    connections: 4,
+                },
+                v1::HostRow {
+                    address: "10.0.0.5".to_owned(),
+                    name: String::new(),
+                    category: "lan".to_owned(),
+                    traffic: Some(t(1_400_000, 12_000)),
+                    processes: vec!["python3".to_owned(), "ssh".to_owned()],
+                    connections: 2,
+                },
+            ],
+            tick_ms: 1000,
+            packets_dropped: 12,
+            flows_active: 31,
+            handoff_dropped: 0,
+            packet_stats: None,
+        }
+    }
+
+    pub fn connections() -> Vec<v1::Connection> {
+        let c =
+            |proto: &str, app: &str, rport, raddr: &str, rname: &str, up, down| v1::Connection {
+                protocol: proto.to_owned(),
+                app_protocol: app.to_owned(),
+                local_addr: "192.168.1.20".to_owned(),
+                local_port: 40_000 + rport % 1000,
+                remote_addr: raddr.to_owned(),
+                remote_port: rport,
+                remote_name: rname.to_owned(),
+                state: "established".to_owned(),
+                process: processes()[0].process.clone(),
+                traffic: Some(v1::Traffic {
+                    up_bps: up,
+                    down_bps: down,
+                    up_bytes: up * 60,
+                    down_bytes: down * 60,
+                    ..Default::default()
+                }),
+                interface: "eth0".to_owned(),
+                ..Default::default()
+            };
+        vec![
+            c(
+                "tcp",
+                "https",
+                443,
+                "93.184.216.34",
+                "example.com",
+                200_000,
+                2_000_000,
+            ),
+            c(
+                "udp",
+                "quic",
+                443,
+                "142.250.0.1",
+                "google.com",
+                90_000,
+                480_000,
+            ),
+            c(
+                "tcp",
+                "https",
+                8443,
+                "93.184.216.34",
+                "example.com",
+                10_000,
+                20_000,
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+
+    fn app() -> App {
+        let mut a = App::new(PathBuf::from("/run/netmon/netmond.sock"), true);
+        a.on_frame(frame(1));
+        a
+    }
+
+    fn names(a: &App) -> Vec<String> {
+        a.visible()
+            .iter()
+            .map(|p| p.process.clone().unwrap_or_default().name)
+            .collect()
+    }
+
+    #[test]
+    fn sorts_by_upload_rate_by_default_then_by_any_column() {
+        let mut a = app();
+        assert_eq!(names(&a)[..3], ["python3", "firefox", "syncthing"]);
+        a.apply(Action::SortBy(SortColumn::Name));
+        assert_eq!(names(&a)[0], "curl");
+        assert!(!a.descending);
+        a.apply(Action::SortBy(SortColumn::Name));
+        assert_eq!(names(&a)[0], "systemd-resolved");
+        a.apply(Action::SortBy(SortColumn::TotalDown));
+        assert_eq!(names(&a)[0], "firefox");
+        a.apply(Action::SortBy(SortColumn::Pid));
+        assert_eq!(names(&a)[0], "systemd-resolved");
+    }
+
+    #[test]
+    fn sort_order_survives_new_frames() {
+        let mut a = app();
+        a.apply(Action::SortBy(SortColumn::Down));
+        a.on_frame(frame(2));
+        assert_eq!(names(&a)[0], "firefox");
+    }
+
+    #[test]
+    fn filter_matches_names_case_insensitively() {
+        let mut a = app();
+        a.apply(Action::StartFilter);
+        assert!(a.filtering);
+        for c in "SY".chars() {
+            a.apply(Action::FilterChar(c));
+        }
+        assert_eq!(names(&a), ["syncthing", "systemd-resolved"]);
+        a.apply(Action::FilterBackspace);
+        a.apply(Action::FilterChar('s'));
+        a.apply(Action::FilterChar('h'));
+        assert_eq!(names(&a), ["ssh"]);
+        assert_eq!(
+            a.selected_pid,
+            Some(3310),
+            "selection moves into the filtered set"
+        );
+        a.apply(Action::FilterDone);
+        assert!(!a.filtering);
+        assert_eq!(a.filter, "Ssh");
+        a.apply(Action::Back);
+        assert_eq!(a.visible().len(), 6);
+    }
+
+    #[test]
+    fn selection_follows_the_same_pid_across_updates() {
+        let mut a = app();
+        a.apply(Action::Down);
+        a.apply(Action::Down);
+        assert_eq!(a.selected_pid, Some(9001));
+        // Next frame: syncthing becomes the busiest and moves to the top.
+        let mut f = frame(2);
+        for p in &mut f.processes {
+            if pid_of(p) == 9001 {
+                if let Some(t) = p.traffic.as_mut() {
+                    t.up_bps = 50_000_000;
+                }
+            }
+        }
+        a.on_frame(f);
+        assert_eq!(a.selected_pid, Some(9001));
+        assert_eq!(a.selected_index(), Some(0));
+        // It disappears: the row at the same position is selected instead.
+        let mut f = frame(3);
+        f.processes.retain(|p| pid_of(p) != 9001);
+        a.on_frame(f);
+        assert_eq!(a.selected_index(), Some(0));
+        assert_eq!(a.selected_pid, Some(877));
+    }
+
+    #[test]
+    fn selection_is_clamped_at_both_ends() {
+        let mut a = app();
+        a.apply(Action::Up);
+        assert_eq!(a.selected_index(), Some(0));
+        for _ in 0..20 {
+            a.apply(Action::Down);
+        }
+        assert_eq!(a.selected_index(), Some(5));
+        a.apply(Action::Top);
+        assert_eq!(a.selected_index(), Some(0));
+        a.apply(Action::Bottom);
+        assert_eq!(a.selected_index(), Some(5));
+    }
+
+    #[test]
+    fn rows_over_threshold_are_marked_from_the_frame() {
+        let a = app();
+        let over: Vec<u32> = a
+            .visible()
+            .iter()
+            .filter(|p| p.over_threshold)
+            .map(|p| pid_of(p))
+            .collect();
+        assert_eq!(over, [877, 1201]);
+    }
+
+    #[test]
+    fn threshold_presets_cycle_and_wrap() {
+        let p = DEFAULT_PRESETS;
+        assert_eq!(next_preset(&p, None), Some(512 * 1024));
+        assert_eq!(next_preset(&p, Some(512 * 1024)), Some(1 << 20));
+        assert_eq!(next_preset(&p, Some(1 << 20)), Some(2 << 20));
+        assert_eq!(next_preset(&p, Some(5 << 20)), Some(10 << 20));
+        assert_eq!(next_preset(&p, Some(10 << 20)), Some(512 * 1024));
+        assert_eq!(
+            next_preset(&p, Some(3 << 20)),
+            Some(5 << 20),
+            "off-preset value"
+        );
+        assert_eq!(next_preset(&[], Some(1)), None);
+        let mut a = app();
+        a.on_thresholds(&v1::ThresholdList {
+            thresholds: vec![v1::Threshold {
+                kind: v1::ThresholdKind::ProcessRate as i32,
+                value: 2 << 20,
+                ..Default::default()
+            }],
+            presets: vec![100, 2 << 20, 3 << 20],
+        });
+        assert_eq!(a.threshold_bps, Some(2 << 20));
+        assert_eq!(
+            a.apply(Action::CycleThreshold),
+            [Effect::SetThreshold(3 << 20)]
+        );
+    }
+
+    #[test]
+    fn control_keys_ask_for_rpcs_only_when_connected() {
+        let mut a = App::new(PathBuf::from("/x"), true);
+        assert!(a.apply(Action::ToggleMonitoring).is_empty());
+        assert!(a.message.is_some());
+        let mut a = app();
+        assert_eq!(a.apply(Action::ToggleMonitoring), [Effect::Stop]);
+        a.frame.monitoring = false;
+        assert_eq!(a.apply(Action::ToggleMonitoring), [Effect::Start]);
+        assert_eq!(a.apply(Action::Reset), [Effect::Reset]);
+    }
+
+    #[test]
+    fn enter_opens_the_detail_of_the_selected_process() {
+        let mut a = app();
+        assert_eq!(a.apply(Action::Open), [Effect::FetchConnections(Some(877))]);
+        a.on_connections(Some(877), Ok(connections()));
+        let hosts = a.detail_hosts();
+        assert_eq!(hosts.len(), 2);
+        assert_eq!(hosts[0].name, "example.com");
+        assert_eq!(hosts[0].connections, 2);
+        a.apply(Action::Back);
+        assert!(a.detail.is_none());
+    }
+
+    #[test]
+    fn tab_cycles_views_and_asks_for_their_data() {
+        let mut a = app();
+        assert_eq!(a.apply(Action::NextView), [Effect::FetchConnections(None)]);
+        assert!(a.apply(Action::NextView).is_empty());
+        a.apply(Action::NextView);
+        assert_eq!(a.apply(Action::NextView), [Effect::FetchHistory]);
+        a.apply(Action::NextView);
+        assert_eq!(a.view, View::Processes);
+        a.apply(Action::PrevView);
+        assert_eq!(a.view, View::History);
+        assert_eq!(
+            a.periodic_effects(),
+            [Effect::FetchHistory, Effect::FetchThresholds]
+        );
+    }
+
+    #[test]
+    fn alerts_accumulate_and_update_by_id() {
+        let mut a = app();
+        assert_eq!(a.alerts.len(), 1);
+        let mut f = frame(2);
+        let mut closed = frame(1).alerts[0].clone();
+        closed.state = v1::AlertState::Closed as i32;
+        f.alerts = vec![closed];
+        a.on_frame(f);
+        assert_eq!(a.alerts.len(), 1);
+        assert_eq!(a.alerts[0].state, v1::AlertState::Closed as i32);
+    }
+
+    #[test]
+    fn charts_are_bounded_rings() {
+        let mut a = app();
+        for s in 0..(CHART_SAMPLES as u64 + 50) {
+            a.on_frame(frame(s));
+        }
+        assert_eq!(a.chart.len(), CHART_SAMPLES);
+        assert_eq!(a.process_chart[&877].len(), PROCESS_SAMPLES);
+    }
+
+    #[test]
+    fn help_closes_on_any_key() {
+        let mut a = app();
+        a.apply(Action::ToggleHelp);
+        assert!(a.help);
+        assert!(a.apply(Action::ToggleMonitoring).is_empty());
+        assert!(!a.help);
+    }
+}

@@ -1,0 +1,53 @@
+//! The help screen: every key, from one table that the tests check against
+//! the key map.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
+
+use super::style::Palette;
+
+/// (keys, what they do), in the order shown.
+pub const KEYS: &[(&str, &str)] = &[
+    ("s", "start / stop monitoring"),
+    ("r", "reset live totals"),
+    ("t", "next threshold preset (default per-process rate)"),
+    ("↑ ↓  k j", "select; PgUp PgDn Home End (g G) jump"),
+    ("/", "filter processes by name (Enter keeps, Esc clears)"),
+    ("1-9", "sort by PID NAME USER UP DOWN TOT↑ TOT↓ PROTO CONN"),
+    ("", "(the same key again reverses the order)"),
+    ("Enter", "process detail: connections, hosts, rate chart"),
+    ("Esc", "back / clear the filter"),
+    ("Tab ⇧Tab", "Processes Connections Hosts Interfaces History"),
+    ("h ?", "this help (any key closes it)"),
+    ("q Ctrl-C", "quit"),
+];
+
+pub struct HelpPopup<'a> {
+    pub p: &'a Palette,
+}
+
+impl Widget for &HelpPopup<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let mut lines: Vec<Line> = KEYS
+            .iter()
+            .map(|(k, what)| {
+                Line::from(vec![
+                    Span::styled(format!(" {k:<10}"), self.p.key),
+                    Span::raw(*what),
+                ])
+            })
+            .collect();
+        lines.push(Line::default());
+        lines.push(Line::from(
+            " Red rows: above their rate threshold. Times are UTC.",
+        ));
+        let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
+        let popup = super::centered(area, 68, height);
+        Clear.render(popup, buf);
+        Paragraph::new(lines)
+            .block(Block::new().borders(Borders::ALL).title(" keys "))
+            .render(popup, buf);
+    }
+}

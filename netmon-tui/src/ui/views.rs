@@ -1,0 +1,368 @@
+//! The other tabs: Connections, Hosts, Interfaces and History. Pure
+//! rendering of [`App`]; data missing or refused is said in the view.
+
+use netmon_proto::v1;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Block, Borders, Cell, Paragraph, Row, StatefulWidget, Table, TableState, Widget,
+};
+
+use super::processes::{alert_line, WIDE};
+use super::style::{palette, Palette};
+use crate::app::App;
+use crate::units::{format_bytes, format_rate};
+
+/// `name:port` when the name is known, else `addr:port` (`[v6]:port`).
+pub fn endpoint(addr: &str, name: &str, port: u32) -> String {
+    let host = if !name.is_empty() {
+        name.to_owned()
+    } else if addr.contains(':') && port != 0 {
+        format!("[{addr}]")
+    } else {
+        addr.to_owned()
+    };
+    if port == 0 {
+        host
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// A table of connections with a selected row, as used by the Connections
+/// view (with the owning process) and the process detail (without).
+pub struct ConnectionTable<'a> {
+    list: &'a [v1::Connection],
+    with_process: bool,
+    selected: usize,
+    wide: bool,
+    p: &'a Palette,
+}
+
+pub fn connection_table<'a>(
+    list: &'a [v1::Connection],
+    with_process: bool,
+    selected: usize,
+    wide: bool,
+    p: &'a Palette,
+) -> ConnectionTable<'a> {
+    ConnectionTable {
+        list,
+        with_process,
+        selected,
+        wide,
+        p,
+    }
+}
+
+impl ConnectionTable<'_> {
+    pub fn render_in(&self, area: Rect, buf: &mut Buffer) {
+        let mut header = vec!["PROTO"];
+        let mut widths = vec![Constraint::Length(5)];
+        if self.wide {
+            header.extend(["APP", "LOCAL"]);
+            widths.extend([Constraint::Length(6), Constraint::Length(22)]);
+        }
+        header.push("REMOTE");
+        widths.push(Constraint::Min(16));
+        if self.wide {
+            header.push("STATE");
+            widths.push(Constraint::Length(11));
+        }
+        if self.with_process {
+            header.push("PROCESS");
+            widths.push(Constraint::Length(16));
+        }
+        header.extend(["UP", "DOWN"]);
+        widths.extend([Constraint::Length(12), Constraint::Length(12)]);
+        let rows = self.list.iter().map(|c| {
+            let t = c.traffic.unwrap_or_default();
+            let mut cells = vec![c.protocol.clone()];
+            if self.wide {
+                cells.push(c.app_protocol.clone());
+                cells.push(endpoint(&c.local_addr, "", c.local_port));
+            }
+            cells.push(endpoint(&c.remote_addr, &c.remote_name, c.remote_port));
+            if self.wide {
+                cells.push(c.state.clone());
+            }
+            if self.with_process {
+                cells.push(match &c.process {
+                    Some(id) if id.pid != 0 => format!("{} ({})", id.name, id.pid),
+                    _ => format!("({})", c.unattributed_reason),
+                });
+            }
+            cells.push(format!("{:>12}", format_rate(t.up_bps)));
+            cells.push(format!("{:>12}", format_rate(t.down_bps)));
+            Row::new(cells.into_iter().map(Cell::from))
+        });
+        let table = Table::new(rows, widths)
+            .header(Row::new(header).style(self.p.table_header))
+            .column_spacing(1)
+            .row_highlight_style(self.p.selected);
+        let sel = (!self.list.is_empty()).then_some(self.selected);
+        let mut state = TableState::default().with_selected(sel);
+        StatefulWidget::render(table, area, buf, &mut state);
+        if self.list.is_empty() && area.height > 1 {
+            let line = Rect {
+                y: area.y + 1,
+                height: 1,
+                ..area
+            };
+            Paragraph::new(Span::styled(" no live connections", self.p.label)).render(line, buf);
+        }
+    }
+}
+
+pub struct ConnectionsView<'a> {
+    pub app: &'a App,
+}
+
+impl Widget for &ConnectionsView<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let p = palette(self.app.color);
+        match &self.app.connections {
+            None => Paragraph::new(" loading connections…").render(area, buf),
+            Some(Err(e)) => {
+                Paragraph::new(Span::styled(
+                    format!(" connections unavailable: {e}"),
+                    p.error,
+                ))
+                .render(area, buf);
+            }
+            Some(Ok(list)) => {
+                connection_table(list, true, self.app.cursor, area.width >= WIDE, p)
+                    .render_in(area, buf);
+            }
+        }
+    }
+}
+
+pub struct HostsView<'a> {
+    pub app: &'a App,
+}
+
+impl Widget for &HostsView<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let app = self.app;
+        let p = palette(app.color);
+        let wide = area.width >= WIDE;
+        let mut header = vec!["HOST", "CATEGORY", "UP", "DOWN", "TOTAL", "CONN"];
+        let mut widths = vec![
+            Constraint::Min(20),
+            Constraint::Length(10),
+            Constraint::Length(12),
+            Constraint::Length(12),
+            Constraint::Length(10),
+            Constraint::Length(5),
+        ];
+        if wide {
+            header.push("PROCESSES");
+            widths.push(Constraint::Length(30));
+        }
+        let rows = app.frame.hosts.iter().map(|h| {
+            let t = h.traffic.unwrap_or_default();
+            let host = if h.name.is_empty() {
+                h.address.clone()
+            } else {
+                format!("{} ({})", h.name, h.address)
+            };
+            let mut cells = vec![
+                host,
+                h.category.clone(),
+                format!("{:>12}", format_rate(t.up_bps)),
+                format!("{:>12}", format_rate(t.down_bps)),
+                format!("{:>10}", format_bytes(t.up_bytes + t.down_bytes)),
+                format!("{:>5}", h.connections),
+            ];
+            if wide {
+                cells.push(h.processes.join(","));
+            }
+            Row::new(cells.into_iter().map(Cell::from))
+        });
+        let table = Table::new(rows, widths)
+            .header(Row::new(header).style(p.table_header))
+            .column_spacing(1)
+            .row_highlight_style(p.selected);
+        let sel = (!app.frame.hosts.is_empty()).then_some(app.cursor);
+        StatefulWidget::render(
+            table,
+            area,
+            buf,
+            &mut TableState::default().with_selected(sel),
+        );
+        if app.frame.hosts.is_empty() {
+            empty_line(area, buf, " no remote hosts yet", p);
+        }
+    }
+}
+
+pub struct InterfacesView<'a> {
+    pub app: &'a App,
+}
+
+impl Widget for &InterfacesView<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let app = self.app;
+        let p = palette(app.color);
+        let wide = area.width >= WIDE;
+        let mut header = vec!["NAME", "LINK", "CAPT", "RX/s", "TX/s", "RX", "TX", "DROPS"];
+        let mut widths = vec![
+            Constraint::Min(8),
+            Constraint::Length(4),
+            Constraint::Length(4),
+            Constraint::Length(12),
+            Constraint::Length(12),
+            Constraint::Length(10),
+            Constraint::Length(10),
+            Constraint::Length(6),
+        ];
+        if wide {
+            header.push("ADDRESSES");
+            widths.push(Constraint::Length(40));
+        }
+        let rows = app.frame.interfaces.iter().map(|i| {
+            let drops =
+                i.rx_dropped + i.tx_dropped + i.capture.as_ref().map_or(0, |c| c.packets_dropped);
+            let mut cells = vec![
+                i.name.clone(),
+                if i.up { "up" } else { "down" }.to_owned(),
+                if i.captured { "yes" } else { "no" }.to_owned(),
+                format!("{:>12}", format_rate(i.rx_bps)),
+                format!("{:>12}", format_rate(i.tx_bps)),
+                format!("{:>10}", format_bytes(i.rx_bytes)),
+                format!("{:>10}", format_bytes(i.tx_bytes)),
+                format!("{drops:>6}"),
+            ];
+            if wide {
+                cells.push(i.addresses.join(" "));
+            }
+            Row::new(cells.into_iter().map(Cell::from))
+        });
+        let table = Table::new(rows, widths)
+            .header(Row::new(header).style(p.table_header))
+            .column_spacing(1)
+            .row_highlight_style(p.selected);
+        let sel = (!app.frame.interfaces.is_empty()).then_some(app.cursor);
+        StatefulWidget::render(
+            table,
+            area,
+            buf,
+            &mut TableState::default().with_selected(sel),
+        );
+        if app.frame.interfaces.is_empty() {
+            empty_line(area, buf, " no interfaces reported", p);
+        }
+    }
+}
+
+pub struct HistoryView<'a> {
+    pub app: &'a App,
+}
+
+impl Widget for &HistoryView<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let app = self.app;
+        let p = palette(app.color);
+        let [report, alerts] =
+            Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
+        let block = Block::new()
+            .borders(Borders::TOP)
+            .title(" today (UTC), by process ");
+        let inner = block.inner(report);
+        block.render(report, buf);
+        match &app.history.report {
+            None => Paragraph::new(" loading…").render(inner, buf),
+            Some(Err(e)) => unavailable(inner, buf, e, p),
+            Some(Ok(r)) => {
+                let mut rows: Vec<Row> = r
+                    .rows
+                    .iter()
+                    .map(|row| {
+                        let label = if row.label.is_empty() {
+                            &row.key
+                        } else {
+                            &row.label
+                        };
+                        Row::new(vec![
+                            Cell::from(label.clone()),
+                            Cell::from(format!("{:>10}", format_bytes(row.up_bytes))),
+                            Cell::from(format!("{:>10}", format_bytes(row.down_bytes))),
+                            Cell::from(format!("{:>12}", format_rate(row.peak_up_bps))),
+                            Cell::from(format!("{:>12}", format_rate(row.peak_down_bps))),
+                        ])
+                    })
+                    .collect();
+                if let Some(t) = &r.totals {
+                    rows.push(
+                        Row::new(vec![
+                            Cell::from("TOTAL"),
+                            Cell::from(format!("{:>10}", format_bytes(t.up_bytes))),
+                            Cell::from(format!("{:>10}", format_bytes(t.down_bytes))),
+                        ])
+                        .style(p.value),
+                    );
+                }
+                let n = r.rows.len();
+                let table = Table::new(
+                    rows,
+                    [
+                        Constraint::Min(16),
+                        Constraint::Length(10),
+                        Constraint::Length(10),
+                        Constraint::Length(12),
+                        Constraint::Length(12),
+                    ],
+                )
+                .header(
+                    Row::new(["PROCESS", "UP", "DOWN", "PEAK UP", "PEAK DOWN"])
+                        .style(p.table_header),
+                )
+                .column_spacing(1)
+                .row_highlight_style(p.selected);
+                let sel = (n > 0).then_some(app.cursor);
+                StatefulWidget::render(
+                    table,
+                    inner,
+                    buf,
+                    &mut TableState::default().with_selected(sel),
+                );
+            }
+        }
+        let block = Block::new().borders(Borders::TOP).title(" alerts (store) ");
+        let inner = block.inner(alerts);
+        block.render(alerts, buf);
+        match &app.history.alerts {
+            None => Paragraph::new(" loading…").render(inner, buf),
+            Some(Err(e)) => unavailable(inner, buf, e, p),
+            Some(Ok(list)) if list.is_empty() => {
+                Paragraph::new(Span::styled(" no alerts recorded", p.label)).render(inner, buf);
+            }
+            Some(Ok(list)) => {
+                let lines: Vec<Line> = list.iter().map(|a| alert_line(a, p)).collect();
+                Paragraph::new(lines).render(inner, buf);
+            }
+        }
+    }
+}
+
+fn unavailable(area: Rect, buf: &mut Buffer, msg: &str, p: &Palette) {
+    Paragraph::new(Span::styled(
+        format!(" history unavailable: {msg}"),
+        p.error,
+    ))
+    .wrap(ratatui::widgets::Wrap { trim: true })
+    .render(area, buf);
+}
+
+fn empty_line(area: Rect, buf: &mut Buffer, msg: &str, p: &Palette) {
+    if area.height > 1 {
+        let line = Rect {
+            y: area.y + 1,
+            height: 1,
+            ..area
+        };
+        Paragraph::new(Span::styled(msg.to_owned(), p.label)).render(line, buf);
+    }
+}

@@ -1,0 +1,505 @@
+//! Evaluator tests: hysteresis, peaks, rule precedence, host rate, daily
+//! quotas, new-process notices, with injected time and hand-built rows.
+
+use super::*;
+
+const T0: i64 = 1_763_700_000_000; // 2025-11-21T04:40:00Z
+const SEC: i64 = 1000;
+
+fn row(pid: u32, name: &str, up_bps: u64, down_bps: u64) -> v1::ProcessRow {
+    v1::ProcessRow {
+        process: Some(v1::ProcessIdentity {
+            pid,
+            start_time: u64::from(pid) * 10,
+            name: name.into(),
+            exe: format!("/usr/bin/{name}"),
+            ..Default::default()
+        }),
+        traffic: Some(v1::Traffic {
+            up_bps,
+            down_bps,
+            ..Default::default()
+        }),
+        alive: true,
+        ..Default::default()
+    }
+}
+
+fn with_totals(mut r: v1::ProcessRow, up_bytes: u64, down_bytes: u64) -> v1::ProcessRow {
+    let t = r.traffic.get_or_insert_with(Default::default);
+    t.up_bytes = up_bytes;
+    t.down_bytes = down_bytes;
+    r
+}
+
+fn eval() -> Evaluator {
+    Evaluator::new(Settings::default(), &ConfigRules::default(), T0)
+}
+
+fn set(e: &mut Evaluator, kind: ThresholdKind, d: Direction, value: u64, name: &str, pid: u32) {
+    e.set(
+        v1::SetThresholdRequest {
+            kind: kind as i32,
+            direction: d as i32,
+            value,
+            process_name: name.into(),
+            pid,
+        },
+        T0,
+    )
+    .expect("valid rule");
+}
+
+/// Runs `rates` (one up rate per tick) for one process, collecting alerts.
+fn run(e: &mut Evaluator, rates: &[u64], start: i64) -> Vec<v1::Alert> {
+    let mut all = Vec::new();
+    for (i, &r) in rates.iter().enumerate() {
+        let mut rows = vec![row(100, "curl", r, 0)];
+        let out = e.evaluate(&mut rows, &v1::Traffic::default(), start + i as i64 * SEC);
+        all.extend(out.alerts);
+    }
+    all
+}
+
+fn state(a: &v1::Alert) -> v1::AlertState {
+    v1::AlertState::try_from(a.state).unwrap()
+}
+
+#[test]
+fn sustained_spike_opens_exactly_one_alert_and_closes_after_the_quiet_ticks() {
+    let mut e = eval();
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Up,
+        1000,
+        "",
+        0,
+    );
+    let alerts = run(
+        &mut e,
+        &[0, 2000, 5000, 3000, 4000, 2500, 10, 10, 10, 10],
+        T0,
+    );
+    assert_eq!(alerts.len(), 2, "{alerts:#?}");
+    let (open, closed) = (&alerts[0], &alerts[1]);
+    assert_eq!(state(open), v1::AlertState::Open);
+    assert_eq!(open.started_ms, T0 + SEC, "starts when the run above began");
+    assert_eq!(open.value, 3000, "the value of the tick that opened it");
+    assert_eq!(open.peak, 5000);
+    assert_eq!(state(closed), v1::AlertState::Closed);
+    assert_eq!(closed.id, open.id);
+    assert_eq!(closed.peak, 5000);
+    assert_eq!(closed.ended_ms, T0 + 8 * SEC, "third tick below");
+    assert_eq!(closed.process.as_ref().unwrap().pid, 100);
+    assert_eq!(closed.threshold, 1000);
+    assert!(e.open_alerts().is_empty());
+}
+
+#[test]
+fn peak_is_tracked_while_open() {
+    let mut e = eval();
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Up,
+        1000,
+        "",
+        0,
+    );
+    let alerts = run(&mut e, &[2000, 2000, 2000, 9000, 2000, 0, 0, 0], T0);
+    assert_eq!(alerts.len(), 2);
+    assert_eq!(alerts[0].peak, 2000);
+    assert_eq!(alerts[1].peak, 9000);
+}
+
+#[test]
+fn blip_shorter_than_open_after_ticks_raises_nothing() {
+    let mut e = eval();
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Up,
+        1000,
+        "",
+        0,
+    );
+    let alerts = run(&mut e, &[5000, 5000, 0, 5000, 0, 5000, 5000, 0, 0], T0);
+    assert!(alerts.is_empty(), "{alerts:#?}");
+}
+
+#[test]
+fn a_dip_shorter_than_close_after_ticks_keeps_the_alert_open() {
+    let mut e = eval();
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Up,
+        1000,
+        "",
+        0,
+    );
+    let alerts = run(&mut e, &[5000, 5000, 5000, 0, 0, 5000, 0, 0, 5000], T0);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(e.open_alerts().len(), 1);
+}
+
+#[test]
+fn rows_show_the_threshold_in_force_and_whether_they_are_over() {
+    let mut e = eval();
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Total,
+        1000,
+        "",
+        0,
+    );
+    let mut rows = vec![row(1, "a", 600, 600), row(2, "b", 10, 10)];
+    e.evaluate(&mut rows, &v1::Traffic::default(), T0);
+    assert!(rows[0].over_threshold && rows[0].threshold_bps == 1000);
+    assert!(!rows[1].over_threshold && rows[1].threshold_bps == 1000);
+}
+
+#[test]
+fn pid_override_beats_name_beats_default() {
+    let mut e = eval();
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Total,
+        1000,
+        "",
+        0,
+    );
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Total,
+        5000,
+        "curl",
+        0,
+    );
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Total,
+        20_000,
+        "",
+        7,
+    );
+    let mut all = Vec::new();
+    for i in 0..5 {
+        // 3000: over the default only; 8000: over default and name; pid 7 under its own.
+        let mut rows = vec![
+            row(5, "wget", 3000, 0),
+            row(6, "curl", 3000, 0),
+            row(8, "curl", 8000, 0),
+            row(7, "curl", 15_000, 0),
+        ];
+        all.extend(
+            e.evaluate(&mut rows, &v1::Traffic::default(), T0 + i * SEC)
+                .alerts,
+        );
+        assert_eq!(
+            rows.iter().map(|r| r.threshold_bps).collect::<Vec<_>>(),
+            [1000, 5000, 5000, 20_000]
+        );
+    }
+    let pids: Vec<u32> = all
+        .iter()
+        .map(|a| a.process.as_ref().unwrap().pid)
+        .collect();
+    assert_eq!(pids.len(), 2, "{all:#?}");
+    assert!(pids.contains(&5) && pids.contains(&8), "{pids:?}");
+}
+
+#[test]
+fn api_rule_overrides_the_config_default_with_the_same_selector() {
+    let cfg = ConfigRules {
+        default_process_rate: Some(1000),
+        ..Default::default()
+    };
+    let mut e = Evaluator::new(Settings::default(), &cfg, T0);
+    assert_eq!(e.thresholds()[0].source, "config");
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Total,
+        50_000,
+        "",
+        0,
+    );
+    let alerts = run(&mut e, &[10_000; 5], T0);
+    assert!(alerts.is_empty(), "{alerts:#?}");
+}
+
+#[test]
+fn config_rules_cannot_be_cleared_over_the_api() {
+    let cfg = ConfigRules {
+        host_rate: Some(1000),
+        ..Default::default()
+    };
+    let mut e = Evaluator::new(Settings::default(), &cfg, T0);
+    set(&mut e, ThresholdKind::ProcessRate, Direction::Up, 5, "x", 0);
+    let all = v1::ClearThresholdsRequest {
+        all: true,
+        ..Default::default()
+    };
+    assert_eq!(e.clear(&all).unwrap(), 1);
+    assert_eq!(e.thresholds().len(), 1);
+    let by_id = v1::ClearThresholdsRequest {
+        id: e.thresholds()[0].id,
+        ..Default::default()
+    };
+    assert!(e.clear(&by_id).is_err());
+}
+
+#[test]
+fn host_rate_alert_uses_the_totals() {
+    let mut e = eval();
+    set(
+        &mut e,
+        ThresholdKind::HostRate,
+        Direction::Down,
+        10_000,
+        "",
+        0,
+    );
+    let mut alerts = Vec::new();
+    for (i, down) in [20_000, 30_000, 25_000, 0, 0, 0].into_iter().enumerate() {
+        let totals = v1::Traffic {
+            down_bps: down,
+            up_bps: 99_999,
+            ..Default::default()
+        };
+        alerts.extend(e.evaluate(&mut [], &totals, T0 + i as i64 * SEC).alerts);
+    }
+    assert_eq!(alerts.len(), 2, "{alerts:#?}");
+    assert_eq!(alerts[0].kind, ThresholdKind::HostRate as i32);
+    assert!(alerts[0].process.is_none());
+    assert_eq!(alerts[1].peak, 30_000);
+}
+
+#[test]
+fn daily_quota_fires_once_when_crossed_and_resets_the_next_day() {
+    let mut e = eval();
+    set(
+        &mut e,
+        ThresholdKind::DailyQuota,
+        Direction::Total,
+        1000,
+        "",
+        0,
+    );
+    // apt may move a lot: an override with a huge value.
+    set(
+        &mut e,
+        ThresholdKind::DailyQuota,
+        Direction::Total,
+        u64::MAX / 4,
+        "apt",
+        0,
+    );
+    let day0 = T0 - T0.rem_euclid(DAY_MS);
+    let tick = |e: &mut Evaluator, t: i64, rows: &mut Vec<v1::ProcessRow>| {
+        e.evaluate(rows, &v1::Traffic::default(), t).alerts
+    };
+    // Two curl processes share the name's quota; totals are cumulative.
+    let mut a = Vec::new();
+    a.extend(tick(
+        &mut e,
+        day0 + 10 * SEC,
+        &mut vec![
+            with_totals(row(1, "curl", 0, 0), 300, 0),
+            with_totals(row(9, "apt", 0, 0), 1 << 30, 0),
+        ],
+    ));
+    assert!(a.is_empty());
+    a.extend(tick(
+        &mut e,
+        day0 + 11 * SEC,
+        &mut vec![
+            with_totals(row(1, "curl", 0, 0), 600, 0),
+            with_totals(row(2, "curl", 0, 0), 0, 300),
+        ],
+    ));
+    assert!(a.is_empty(), "900 bytes is under 1000: {a:#?}");
+    let mut rows = vec![
+        with_totals(row(1, "curl", 0, 0), 700, 0),
+        with_totals(row(2, "curl", 0, 0), 0, 400),
+    ];
+    a.extend(tick(&mut e, day0 + 12 * SEC, &mut rows));
+    assert_eq!(a.len(), 1, "{a:#?}");
+    assert_eq!(a[0].kind, ThresholdKind::DailyQuota as i32);
+    assert_eq!(a[0].value, 1100);
+    assert_eq!(a[0].process.as_ref().unwrap().name, "curl");
+    assert!(rows.iter().all(|r| r.over_threshold));
+    // More bytes the same day: no second alert.
+    for i in 13..20 {
+        let n = 700 + i as u64 * 100;
+        let got = tick(
+            &mut e,
+            day0 + i * SEC,
+            &mut vec![with_totals(row(1, "curl", 0, 0), n, 0)],
+        );
+        assert!(got.is_empty(), "{got:#?}");
+    }
+    // Midnight UTC: the alert closes and the count starts again.
+    let next = day0 + DAY_MS + SEC;
+    let got = tick(
+        &mut e,
+        next,
+        &mut vec![with_totals(row(1, "curl", 0, 0), 2700, 0)],
+    );
+    assert_eq!(got.len(), 1);
+    assert_eq!(state(&got[0]), v1::AlertState::Closed);
+    assert_eq!(got[0].ended_ms, day0 + DAY_MS);
+    // 2700 - 2600 = 100 bytes today.
+    let got = tick(
+        &mut e,
+        next + SEC,
+        &mut vec![with_totals(row(1, "curl", 0, 0), 3500, 0)],
+    );
+    assert!(got.is_empty(), "{got:#?}");
+    let got = tick(
+        &mut e,
+        next + 2 * SEC,
+        &mut vec![with_totals(row(1, "curl", 0, 0), 3700, 0)],
+    );
+    assert_eq!(got.len(), 1, "crossed again on the new day: {got:#?}");
+}
+
+#[test]
+fn quota_counts_after_a_reset_of_the_totals() {
+    let mut e = eval();
+    set(
+        &mut e,
+        ThresholdKind::DailyQuota,
+        Direction::Up,
+        1000,
+        "curl",
+        0,
+    );
+    let day0 = T0 - T0.rem_euclid(DAY_MS);
+    let t = |e: &mut Evaluator, i: i64, up: u64| {
+        e.evaluate(
+            &mut [with_totals(row(1, "curl", 0, 0), up, 0)],
+            &v1::Traffic::default(),
+            day0 + i * SEC,
+        )
+        .alerts
+    };
+    assert!(t(&mut e, 1, 800).is_empty());
+    // `reset` zeroed the totals: 300 new bytes, 1100 today.
+    assert_eq!(t(&mut e, 2, 300).len(), 1);
+}
+
+#[test]
+fn new_process_notice_once_per_exe_and_remembered() {
+    let cfg = ConfigRules {
+        new_process_notice: true,
+        ..Default::default()
+    };
+    let mut e = Evaluator::new(Settings::default(), &cfg, T0);
+    let mut rows = vec![
+        with_totals(row(1, "curl", 0, 0), 10, 0),
+        with_totals(row(2, "sshd", 0, 0), 0, 50),
+    ];
+    let out = e.evaluate(&mut rows, &v1::Traffic::default(), T0);
+    assert!(out.persist);
+    assert_eq!(
+        out.alerts.len(),
+        1,
+        "only a sender counts: {:#?}",
+        out.alerts
+    );
+    assert_eq!(out.alerts[0].kind, ThresholdKind::NewProcess as i32);
+    assert_eq!(state(&out.alerts[0]), v1::AlertState::Closed);
+    assert!(out.alerts[0].message.contains("/usr/bin/curl"));
+    // Another curl process: same executable, no notice.
+    let mut rows = vec![with_totals(row(3, "curl", 0, 0), 10, 0)];
+    let out = e.evaluate(&mut rows, &v1::Traffic::default(), T0 + SEC);
+    assert!(out.alerts.is_empty() && !out.persist);
+    // After a restart the seen set comes back with the rules.
+    let mut e2 = Evaluator::new(Settings::default(), &cfg, T0);
+    e2.restore(e.persisted());
+    let out = e2.evaluate(&mut rows, &v1::Traffic::default(), T0 + 2 * SEC);
+    assert!(out.alerts.is_empty());
+}
+
+#[test]
+fn seen_set_is_bounded() {
+    let mut e = eval();
+    for i in 0..MAX_SEEN_EXES + 10 {
+        e.remember(format!("/bin/{i}"));
+    }
+    assert_eq!(e.persisted().seen_exes.len(), MAX_SEEN_EXES);
+    assert!(!e.seen.contains("/bin/0"));
+}
+
+#[test]
+fn a_process_that_disappears_closes_its_alert() {
+    let mut e = eval();
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Up,
+        1000,
+        "",
+        0,
+    );
+    let opened = run(&mut e, &[5000, 5000, 5000], T0);
+    assert_eq!(opened.len(), 1);
+    let mut closed = Vec::new();
+    for i in 3..6 {
+        closed.extend(
+            e.evaluate(&mut [], &v1::Traffic::default(), T0 + i * SEC)
+                .alerts,
+        );
+    }
+    assert_eq!(closed.len(), 1);
+    assert_eq!(state(&closed[0]), v1::AlertState::Closed);
+    assert_eq!(closed[0].process.as_ref().unwrap().pid, 100);
+}
+
+#[test]
+fn rule_validation() {
+    let mut e = eval();
+    let bad = [
+        (ThresholdKind::ProcessRate, 0, "", 0),
+        (ThresholdKind::ProcessRate, 5, "a", 3),
+        (ThresholdKind::HostRate, 5, "a", 0),
+        (ThresholdKind::DailyQuota, 5, "", 3),
+        (ThresholdKind::NewProcess, 0, "a", 0),
+    ];
+    for (kind, value, name, pid) in bad {
+        let req = v1::SetThresholdRequest {
+            kind: kind as i32,
+            direction: 0,
+            value,
+            process_name: name.into(),
+            pid,
+        };
+        assert!(e.set(req, T0).is_err(), "{kind:?} {value} {name} {pid}");
+    }
+    // Setting the same selector again replaces the rule.
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Down,
+        5,
+        "a",
+        0,
+    );
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Down,
+        6,
+        "a",
+        0,
+    );
+    assert_eq!(e.thresholds().len(), 1);
+    assert_eq!(e.thresholds()[0].value, 6);
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# End-to-end test of the .deb (root, on a throw-away machine such as CI):
+# build, lintian, contents and modes, install, run the daemon as the unit
+# would, query it as a netmon member, upgrade with a changed conffile, purge.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+if [ "$(id -u)" -ne 0 ]; then echo "deb test: needs root (it installs the package)" >&2; exit 2; fi
+pass=0; fail=0
+ok()   { echo "ok   - $*"; pass=$((pass + 1)); }
+bad()  { echo "FAIL - $*"; fail=$((fail + 1)); }
+check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+
+user="nmdeb$$"
+daemon=""
+cleanup() {
+  [ -n "$daemon" ] && kill -TERM "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
+  userdel "$user" 2>/dev/null || true
+  dpkg --purge netmon >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+deb="$(./packaging/build-deb.sh | tail -n 1)"
+deb="${deb##* }"
+check "the .deb was built ($deb)" test -f "$deb"
+
+command -v lintian >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian >/dev/null
+lint="$(lintian --no-tag-display-limit "$deb" 2>&1 || true)"
+echo "$lint" | sed 's/^/  lintian: /'
+check "lintian reports no errors" bash -c '! grep -q "^E:" <<<"$1"' _ "$lint"
+
+contents="$(dpkg-deb --contents "$deb")"
+has() { grep -qE "^$1 .* \./$2\$" <<<"$contents"; }
+check "netmond in /usr/sbin, 0755" has '-rwxr-xr-x' 'usr/sbin/netmond'
+for b in netmonctl netmon-tui; do check "$b in /usr/bin, 0755" has '-rwxr-xr-x' "usr/bin/$b"; done
+check "config is /etc/netmon/netmond.toml, 0640" has '-rw-r-----' 'etc/netmon/netmond.toml'
+check "category rules shipped" has '-rw-r--r--' 'usr/share/netmon/categories.toml'
+check "systemd unit shipped" has '-rw-r--r--' 'lib/systemd/system/netmond.service'
+check "copyright file" has '-rw-r--r--' 'usr/share/doc/netmon/copyright'
+check "man page netmond(8)" has '-rw-r--r--' 'usr/share/man/man8/netmond.8.gz'
+for b in netmonctl netmon-tui; do check "man page $b(1)" has '-rw-r--r--' "usr/share/man/man1/$b.1.gz"; done
+for b in netmond netmonctl netmon-tui; do
+  check "bash completion for $b" has '-rw-r--r--' "usr/share/bash-completion/completions/$b"
+  check "zsh completion for $b" has '-rw-r--r--' "usr/share/zsh/vendor-completions/_$b"
+  check "fish completion for $b" has '-rw-r--r--' "usr/share/fish/vendor_completions.d/$b.fish"
+done
+ctrl="$(dpkg-deb --field "$deb" Depends)"
+check "Depends has libpcap from shlibs ($ctrl)" grep -q libpcap <<<"$ctrl"
+check "conffile registered" bash -c 'dpkg-deb --ctrl-tarfile "$1" | tar -xO ./conffiles | grep -qx /etc/netmon/netmond.toml' _ "$deb"
+
+dpkg --purge netmon >/dev/null 2>&1 || true
+check "dpkg -i installs" dpkg -i "$deb"
+check "group netmon exists" getent group netmon
+check "config is root:netmon 0640" test "$(stat -c '%U:%G %a' /etc/netmon/netmond.toml)" = "root:netmon 640"
+check "systemd-analyze verify passes on the installed unit" systemd-analyze verify /lib/systemd/system/netmond.service
+
+# What systemd does for the unit: runtime and state directories, Group=, UMask=.
+start_daemon() {
+  install -d -m 0750 -o root -g netmon /run/netmon
+  install -d -m 0750 -o root -g netmon /var/lib/netmon
+  (umask 0027; exec setpriv --regid netmon --keep-groups /usr/sbin/netmond) 2>>/tmp/netmond-deb-test.log &
+  daemon=$!
+  for _ in $(seq 100); do [ -S /run/netmon/netmond.sock ] && return 0; sleep 0.1; done
+  return 1
+}
+stop_daemon() { kill -TERM "$daemon"; wait "$daemon"; local rc=$?; daemon=""; return $rc; }
+
+check "netmond starts as the unit's ExecStart" start_daemon
+useradd --system --no-create-home --shell /usr/sbin/nologin -G netmon "$user"
+status="$(setpriv --reuid "$user" --regid "$user" --init-groups /usr/bin/netmonctl --json status 2>&1)"
+check "a netmon member gets status through /run/netmon" grep -q '"version"' <<<"$status"
+check "netmond stops cleanly on SIGTERM" stop_daemon
+check "the database was created" test -s /var/lib/netmon/netmon.db
+
+sed -i 's/^# log_level = "info"/log_level = "debug"/' /etc/netmon/netmond.toml
+check "dpkg -i again (upgrade) succeeds" dpkg -i --force-confold "$deb"
+check "the changed conffile is kept" grep -qx 'log_level = "debug"' /etc/netmon/netmond.toml
+check "the database survives the upgrade" test -s /var/lib/netmon/netmon.db
+
+check "dpkg --purge succeeds" dpkg --purge netmon
+check "purge removed /var/lib/netmon" test ! -e /var/lib/netmon
+check "purge removed /etc/netmon" test ! -e /etc/netmon
+check "purge removed the binaries" test ! -e /usr/sbin/netmond
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
