@@ -121,6 +121,9 @@ struct HostRec {
     processes: BTreeSet<String>,
     live_flows: u32,
     last_seen_ms: i64,
+    /// The last name learned for the address; kept after the name table
+    /// entry expires, since the traffic was to that name.
+    name: Option<crate::names::NameInfo>,
 }
 
 /// Everything the aggregator produced for one tick.
@@ -383,6 +386,18 @@ impl Aggregator {
         self.packets_by_proto.clear();
     }
 
+    /// Names remote hosts: `lookup` is asked about every host once per tick
+    /// (before `roll`); a host keeps its last name when lookup has none.
+    pub fn apply_names(&mut self, lookup: &dyn Fn(&IpAddr) -> Option<crate::names::NameInfo>) {
+        for (ip, h) in self.hosts.iter_mut() {
+            if let Some(n) = lookup(ip) {
+                if h.name.as_ref() != Some(&n) {
+                    h.name = Some(n);
+                }
+            }
+        }
+    }
+
     /// Builds this tick's rollup and starts the next tick.
     /// `is_alive(pid, start_time)` is asked about processes with no live flow.
     pub fn roll(&mut self, tick_ms: u64, is_alive: impl Fn(u32, u64) -> bool) -> Rollup {
@@ -477,8 +492,17 @@ impl Aggregator {
             .iter()
             .map(|(ip, h)| v1::HostRow {
                 address: ip.to_string(),
-                name: String::new(),
-                category: String::new(),
+                name: h
+                    .name
+                    .as_ref()
+                    .map(|n| n.name.to_string())
+                    .unwrap_or_default(),
+                category: h
+                    .name
+                    .as_ref()
+                    .and_then(|n| n.category.as_deref())
+                    .unwrap_or_default()
+                    .to_owned(),
                 traffic: Some(h.meter.traffic(tick_ms)),
                 processes: h.processes.iter().cloned().collect(),
                 connections: h.live_flows,
@@ -606,7 +630,12 @@ impl Aggregator {
                     local_port: u32::from(k.local_port),
                     remote_addr: k.remote.to_string(),
                     remote_port: u32::from(k.remote_port),
-                    remote_name: String::new(),
+                    remote_name: self
+                        .hosts
+                        .get(&k.remote)
+                        .and_then(|h| h.name.as_ref())
+                        .map(|n| n.name.to_string())
+                        .unwrap_or_default(),
                     state: tcp_state_name(k.proto, f.tcp_state).to_owned(),
                     process,
                     unattributed_reason: reason,

@@ -28,6 +28,25 @@ const START_FILTER: &str =
     "(tcp[tcpflags] & tcp-syn != 0) or (ip6 and ip6[6] == 6 and ip6[53] & 2 != 0) or udp \
      or (vlan and ((tcp[tcpflags] & tcp-syn != 0) or udp))";
 
+/// BPF for the name capture: DNS answers (UDP and TCP, mDNS) and, over
+/// IPv4 and IPv6 without extension headers, TCP segments whose payload
+/// starts a TLS ClientHello or an HTTP GET/POST/HEAD/PUT request. BPF's
+/// `tcp[]` is IPv4-only, hence the `ip6[]` forms; VLAN-tagged frames are
+/// not matched.
+const NAME_FILTER: &str = "udp src port 53 or udp src port 5353 or tcp src port 53 \
+     or (ip and tcp and (tcp[((tcp[12:1] & 0xf0) >> 2):1] = 0x16 \
+         and tcp[((tcp[12:1] & 0xf0) >> 2) + 5:1] = 0x01)) \
+     or (ip and tcp and (tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420 \
+         or tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x504f5354 \
+         or tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x48454144 \
+         or tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x50555420)) \
+     or (ip6 and ip6[6] = 6 and ip6[40 + ((ip6[52] & 0xf0) >> 2)] = 0x16 \
+         and ip6[45 + ((ip6[52] & 0xf0) >> 2)] = 0x01) \
+     or (ip6 and ip6[6] = 6 and (ip6[40 + ((ip6[52] & 0xf0) >> 2):4] = 0x47455420 \
+         or ip6[40 + ((ip6[52] & 0xf0) >> 2):4] = 0x504f5354 \
+         or ip6[40 + ((ip6[52] & 0xf0) >> 2):4] = 0x48454144 \
+         or ip6[40 + ((ip6[52] & 0xf0) >> 2):4] = 0x50555420))";
+
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("cannot open capture on '{iface}'")]
@@ -139,6 +158,38 @@ impl CaptureHandle {
     /// Tells the threads to stop; they notice within the read timeout.
     pub fn signal_stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Adds the name capture of this interface: DNS answers, ClientHellos
+    /// and HTTP requests at `snaplen`, on its own thread, feeding `names`.
+    /// It stops with the other threads of the handle.
+    pub fn start_names(
+        &mut self,
+        names: Arc<crate::names::Names>,
+        snaplen: i32,
+    ) -> Result<(), CaptureError> {
+        let iface = self.name.clone();
+        let mut cap = open(&iface, snaplen, 2 << 20, 100, false)?;
+        let dlt = cap.get_datalink().0;
+        let link = LinkType::from_dlt(dlt).ok_or(CaptureError::LinkType {
+            iface: iface.clone(),
+            dlt,
+        })?;
+        cap.filter(NAME_FILTER, true)
+            .map_err(|source| CaptureError::Filter {
+                iface: iface.clone(),
+                source,
+            })?;
+        let stop = self.stop.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("names-{iface}"))
+            .spawn(move || name_loop(cap, link, &names, &stop, &iface))
+            .map_err(|source| CaptureError::Thread {
+                iface: self.name.clone(),
+                source,
+            })?;
+        self.threads.push(t);
+        Ok(())
     }
 
     pub fn join(mut self) {
@@ -533,6 +584,34 @@ fn flow_start_loop(
     }
 }
 
+/// Reads DNS answers, ClientHellos and requests into the name table.
+fn name_loop(
+    mut cap: pcap::Capture<pcap::Active>,
+    link: LinkType,
+    names: &crate::names::Names,
+    stop: &AtomicBool,
+    iface: &str,
+) {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&cap);
+    while !stop.load(Ordering::Relaxed) {
+        wait_readable(fd, 100);
+        let res = cap.dispatch(None, |p| {
+            let Ok(meta) = decode::decode(link, p.data, p.header.len) else {
+                return;
+            };
+            if let Some(payload) = decode::l4_payload(link, p.data) {
+                names.observe(&meta, payload, ts_ms(p.header));
+            }
+        });
+        if let Err(e) = res {
+            if !matches!(e, pcap::Error::TimeoutExpired) {
+                debug!(%iface, error = %e, "name capture ended");
+                return;
+            }
+        }
+    }
+}
+
 /// The flow key of a packet as seen from the local end.
 fn orient(meta: &PacketMeta, local: &LocalSet) -> Option<FlowKey> {
     let (l, lp, r, rp) = if local.is_local(&meta.src) {
@@ -560,6 +639,67 @@ mod tests {
         assert_eq!(size_bucket(40), 0);
         assert_eq!(size_bucket(1500), 5);
         assert_eq!(size_bucket(64_000), SIZE_BOUNDS.len() - 1);
+    }
+
+    #[test]
+    fn name_filter_compiles_and_passes_what_it_should() {
+        let cap = pcap::Capture::dead(pcap::Linktype::ETHERNET).expect("dead capture");
+        let prog = cap
+            .compile(NAME_FILTER, true)
+            .expect("name filter compiles");
+        let frame = |ip: &[u8]| {
+            let mut f = vec![0u8; 12];
+            f.extend_from_slice(if ip[0] >> 4 == 4 {
+                &[8, 0]
+            } else {
+                &[0x86, 0xdd]
+            });
+            f.extend_from_slice(ip);
+            f
+        };
+        let v4 = |proto: u8, l4: &[u8]| {
+            let mut ip = vec![
+                0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+            ];
+            let len = (20 + l4.len()) as u16;
+            ip[2..4].copy_from_slice(&len.to_be_bytes());
+            ip.extend_from_slice(l4);
+            frame(&ip)
+        };
+        let v6 = |proto: u8, l4: &[u8]| {
+            let mut ip = vec![0x60, 0, 0, 0];
+            ip.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+            ip.extend_from_slice(&[proto, 64]);
+            ip.extend_from_slice(&[0xfd; 32]);
+            ip.extend_from_slice(l4);
+            frame(&ip)
+        };
+        let tcp = |dport: u16, payload: &[u8]| {
+            let mut t = vec![0x9c, 0x40];
+            t.extend_from_slice(&dport.to_be_bytes());
+            t.extend_from_slice(&[0; 8]);
+            t.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+            t.extend_from_slice(payload);
+            t
+        };
+        let udp = |sport: u16| {
+            let mut u = sport.to_be_bytes().to_vec();
+            u.extend_from_slice(&[0x9c, 0x40, 0, 20, 0, 0]);
+            u.extend_from_slice(&[0; 12]);
+            u
+        };
+        let hello = crate::names::sniff::build_client_hello("a.test");
+        let pass = |f: &[u8]| prog.filter(f);
+        assert!(pass(&v4(17, &udp(53))));
+        assert!(pass(&v6(17, &udp(5353))));
+        assert!(!pass(&v4(17, &udp(54))));
+        assert!(pass(&v4(6, &tcp(443, &hello))));
+        assert!(pass(&v6(6, &tcp(8443, &hello))));
+        assert!(pass(&v4(6, &tcp(80, b"GET / HTTP/1.1\r\n"))));
+        assert!(pass(&v6(6, &tcp(80, b"POST / HTTP/1.1\r\n"))));
+        assert!(!pass(&v4(6, &tcp(443, &[0x17, 3, 3, 0, 10, 1]))));
+        assert!(!pass(&v4(6, &tcp(80, b"HTTP/1.1 200 OK\r\n"))));
+        assert!(!pass(&v6(6, &tcp(443, b""))));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Configuration: the TOML file (`FileConfig`, pure serde, no I/O) and the
 //! flags merged over it into the resolved `Config`. Nothing else reads config.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -25,6 +26,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid value for '{key}': {message}")]
     Value { key: &'static str, message: String },
+    #[error("invalid host categories")]
+    Categories(#[source] crate::names::category::RulesError),
 }
 
 /// `[daemon]` section.
@@ -104,6 +107,37 @@ impl Default for StoreSection {
         Self {
             path: PathBuf::from(DEFAULT_DB),
             flush_interval_secs: 10,
+        }
+    }
+}
+
+/// `[names]` section: host names and categories (issue 4).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NamesSection {
+    /// Learn remote host names passively from DNS answers, TLS SNI and HTTP Host headers.
+    pub enabled: bool,
+    /// Ask the system resolver for PTR names of remote hosts (sends DNS queries).
+    pub reverse_dns: bool,
+    /// Extra category rules (`category = ["suffix", ...]`) over the built-in ones.
+    pub categories_file: Option<PathBuf>,
+    /// Bytes captured per packet by the name capture (DNS answers, ClientHellos).
+    pub snaplen: u32,
+    /// Most addresses whose names are kept.
+    pub max_entries: usize,
+    /// Inline rules, `"suffix" = "category"`, applied last.
+    pub categories: BTreeMap<String, String>,
+}
+
+impl Default for NamesSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            reverse_dns: false,
+            categories_file: None,
+            snaplen: 1500,
+            max_entries: 50_000,
+            categories: BTreeMap::new(),
         }
     }
 }
@@ -271,6 +305,7 @@ pub struct FileConfig {
     pub capture: CaptureSection,
     pub store: StoreSection,
     pub alerts: AlertsSection,
+    pub names: NamesSection,
 }
 
 impl FileConfig {
@@ -371,6 +406,24 @@ impl FileConfig {
                 ("hook_timeout_secs", "Seconds the hook may run before it is killed.", a.hook_timeout_secs.to_string()),
             ],
         );
+        section(
+            "names",
+            &[
+                ("enabled", "Learn remote host names passively from the DNS answers, TLS SNI and HTTP Host headers this machine sees (a small extra capture).", d.names.enabled.to_string()),
+                ("reverse_dns", "Also ask the system resolver for reverse (PTR) names, at most 10 a second. Off by default: it sends queries the user did not ask for.", d.names.reverse_dns.to_string()),
+                ("categories_file", "Extra host category rules, `category = [\"suffix\", ...]`, over the built-in ones.", q("/etc/netmon/categories.toml")),
+                ("snaplen", "Bytes captured per packet by the name capture.", d.names.snaplen.to_string()),
+                ("max_entries", "Most addresses whose names are kept; the soonest to expire go first.", d.names.max_entries.to_string()),
+            ],
+        );
+        section(
+            "names.categories",
+            &[(
+                "\"example.com\"",
+                "Inline category rules, `\"suffix\" = \"category\"`, applied last (longest suffix wins).",
+                q("work"),
+            )],
+        );
         out
     }
 }
@@ -392,6 +445,9 @@ pub struct Config {
     pub capture: CaptureSection,
     pub store: StoreSection,
     pub alerts: AlertsConfig,
+    pub names: NamesSection,
+    /// Built-in rules, then `names.categories_file`, then `names.categories`.
+    pub categories: crate::names::Categories,
 }
 
 impl Config {
@@ -436,7 +492,10 @@ impl Config {
             capture: file.capture,
             store: file.store,
             alerts: file.alerts.resolve()?,
+            categories: crate::names::Categories::default(),
+            names: file.names,
         };
+        c.categories = load_categories(&c.names)?;
         if let Some(s) = flags.socket {
             c.daemon.socket = s;
         }
@@ -490,6 +549,12 @@ impl Config {
         if self.store.flush_interval_secs == 0 || self.store.flush_interval_secs > 3600 {
             return bad("store.flush_interval_secs", "must be between 1 and 3600");
         }
+        if !(256..=65_535).contains(&self.names.snaplen) {
+            return bad("names.snaplen", "must be between 256 and 65535");
+        }
+        if !(1_000..=1_000_000).contains(&self.names.max_entries) {
+            return bad("names.max_entries", "must be between 1000 and 1000000");
+        }
         if let Some(i) = self
             .capture
             .interfaces
@@ -503,6 +568,29 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The category rules: built in, then the rules file, then inline rules.
+fn load_categories(names: &NamesSection) -> Result<crate::names::Categories, ConfigError> {
+    use crate::names::category::RulesError;
+    let mut c = crate::names::Categories::builtin();
+    if let Some(p) = &names.categories_file {
+        let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        c.add_rules(&text, &p.display().to_string())
+            .map_err(ConfigError::Categories)?;
+    }
+    for (suffix, cat) in &names.categories {
+        c.add(suffix, cat).map_err(|message| {
+            ConfigError::Categories(RulesError {
+                origin: "names.categories".to_owned(),
+                message,
+            })
+        })?;
+    }
+    Ok(c)
 }
 
 #[cfg(test)]
@@ -581,7 +669,14 @@ mod tests {
             "/usr/local/bin/netmon-alert".into(),
             "--notify".into(),
         ]);
+        want.names.categories_file = Some("/etc/netmon/categories.toml".into());
+        want.names
+            .categories
+            .insert("example.com".to_owned(), "work".to_owned());
         assert_eq!(parsed, want);
+        let mut parsed = parsed;
+        // The example's rules file need not exist on the test machine.
+        parsed.names.categories_file = None;
         Config::resolve(parsed, None, Overrides::default()).expect("the example values are valid");
     }
 
@@ -623,6 +718,61 @@ mod tests {
                 .to_string();
             assert!(msg.contains(key), "{text}: {msg}");
         }
+    }
+
+    #[test]
+    fn names_section_parses_and_categories_layer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rules = dir.path().join("cats.toml");
+        std::fs::write(
+            &rules,
+            "games = [\"example.net\"]\nsocial = [\"github.com\"]\n",
+        )
+        .expect("write");
+        let text = format!(
+            "[names]\nenabled = false\nreverse_dns = true\nsnaplen = 2000\n\
+             categories_file = {:?}\n[names.categories]\n\"example.com\" = \"work\"\n\
+             \"api.github.com\" = \"work\"\n",
+            rules.display().to_string()
+        );
+        let file = FileConfig::parse(&text, Path::new("t")).expect("parses");
+        assert!(!file.names.enabled && file.names.reverse_dns);
+        assert_eq!(file.names.snaplen, 2000);
+        let c = Config::resolve(file, None, Overrides::default()).expect("valid");
+        let cat = |n: &str| c.categories.category(n).map(|s| s.to_string());
+        assert_eq!(cat("www.example.com").as_deref(), Some("work"));
+        assert_eq!(cat("cdn.example.net").as_deref(), Some("games"));
+        assert_eq!(cat("github.com").as_deref(), Some("social"));
+        assert_eq!(cat("api.github.com").as_deref(), Some("work"));
+        assert_eq!(cat("www.netflix.com").as_deref(), Some("streaming"));
+    }
+
+    #[test]
+    fn names_defaults_and_bad_values() {
+        let d = NamesSection::default();
+        assert!(d.enabled && !d.reverse_dns && d.categories_file.is_none());
+        let msg = FileConfig::parse("[names]\nreverse = true\n", Path::new("t"))
+            .expect_err("unknown key")
+            .to_string();
+        assert!(msg.contains("reverse") && msg.contains("line 2"), "{msg}");
+        let file = FileConfig::parse("[names]\nsnaplen = 10\n", Path::new("t")).expect("parses");
+        let msg = Config::resolve(file, None, Overrides::default())
+            .expect_err("invalid")
+            .to_string();
+        assert!(msg.contains("names.snaplen"), "{msg}");
+        let file = FileConfig::parse(
+            "[names]\ncategories_file = \"/nonexistent/c.toml\"\n",
+            Path::new("t"),
+        )
+        .expect("parses");
+        let msg = Config::resolve(file, None, Overrides::default())
+            .expect_err("missing file")
+            .to_string();
+        assert!(msg.contains("/nonexistent/c.toml"), "{msg}");
+        let file = FileConfig::parse("[names.categories]\n\" \" = \"x\"\n", Path::new("t"))
+            .expect("parses");
+        let err = Config::resolve(file, None, Overrides::default()).expect_err("bad rule");
+        assert!(format!("{:#}", anyhow::Error::from(err)).contains("names.categories"));
     }
 
     #[test]

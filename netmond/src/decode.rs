@@ -402,6 +402,50 @@ fn transport(meta: &mut PacketMeta, l4: &[u8]) {
     meta.app = classify::classify(meta.proto, meta.src_port, meta.dst_port, payload);
 }
 
+/// The transport payload of a TCP or UDP packet (what the capture holds of
+/// it), for the name sniffers. Not used on the bulk hot path. IPv6 extension
+/// headers are not walked here: such packets yield `None`.
+pub fn l4_payload(link: LinkType, frame: &[u8]) -> Option<&[u8]> {
+    let (net, off, _) = link_header(link, frame).ok()?;
+    let ip = frame.get(off..)?;
+    let (proto, l4) = match net {
+        Net::V4 => {
+            let ihl = usize::from(*ip.first()? & 0x0f) * 4;
+            let total = usize::from(be16(ip, 2).ok()?);
+            let frag = be16(ip, 6).ok()?;
+            if ihl < 20 || frag & 0x1fff != 0 {
+                return None;
+            }
+            let end = if total == 0 {
+                ip.len()
+            } else {
+                ip.len().min(total)
+            };
+            (*ip.get(9)?, ip.get(ihl..end)?)
+        }
+        Net::V6 => {
+            let plen = usize::from(be16(ip, 4).ok()?);
+            let end = if plen == 0 {
+                ip.len()
+            } else {
+                ip.len().min(40 + plen)
+            };
+            (*ip.get(6)?, ip.get(40..end)?)
+        }
+    };
+    match proto {
+        IPPROTO_TCP => {
+            let data_off = usize::from(*l4.get(12)? >> 4) * 4;
+            if data_off < 20 {
+                return None;
+            }
+            l4.get(data_off..)
+        }
+        IPPROTO_UDP => l4.get(8..),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests {
@@ -887,6 +931,29 @@ mod tests {
                 for link in LINKS {
                     let _ = decode(link, &f, orig);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn l4_payload_finds_tcp_and_udp_payloads_within_the_ip_length() {
+        let v4 = build_tcp_v4([10, 0, 0, 1], 1, [10, 0, 0, 2], 443, TCP_ACK, b"hello");
+        let mut f = eth(MAC_A, &[0x8100], 0x0800, &v4);
+        f.extend_from_slice(&[0; 6]); // Ethernet padding is not payload
+        assert_eq!(l4_payload(LinkType::Ethernet, &f), Some(&b"hello"[..]));
+        let v4 = build_udp_v4([10, 0, 0, 1], 53, [10, 0, 0, 2], 9, b"dns");
+        assert_eq!(l4_payload(LinkType::RawIp, &v4), Some(&b"dns"[..]));
+        let v6 = build_v6(&[], 17, &udp_header(53, 9, b"six"));
+        assert_eq!(l4_payload(LinkType::RawIp, &v6), Some(&b"six"[..]));
+        let icmp = build_v6(&[], 58, &[128, 0, 0, 0, 0, 1, 0, 1]);
+        assert_eq!(l4_payload(LinkType::RawIp, &icmp), None);
+    }
+
+    proptest! {
+        #[test]
+        fn l4_payload_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            for link in LINKS {
+                let _ = l4_payload(link, &bytes);
             }
         }
     }

@@ -16,6 +16,7 @@ use crate::aggregate::Aggregator;
 use crate::capture::{self, Batch, CaptureHandle, CaptureSettings, Shared};
 use crate::config::Config;
 use crate::flows::LocalSet;
+use crate::names::{Names, NamesSettings};
 use crate::netif;
 use crate::procmap::{Resolution, Resolver, ResolverConfig, ResolverHandle};
 
@@ -93,6 +94,8 @@ pub struct Monitor {
     inner: Mutex<Inner>,
     ifaces_dirty: Arc<AtomicBool>,
     watcher: Mutex<Option<netif::Watcher>>,
+    /// Host names and categories (None when `[names]` turns both sources off).
+    names: Option<Arc<Names>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -148,6 +151,7 @@ impl Monitor {
             }),
             ifaces_dirty: dirty,
             watcher: Mutex::new(watcher),
+            names: names_for(cfg),
         };
         m.sync_interfaces(&ifaces);
         let caps = lock(&m.captures);
@@ -219,8 +223,9 @@ impl Monitor {
                 self.batch_tx.clone(),
                 self.handle.clone(),
             ) {
-                Ok(h) => {
+                Ok(mut h) => {
                     info!(iface = %i.name, "capturing");
+                    self.start_name_capture(&mut h);
                     caps.errors.remove(&i.name);
                     caps.running.insert(i.name.clone(), h);
                 }
@@ -233,6 +238,23 @@ impl Monitor {
                 }
             }
         }
+    }
+
+    /// The name capture is optional: without it hosts have no names.
+    fn start_name_capture(&self, h: &mut CaptureHandle) {
+        let Some(names) = self.names.as_ref().filter(|n| n.passive()) else {
+            return;
+        };
+        let snaplen = i32::try_from(self.cfg.names.snaplen).unwrap_or(1500);
+        if let Err(e) = h.start_names(names.clone(), snaplen) {
+            let error = format!("{:#}", anyhow::Error::from(e));
+            warn!(iface = %h.name, %error, "name capture unavailable; hosts stay unnamed");
+        }
+    }
+
+    /// The shared name table, when names are on.
+    pub fn names(&self) -> Option<&Arc<Names>> {
+        self.names.as_ref()
     }
 
     pub fn interface_names(&self) -> Vec<String> {
@@ -348,6 +370,9 @@ impl Monitor {
         }
         let tick_ms = self.cfg.daemon.tick_ms;
         let mut inner = lock(&self.inner);
+        if let Some(n) = &self.names {
+            n.with_lookup(|look| inner.agg.apply_names(look));
+        }
         let rollup = inner.agg.roll(tick_ms, crate::procmap::is_alive);
         let kernel = netif::counters().unwrap_or_default();
         let elapsed_ms = inner
@@ -474,6 +499,23 @@ impl Drop for Monitor {
     fn drop(&mut self) {
         self.shutdown_threads();
     }
+}
+
+fn names_for(cfg: &Config) -> Option<Arc<Names>> {
+    info!(
+        passive = cfg.names.enabled,
+        reverse_dns = cfg.names.reverse_dns,
+        category_rules = cfg.categories.len(),
+        "host names"
+    );
+    (cfg.names.enabled || cfg.names.reverse_dns).then(|| {
+        Arc::new(Names::new(NamesSettings {
+            passive: cfg.names.enabled,
+            reverse_dns: cfg.names.reverse_dns,
+            max_entries: cfg.names.max_entries,
+            categories: cfg.categories.clone(),
+        }))
+    })
 }
 
 fn capture_stats(s: &capture::IfaceStats) -> v1::CaptureStats {

@@ -6,3 +6,4 @@ mod harness;
 mod alerts;
 mod attribution;
 mod backbone;
+mod names;
