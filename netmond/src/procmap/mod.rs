@@ -400,7 +400,7 @@ impl Drop for Resolver {
 /// Pids remembered as "hot" (owners of the last hits).
 const HOT_PIDS: usize = 8;
 /// At most this many recent (forked/exec'd) pids are rescanned per miss round.
-const RECENT_SCAN_MAX: usize = 256;
+const RECENT_SCAN_MAX: usize = 64;
 /// Bound on remembered recent events.
 const RECENT_MAX: usize = 4096;
 /// Bound on cached `ProcessInfo`s (cleared wholesale beyond it; exits prune it).
@@ -600,6 +600,21 @@ impl Worker {
         }
     }
 
+    /// Rescans only the last owners (a few small fd tables) for `inode`, at
+    /// once: a busy client's next socket is found before other queries'
+    /// costlier scans run, while its connection may still be open.
+    fn owner_among_hot(&mut self, inode: u64) -> Option<Arc<ProcessInfo>> {
+        let hot: Vec<u32> = self.hot.iter().copied().collect();
+        for pid in hot {
+            self.index.scan_pid(pid);
+            self.counters.pid_scans.fetch_add(1, Ordering::Relaxed);
+            if let Some(h) = self.index.get(inode) {
+                return self.attribute(inode, h, true);
+            }
+        }
+        None
+    }
+
     /// The owner of `inode` if the index knows it and it still holds it.
     fn owner(&mut self, inode: u64) -> Option<Arc<ProcessInfo>> {
         let h = self.index.get(inode)?;
@@ -744,7 +759,10 @@ impl Worker {
                 Ok(Found::Socket(rep)) => {
                     self.pending[i].diag = Some(rep);
                     self.pending[i].seen_socket = true;
-                    match self.owner(rep.inode) {
+                    let owner = self
+                        .owner(rep.inode)
+                        .or_else(|| self.owner_among_hot(rep.inode));
+                    match owner {
                         Some(info) => self.finish(i, Ok(info)),
                         None => misses.push(i),
                     }
