@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::monitor::{Monitor, Snapshot};
-use crate::store::{SessionRecord, Store};
+use crate::store::{SessionRecord, Store, TickRecord};
 
 /// Frames buffered per subscriber before it is considered behind and skipped.
 const SUBSCRIBER_BUFFER: usize = 8;
@@ -50,6 +50,9 @@ struct State {
     next_threshold_id: u64,
     last_frame: Arc<v1::Frame>,
     seq: u64,
+    /// Bumped whenever live totals restart from zero (start, reset), so the
+    /// store never subtracts totals of another run.
+    epoch: u64,
     /// Final figures of the last run, shown (without rates) while stopped.
     stopped: Option<Snapshot>,
 }
@@ -84,6 +87,7 @@ impl Engine {
                     ..Default::default()
                 }),
                 seq: 0,
+                epoch: 0,
                 stopped: None,
             }),
             frames,
@@ -138,6 +142,7 @@ impl Engine {
         info!(session = session.id, interfaces = ?session.interfaces, "monitoring started");
         st.monitor = Some(Arc::new(monitor));
         st.monitoring = true;
+        st.epoch += 1;
         st.session = Some(session.clone());
         Ok(ControlOutcome {
             changed: true,
@@ -163,6 +168,11 @@ impl Engine {
         let mut snapshot = None;
         if let Some(m) = monitor {
             snapshot = Some(m.stop());
+        }
+        if let Some(snap) = &snapshot {
+            // The bytes since the last tick go to history too.
+            self.store
+                .record_tick(tick_record(snap, now_ms(), st.epoch, false));
         }
         st.stopped = snapshot.clone().map(without_rates);
         if let Some(s) = st.session.as_mut() {
@@ -193,6 +203,7 @@ impl Engine {
         if let Some(m) = &st.monitor {
             m.reset();
         }
+        st.epoch += 1;
         st.stopped = None;
         ControlOutcome {
             changed: true,
@@ -218,6 +229,10 @@ impl Engine {
             _ => false,
         };
         let snapshot = if same { snapshot } else { None };
+        if let Some(snap) = snapshot.as_ref().filter(|_| st.monitoring) {
+            self.store
+                .record_tick(tick_record(snap, now_ms(), st.epoch, true));
+        }
         let snapshot = snapshot.or_else(|| st.stopped.clone());
         st.seq += 1;
         if let (Some(s), Some(snap)) = (st.session.as_mut(), &snapshot) {
@@ -470,6 +485,18 @@ impl Engine {
         }
         self.store.flush().await;
     }
+}
+
+/// The store's per-tick feed from a snapshot (see `TickRecord::from_rows`).
+fn tick_record(s: &Snapshot, time_ms: i64, epoch: u64, only_moving: bool) -> TickRecord {
+    TickRecord::from_rows(
+        time_ms,
+        epoch,
+        &s.processes,
+        &s.hosts,
+        &s.interfaces,
+        only_moving,
+    )
 }
 
 /// A stopped run's figures: totals stay, nothing is moving.

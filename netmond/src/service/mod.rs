@@ -12,7 +12,7 @@ use netmon_proto::v1::{self, netmon_server::Netmon, netmon_server::NetmonServer}
 use netmon_proto::MAX_MESSAGE_BYTES;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 use tracing::{info, instrument, warn};
@@ -91,6 +91,18 @@ fn to_status(e: EngineError) -> Status {
         EngineError::NotFound(m) => Status::not_found(m),
         EngineError::Start(_) => Status::failed_precondition(e.to_string()),
         EngineError::Store(_) => Status::unavailable(format!("{:#}", anyhow::Error::from(e))),
+    }
+}
+
+fn store_status(e: crate::store::StoreError) -> Status {
+    use crate::store::StoreError;
+    match e {
+        StoreError::BadRange { .. } => Status::invalid_argument(e.to_string()),
+        StoreError::Busy => Status::resource_exhausted(e.to_string()),
+        e => Status::unavailable(format!(
+            "history is unavailable: {:#}",
+            anyhow::Error::from(e)
+        )),
     }
 }
 
@@ -362,8 +374,14 @@ impl Netmon for Service {
         req: Request<v1::ListAlertsRequest>,
     ) -> Result<Response<v1::AlertList>, Status> {
         self.check_read(&req)?;
-        // Alerts are raised by the thresholds engine; none exist until it runs.
-        Ok(Response::new(v1::AlertList { alerts: Vec::new() }))
+        let r = req.into_inner();
+        let alerts = self
+            .engine
+            .store()
+            .list_alerts(r.since_ms, r.limit)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(v1::AlertList { alerts }))
     }
 
     #[instrument(skip_all)]
@@ -372,9 +390,16 @@ impl Netmon for Service {
         req: Request<v1::ReportRequest>,
     ) -> Result<Response<v1::ReportReply>, Status> {
         self.check_read(&req)?;
-        Err(Status::unimplemented(
-            "reports need the history store, which this netmond does not have yet",
-        ))
+        let r = req.into_inner();
+        if r.until_ms != 0 && r.until_ms <= r.since_ms {
+            return Err(Status::invalid_argument("since_ms must be before until_ms"));
+        }
+        self.engine
+            .store()
+            .report(r)
+            .await
+            .map(Response::new)
+            .map_err(store_status)
     }
 
     type ExportStream = RpcStream<v1::ExportRow>;
@@ -385,9 +410,14 @@ impl Netmon for Service {
         req: Request<v1::ExportRequest>,
     ) -> Result<Response<Self::ExportStream>, Status> {
         self.check_read(&req)?;
-        Err(Status::unimplemented(
-            "export needs the history store, which this netmond does not have yet",
-        ))
+        let r = req.into_inner();
+        if r.until_ms != 0 && r.until_ms <= r.since_ms {
+            return Err(Status::invalid_argument("since_ms must be before until_ms"));
+        }
+        let rows = self.engine.store().export(r.since_ms, r.until_ms).await;
+        // The reader stops when this stream (and so its receiver) is dropped.
+        let stream = ReceiverStream::new(rows).map(|r| r.map_err(store_status));
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 
