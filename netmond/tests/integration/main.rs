@@ -5,3 +5,4 @@ mod harness;
 
 mod attribution;
 mod backbone;
+mod history;
