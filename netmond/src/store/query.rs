@@ -150,33 +150,49 @@ pub fn report(
         HashMap::new()
     };
     let mut groups: HashMap<String, Group> = HashMap::new();
+    let mut by_host: HashMap<i64, Group> = HashMap::new();
     for seg in &segs {
         let res = seg.res;
         match by {
-            v1::GroupBy::Host | v1::GroupBy::Category => {
+            v1::GroupBy::Host => {
+                // Scanned without a join or GROUP BY: folding by id here is
+                // much cheaper than SQLite sorting tens of thousands of hosts.
                 let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT h.address, h.name, h.category, sum(s.up_bytes), sum(s.down_bytes),
-                            max(s.peak_up_bps), max(s.peak_down_bps)
-                     FROM host_{res} s JOIN hosts h ON h.id = s.host_id
-                     WHERE s.ts_ms >= ?1 AND s.ts_ms < ?2 GROUP BY s.host_id"
+                    "SELECT host_id, up_bytes, down_bytes, peak_up_bps, peak_down_bps
+                     FROM host_{res} WHERE ts_ms >= ?1 AND ts_ms < ?2"
                 ))?;
                 let mut rows = stmt.query(params![seg.from, seg.to])?;
                 while let Some(row) = rows.next()? {
-                    let (addr, name, cat): (String, String, String) =
-                        (row.get(0)?, row.get(1)?, row.get(2)?);
-                    let (key, label) = if by == v1::GroupBy::Host {
-                        (addr, name)
-                    } else if cat.is_empty() {
-                        ("uncategorized".to_owned(), String::new())
-                    } else {
-                        (cat, String::new())
-                    };
-                    groups.entry(key).or_default().add(
-                        &label,
+                    by_host.entry(row.get(0)?).or_default().add(
+                        "",
+                        u(row.get(1)?),
+                        u(row.get(2)?),
                         u(row.get(3)?),
                         u(row.get(4)?),
-                        u(row.get(5)?),
-                        u(row.get(6)?),
+                        None,
+                    );
+                }
+            }
+            v1::GroupBy::Category => {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT h.category, s.up_bytes, s.down_bytes, s.peak_up_bps, s.peak_down_bps
+                     FROM host_{res} s JOIN hosts h ON h.id = s.host_id
+                     WHERE s.ts_ms >= ?1 AND s.ts_ms < ?2"
+                ))?;
+                let mut rows = stmt.query(params![seg.from, seg.to])?;
+                while let Some(row) = rows.next()? {
+                    let cat = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                    let key = if cat.is_empty() { "uncategorized" } else { cat };
+                    let g = match groups.get_mut(key) {
+                        Some(g) => g,
+                        None => groups.entry(key.to_owned()).or_default(),
+                    };
+                    g.add(
+                        "",
+                        u(row.get(1)?),
+                        u(row.get(2)?),
+                        u(row.get(3)?),
+                        u(row.get(4)?),
                         None,
                     );
                 }
@@ -245,23 +261,46 @@ pub fn report(
             }
         }
     }
-    Ok(fold(groups, req.limit, since, until, by))
+    let limit = if req.limit == 0 {
+        DEFAULT_LIMIT
+    } else {
+        req.limit
+    } as usize;
+    let total = |g: &Group| g.up.saturating_add(g.down);
+    let all = if by == v1::GroupBy::Host {
+        // Only the rows shown need their address and name.
+        let mut hosts: Vec<(i64, Group)> = by_host.into_iter().collect();
+        hosts.sort_by(|(ia, a), (ib, b)| total(b).cmp(&total(a)).then_with(|| ia.cmp(ib)));
+        let mut stmt = conn.prepare_cached("SELECT address, name FROM hosts WHERE id = ?1")?;
+        let mut all = Vec::with_capacity(hosts.len());
+        for (n, (id, mut g)) in hosts.into_iter().enumerate() {
+            let key = if n < limit {
+                let (addr, name): (String, String) =
+                    stmt.query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                g.label = Some(name);
+                addr
+            } else {
+                String::new()
+            };
+            all.push((key, g));
+        }
+        all
+    } else {
+        let mut all: Vec<(String, Group)> = groups.into_iter().collect();
+        all.sort_by(|(ka, a), (kb, b)| total(b).cmp(&total(a)).then_with(|| ka.cmp(kb)));
+        all
+    };
+    Ok(fold(all, limit, since, until, by))
 }
 
+/// Top `limit` rows of `all` (sorted, largest first), the rest folded.
 fn fold(
-    groups: HashMap<String, Group>,
-    limit: u32,
+    mut all: Vec<(String, Group)>,
+    limit: usize,
     since: i64,
     until: i64,
     by: v1::GroupBy,
 ) -> v1::ReportReply {
-    let limit = if limit == 0 { DEFAULT_LIMIT } else { limit } as usize;
-    let mut all: Vec<(String, Group)> = groups.into_iter().collect();
-    all.sort_by(|(ka, a), (kb, b)| {
-        (b.up.saturating_add(b.down))
-            .cmp(&a.up.saturating_add(a.down))
-            .then_with(|| ka.cmp(kb))
-    });
     let mut totals = v1::Traffic::default();
     for (_, g) in &all {
         totals.up_bytes = totals.up_bytes.saturating_add(g.up);
@@ -641,5 +680,183 @@ mod tests {
         rx.blocking_recv().unwrap().unwrap();
         drop(rx);
         assert!(reader.join().unwrap() < 10);
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    //! Scripted measurement, not a timed test: run with
+    //! `cargo test --release -p netmond --lib store::query::bench -- --ignored --nocapture`.
+    use std::collections::BTreeSet;
+    use std::time::Instant;
+
+    use super::super::minute::{Batch, HostMinute, ProcIdentity, ProcMinute, Sample, MINUTE_MS};
+    use super::super::write::{apply_retention, write_batch, Ids};
+    use super::*;
+
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    /// One busy day: 100 processes (80 that live all month, 20 new each day),
+    /// each active in a quarter of the minutes; 5,000 hosts each seen in three
+    /// minutes; two interfaces every minute.
+    fn day(d: i64, rng: &mut Lcg) -> Batch {
+        let start = d * DAY_MS;
+        let protos = ["https", "dns", "quic", "tcp", "udp", "ssh"];
+        let mut b = Batch::default();
+        for p in 0..100u32 {
+            let pid = if p < 80 {
+                1000 + p
+            } else {
+                100_000 + d as u32 * 100 + p
+            };
+            let name = format!("proc{}", p % 60);
+            let identity = ProcIdentity {
+                pid,
+                start_time: u64::from(pid) * 7,
+                name: name.clone(),
+                exe: format!("/usr/bin/{name}"),
+                cmdline: format!("/usr/bin/{name} --flag"),
+                uid: 1000 + p % 3,
+                user: format!("user{}", p % 3),
+                unit: String::new(),
+            };
+            for m in 0..1440 {
+                if rng.next(4) != 0 {
+                    continue;
+                }
+                let up = rng.next(5_000_000);
+                let down = rng.next(50_000_000);
+                let mut set = BTreeSet::new();
+                set.insert(protos[(p % 6) as usize].to_owned());
+                if rng.next(3) == 0 {
+                    set.insert("dns".to_owned());
+                }
+                b.procs.insert(
+                    (start + m * MINUTE_MS, (pid, identity.start_time)),
+                    ProcMinute {
+                        identity: identity.clone(),
+                        sample: Sample {
+                            up_bytes: up,
+                            down_bytes: down,
+                            peak_up_bps: up / 20,
+                            peak_down_bps: down / 20,
+                        },
+                        protocols: set,
+                    },
+                );
+            }
+        }
+        for h in 0..5000u64 {
+            // Half the hosts recur every day, half are new.
+            let id = if h < 2500 { h } else { (d as u64) * 10_000 + h };
+            let address = format!("10.{}.{}.{}", id >> 16 & 255, id >> 8 & 255, id & 255);
+            for _ in 0..3 {
+                let m = rng.next(1440) as i64;
+                b.hosts.insert(
+                    (start + m * MINUTE_MS, address.clone()),
+                    HostMinute {
+                        name: format!("host{id}.example"),
+                        category: ["cdn", "cloud", "ads", ""][(h % 4) as usize].to_owned(),
+                        sample: Sample {
+                            up_bytes: rng.next(100_000),
+                            down_bytes: rng.next(1_000_000),
+                            peak_up_bps: 1000,
+                            peak_down_bps: 1000,
+                        },
+                    },
+                );
+            }
+        }
+        for m in 0..1440 {
+            for i in ["eth0", "wlan0"] {
+                b.ifaces.insert(
+                    (start + m * MINUTE_MS, i.to_owned()),
+                    Sample {
+                        up_bytes: rng.next(10_000_000),
+                        down_bytes: rng.next(100_000_000),
+                        peak_up_bps: 1,
+                        peak_down_bps: 1,
+                    },
+                );
+            }
+        }
+        b
+    }
+
+    #[test]
+    #[ignore = "measurement: run explicitly with --release --ignored --nocapture"]
+    fn thirty_days_of_busy_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bench.db");
+        let mut c = super::super::open(&path).unwrap();
+        let first = 20_000i64;
+        let mut rng = Lcg(42);
+        let mut ids = Ids::default();
+        let t = Instant::now();
+        for d in first..first + 30 {
+            let b = day(d, &mut rng);
+            let tx = c.transaction().unwrap();
+            let mut staged = Ids::default();
+            write_batch(&tx, &b, &ids, &mut staged, d * DAY_MS).unwrap();
+            tx.commit().unwrap();
+            ids.merge(staged);
+            if d == first {
+                c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+                let size = std::fs::metadata(&path).unwrap().len();
+                println!(
+                    "one busy day: {:.2} MB (all three resolutions)",
+                    size as f64 / 1e6
+                );
+            }
+        }
+        println!("30 days written in {:.1} s", t.elapsed().as_secs_f64());
+        let now = (first + 30) * DAY_MS - 1;
+        let r = Retention::default();
+        let p = apply_retention(&mut c, now, &r, true).unwrap();
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM")
+            .unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        println!(
+            "after retention ({} samples pruned): {:.1} MB for 30 days (7 days of minutes)",
+            p.samples,
+            size as f64 / 1e6
+        );
+        for by in [
+            v1::GroupBy::Process,
+            v1::GroupBy::Host,
+            v1::GroupBy::User,
+            v1::GroupBy::Protocol,
+            v1::GroupBy::Category,
+            v1::GroupBy::Interface,
+        ] {
+            for (what, since) in [
+                ("30 days (--since 30d)", now - 30 * DAY_MS),
+                ("today", floor_to(now, DAY_MS)),
+            ] {
+                let req = v1::ReportRequest {
+                    since_ms: since,
+                    until_ms: 0,
+                    group_by: by as i32,
+                    limit: 10,
+                };
+                let t = Instant::now();
+                let rep = report(&c, &req, now, &r).unwrap();
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                println!(
+                    "report {what:>22} by {:<9}: {ms:7.1} ms ({} rows + others)",
+                    by.as_str_name(),
+                    rep.rows.len()
+                );
+            }
+        }
     }
 }
