@@ -90,7 +90,7 @@ fn to_status(e: EngineError) -> Status {
         EngineError::InvalidArgument(m) => Status::invalid_argument(m),
         EngineError::NotFound(m) => Status::not_found(m),
         EngineError::Start(_) => Status::failed_precondition(e.to_string()),
-        EngineError::Store(_) => Status::unavailable(format!("{:#}", anyhow::Error::from(e))),
+        EngineError::Store(e) => store_status(e),
     }
 }
 
@@ -99,7 +99,8 @@ fn store_status(e: crate::store::StoreError) -> Status {
     match e {
         StoreError::BadRange { .. } => Status::invalid_argument(e.to_string()),
         StoreError::Busy => Status::resource_exhausted(e.to_string()),
-        e => Status::unavailable(format!(
+        // Not `unavailable`: clients take that as "the daemon cannot be reached".
+        e => Status::failed_precondition(format!(
             "history is unavailable: {:#}",
             anyhow::Error::from(e)
         )),

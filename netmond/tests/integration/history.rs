@@ -108,7 +108,7 @@ fn settled_top(d: &Daemon, pid: u32, n: u64) -> serde_json::Value {
     last
 }
 
-fn upload(lab: &Lab, n: u64) -> u32 {
+fn upload(lab: &Lab, port: &str, n: u64) -> u32 {
     let up = Lab::spawn_in(
         &lab.host,
         "python3",
@@ -116,7 +116,7 @@ fn upload(lab: &Lab, n: u64) -> u32 {
             "-c",
             gen::TCP_CLIENT,
             &lab.peer_ip,
-            "5401",
+            port,
             "up",
             &n.to_string(),
         ],
@@ -135,7 +135,7 @@ fn report_and_export_match_live_totals_and_history_survives_restarts() {
     });
     let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5401"]);
     const N: u64 = 8 * 1024 * 1024;
-    let pid = upload(&lab, N);
+    let pid = upload(&lab, "5401", N);
     let top = settled_top(&d, pid, N);
     let live = live_by_name(&top);
     let py = live.get("python3").copied().expect("python3 is in top");
@@ -183,7 +183,7 @@ fn report_and_export_match_live_totals_and_history_survives_restarts() {
                     .any(|i| i["name"] == lab.host_if.as_str() && i["capturing"] == true)
             })
     });
-    let pid2 = upload(&lab, N);
+    let pid2 = upload(&lab, "5401", N);
     let top2 = settled_top(&d, pid2, N);
     let second = proc_by_pid(&top2, pid2).expect("second uploader in top");
     std::thread::sleep(Duration::from_millis(2500));
@@ -201,4 +201,110 @@ fn report_and_export_match_live_totals_and_history_survives_restarts() {
         py.1 + u(&second, "down_bytes"),
     );
     assert_close(got, want, "report after SIGKILL and restart");
+}
+
+/// Polls `status` until the storage state is `want`; returns the storage object.
+fn wait_storage(d: &Daemon, want: &str, secs: u64) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let st = d.ctl_json(&["status"]);
+        if st["storage"]["state"] == want {
+            return st["storage"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "storage never became '{want}': {}\n{}",
+            st["storage"],
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_locked_database_degrades_then_catches_up_and_a_broken_one_keeps_live_data() {
+    let lab = Lab::new();
+    let mut d = lab.daemon(DaemonOpts {
+        config_extra: "[store]\nflush_interval_secs = 1\n".into(),
+        ..Default::default()
+    });
+    let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5402"]);
+    wait_storage(&d, "ok", 10);
+    // Another process holds the write lock, as a sqlite3 shell in a transaction would.
+    let locker = rusqlite::Connection::open(&d.db).expect("open the daemon's DB");
+    locker
+        .busy_timeout(Duration::from_secs(10))
+        .expect("busy timeout");
+    locker
+        .execute_batch("BEGIN IMMEDIATE; INSERT INTO hosts (address) VALUES ('lock-test');")
+        .expect("take the write lock");
+    const N: u64 = 4 * 1024 * 1024;
+    let pid = upload(&lab, "5402", N);
+    let top = settled_top(&d, pid, N);
+    wait_storage(&d, "degraded", 15);
+    // The uploader's samples wait in the pending buffer meanwhile.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let storage = d.ctl_json(&["status"])["storage"].clone();
+        assert_eq!(storage["state"], "degraded", "{storage}");
+        if u(&storage, "pending_batches") > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no batch pending while locked: {storage}\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    locker.execute_batch("ROLLBACK").expect("release the lock");
+    drop(locker);
+    wait_storage(&d, "ok", 15);
+    let live = live_by_name(&top);
+    let report = report_by_name(&d);
+    for (name, want) in &live {
+        let got = report.get(name).copied().unwrap_or_default();
+        assert_close(
+            got,
+            *want,
+            &format!("report for '{name}' after the lock went"),
+        );
+    }
+
+    // A database that cannot be opened: live data is still served.
+    assert!(d.terminate().success(), "{}", d.log_text());
+    d.db = std::path::PathBuf::from("/dev/null/netmon.db");
+    d.spawn();
+    d.wait_ready();
+    let storage = wait_storage(&d, "failed", 10);
+    assert!(
+        storage["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot open database"),
+        "{storage}"
+    );
+    wait_top(&d, 10, |_| {
+        d.ctl_json(&["status"])["interfaces"]
+            .as_array()
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|i| i["name"] == lab.host_if.as_str() && i["capturing"] == true)
+            })
+    });
+    let pid = upload(&lab, "5402", N);
+    let top = wait_top(&d, 20, |t| {
+        proc_by_pid(t, pid).is_some_and(|p| u(&p, "up_bytes") >= N)
+    });
+    assert!(
+        proc_by_pid(&top, pid).is_some(),
+        "live data without a database: {top}"
+    );
+    let out = d.ctl(&["report"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "report without a database is a daemon error: {}",
+        stderr(&out)
+    );
 }
