@@ -219,7 +219,12 @@ impl Engine {
 
     /// One aggregation tick: pull the monitor's snapshot, publish a frame.
     pub fn tick(&self) {
-        let monitor = self.lock().monitor.clone();
+        // The epoch of the totals about to be read: a reset racing with this
+        // tick must not make the store take pre-reset totals as new bytes.
+        let (monitor, epoch) = {
+            let st = self.lock();
+            (st.monitor.clone(), st.epoch)
+        };
         // Draining the captures takes up to a few read timeouts: not under the lock.
         let snapshot = monitor.as_ref().map(|m| m.tick());
         let mut st = self.lock();
@@ -231,7 +236,7 @@ impl Engine {
         let snapshot = if same { snapshot } else { None };
         if let Some(snap) = snapshot.as_ref().filter(|_| st.monitoring) {
             self.store
-                .record_tick(tick_record(snap, now_ms(), st.epoch, true));
+                .record_tick(tick_record(snap, now_ms(), epoch, true));
         }
         let snapshot = snapshot.or_else(|| st.stopped.clone());
         st.seq += 1;

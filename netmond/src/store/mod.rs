@@ -372,15 +372,18 @@ impl Worker {
             let wait = next_flush.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(cmd) => self.handle(cmd),
-                Err(RecvTimeoutError::Timeout) => {
-                    self.flush();
-                    self.maintain(crate::clock::now_ms());
-                    next_flush = Instant::now() + self.opts.flush_interval;
-                }
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     self.flush();
                     return;
                 }
+            }
+            // Checked after every command too: a queue that never runs dry
+            // must not postpone the flush.
+            if Instant::now() >= next_flush {
+                self.flush();
+                self.maintain(crate::clock::now_ms());
+                next_flush = Instant::now() + self.opts.flush_interval;
             }
         }
     }
