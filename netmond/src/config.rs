@@ -100,6 +100,12 @@ pub struct StoreSection {
     pub path: PathBuf,
     /// Seconds between batched writes.
     pub flush_interval_secs: u64,
+    /// Days per-minute samples are kept.
+    pub minute_retention_days: u32,
+    /// Days hourly rollups are kept.
+    pub hourly_retention_days: u32,
+    /// Days daily rollups (and closed alerts) are kept.
+    pub daily_retention_days: u32,
 }
 
 impl Default for StoreSection {
@@ -107,6 +113,9 @@ impl Default for StoreSection {
         Self {
             path: PathBuf::from(DEFAULT_DB),
             flush_interval_secs: 10,
+            minute_retention_days: 7,
+            hourly_retention_days: 90,
+            daily_retention_days: 365,
         }
     }
 }
@@ -390,6 +399,21 @@ impl FileConfig {
                     "Seconds between batched writes to the database.",
                     d.store.flush_interval_secs.to_string(),
                 ),
+                (
+                    "minute_retention_days",
+                    "Days per-minute samples are kept (reports and export at minute resolution).",
+                    d.store.minute_retention_days.to_string(),
+                ),
+                (
+                    "hourly_retention_days",
+                    "Days hourly rollups are kept.",
+                    d.store.hourly_retention_days.to_string(),
+                ),
+                (
+                    "daily_retention_days",
+                    "Days daily rollups and closed alerts are kept.",
+                    d.store.daily_retention_days.to_string(),
+                ),
             ],
         );
         let a = &d.alerts;
@@ -451,6 +475,18 @@ pub struct Config {
 }
 
 impl Config {
+    /// What the store runs with.
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            flush_interval: std::time::Duration::from_secs(self.store.flush_interval_secs),
+            retention: crate::store::Retention {
+                minute_days: self.store.minute_retention_days,
+                hour_days: self.store.hourly_retention_days,
+                day_days: self.store.daily_retention_days,
+            },
+        }
+    }
+
     /// Reads `path` (a missing default file is fine; a missing explicit file
     /// is not), merges the flags over it and validates values.
     pub fn load(path: Option<&Path>, flags: Overrides) -> Result<Config, ConfigError> {
@@ -554,6 +590,24 @@ impl Config {
         }
         if !(1_000..=1_000_000).contains(&self.names.max_entries) {
             return bad("names.max_entries", "must be between 1000 and 1000000");
+        }
+        for (key, days) in [
+            (
+                "store.minute_retention_days",
+                self.store.minute_retention_days,
+            ),
+            (
+                "store.hourly_retention_days",
+                self.store.hourly_retention_days,
+            ),
+            (
+                "store.daily_retention_days",
+                self.store.daily_retention_days,
+            ),
+        ] {
+            if !(1..=36_500).contains(&days) {
+                return bad(key, "must be between 1 and 36500 days");
+            }
         }
         if let Some(i) = self
             .capture

@@ -2,7 +2,6 @@
 //! and an orderly shutdown. `main.rs` only calls `run`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -107,7 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     rt.block_on(async move {
         let bound = service::socket::bind(&cfg.daemon.socket, nix::unistd::Gid::from_raw(read_gid))?;
         info!(socket = %bound.path().display(), version = env!("CARGO_PKG_VERSION"), "netmond listening");
-        let store = Store::start(&cfg.store.path, Duration::from_secs(cfg.store.flush_interval_secs));
+        let store = Store::start(&cfg.store.path, cfg.store_options());
         let autostart = cfg.daemon.autostart;
         let engine = Engine::new(cfg, store);
         if autostart {

@@ -17,7 +17,7 @@ use crate::alerts::{self, Evaluator};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::monitor::{Monitor, Snapshot};
-use crate::store::{SessionRecord, Store};
+use crate::store::{SessionRecord, Store, TickRecord};
 
 /// Frames buffered per subscriber before it is considered behind and skipped.
 const SUBSCRIBER_BUFFER: usize = 8;
@@ -61,6 +61,9 @@ struct State {
     rules_gen: u64,
     last_frame: Arc<v1::Frame>,
     seq: u64,
+    /// Bumped whenever live totals restart from zero (start, reset), so the
+    /// store never subtracts totals of another run.
+    epoch: u64,
     /// Final figures of the last run, shown (without rates) while stopped.
     stopped: Option<Snapshot>,
 }
@@ -116,6 +119,7 @@ impl Engine {
                     ..Default::default()
                 }),
                 seq: 0,
+                epoch: 0,
                 stopped: None,
             }),
             frames,
@@ -172,6 +176,7 @@ impl Engine {
         info!(session = session.id, interfaces = ?session.interfaces, "monitoring started");
         st.monitor = Some(Arc::new(monitor));
         st.monitoring = true;
+        st.epoch += 1;
         st.session = Some(session.clone());
         Ok(ControlOutcome {
             changed: true,
@@ -197,6 +202,11 @@ impl Engine {
         let mut snapshot = None;
         if let Some(m) = monitor {
             snapshot = Some(m.stop());
+        }
+        if let Some(snap) = &snapshot {
+            // The bytes since the last tick go to history too.
+            self.store
+                .record_tick(tick_record(snap, now_ms(), st.epoch, false));
         }
         st.stopped = snapshot.clone().map(without_rates);
         if let Some(s) = st.session.as_mut() {
@@ -227,6 +237,7 @@ impl Engine {
         if let Some(m) = &st.monitor {
             m.reset();
         }
+        st.epoch += 1;
         st.stopped = None;
         ControlOutcome {
             changed: true,
@@ -242,7 +253,12 @@ impl Engine {
 
     /// One aggregation tick: pull the monitor's snapshot, publish a frame.
     pub fn tick(&self) {
-        let monitor = self.lock().monitor.clone();
+        // The epoch of the totals about to be read: a reset racing with this
+        // tick must not make the store take pre-reset totals as new bytes.
+        let (monitor, epoch) = {
+            let st = self.lock();
+            (st.monitor.clone(), st.epoch)
+        };
         // Draining the captures takes up to a few read timeouts: not under the lock.
         let snapshot = monitor.as_ref().map(|m| m.tick());
         let mut st = self.lock();
@@ -252,6 +268,10 @@ impl Engine {
             _ => false,
         };
         let snapshot = if same { snapshot } else { None };
+        if let Some(snap) = snapshot.as_ref().filter(|_| st.monitoring) {
+            self.store
+                .record_tick(tick_record(snap, now_ms(), epoch, true));
+        }
         let snapshot = snapshot.or_else(|| st.stopped.clone());
         st.seq += 1;
         if let (Some(s), Some(snap)) = (st.session.as_mut(), &snapshot) {
@@ -294,6 +314,7 @@ impl Engine {
         drop(st);
         for a in &frame.alerts {
             log_alert(a);
+            self.store.record_alert(a.clone());
             self.hook.fire(a);
         }
         if let Some((generation, p)) = persist {
@@ -573,6 +594,18 @@ fn log_alert(a: &v1::Alert) {
         message = %a.message,
         "{state}"
     );
+}
+
+/// The store's per-tick feed from a snapshot (see `TickRecord::from_rows`).
+fn tick_record(s: &Snapshot, time_ms: i64, epoch: u64, only_moving: bool) -> TickRecord {
+    TickRecord::from_rows(
+        time_ms,
+        epoch,
+        &s.processes,
+        &s.hosts,
+        &s.interfaces,
+        only_moving,
+    )
 }
 
 /// A stopped run's figures: totals stay, nothing is moving.

@@ -12,7 +12,7 @@ use netmon_proto::v1::{self, netmon_server::Netmon, netmon_server::NetmonServer}
 use netmon_proto::MAX_MESSAGE_BYTES;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 use tracing::{info, instrument, warn};
@@ -90,7 +90,20 @@ fn to_status(e: EngineError) -> Status {
         EngineError::InvalidArgument(m) => Status::invalid_argument(m),
         EngineError::NotFound(m) => Status::not_found(m),
         EngineError::Start(_) => Status::failed_precondition(e.to_string()),
-        EngineError::Store(_) => Status::unavailable(format!("{:#}", anyhow::Error::from(e))),
+        EngineError::Store(e) => store_status(e),
+    }
+}
+
+fn store_status(e: crate::store::StoreError) -> Status {
+    use crate::store::StoreError;
+    match e {
+        StoreError::BadRange { .. } => Status::invalid_argument(e.to_string()),
+        StoreError::Busy => Status::resource_exhausted(e.to_string()),
+        // Not `unavailable`: clients take that as "the daemon cannot be reached".
+        e => Status::failed_precondition(format!(
+            "history is unavailable: {:#}",
+            anyhow::Error::from(e)
+        )),
     }
 }
 
@@ -374,9 +387,24 @@ impl Netmon for Service {
     ) -> Result<Response<v1::AlertList>, Status> {
         self.check_read(&req)?;
         let r = req.into_inner();
-        Ok(Response::new(v1::AlertList {
-            alerts: self.engine.alerts(r.since_ms, r.limit),
-        }))
+        let mut alerts = self
+            .engine
+            .store()
+            .list_alerts(r.since_ms, r.limit)
+            .await
+            .map_err(store_status)?;
+        // The engine's own list is fresher (open alerts' peaks move every tick).
+        for live in self.engine.alerts(r.since_ms, r.limit) {
+            match alerts.iter_mut().find(|a| a.id == live.id) {
+                Some(a) => *a = live,
+                None => alerts.push(live),
+            }
+        }
+        alerts.sort_by_key(|a| std::cmp::Reverse(a.started_ms));
+        if r.limit > 0 {
+            alerts.truncate(r.limit as usize);
+        }
+        Ok(Response::new(v1::AlertList { alerts }))
     }
 
     #[instrument(skip_all)]
@@ -385,9 +413,16 @@ impl Netmon for Service {
         req: Request<v1::ReportRequest>,
     ) -> Result<Response<v1::ReportReply>, Status> {
         self.check_read(&req)?;
-        Err(Status::unimplemented(
-            "reports need the history store, which this netmond does not have yet",
-        ))
+        let r = req.into_inner();
+        if r.until_ms != 0 && r.until_ms <= r.since_ms {
+            return Err(Status::invalid_argument("since_ms must be before until_ms"));
+        }
+        self.engine
+            .store()
+            .report(r)
+            .await
+            .map(Response::new)
+            .map_err(store_status)
     }
 
     type ExportStream = RpcStream<v1::ExportRow>;
@@ -398,9 +433,14 @@ impl Netmon for Service {
         req: Request<v1::ExportRequest>,
     ) -> Result<Response<Self::ExportStream>, Status> {
         self.check_read(&req)?;
-        Err(Status::unimplemented(
-            "export needs the history store, which this netmond does not have yet",
-        ))
+        let r = req.into_inner();
+        if r.until_ms != 0 && r.until_ms <= r.since_ms {
+            return Err(Status::invalid_argument("since_ms must be before until_ms"));
+        }
+        let rows = self.engine.store().export(r.since_ms, r.until_ms).await;
+        // The reader stops when this stream (and so its receiver) is dropped.
+        let stream = ReceiverStream::new(rows).map(|r| r.map_err(store_status));
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 

@@ -6,4 +6,5 @@ mod harness;
 mod alerts;
 mod attribution;
 mod backbone;
+mod history;
 mod names;

@@ -1,0 +1,862 @@
+//! Reading history: reports over the finest tables that cover a range,
+//! alerts and thresholds, and the chunked export reader (own connection).
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use netmon_proto::v1;
+use rusqlite::{params, Connection, OpenFlags};
+
+use super::minute::{floor_to, DAY_MS, HOUR_MS};
+use super::write::Retention;
+use super::StoreError;
+
+/// Rows folded into `others` beyond this when the request says 0.
+pub const DEFAULT_LIMIT: u32 = 10;
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn ceil_to(ms: i64, unit: i64) -> i64 {
+    let f = floor_to(ms, unit);
+    if f == ms {
+        ms
+    } else {
+        f + unit
+    }
+}
+
+/// A part of a report's range read from one resolution's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub res: &'static str,
+    pub from: i64,
+    pub to: i64,
+}
+
+/// Splits [since, until) into whole days (day tables), whole hours (hour
+/// tables) and the minute edges. Where finer rows are past their retention
+/// the edge is widened to the coarser bucket; the returned range says so.
+pub fn plan(since: i64, until: i64, now: i64, r: &Retention) -> (i64, i64, Vec<Segment>) {
+    let minute_floor = now - i64::from(r.minute_days) * DAY_MS;
+    let hour_floor = now - i64::from(r.hour_days) * DAY_MS;
+    let widen = |t: i64, round: fn(i64, i64) -> i64| {
+        if t < hour_floor {
+            round(t, DAY_MS)
+        } else if t < minute_floor {
+            round(t, HOUR_MS)
+        } else {
+            t
+        }
+    };
+    let s = widen(since, floor_to);
+    let e = widen(until, ceil_to);
+    let mut segs = Vec::new();
+    let mut push = |res, from: i64, to: i64| {
+        if from < to {
+            segs.push(Segment { res, from, to });
+        }
+    };
+    let sub_day = |push: &mut dyn FnMut(&'static str, i64, i64), a: i64, b: i64| {
+        let (h0, h1) = (ceil_to(a, HOUR_MS), floor_to(b, HOUR_MS));
+        if h0 < h1 {
+            push("minute", a, h0);
+            push("hour", h0, h1);
+            push("minute", h1, b);
+        } else {
+            push("minute", a, b);
+        }
+    };
+    let (d0, d1) = (ceil_to(s, DAY_MS), floor_to(e, DAY_MS));
+    if d0 < d1 {
+        sub_day(&mut push, s, d0);
+        push("day", d0, d1);
+        sub_day(&mut push, d1, e);
+    } else {
+        sub_day(&mut push, s, e);
+    }
+    (s, e, segs)
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    label: Option<String>,
+    labels_differ: bool,
+    up: u64,
+    down: u64,
+    peak_up: u64,
+    peak_down: u64,
+    procs: HashSet<i64>,
+}
+
+impl Group {
+    fn add(&mut self, label: &str, up: u64, down: u64, pu: u64, pd: u64, proc_id: Option<i64>) {
+        match &self.label {
+            None => self.label = Some(label.to_owned()),
+            Some(l) if l != label => self.labels_differ = true,
+            Some(_) => {}
+        }
+        self.up = self.up.saturating_add(up);
+        self.down = self.down.saturating_add(down);
+        self.peak_up = self.peak_up.max(pu);
+        self.peak_down = self.peak_down.max(pd);
+        if let Some(id) = proc_id {
+            self.procs.insert(id);
+        }
+    }
+}
+
+/// Protocol bit -> name.
+fn protocol_names(conn: &Connection) -> rusqlite::Result<HashMap<u32, String>> {
+    let mut stmt = conn.prepare_cached("SELECT bit, name FROM protocol_names")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)))?;
+    rows.collect()
+}
+
+fn mask_names(mask: i64, names: &HashMap<u32, String>) -> Vec<String> {
+    let mut out: Vec<String> = (0..64u32)
+        .filter(|b| (mask as u64) >> b & 1 == 1)
+        .map(|b| names.get(&b).cloned().unwrap_or_else(|| format!("#{b}")))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The report for `req` as of `now`.
+pub fn report(
+    conn: &Connection,
+    req: &v1::ReportRequest,
+    now: i64,
+    r: &Retention,
+) -> Result<v1::ReportReply, StoreError> {
+    let by = v1::GroupBy::try_from(req.group_by).unwrap_or(v1::GroupBy::Unspecified);
+    let by = if by == v1::GroupBy::Unspecified {
+        v1::GroupBy::Process
+    } else {
+        by
+    };
+    let until = if req.until_ms == 0 { now } else { req.until_ms };
+    if until <= req.since_ms {
+        return Err(StoreError::BadRange {
+            since_ms: req.since_ms,
+            until_ms: until,
+        });
+    }
+    let (since, until, segs) = plan(req.since_ms, until, now, r);
+    let names = if by == v1::GroupBy::Protocol {
+        protocol_names(conn)?
+    } else {
+        HashMap::new()
+    };
+    let mut groups: HashMap<String, Group> = HashMap::new();
+    let mut by_host: HashMap<i64, Group> = HashMap::new();
+    for seg in &segs {
+        let res = seg.res;
+        match by {
+            v1::GroupBy::Host => {
+                // Scanned without a join or GROUP BY: folding by id here is
+                // much cheaper than SQLite sorting tens of thousands of hosts.
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT host_id, up_bytes, down_bytes, peak_up_bps, peak_down_bps
+                     FROM host_{res} WHERE ts_ms >= ?1 AND ts_ms < ?2"
+                ))?;
+                let mut rows = stmt.query(params![seg.from, seg.to])?;
+                while let Some(row) = rows.next()? {
+                    by_host.entry(row.get(0)?).or_default().add(
+                        "",
+                        u(row.get(1)?),
+                        u(row.get(2)?),
+                        u(row.get(3)?),
+                        u(row.get(4)?),
+                        None,
+                    );
+                }
+            }
+            v1::GroupBy::Category => {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT h.category, s.up_bytes, s.down_bytes, s.peak_up_bps, s.peak_down_bps
+                     FROM host_{res} s JOIN hosts h ON h.id = s.host_id
+                     WHERE s.ts_ms >= ?1 AND s.ts_ms < ?2"
+                ))?;
+                let mut rows = stmt.query(params![seg.from, seg.to])?;
+                while let Some(row) = rows.next()? {
+                    let cat = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                    let key = if cat.is_empty() { "uncategorized" } else { cat };
+                    let g = match groups.get_mut(key) {
+                        Some(g) => g,
+                        None => groups.entry(key.to_owned()).or_default(),
+                    };
+                    g.add(
+                        "",
+                        u(row.get(1)?),
+                        u(row.get(2)?),
+                        u(row.get(3)?),
+                        u(row.get(4)?),
+                        None,
+                    );
+                }
+            }
+            v1::GroupBy::Interface => {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT interface, sum(up_bytes), sum(down_bytes), max(peak_up_bps), max(peak_down_bps)
+                     FROM iface_{res} WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY interface"
+                ))?;
+                let mut rows = stmt.query(params![seg.from, seg.to])?;
+                while let Some(row) = rows.next()? {
+                    groups.entry(row.get(0)?).or_default().add(
+                        "",
+                        u(row.get(1)?),
+                        u(row.get(2)?),
+                        u(row.get(3)?),
+                        u(row.get(4)?),
+                        None,
+                    );
+                }
+            }
+            _ => {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT s.proc_id, p.name, p.exe, p.user, p.uid, s.protocols,
+                            sum(s.up_bytes), sum(s.down_bytes), max(s.peak_up_bps), max(s.peak_down_bps)
+                     FROM process_{res} s JOIN processes p ON p.id = s.proc_id
+                     WHERE s.ts_ms >= ?1 AND s.ts_ms < ?2 GROUP BY s.proc_id, s.protocols"
+                ))?;
+                let mut rows = stmt.query(params![seg.from, seg.to])?;
+                while let Some(row) = rows.next()? {
+                    let id: i64 = row.get(0)?;
+                    let (name, exe, user): (String, String, String) =
+                        (row.get(1)?, row.get(2)?, row.get(3)?);
+                    let (key, label) = match by {
+                        v1::GroupBy::User if user.is_empty() => {
+                            (format!("uid {}", row.get::<_, u32>(4)?), String::new())
+                        }
+                        v1::GroupBy::User => (user, String::new()),
+                        v1::GroupBy::Protocol => {
+                            let p = mask_names(row.get(5)?, &names);
+                            let key = if p.is_empty() {
+                                "unknown".to_owned()
+                            } else {
+                                p.join("+")
+                            };
+                            (key, String::new())
+                        }
+                        _ => {
+                            let label = if exe.is_empty() {
+                                String::new()
+                            } else {
+                                format!("{name} ({exe})")
+                            };
+                            (name, label)
+                        }
+                    };
+                    groups.entry(key).or_default().add(
+                        &label,
+                        u(row.get(6)?),
+                        u(row.get(7)?),
+                        u(row.get(8)?),
+                        u(row.get(9)?),
+                        Some(id),
+                    );
+                }
+            }
+        }
+    }
+    let limit = if req.limit == 0 {
+        DEFAULT_LIMIT
+    } else {
+        req.limit
+    } as usize;
+    let total = |g: &Group| g.up.saturating_add(g.down);
+    let all = if by == v1::GroupBy::Host {
+        // Only the rows shown need their address and name.
+        let mut hosts: Vec<(i64, Group)> = by_host.into_iter().collect();
+        hosts.sort_by(|(ia, a), (ib, b)| total(b).cmp(&total(a)).then_with(|| ia.cmp(ib)));
+        let mut stmt = conn.prepare_cached("SELECT address, name FROM hosts WHERE id = ?1")?;
+        let mut all = Vec::with_capacity(hosts.len());
+        for (n, (id, mut g)) in hosts.into_iter().enumerate() {
+            let key = if n < limit {
+                let (addr, name): (String, String) =
+                    stmt.query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                g.label = Some(name);
+                addr
+            } else {
+                String::new()
+            };
+            all.push((key, g));
+        }
+        all
+    } else {
+        let mut all: Vec<(String, Group)> = groups.into_iter().collect();
+        all.sort_by(|(ka, a), (kb, b)| total(b).cmp(&total(a)).then_with(|| ka.cmp(kb)));
+        all
+    };
+    Ok(fold(all, limit, since, until, by))
+}
+
+/// Top `limit` rows of `all` (sorted, largest first), the rest folded.
+fn fold(
+    mut all: Vec<(String, Group)>,
+    limit: usize,
+    since: i64,
+    until: i64,
+    by: v1::GroupBy,
+) -> v1::ReportReply {
+    let mut totals = v1::Traffic::default();
+    for (_, g) in &all {
+        totals.up_bytes = totals.up_bytes.saturating_add(g.up);
+        totals.down_bytes = totals.down_bytes.saturating_add(g.down);
+    }
+    let rest = if all.len() > limit {
+        all.split_off(limit)
+    } else {
+        Vec::new()
+    };
+    let row = |key: String, g: &Group| v1::ReportRow {
+        label: match &g.label {
+            Some(l) if !g.labels_differ && !l.is_empty() => l.clone(),
+            _ => key.clone(),
+        },
+        key,
+        up_bytes: g.up,
+        down_bytes: g.down,
+        peak_up_bps: g.peak_up,
+        peak_down_bps: g.peak_down,
+        processes: u32::try_from(g.procs.len()).unwrap_or(u32::MAX),
+    };
+    let others = (!rest.is_empty()).then(|| {
+        let mut o = Group::default();
+        for (_, g) in &rest {
+            o.up = o.up.saturating_add(g.up);
+            o.down = o.down.saturating_add(g.down);
+            o.peak_up = o.peak_up.max(g.peak_up);
+            o.peak_down = o.peak_down.max(g.peak_down);
+            o.procs.extend(g.procs.iter().copied());
+        }
+        let mut r = row(String::new(), &o);
+        r.key = format!("{} others", rest.len());
+        r.label = r.key.clone();
+        r
+    });
+    v1::ReportReply {
+        since_ms: since,
+        until_ms: until,
+        group_by: by as i32,
+        rows: all.into_iter().map(|(k, g)| row(k, &g)).collect(),
+        totals: Some(totals),
+        others,
+    }
+}
+
+pub fn list_alerts(
+    conn: &Connection,
+    since_ms: i64,
+    limit: u32,
+) -> Result<Vec<v1::Alert>, StoreError> {
+    let limit = if limit == 0 { 1000 } else { limit };
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, kind, state, direction, pid, start_time, process_name, exe, uid, user,
+                threshold, value, peak, started_ms, ended_ms, message
+         FROM alerts WHERE started_ms >= ?1 OR ended_ms = 0 OR ended_ms >= ?1
+         ORDER BY started_ms DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![since_ms, limit], |r| {
+        Ok(v1::Alert {
+            id: u(r.get(0)?),
+            kind: r.get(1)?,
+            state: r.get(2)?,
+            direction: r.get(3)?,
+            process: Some(v1::ProcessIdentity {
+                pid: r.get(4)?,
+                start_time: u(r.get(5)?),
+                name: r.get(6)?,
+                exe: r.get(7)?,
+                uid: r.get(8)?,
+                user: r.get(9)?,
+                ..Default::default()
+            }),
+            threshold: u(r.get(10)?),
+            value: u(r.get(11)?),
+            peak: u(r.get(12)?),
+            started_ms: r.get(13)?,
+            ended_ms: r.get(14)?,
+            message: r.get(15)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn load_thresholds(conn: &Connection) -> Result<Vec<v1::Threshold>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, kind, direction, value, process_name, pid, source, created_ms
+         FROM thresholds ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(v1::Threshold {
+            id: u(r.get(0)?),
+            kind: r.get(1)?,
+            direction: r.get(2)?,
+            value: u(r.get(3)?),
+            process_name: r.get(4)?,
+            pid: r.get(5)?,
+            source: r.get(6)?,
+            created_ms: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Streams the per-minute process samples of [since, until) into `tx`,
+/// `chunk` rows per query on a read-only connection of its own, so no read
+/// transaction stays open and memory stays flat. Stops when the receiver is
+/// gone (the client disconnected).
+pub fn export_rows(
+    path: &Path,
+    since: i64,
+    until: i64,
+    chunk: u32,
+    tx: &tokio::sync::mpsc::Sender<Result<v1::ExportRow, StoreError>>,
+) -> Result<u64, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(2))?;
+    let names = protocol_names(&conn)?;
+    let mut stmt = conn.prepare(
+        "SELECT s.ts_ms, s.proc_id, p.pid, p.start_time, p.name, p.exe, p.cmdline, p.uid, p.user, p.unit,
+                s.up_bytes, s.down_bytes, s.protocols
+         FROM process_minute s JOIN processes p ON p.id = s.proc_id
+         WHERE (s.ts_ms > ?1 OR (s.ts_ms = ?1 AND s.proc_id > ?2)) AND s.ts_ms < ?3
+         ORDER BY s.ts_ms, s.proc_id LIMIT ?4",
+    )?;
+    let (mut last_ts, mut last_id) = (since.saturating_sub(1), i64::MAX);
+    let mut sent = 0u64;
+    loop {
+        let mut batch = Vec::with_capacity(chunk as usize);
+        let mut rows = stmt.query(params![last_ts, last_id, until, chunk])?;
+        while let Some(r) = rows.next()? {
+            last_ts = r.get(0)?;
+            last_id = r.get(1)?;
+            let (up, down) = (u(r.get(10)?), u(r.get(11)?));
+            batch.push(v1::ExportRow {
+                time_ms: last_ts,
+                process: Some(v1::ProcessIdentity {
+                    pid: r.get(2)?,
+                    start_time: u(r.get(3)?),
+                    name: r.get(4)?,
+                    exe: r.get(5)?,
+                    cmdline: r.get(6)?,
+                    uid: r.get(7)?,
+                    user: r.get(8)?,
+                    unit: r.get(9)?,
+                    ..Default::default()
+                }),
+                up_bytes: up,
+                down_bytes: down,
+                up_bps: up / 60,
+                down_bps: down / 60,
+                protocols: mask_names(r.get(12)?, &names),
+                ..Default::default()
+            });
+        }
+        drop(rows);
+        let n = batch.len();
+        for row in batch {
+            if tx.blocking_send(Ok(row)).is_err() {
+                return Ok(sent);
+            }
+            sent += 1;
+        }
+        if n < chunk as usize {
+            return Ok(sent);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::minute::tests::{proc_tick, tick};
+    use super::super::minute::{HostTick, IfaceTick, MINUTE_MS};
+    use super::super::write::tests::{db, write_ticks};
+    use super::*;
+
+    const NOW: i64 = 20_000 * DAY_MS + 10 * HOUR_MS + 30 * MINUTE_MS;
+
+    #[test]
+    fn plan_uses_days_hours_and_minute_edges() {
+        let r = Retention::default();
+        let since = NOW - 3 * DAY_MS;
+        let (s, e, segs) = plan(since, NOW, NOW, &r);
+        assert_eq!((s, e), (since, NOW));
+        let res: Vec<_> = segs.iter().map(|g| g.res).collect();
+        assert_eq!(res, vec!["minute", "hour", "day", "hour", "minute"]);
+        // Contiguous and covering the range.
+        assert_eq!(segs[0].from, since);
+        assert_eq!(segs.last().unwrap().to, NOW);
+        for w in segs.windows(2) {
+            assert_eq!(w[0].to, w[1].from);
+        }
+        // Beyond the minute and hour retention the edges widen.
+        let (s, _, segs) = plan(NOW - 30 * DAY_MS, NOW, NOW, &r);
+        assert_eq!(s, floor_to(NOW - 30 * DAY_MS, HOUR_MS));
+        assert!(segs
+            .iter()
+            .all(|g| g.res != "minute" || g.from >= NOW - DAY_MS));
+        let (s, _, _) = plan(NOW - 200 * DAY_MS, NOW, NOW, &r);
+        assert_eq!(s, floor_to(NOW - 200 * DAY_MS, DAY_MS));
+    }
+
+    fn filled() -> (tempfile::TempDir, Connection) {
+        let (d, mut c) = db();
+        let mut ticks = Vec::new();
+        // Two days of traffic for five processes; "big" dominates.
+        for m in 0..(2 * 24 * 60) {
+            let t = NOW - 2 * DAY_MS + m * MINUTE_MS;
+            let n = (m + 1) as u64;
+            let mut procs = vec![
+                proc_tick(1, "big", 1000 * n, 1000 * n, "https"),
+                proc_tick(2, "mid", 100 * n, 0, "dns"),
+                proc_tick(3, "small", 10 * n, 0, "tcp"),
+                proc_tick(4, "tiny", n, 0, "tcp"),
+            ];
+            let mut other_user = proc_tick(5, "mid", 0, 100 * n, "dns");
+            other_user.identity.user = "bob".into();
+            procs.push(other_user);
+            let mut r = tick(t, 1, procs);
+            r.hosts = vec![HostTick {
+                address: "10.0.0.1".into(),
+                up_bytes: 7 * n,
+                down_bytes: 0,
+                ..Default::default()
+            }];
+            r.interfaces = vec![IfaceTick {
+                name: "eth0".into(),
+                up_bytes: 0,
+                down_bytes: 3 * n,
+                ..Default::default()
+            }];
+            ticks.push(r);
+        }
+        write_ticks(&mut c, &ticks);
+        (d, c)
+    }
+
+    fn req(since: i64, by: v1::GroupBy, limit: u32) -> v1::ReportRequest {
+        v1::ReportRequest {
+            since_ms: since,
+            until_ms: 0,
+            group_by: by as i32,
+            limit,
+        }
+    }
+
+    #[test]
+    fn report_groups_by_process_name_with_top_n_and_others() {
+        let (_d, c) = filled();
+        let r = Retention::default();
+        let n = 2 * 24 * 60;
+        let rep = report(&c, &req(0, v1::GroupBy::Process, 2), NOW + 1, &r).unwrap();
+        let keys: Vec<_> = rep.rows.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, vec!["big", "mid"]);
+        assert_eq!(rep.rows[0].up_bytes, 1000 * n);
+        assert_eq!(rep.rows[0].label, "big (/usr/bin/big)");
+        assert_eq!(rep.rows[1].processes, 2, "two mid processes");
+        assert_eq!(
+            (rep.rows[1].up_bytes, rep.rows[1].down_bytes),
+            (100 * n, 100 * n)
+        );
+        let o = rep.others.unwrap();
+        assert_eq!((o.up_bytes, o.processes), (11 * n, 2));
+        let t = rep.totals.unwrap();
+        assert_eq!((t.up_bytes, t.down_bytes), (1111 * n, 1100 * n));
+    }
+
+    #[test]
+    fn a_range_selects_only_its_samples_at_every_resolution() {
+        let (_d, c) = filled();
+        let r = Retention::default();
+        // The last 90 minutes: one byte per minute from "tiny" -> 90 minutes.
+        let rep = report(
+            &c,
+            &v1::ReportRequest {
+                since_ms: NOW - 90 * MINUTE_MS,
+                until_ms: NOW,
+                group_by: v1::GroupBy::Process as i32,
+                limit: 10,
+            },
+            NOW + 1,
+            &r,
+        )
+        .unwrap();
+        let tiny = rep.rows.iter().find(|r| r.key == "tiny").unwrap();
+        assert_eq!(tiny.up_bytes, 90);
+        // One whole day and a half through days, hours and minutes.
+        let rep = report(
+            &c,
+            &req(NOW - 36 * HOUR_MS, v1::GroupBy::Process, 10),
+            NOW + MINUTE_MS,
+            &r,
+        )
+        .unwrap();
+        let tiny = rep.rows.iter().find(|r| r.key == "tiny").unwrap();
+        assert_eq!(tiny.up_bytes, 36 * 60);
+    }
+
+    #[test]
+    fn report_by_user_protocol_host_and_interface() {
+        let (_d, c) = filled();
+        let r = Retention::default();
+        let n = 2 * 24 * 60;
+        let keys = |by| {
+            report(&c, &req(0, by, 10), NOW + 1, &r)
+                .unwrap()
+                .rows
+                .into_iter()
+                .map(|r| (r.key, r.up_bytes + r.down_bytes))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(v1::GroupBy::User),
+            vec![("alice".to_owned(), 2111 * n), ("bob".to_owned(), 100 * n)]
+        );
+        assert_eq!(
+            keys(v1::GroupBy::Protocol),
+            vec![
+                ("https".to_owned(), 2000 * n),
+                ("dns".to_owned(), 200 * n),
+                ("tcp".to_owned(), 11 * n)
+            ]
+        );
+        assert_eq!(
+            keys(v1::GroupBy::Host),
+            vec![("10.0.0.1".to_owned(), 7 * n)]
+        );
+        assert_eq!(
+            keys(v1::GroupBy::Category),
+            vec![("uncategorized".to_owned(), 7 * n)]
+        );
+        assert_eq!(
+            keys(v1::GroupBy::Interface),
+            vec![("eth0".to_owned(), 3 * n)]
+        );
+    }
+
+    #[test]
+    fn export_streams_in_chunks_in_order_and_stops_when_the_client_goes() {
+        let (d, c) = filled();
+        drop(c);
+        let path = d.path().join("t.db");
+        let since = NOW - 10 * MINUTE_MS;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let p = path.clone();
+        let reader = std::thread::spawn(move || export_rows(&p, since, NOW, 3, &tx).unwrap());
+        let mut rows = Vec::new();
+        while let Some(r) = rx.blocking_recv() {
+            rows.push(r.unwrap());
+        }
+        assert_eq!(reader.join().unwrap(), 50, "10 minutes x 5 processes");
+        assert_eq!(rows.len(), 50);
+        assert!(rows.windows(2).all(|w| w[0].time_ms <= w[1].time_ms));
+        assert!(rows.iter().all(|r| (since..NOW).contains(&r.time_ms)));
+        let big: u64 = rows
+            .iter()
+            .filter(|r| r.process.as_ref().unwrap().name == "big")
+            .map(|r| r.up_bytes)
+            .sum();
+        assert_eq!(big, 10_000);
+        let first_big = rows
+            .iter()
+            .find(|r| r.process.as_ref().unwrap().name == "big")
+            .unwrap();
+        assert_eq!(first_big.protocols, vec!["https".to_owned()]);
+        // A client that reads two rows and goes away ends the export.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let reader = std::thread::spawn(move || export_rows(&path, 0, NOW, 3, &tx).unwrap());
+        rx.blocking_recv().unwrap().unwrap();
+        rx.blocking_recv().unwrap().unwrap();
+        drop(rx);
+        assert!(reader.join().unwrap() < 10);
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    //! Scripted measurement, not a timed test: run with
+    //! `cargo test --release -p netmond --lib store::query::bench -- --ignored --nocapture`.
+    use std::collections::BTreeSet;
+    use std::time::Instant;
+
+    use super::super::minute::{Batch, HostMinute, ProcIdentity, ProcMinute, Sample, MINUTE_MS};
+    use super::super::write::{apply_retention, write_batch, Ids};
+    use super::*;
+
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    /// One busy day: 100 processes (80 that live all month, 20 new each day),
+    /// each active in a quarter of the minutes; 5,000 hosts each seen in three
+    /// minutes; two interfaces every minute.
+    fn day(d: i64, rng: &mut Lcg) -> Batch {
+        let start = d * DAY_MS;
+        let protos = ["https", "dns", "quic", "tcp", "udp", "ssh"];
+        let mut b = Batch::default();
+        for p in 0..100u32 {
+            let pid = if p < 80 {
+                1000 + p
+            } else {
+                100_000 + d as u32 * 100 + p
+            };
+            let name = format!("proc{}", p % 60);
+            let identity = ProcIdentity {
+                pid,
+                start_time: u64::from(pid) * 7,
+                name: name.clone(),
+                exe: format!("/usr/bin/{name}"),
+                cmdline: format!("/usr/bin/{name} --flag"),
+                uid: 1000 + p % 3,
+                user: format!("user{}", p % 3),
+                unit: String::new(),
+            };
+            for m in 0..1440 {
+                if rng.next(4) != 0 {
+                    continue;
+                }
+                let up = rng.next(5_000_000);
+                let down = rng.next(50_000_000);
+                let mut set = BTreeSet::new();
+                set.insert(protos[(p % 6) as usize].to_owned());
+                if rng.next(3) == 0 {
+                    set.insert("dns".to_owned());
+                }
+                b.procs.insert(
+                    (start + m * MINUTE_MS, (pid, identity.start_time)),
+                    ProcMinute {
+                        identity: identity.clone(),
+                        sample: Sample {
+                            up_bytes: up,
+                            down_bytes: down,
+                            peak_up_bps: up / 20,
+                            peak_down_bps: down / 20,
+                        },
+                        protocols: set,
+                    },
+                );
+            }
+        }
+        for h in 0..5000u64 {
+            // Half the hosts recur every day, half are new.
+            let id = if h < 2500 { h } else { (d as u64) * 10_000 + h };
+            let address = format!("10.{}.{}.{}", id >> 16 & 255, id >> 8 & 255, id & 255);
+            for _ in 0..3 {
+                let m = rng.next(1440) as i64;
+                b.hosts.insert(
+                    (start + m * MINUTE_MS, address.clone()),
+                    HostMinute {
+                        name: format!("host{id}.example"),
+                        category: ["cdn", "cloud", "ads", ""][(h % 4) as usize].to_owned(),
+                        sample: Sample {
+                            up_bytes: rng.next(100_000),
+                            down_bytes: rng.next(1_000_000),
+                            peak_up_bps: 1000,
+                            peak_down_bps: 1000,
+                        },
+                    },
+                );
+            }
+        }
+        for m in 0..1440 {
+            for i in ["eth0", "wlan0"] {
+                b.ifaces.insert(
+                    (start + m * MINUTE_MS, i.to_owned()),
+                    Sample {
+                        up_bytes: rng.next(10_000_000),
+                        down_bytes: rng.next(100_000_000),
+                        peak_up_bps: 1,
+                        peak_down_bps: 1,
+                    },
+                );
+            }
+        }
+        b
+    }
+
+    #[test]
+    #[ignore = "measurement: run explicitly with --release --ignored --nocapture"]
+    fn thirty_days_of_busy_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bench.db");
+        let mut c = super::super::open(&path).unwrap();
+        let first = 20_000i64;
+        let mut rng = Lcg(42);
+        let mut ids = Ids::default();
+        let t = Instant::now();
+        for d in first..first + 30 {
+            let b = day(d, &mut rng);
+            let tx = c.transaction().unwrap();
+            let mut staged = Ids::default();
+            write_batch(&tx, &b, &ids, &mut staged, d * DAY_MS).unwrap();
+            tx.commit().unwrap();
+            ids.merge(staged);
+            if d == first {
+                c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+                let size = std::fs::metadata(&path).unwrap().len();
+                println!(
+                    "one busy day: {:.2} MB (all three resolutions)",
+                    size as f64 / 1e6
+                );
+            }
+        }
+        println!("30 days written in {:.1} s", t.elapsed().as_secs_f64());
+        let now = (first + 30) * DAY_MS - 1;
+        let r = Retention::default();
+        let p = apply_retention(&mut c, now, &r, true).unwrap();
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM")
+            .unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        println!(
+            "after retention ({} samples pruned): {:.1} MB for 30 days (7 days of minutes)",
+            p.samples,
+            size as f64 / 1e6
+        );
+        for by in [
+            v1::GroupBy::Process,
+            v1::GroupBy::Host,
+            v1::GroupBy::User,
+            v1::GroupBy::Protocol,
+            v1::GroupBy::Category,
+            v1::GroupBy::Interface,
+        ] {
+            for (what, since) in [
+                ("30 days (--since 30d)", now - 30 * DAY_MS),
+                ("today", floor_to(now, DAY_MS)),
+            ] {
+                let req = v1::ReportRequest {
+                    since_ms: since,
+                    until_ms: 0,
+                    group_by: by as i32,
+                    limit: 10,
+                };
+                let t = Instant::now();
+                let rep = report(&c, &req, now, &r).unwrap();
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                println!(
+                    "report {what:>22} by {:<9}: {ms:7.1} ms ({} rows + others)",
+                    by.as_str_name(),
+                    rep.rows.len()
+                );
+            }
+        }
+    }
+}
