@@ -24,6 +24,8 @@ const EARLY_TTL_MS: i64 = 10_000;
 const RESUBMIT_AFTER_MS: i64 = 1_500;
 /// ... and given up on after this long.
 const GIVE_UP_AFTER_MS: i64 = 6_000;
+/// Early owner answers kept at most (a flood of new flows must not grow it).
+const MAX_EARLY: usize = 65_536;
 /// Attribution latency samples kept for percentiles.
 const LATENCY_SAMPLES: usize = 4096;
 
@@ -146,6 +148,10 @@ pub type Resubmit = Vec<SocketQuery>;
 
 #[derive(Default)]
 pub struct Aggregator {
+    /// Most flows tracked here; new flows beyond it are counted, not tracked.
+    max_flows: usize,
+    /// Flows that found the table full.
+    untracked: u64,
     flows: HashMap<FlowKey, FlowRec>,
     procs: HashMap<ProcKey, ProcRec>,
     unattributed: HashMap<&'static str, Meter>,
@@ -180,7 +186,21 @@ fn protocol_label(key: &FlowKey, app: AppProto) -> &'static str {
 
 impl Aggregator {
     pub fn new() -> Self {
-        Self::default()
+        Self::with_max_flows(usize::MAX)
+    }
+
+    /// Under a flood of distinct flows memory stays bounded: past
+    /// `max_flows` new flows go to the `flow_table_full` bucket.
+    pub fn with_max_flows(max_flows: usize) -> Self {
+        Aggregator {
+            max_flows,
+            ..Self::default()
+        }
+    }
+
+    /// Flows counted in the `flow_table_full` bucket since start.
+    pub fn untracked(&self) -> u64 {
+        self.untracked
     }
 
     /// Folds one capture thread's deltas in.
@@ -201,6 +221,14 @@ impl Aggregator {
         *self.packets_by_proto.entry(label).or_default() += c.up_packets + c.down_packets;
 
         let is_new = !self.flows.contains_key(&d.key);
+        if is_new && self.flows.len() >= self.max_flows {
+            self.untracked += 1;
+            self.unattributed
+                .entry("flow_table_full")
+                .or_default()
+                .add(&c);
+            return;
+        }
         let rec = self.flows.entry(d.key).or_insert_with(|| FlowRec {
             iface,
             first_seen_ms: d.first_seen_ms,
@@ -261,7 +289,9 @@ impl Aggregator {
             None => {
                 // The flow-start capture is faster than the bulk hand-off:
                 // keep the answer until the flow's first delta arrives.
-                self.early.insert(key, (now_ms, res));
+                if self.early.len() < MAX_EARLY {
+                    self.early.insert(key, (now_ms, res));
+                }
             }
         }
     }
@@ -847,6 +877,24 @@ mod tests {
         let t = row(&r, 12).traffic.unwrap();
         assert_eq!((t.up_bytes, t.down_bytes), (1, 2));
         assert_eq!(r.totals.down_bytes, 2);
+    }
+
+    #[test]
+    fn a_flood_of_new_flows_is_counted_but_not_tracked_past_the_bound() {
+        let mut a = Aggregator::with_max_flows(100);
+        let deltas: Vec<FlowDelta> = (0..1000).map(|p| delta(p, 0, 10, false)).collect();
+        a.apply_deltas(0, &deltas, &[]);
+        assert_eq!(a.flows.len(), 100);
+        assert_eq!(a.untracked(), 900);
+        let r = a.roll(1000, |_, _| true);
+        assert_eq!(r.totals.down_bytes, 10_000, "every byte is still counted");
+        let b = r
+            .unattributed
+            .reasons
+            .iter()
+            .find(|x| x.reason == "flow_table_full")
+            .unwrap();
+        assert_eq!(b.traffic.unwrap().down_bytes, 9_000);
     }
 
     #[test]

@@ -464,6 +464,8 @@ impl Engine {
             subscriber_resyncs: self.resyncs.load(Ordering::Relaxed),
             subscribers: self.subscribers.load(Ordering::Relaxed) as u32,
             handoff_dropped: mon.handoff_dropped,
+            resolver_dropped: mon.resolver_dropped,
+            flows_untracked: mon.flows_untracked,
             attribution_p50_us: mon.attribution_p50_us,
             attribution_p99_us: mon.attribution_p99_us,
             tick_ms: self.cfg.daemon.tick_ms,

@@ -49,6 +49,8 @@ pub struct MonitorStatus {
     pub handoff_dropped: u64,
     pub attribution_p50_us: u64,
     pub attribution_p99_us: u64,
+    pub resolver_dropped: u64,
+    pub flows_untracked: u64,
 }
 
 /// Captures by interface name, plus interface ids that stay stable for a run.
@@ -108,7 +110,9 @@ impl Monitor {
         let shared = Arc::new(Shared::new(LocalSet::new(netif::local_addresses(&ifaces))));
         let (resolver, handle, resolutions) = Resolver::start(ResolverConfig::default())
             .context("cannot start the socket resolver")?;
-        let (batch_tx, batches) = mpsc::sync_channel(256);
+        // One batch per interface per tick: a few ticks of slack, not more
+        // (a batch under a flood is large; a late one merges into the next).
+        let (batch_tx, batches) = mpsc::sync_channel(8);
         let settings = CaptureSettings {
             snaplen: i32::try_from(cfg.capture.snaplen).unwrap_or(192),
             buffer_bytes: i32::try_from(u64::from(cfg.capture.buffer_mib) << 20)
@@ -142,7 +146,7 @@ impl Monitor {
                 errors: HashMap::new(),
             }),
             inner: Mutex::new(Inner {
-                agg: Aggregator::new(),
+                agg: Aggregator::with_max_flows(cfg.capture.max_flows),
                 batches,
                 resolutions,
                 last_kernel: HashMap::new(),
@@ -490,7 +494,8 @@ impl Monitor {
         let (p50, p99) = inner.agg.latency_percentiles();
         st.attribution_p50_us = p50;
         st.attribution_p99_us = p99;
-        st.handoff_dropped += self.handle.dropped();
+        st.resolver_dropped = self.handle.dropped();
+        st.flows_untracked = inner.agg.untracked();
         st
     }
 }

@@ -35,7 +35,7 @@ check "netmond in /usr/sbin, 0755" has '-rwxr-xr-x' 'usr/sbin/netmond'
 for b in netmonctl netmon-tui; do check "$b in /usr/bin, 0755" has '-rwxr-xr-x' "usr/bin/$b"; done
 check "config is /etc/netmon/netmond.toml, 0640" has '-rw-r-----' 'etc/netmon/netmond.toml'
 check "category rules shipped" has '-rw-r--r--' 'usr/share/netmon/categories.toml'
-check "systemd unit shipped" has '-rw-r--r--' 'lib/systemd/system/netmond.service'
+check "systemd unit shipped" has '-rw-r--r--' 'usr/lib/systemd/system/netmond.service'
 check "copyright file" has '-rw-r--r--' 'usr/share/doc/netmon/copyright'
 check "man page netmond(8)" has '-rw-r--r--' 'usr/share/man/man8/netmond.8.gz'
 for b in netmonctl netmon-tui; do check "man page $b(1)" has '-rw-r--r--' "usr/share/man/man1/$b.1.gz"; done
@@ -52,7 +52,7 @@ dpkg --purge netmon >/dev/null 2>&1 || true
 check "dpkg -i installs" dpkg -i "$deb"
 check "group netmon exists" getent group netmon
 check "config is root:netmon 0640" test "$(stat -c '%U:%G %a' /etc/netmon/netmond.toml)" = "root:netmon 640"
-check "systemd-analyze verify passes on the installed unit" systemd-analyze verify /lib/systemd/system/netmond.service
+check "systemd-analyze verify passes on the installed unit" systemd-analyze verify /usr/lib/systemd/system/netmond.service
 
 # What systemd does for the unit: runtime and state directories, Group=, UMask=.
 start_daemon() {

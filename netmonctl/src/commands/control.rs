@@ -62,13 +62,13 @@ fn write_status(s: &v1::Status, out: &mut dyn Write) -> std::io::Result<()> {
     }
     writeln!(
         out,
-        "packets:     {} seen, {} dropped, {} malformed, {} hand-off dropped",
+        "packets:     {} seen, {} dropped, {} malformed, {} hand-offs deferred",
         s.packets_seen, s.packets_dropped, s.packets_malformed, s.handoff_dropped
     )?;
     writeln!(
         out,
-        "flows:       {} active, {} evicted",
-        s.flows_active, s.flows_evicted
+        "flows:       {} active, {} evicted, {} untracked (table full), {} lookups dropped",
+        s.flows_active, s.flows_evicted, s.flows_untracked, s.resolver_dropped
     )?;
     writeln!(
         out,
