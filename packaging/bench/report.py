@@ -93,7 +93,9 @@ def in_unit(d, unit, direction=""):
 def proc_status(path):
     t = read_text(path)
     out = {}
-    for key in ("VmRSS", "VmHWM"):
+    # RssFile is mostly libpcap's capture ring (capture.buffer_mib, mmapped
+    # from the kernel), RssAnon the daemon's own heap: reported apart.
+    for key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
         m = re.search(rf"^{key}:\s+(\d+)\s+kB", t, re.M)
         out[key] = int(m.group(1)) if m else None
     return out
@@ -205,6 +207,8 @@ def bulk(raw, meta, tool):
     ps = proc_status(f"{d}/proc_status")
     r["peak_rss_mb"] = mb(ps["VmHWM"])
     r["rss_mb"] = mb(ps["VmRSS"])
+    r["rss_anon_mb"] = mb(ps["RssAnon"])
+    r["rss_file_mb"] = mb(ps["RssFile"])
     pid = str(read_int(f"{d}/iperf.pid"))
     # The generator's count in this tool's unit (see the module doc).
     expected_up = None
@@ -332,6 +336,10 @@ def memory(raw, meta):
     r["flows_10k_active"] = s10.get("flows_active")
     r["flows_10k_rss_mb"] = mb(k10["VmRSS"])
     r["flows_10k_hwm_mb"] = mb(k10["VmHWM"])
+    r["flows_10k_anon_mb"] = mb(k10["RssAnon"])
+    r["flows_10k_file_mb"] = mb(k10["RssFile"])
+    r["idle_anon_mb"] = mb(idle["RssAnon"])
+    r["flood_anon_after_mb"] = mb(after["RssAnon"])
     r["flood"] = load(f"{d}/flood.json")
     r["flood_rss_after_mb"] = mb(after["VmRSS"])
     r["flood_hwm_mb"] = mb(after["VmHWM"])
@@ -425,12 +433,16 @@ def main():
         s = res["short"].get(t)
         if not s:
             continue
-        w("  %-9s %d curl (%d ok): %s%% credited to curl (down = %s%% of %d x %d B payload)   "
-          "%s short TCP conns (%s ok): %s%% credited to the client; CPU %s s\n" % (
+        w("  %-9s %d curl (%d ok): %s%% credited to curl (%s curl processes named; down = %s%% of "
+          "%d x %d B payload); %s short TCP conns (%s ok): %s%% credited to the client; CPU %s s\n" % (
               t, s["curl_runs"], s["curl_ok"], fmt(s["curl_credited_pct"], "{:.1f}"),
+              s.get("curl_processes", "n/a (names only)"),
               fmt(s["curl_credited_down_pct_of_payload"], "{:.1f}"), meta["curl_runs"], meta["file_size"],
               meta["rr_conns"], s["rr"].get("conns_ok"), fmt(s["rr_credited_pct"], "{:.1f}"),
               fmt(s["cpu_secs"])))
+        if t == "netmond":
+            w("            unattributed by reason (bytes): %s; coverage %s\n" % (
+                s.get("unattributed_reasons"), fmt(s.get("coverage"), "{:.4f}")))
     if "netmond" in tools:
         lat = res["attribution_latency_us"]
         w("attribution latency (netmond status after the short-lived runs): p50 %s us, p99 %s us\n" % (
@@ -438,16 +450,19 @@ def main():
         m = res["memory"]
         if m:
             fl = m["flood"] or {}
-            w("memory: idle RSS %s MB; %s live flows: RSS %s MB (HWM %s MB)\n" % (
-                fmt(m["idle_rss_mb"], "{:.1f}"), m["flows_10k_active"], fmt(m["flows_10k_rss_mb"], "{:.1f}"),
-                fmt(m["flows_10k_hwm_mb"], "{:.1f}")))
+            w("memory: idle RSS %s MB (anon %s); %s live flows: RSS %s MB (HWM %s MB; anon %s MB, "
+              "file-backed %s MB = mostly the mmapped pcap ring)\n" % (
+                fmt(m["idle_rss_mb"], "{:.1f}"), fmt(m["idle_anon_mb"], "{:.1f}"), m["flows_10k_active"],
+                fmt(m["flows_10k_rss_mb"], "{:.1f}"), fmt(m["flows_10k_hwm_mb"], "{:.1f}"),
+                fmt(m["flows_10k_anon_mb"], "{:.1f}"), fmt(m["flows_10k_file_mb"], "{:.1f}")))
             w("flood: %s distinct-flow datagrams in %s s: peak RSS %s MB (HWM), RSS after %s MB, "
-              "flows active %s, evicted %s, kernel drops %s; netmonctl status %d probes, %d slower than 2 s "
-              "or failed, max %s ms\n" % (
+              "(anon %s MB), flows active %s, evicted %s, kernel drops %s, handoff drops %s; "
+              "netmonctl status %d probes, %d slower than 2 s or failed, median %s ms, max %s ms\n" % (
                   fl.get("sent"), fl.get("secs"), fmt(m["flood_hwm_mb"], "{:.1f}"),
-                  fmt(m["flood_rss_after_mb"], "{:.1f}"), m["flows_active_after"], m["flows_evicted"],
-                  m["packets_dropped_during_flood"], m["status_probes"], m["status_failures"],
-                  m["status_max_ms"]))
+                  fmt(m["flood_rss_after_mb"], "{:.1f}"), fmt(m["flood_anon_after_mb"], "{:.1f}"),
+                  m["flows_active_after"], m["flows_evicted"], m["packets_dropped_during_flood"],
+                  m["handoff_dropped_during_flood"], m["status_probes"], m["status_failures"],
+                  m["status_p50_ms"], m["status_max_ms"]))
     if rt is not None:
         w("runtime: %d s\n" % rt)
     if a.out:
