@@ -165,12 +165,10 @@ wait_bounded() {
   return "$rc"
 }
 
-# Stop a monitor politely (SIGINT: nethogs and bandwhich flush their output on
-# it, netmond closes its session), forcefully after 10 s.
-stop_proc() {
-  local pid=$1
-  kill -INT "$pid" 2>/dev/null || true
-  wait_bounded "$pid" 10 || true
+# Stop a process politely with signal SIG, forcefully after 10 s.
+stop_proc() { # pid sig
+  kill "-$2" "$1" 2>/dev/null || true
+  wait_bounded "$1" 10 || true
 }
 
 # Foreground only: a function run with & is a bash subshell, so background
@@ -313,6 +311,7 @@ status_snap() {
 }
 
 MON_PID=""
+MON_TOOL=""
 SOCK=""
 # Seconds to wait after a monitor starts and after the traffic ends before
 # reading its output: netmond publishes per 1 s tick, nethogs refreshes every
@@ -321,6 +320,7 @@ settle_secs() { if [ "$1" = bandwhich ]; then echo 6; else echo 2; fi; }
 
 start_monitor() { # tool dir
   local tool=$1 dir=$2 i
+  MON_TOOL=$tool
   case $tool in
     netmond)
       mkdir -p "$dir/netmond"
@@ -371,7 +371,10 @@ start_monitor() { # tool dir
 
 stop_monitor() { # dir
   cp "/proc/$MON_PID/status" "$1/proc_status" 2>/dev/null || true
-  stop_proc "$MON_PID"
+  # nethogs flushes its buffered trace output on SIGINT; bandwhich --raw
+  # ignores SIGINT (and prints line by line); netmond closes its session on
+  # SIGTERM.
+  if [ "$MON_TOOL" = nethogs ]; then stop_proc "$MON_PID" INT; else stop_proc "$MON_PID" TERM; fi
   MON_PID=""
 }
 
