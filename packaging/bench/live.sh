@@ -71,6 +71,8 @@ for c in ip iperf3 curl python3 groupadd groupdel getconf timeout ss ping; do
   command -v "$c" >/dev/null || die "'$c' is missing (apt-get install iproute2 iperf3 curl python3 passwd coreutils iputils-ping)"
 done
 
+# The helpers run from the source tree: leave no __pycache__ in it.
+export PYTHONDONTWRITEBYTECODE=1
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 LIB="$HERE/benchlib.py"
