@@ -502,8 +502,23 @@ memory_phase() {
   sleep 1
   in_mon timeout $((FLOOD_SECS + 30)) python3 "$LIB" flood --src "$MON_IP" --net "$NET" \
     --packets "$FLOOD_PACKETS" --secs "$FLOOD_SECS" >"$dir/flood.json" || die "the flood generator failed"
-  # Give netmond time to resolve and evict the backlog while still probing.
-  sleep 8
+  # netmond takes the flood in faster than it files the new flows (hand-offs
+  # are deferred, see status handoff_dropped): wait, still probing, until
+  # every flow is in the table or evicted, or the total stops moving, at most
+  # 60 s; the time taken is reported.
+  local t0 seen last=-1 still=0
+  t0=$(date +%s)
+  for ((i = 0; i < 60; i++)); do
+    sleep 1
+    status_snap "$dir/status_after.json"
+    seen=$(($(python3 "$LIB" get "$dir/status_after.json" flows_active) +
+      $(python3 "$LIB" get "$dir/status_after.json" flows_evicted)))
+    [ "$seen" -ge $((FLOOD_PACKETS + FLOWS_LIVE)) ] && break
+    if [ "$seen" -eq "$last" ]; then still=$((still + 1)); else still=0; fi
+    [ "$still" -ge 5 ] && break
+    last=$seen
+  done
+  echo $(($(date +%s) - t0)) >"$dir/drain_secs"
   touch "$dir/probe.stop"
   wait_bounded "$probe" 10 || true
   status_snap "$dir/status_after.json"

@@ -350,6 +350,9 @@ def memory(raw, meta):
     r["flood_hwm_mb"] = mb(after["VmHWM"])
     r["flows_active_after"] = sa.get("flows_active")
     r["flows_evicted"] = sa.get("flows_evicted", 0) - s10.get("flows_evicted", 0)
+    # Seconds after the flood until flows_active + flows_evicted stopped
+    # growing (every flood flow filed), as live.sh waited for it.
+    r["flood_drain_secs"] = read_int(f"{d}/drain_secs")
     r["packets_dropped_during_flood"] = sa.get("packets_dropped", 0) - s10.get("packets_dropped", 0)
     r["handoff_dropped_during_flood"] = sa.get("handoff_dropped", 0) - s10.get("handoff_dropped", 0)
     probes = []
@@ -461,11 +464,13 @@ def main():
                 fmt(m["flows_10k_rss_mb"], "{:.1f}"), fmt(m["flows_10k_hwm_mb"], "{:.1f}"),
                 fmt(m["flows_10k_anon_mb"], "{:.1f}"), fmt(m["flows_10k_file_mb"], "{:.1f}")))
             w("flood: %s distinct-flow datagrams in %s s: peak RSS %s MB (HWM), RSS after %s MB, "
-              "(anon %s MB), flows active %s, evicted %s, kernel drops %s, handoff drops %s; "
+              "(anon %s MB), flows active %s, evicted %s (table settled %s s after the flood), "
+              "kernel drops %s, deferred hand-offs %s; "
               "netmonctl status %d probes, %d slower than 2 s or failed, median %s ms, max %s ms\n" % (
                   fl.get("sent"), fl.get("secs"), fmt(m["flood_hwm_mb"], "{:.1f}"),
                   fmt(m["flood_rss_after_mb"], "{:.1f}"), fmt(m["flood_anon_after_mb"], "{:.1f}"),
-                  m["flows_active_after"], m["flows_evicted"], m["packets_dropped_during_flood"],
+                  m["flows_active_after"], m["flows_evicted"], m["flood_drain_secs"],
+                  m["packets_dropped_during_flood"],
                   m["handoff_dropped_during_flood"], m["status_probes"], m["status_failures"],
                   m["status_p50_ms"], m["status_max_ms"]))
     if rt is not None:
