@@ -89,12 +89,20 @@ pub struct Shared {
     pub epoch: AtomicU64,
     pub local: RwLock<Arc<LocalSet>>,
     pub local_gen: AtomicU64,
+    /// Batches handed over and not yet taken by the aggregator. While the
+    /// aggregator is behind, threads keep counting in their bounded tables
+    /// instead of queueing more batches, so memory stays bounded.
+    pub in_flight: std::sync::atomic::AtomicUsize,
 }
+
+/// Batches allowed in flight across all threads before threads wait.
+const MAX_IN_FLIGHT: usize = 16;
 
 impl Shared {
     pub fn new(local: LocalSet) -> Shared {
         Shared {
             epoch: AtomicU64::new(0),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
             local: RwLock::new(Arc::new(local)),
             local_gen: AtomicU64::new(0),
         }
@@ -444,7 +452,12 @@ impl BulkThread {
                 local_gen = g;
             }
             let e = self.shared.epoch.load(Ordering::Acquire);
-            if e != epoch {
+            if e != epoch && self.shared.in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
+                // The aggregator is behind: keep counting in the table (its
+                // deltas accumulate per flow) and hand over at a later tick.
+                self.stats.handoff_dropped.fetch_add(1, Ordering::Relaxed);
+                epoch = e;
+            } else if e != epoch {
                 epoch = e;
                 let now = crate::clock::now_ms().max(last_ms);
                 table.expire(now, self.settings.idle_ms);
@@ -497,9 +510,12 @@ impl BulkThread {
             deltas: std::mem::take(pending),
             size_hist: *hist,
         };
+        // Counted before the send: the aggregator may take it at once.
+        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
         match self.out.try_send(batch) {
             Ok(()) => *hist = [0; SIZE_BOUNDS.len()],
             Err(TrySendError::Full(b)) | Err(TrySendError::Disconnected(b)) => {
+                self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
                 // Keep the bytes: they go out with the next hand-off.
                 *pending = b.deltas;
                 self.stats.handoff_dropped.fetch_add(1, Ordering::Relaxed);

@@ -85,7 +85,7 @@ impl Default for CaptureSection {
             interfaces: Vec::new(),
             include_loopback: false,
             snaplen: 192,
-            buffer_mib: 32,
+            buffer_mib: 16,
             max_flows: 200_000,
             flow_idle_secs: 120,
         }

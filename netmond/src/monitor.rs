@@ -329,6 +329,7 @@ impl Monitor {
                 },
             };
             let Some(b) = got else { break };
+            self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
             if b.epoch >= epoch {
                 expected.retain(|id| *id != b.iface);
             }

@@ -25,7 +25,7 @@ deb="${deb##* }"
 check "the .deb was built ($deb)" test -f "$deb"
 
 command -v lintian >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian >/dev/null
-lint="$(lintian --no-tag-display-limit "$deb" 2>&1 || true)"
+lint="$(lintian --tag-display-limit 0 "$deb" 2>&1 || true)"
 echo "$lint" | sed 's/^/  lintian: /'
 check "lintian reports no errors" bash -c '! grep -q "^E:" <<<"$1"' _ "$lint"
 
