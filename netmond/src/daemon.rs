@@ -108,6 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         info!(socket = %bound.path().display(), version = env!("CARGO_PKG_VERSION"), "netmond listening");
         let store = Store::start(&cfg.store.path, cfg.store_options());
         let autostart = cfg.daemon.autostart;
+        let metrics_cfg = cfg.metrics.clone();
         let engine = Engine::new(cfg, store);
         if autostart {
             let e = engine.clone();
@@ -119,6 +120,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         let ticker = spawn_ticker(&engine);
         let (stop_tx, stop_rx) = watch::channel(false);
+        // Off unless `[metrics] listen` is set; a taken port is a start-up error.
+        crate::metrics::start(engine.clone(), &metrics_cfg, stop_rx.clone()).await?;
         let listener = bound.listener.try_clone().context("cannot duplicate the listening socket")?;
         let server = tokio::spawn(service::serve(engine.clone(), listener, Access { read_gid, control_gid }, stop_rx));
 
