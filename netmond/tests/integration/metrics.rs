@@ -68,7 +68,7 @@ fn top_bytes(top: &serde_json::Value, name: &str) -> (u64, u64, u64, u64) {
 #[test]
 fn scraped_process_counters_match_top_json() {
     let lab = Lab::new();
-    let d = lab.daemon(metrics_opts(""));
+    let mut d = lab.daemon(metrics_opts(""));
     let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5401"]);
     const N: u64 = 8 * 1024 * 1024;
     let n = N.to_string();
@@ -164,6 +164,48 @@ fn scraped_process_counters_match_top_json() {
         "curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{PORT}/nope"
     )));
     assert_eq!(code, "404");
+
+    // The endpoint ends with the daemon.
+    let st = d.terminate();
+    assert!(st.success(), "netmond exit: {st}\n{}", d.log_text());
+    assert!(
+        d.log_text().contains("metrics endpoint stopped"),
+        "{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn a_taken_metrics_port_is_a_start_error_naming_the_address() {
+    let lab = Lab::new();
+    let _d = lab.daemon(metrics_opts(""));
+    // A second daemon in the same namespace cannot have the port.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("netmond.toml");
+    std::fs::write(
+        &cfg,
+        format!("[daemon]\nautostart = false\n[metrics]\nlisten = \"127.0.0.1:{PORT}\"\n"),
+    )
+    .expect("config");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.host.name])
+        .arg(bin("netmond"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .arg("--db")
+        .arg(dir.path().join("db"))
+        .arg("--group")
+        .arg("root")
+        .output()
+        .expect("run netmond");
+    assert!(!out.status.success(), "second daemon started");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("cannot listen for metrics on '127.0.0.1:{PORT}'")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -212,6 +254,13 @@ fn thousands_of_short_lived_processes_keep_series_under_the_cap() {
         .iter()
         .filter_map(|p| p["name"].as_str())
         .collect();
+    let errors = std::fs::read_to_string(d.dir.path().join("gen.err")).unwrap_or_default();
+    eprintln!(
+        "{PROCS} processes in {:?}: {} distinct names credited, at most {max_series} process series, {} generator errors",
+        t0.elapsed(),
+        names.len(),
+        errors.lines().count()
+    );
     assert!(
         names.len() > 10 * (TOP + 1),
         "the test needs many distinct names credited, got {}",
