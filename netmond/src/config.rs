@@ -314,7 +314,7 @@ pub struct MetricsSection {
     pub listen: Option<String>,
     /// Processes (by name, user and unit) that keep their own series; the rest are "other".
     pub top_processes: usize,
-    /// Also export per-remote-host series (addresses and names leave the machine).
+    /// Also export per-remote-host series, capped like processes (addresses and names leave the machine).
     pub include_hosts: bool,
 }
 
@@ -516,7 +516,7 @@ impl FileConfig {
             &[
                 ("listen", "Serve Prometheus metrics over HTTP at this address (GET /metrics). Not set: off. Keep it on loopback unless a firewall guards it: it is outside the group-restricted socket.", q("127.0.0.1:9559")),
                 ("top_processes", "Processes (by name, user and unit) that keep their own series; the rest add up in process=\"other\".", d.metrics.top_processes.to_string()),
-                ("include_hosts", "Also export per-remote-host series (addresses and names); off keeps them on this machine.", d.metrics.include_hosts.to_string()),
+                ("include_hosts", "Also export per-remote-host series (names, else addresses; the top_processes hosts by volume, the rest \"other\"); off keeps them on this machine.", d.metrics.include_hosts.to_string()),
             ],
         );
         section(
