@@ -361,7 +361,7 @@ impl Collector {
         }
         reg.register(
             "netmon_process_bytes",
-            "Layer-3 bytes per process name, user and unit; the top N by volume keep their own series, the rest are process=\"other\"",
+            "Layer-3 bytes per process name, user and unit; the top N by volume keep their own series, the rest add up in process=other",
             procs,
         );
 
@@ -380,7 +380,7 @@ impl Collector {
             }
             reg.register(
                 "netmon_host_bytes",
-                "Layer-3 bytes per remote host (name when known, else address); top N by volume, the rest host=\"other\"",
+                "Layer-3 bytes per remote host (name when known, else address); top N by volume, the rest add up in host=other",
                 hosts,
             );
         }
@@ -895,6 +895,10 @@ pub mod parse {
                 if !matches!(kw, "HELP" | "TYPE" | "UNIT") {
                     return Err(bad("unknown comment"));
                 }
+                // OpenMetrics: a quote in HELP text must be escaped; we write none.
+                if kw == "HELP" && rest.contains('"') {
+                    return Err(bad("unescaped quote in HELP"));
+                }
                 continue;
             }
             let name_end = line
@@ -1207,6 +1211,7 @@ mod tests {
             "foo{a=\"\\q\"} 1\n# EOF\n",
             "foo bar\n# EOF\n",
             "# random comment\n# EOF\n",
+            "# HELP foo a \"quoted\" word\n# EOF\n",
         ] {
             assert!(parse::exposition(bad).is_err(), "{bad:?} accepted");
         }
