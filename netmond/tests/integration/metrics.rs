@@ -256,10 +256,11 @@ fn thousands_of_short_lived_processes_keep_series_under_the_cap() {
         .collect();
     let errors = std::fs::read_to_string(d.dir.path().join("gen.err")).unwrap_or_default();
     eprintln!(
-        "{PROCS} processes in {:?}: {} distinct names credited, at most {max_series} process series, {} generator errors",
+        "{PROCS} processes in {:?}: {} distinct names credited, at most {max_series} process series, {} generator errors; unattributed {}",
         t0.elapsed(),
         names.len(),
-        errors.lines().count()
+        errors.lines().count(),
+        top["unattributed"]
     );
     assert!(
         names.len() > 10 * (TOP + 1),
