@@ -306,6 +306,76 @@ impl AlertsSection {
     }
 }
 
+/// `[metrics]` section: the Prometheus endpoint (issue 9).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Address (`ip:port`) of the HTTP endpoint serving `/metrics`; absent = off.
+    pub listen: Option<String>,
+    /// Processes (by name, user and unit) that keep their own series; the rest are "other".
+    pub top_processes: usize,
+    /// Also export per-remote-host series, capped like processes (addresses and names leave the machine).
+    pub include_hosts: bool,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            top_processes: 50,
+            include_hosts: false,
+        }
+    }
+}
+
+/// `[metrics]` resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    /// None = no endpoint.
+    pub listen: Option<std::net::SocketAddr>,
+    pub top_processes: usize,
+    pub include_hosts: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            top_processes: 50,
+            include_hosts: false,
+        }
+    }
+}
+
+impl MetricsSection {
+    fn resolve(&self) -> Result<MetricsConfig, ConfigError> {
+        let listen = self
+            .listen
+            .as_deref()
+            .map(|a| {
+                a.parse::<std::net::SocketAddr>()
+                    .map_err(|e| ConfigError::Value {
+                        key: "metrics.listen",
+                        message: format!(
+                            "'{a}' is not an address and port like \"127.0.0.1:9559\" or \"[::1]:9559\": {e}"
+                        ),
+                    })
+            })
+            .transpose()?;
+        if self.top_processes > 1000 {
+            return Err(ConfigError::Value {
+                key: "metrics.top_processes",
+                message: "must be between 0 and 1000".into(),
+            });
+        }
+        Ok(MetricsConfig {
+            listen,
+            top_processes: self.top_processes,
+            include_hosts: self.include_hosts,
+        })
+    }
+}
+
 /// The file as written by the user. Unknown keys are errors.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -315,6 +385,7 @@ pub struct FileConfig {
     pub store: StoreSection,
     pub alerts: AlertsSection,
     pub names: NamesSection,
+    pub metrics: MetricsSection,
 }
 
 impl FileConfig {
@@ -441,6 +512,14 @@ impl FileConfig {
             ],
         );
         section(
+            "metrics",
+            &[
+                ("listen", "Serve Prometheus metrics over HTTP at this address (GET /metrics). Not set: off. Keep it on loopback unless a firewall guards it: it is outside the group-restricted socket.", q("127.0.0.1:9559")),
+                ("top_processes", "Processes (by name, user and unit) that keep their own series; the rest add up in process=\"other\".", d.metrics.top_processes.to_string()),
+                ("include_hosts", "Also export per-remote-host series (names, else addresses; the top_processes hosts by volume, the rest \"other\"); off keeps them on this machine.", d.metrics.include_hosts.to_string()),
+            ],
+        );
+        section(
             "names.categories",
             &[(
                 "\"example.com\"",
@@ -472,6 +551,7 @@ pub struct Config {
     pub names: NamesSection,
     /// Built-in rules, then `names.categories_file`, then `names.categories`.
     pub categories: crate::names::Categories,
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -530,6 +610,7 @@ impl Config {
             alerts: file.alerts.resolve()?,
             categories: crate::names::Categories::default(),
             names: file.names,
+            metrics: file.metrics.resolve()?,
         };
         c.categories = load_categories(&c.names)?;
         if let Some(s) = flags.socket {
@@ -724,6 +805,7 @@ mod tests {
             "--notify".into(),
         ]);
         want.names.categories_file = Some("/etc/netmon/categories.toml".into());
+        want.metrics.listen = Some("127.0.0.1:9559".into());
         want.names
             .categories
             .insert("example.com".to_owned(), "work".to_owned());
@@ -827,6 +909,39 @@ mod tests {
             .expect("parses");
         let err = Config::resolve(file, None, Overrides::default()).expect_err("bad rule");
         assert!(format!("{:#}", anyhow::Error::from(err)).contains("names.categories"));
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_bad_values_name_the_key() {
+        let c = Config::resolve(FileConfig::default(), None, Overrides::default()).expect("valid");
+        assert_eq!(c.metrics, MetricsConfig::default());
+        assert!(
+            c.metrics.listen.is_none(),
+            "nothing listens unless configured"
+        );
+        let file = FileConfig::parse(
+            "[metrics]\nlisten = \"[::1]:9559\"\ntop_processes = 5\ninclude_hosts = true\n",
+            Path::new("t"),
+        )
+        .expect("parses");
+        let c = Config::resolve(file, None, Overrides::default()).expect("valid");
+        assert_eq!(c.metrics.listen, Some("[::1]:9559".parse().expect("addr")));
+        assert_eq!(c.metrics.top_processes, 5);
+        assert!(c.metrics.include_hosts);
+        for (text, key) in [
+            ("[metrics]\nlisten = \"localhost\"\n", "metrics.listen"),
+            ("[metrics]\ntop_processes = 5000\n", "metrics.top_processes"),
+        ] {
+            let file = FileConfig::parse(text, Path::new("t")).expect("parses");
+            let msg = Config::resolve(file, None, Overrides::default())
+                .expect_err("invalid")
+                .to_string();
+            assert!(msg.contains(key), "{text}: {msg}");
+        }
+        let msg = FileConfig::parse("[metrics]\nport = 1\n", Path::new("t"))
+            .expect_err("unknown key")
+            .to_string();
+        assert!(msg.contains("port") && msg.contains("line 2"), "{msg}");
     }
 
     #[test]

@@ -108,7 +108,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         info!(socket = %bound.path().display(), version = env!("CARGO_PKG_VERSION"), "netmond listening");
         let store = Store::start(&cfg.store.path, cfg.store_options());
         let autostart = cfg.daemon.autostart;
+        let metrics_cfg = cfg.metrics.clone();
         let engine = Engine::new(cfg, store);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Off unless `[metrics] listen` is set; a taken port is a start-up
+        // error, reported before monitoring starts.
+        crate::metrics::start(engine.clone(), &metrics_cfg, stop_rx.clone()).await?;
         if autostart {
             let e = engine.clone();
             match tokio::task::spawn_blocking(move || e.start(Vec::new())).await {
@@ -118,7 +123,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         let ticker = spawn_ticker(&engine);
-        let (stop_tx, stop_rx) = watch::channel(false);
         let listener = bound.listener.try_clone().context("cannot duplicate the listening socket")?;
         let server = tokio::spawn(service::serve(engine.clone(), listener, Access { read_gid, control_gid }, stop_rx));
 

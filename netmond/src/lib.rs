@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod decode;
 pub mod engine;
 pub mod flows;
+pub mod metrics;
 pub mod monitor;
 pub mod names;
 pub mod netif;

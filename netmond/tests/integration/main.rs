@@ -7,4 +7,5 @@ mod alerts;
 mod attribution;
 mod backbone;
 mod history;
+mod metrics;
 mod names;
