@@ -86,7 +86,7 @@ impl Default for CaptureSection {
             include_loopback: false,
             snaplen: 192,
             buffer_mib: 16,
-            max_flows: 200_000,
+            max_flows: 100_000,
             flow_idle_secs: 120,
         }
     }
