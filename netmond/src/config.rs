@@ -65,6 +65,9 @@ impl Default for DaemonSection {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CaptureSection {
+    /// "auto": capture, falling back to basic mode when capture cannot start;
+    /// "capture": capture or fail; "basic": no capture, kernel TCP counters only.
+    pub mode: CaptureMode,
     /// Interfaces to capture; empty = every interface that is up except loopback, including ones that appear later.
     pub interfaces: Vec<String>,
     /// Also count loopback traffic (each byte is then seen twice: once per end).
@@ -82,12 +85,37 @@ pub struct CaptureSection {
 impl Default for CaptureSection {
     fn default() -> Self {
         Self {
+            mode: CaptureMode::Auto,
             interfaces: Vec::new(),
             include_loopback: false,
             snaplen: 192,
             buffer_mib: 32,
             max_flows: 200_000,
             flow_idle_secs: 120,
+        }
+    }
+}
+
+/// How per-process bytes are measured.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureMode {
+    /// Packet capture; basic mode when capture cannot start on any interface.
+    #[default]
+    Auto,
+    /// Packet capture only: an error when it cannot start.
+    Capture,
+    /// No capture: interface counters plus per-process TCP payload bytes from the
+    /// kernel's per-socket statistics (sock_diag `tcp_info`).
+    Basic,
+}
+
+impl CaptureMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureMode::Auto => "auto",
+            CaptureMode::Capture => "capture",
+            CaptureMode::Basic => "basic",
         }
     }
 }
@@ -378,6 +406,7 @@ impl FileConfig {
         section(
             "capture",
             &[
+                ("mode", "\"auto\" (capture; basic mode when capture cannot start on any interface), \"capture\" (capture or fail) or \"basic\" (no capture: interface counters plus per-process TCP payload bytes from the kernel's tcp_info; no UDP, no packet statistics).", q(d.capture.mode.as_str())),
                 ("interfaces", "Interfaces to capture; empty = every interface that is up except loopback, also ones that appear later.", "[]".to_owned()),
                 ("include_loopback", "Count loopback traffic too (each byte is then seen at both ends).", d.capture.include_loopback.to_string()),
                 ("snaplen", "Bytes captured per packet: headers and the first payload bytes only.", d.capture.snaplen.to_string()),
@@ -650,6 +679,17 @@ fn load_categories(names: &NamesSection) -> Result<crate::names::Categories, Con
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capture_mode_parses_and_rejects_unknown_values() {
+        let c = FileConfig::parse("[capture]\nmode = \"basic\"\n", Path::new("t")).unwrap();
+        assert_eq!(c.capture.mode, CaptureMode::Basic);
+        assert_eq!(FileConfig::default().capture.mode, CaptureMode::Auto);
+        let msg = FileConfig::parse("[capture]\nmode = \"fast\"\n", Path::new("t"))
+            .expect_err("bad mode")
+            .to_string();
+        assert!(msg.contains("mode") && msg.contains("line 2"), "{msg}");
+    }
 
     #[test]
     fn unknown_key_names_key_and_line() {

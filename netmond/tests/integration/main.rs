@@ -6,5 +6,6 @@ mod harness;
 mod alerts;
 mod attribution;
 mod backbone;
+mod basic;
 mod history;
 mod names;

@@ -1,0 +1,93 @@
+//! Basic (capture-free) mode end to end: a TCP upload credited to its sender
+//! from the kernel's tcp_info, `status` naming the mode and why, and the
+//! automatic fallback when no interface can be captured. Needs root.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// Uploads `n` payload bytes in 20 paced chunks (so the socket lives across
+/// several ticks), then closes and lingers.
+const PACED_UPLOAD: &str = r#"
+import socket, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+fam = socket.AF_INET6 if ':' in host else socket.AF_INET
+c = socket.socket(fam, socket.SOCK_STREAM); c.connect((host, port))
+step = n // 20
+for i in range(20):
+    c.sendall(b"u" * (step if i < 19 else n - 19 * step)); time.sleep(0.1)
+c.shutdown(socket.SHUT_WR); c.recv(1); c.close()
+time.sleep(4)
+print("done", flush=True)
+"#;
+
+fn wait_status(d: &Daemon, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = d.ctl_json(&["status"]);
+        if pred(&st) || Instant::now() > deadline {
+            return st;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn daemon_in(lab: &Lab, extra: &str) -> Daemon {
+    Daemon::start(DaemonOpts {
+        config_extra: extra.to_owned(),
+        netns: Some(lab.host.name.clone()),
+        autostart: true,
+        ..DaemonOpts::default()
+    })
+}
+
+#[test]
+fn basic_mode_credits_a_tcp_upload_to_its_sender_from_tcp_info() {
+    let lab = Lab::new();
+    let d = daemon_in(&lab, "[capture]\nmode = \"basic\"\n");
+    let st = wait_status(&d, |s| s["monitoring"] == true);
+    assert_eq!(st["mode"], "basic", "{st}");
+    let reason = st["mode_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("config") && reason.contains("payload"),
+        "{st}"
+    );
+
+    let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5401"]);
+    const N: u64 = 8 * 1024 * 1024;
+    let n = N.to_string();
+    let up = Lab::spawn_in(
+        &lab.host,
+        "python3",
+        &["-c", PACED_UPLOAD, &lab.peer_ip, "5401", &n],
+    );
+    let pid = up.id();
+    let top = wait_top(&d, 20, |t| {
+        proc_by_pid(t, pid).is_some_and(|p| u(&p, "up_bytes") >= N)
+    });
+    let p = proc_by_pid(&top, pid).unwrap_or_else(|| panic!("uploader {pid} missing: {top}"));
+    assert_eq!(p["name"], "python3", "{p}");
+    let up_bytes = u(&p, "up_bytes");
+    // tcp_info counts payload bytes (plus the SYN and FIN sequence numbers).
+    assert!(
+        (N..=N + N / 50).contains(&up_bytes),
+        "credited {up_bytes}, generator payload {N}: {p}"
+    );
+    assert!(u(&p, "down_bytes") < 1024, "{p}");
+    let ifs = d.ctl_json(&["interfaces"]);
+    assert!(ifs.to_string().contains(&lab.host_if), "{ifs}");
+    wait_output(up, 30);
+}
+
+#[test]
+fn capture_that_cannot_start_falls_back_to_basic_mode() {
+    let lab = Lab::new();
+    let d = daemon_in(&lab, "[capture]\ninterfaces = [\"nmnosuch0\"]\n");
+    let st = wait_status(&d, |s| s["monitoring"] == true);
+    assert_eq!(st["mode"], "basic", "{st}");
+    let reason = st["mode_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("capture") && reason.contains("nmnosuch0"),
+        "{st}"
+    );
+}
