@@ -91,3 +91,43 @@ fn capture_that_cannot_start_falls_back_to_basic_mode() {
         "{st}"
     );
 }
+
+#[test]
+fn stats_in_capture_mode_show_packets_per_protocol_after_traffic() {
+    let lab = Lab::new();
+    let d = lab.daemon(DaemonOpts::default());
+    let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5402"]);
+    let up = Lab::spawn_in(
+        &lab.host,
+        "python3",
+        &["-c", PACED_UPLOAD, &lab.peer_ip, "5402", "4000000"],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let s = d.ctl_json(&["stats"]);
+    assert_eq!(s["available"], true, "{s}");
+    let tcp = s["protocols"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["protocol"].as_str() == Some("tcp")))
+        .cloned()
+        .unwrap_or_else(|| panic!("no tcp in {s}"));
+    assert!(
+        u(&tcp, "packets") > 0 && u(&tcp, "packets_per_sec") > 0,
+        "{s}"
+    );
+    assert!(u(&s, "packets_per_sec") > 0, "{s}");
+    let sized: u64 = s["sizes"]
+        .as_array()
+        .map(|a| a.iter().map(|b| u(b, "packets")).sum())
+        .unwrap_or(0);
+    assert_eq!(sized, u(&s, "packets"), "{s}");
+    assert!(
+        s["top_talkers"].to_string().contains(&lab.peer_ip),
+        "peer among the top talkers: {s}"
+    );
+    let text = stdout(&d.ctl(&["stats"]));
+    assert!(
+        text.contains("PROTOCOL") && text.contains("TOP TALKER"),
+        "{text}"
+    );
+    wait_output(up, 30);
+}
