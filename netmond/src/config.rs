@@ -343,6 +343,7 @@ pub struct FileConfig {
     pub store: StoreSection,
     pub alerts: AlertsSection,
     pub names: NamesSection,
+    pub privacy: crate::privacy::PrivacySection,
 }
 
 impl FileConfig {
@@ -477,6 +478,13 @@ impl FileConfig {
                 q("work"),
             )],
         );
+        section(
+            "privacy",
+            &[
+                ("history_hosts", "Keep remote addresses and host names in the history database; false stores only per-process (and per-interface) totals.", d.privacy.history_hosts.to_string()),
+                ("export_addresses", "How `export` shows remote addresses: \"full\", \"hash\" (a pseudonym keyed per export: equal within one export, unlinkable across) or \"truncate\" (the /24 or /48 network). Host names are left out unless \"full\".", q(d.privacy.export_addresses.as_str())),
+            ],
+        );
         out
     }
 }
@@ -499,6 +507,7 @@ pub struct Config {
     pub store: StoreSection,
     pub alerts: AlertsConfig,
     pub names: NamesSection,
+    pub privacy: crate::privacy::PrivacySection,
     /// Built-in rules, then `names.categories_file`, then `names.categories`.
     pub categories: crate::names::Categories,
 }
@@ -513,6 +522,8 @@ impl Config {
                 hour_days: self.store.hourly_retention_days,
                 day_days: self.store.daily_retention_days,
             },
+            history_hosts: self.privacy.history_hosts,
+            export_addresses: self.privacy.export_addresses,
         }
     }
 
@@ -559,6 +570,7 @@ impl Config {
             alerts: file.alerts.resolve()?,
             categories: crate::names::Categories::default(),
             names: file.names,
+            privacy: file.privacy,
         };
         c.categories = load_categories(&c.names)?;
         if let Some(s) = flags.socket {
@@ -679,6 +691,27 @@ fn load_categories(names: &NamesSection) -> Result<crate::names::Categories, Con
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn privacy_section_parses_and_reaches_the_store_options() {
+        let f = FileConfig::parse(
+            "[privacy]\nhistory_hosts = false\nexport_addresses = \"truncate\"\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        let c = Config::resolve(f, None, Overrides::default()).unwrap();
+        let o = c.store_options();
+        assert!(!o.history_hosts);
+        assert_eq!(o.export_addresses, crate::privacy::AddrExport::Truncate);
+        assert!(crate::store::StoreOptions::default().history_hosts);
+        let msg = FileConfig::parse("[privacy]\nhistory_hosts = 1\n", Path::new("t"))
+            .expect_err("bad value")
+            .to_string();
+        assert!(
+            msg.contains("history_hosts") && msg.contains("line 2"),
+            "{msg}"
+        );
+    }
 
     #[test]
     fn capture_mode_parses_and_rejects_unknown_values() {

@@ -1,6 +1,6 @@
 //! Basic (capture-free) mode end to end: a TCP upload credited to its sender
-//! from the kernel's tcp_info, `status` naming the mode and why, and the
-//! automatic fallback when no interface can be captured. Needs root.
+//! from the kernel's tcp_info, `status` naming the mode and why, the automatic
+//! fallback; plus `stats` and the privacy switches in capture mode. Needs root.
 
 use std::time::{Duration, Instant};
 
@@ -130,4 +130,61 @@ fn stats_in_capture_mode_show_packets_per_protocol_after_traffic() {
         "{text}"
     );
     wait_output(up, 30);
+}
+
+#[test]
+fn without_history_hosts_the_database_keeps_no_remote_address() {
+    let lab = Lab::new();
+    let mut d = lab.daemon(DaemonOpts {
+        config_extra: "[store]\nflush_interval_secs = 1\n[privacy]\nhistory_hosts = false\nexport_addresses = \"hash\"\n"
+            .to_owned(),
+        ..DaemonOpts::default()
+    });
+    let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5403"]);
+    let up = Lab::spawn_in(
+        &lab.host,
+        "python3",
+        &[
+            "-c",
+            gen::TCP_CLIENT,
+            &lab.peer_ip,
+            "5403",
+            "up",
+            "2000000",
+            "1",
+        ],
+    );
+    let pid = up.id();
+    let top = wait_top(&d, 20, |t| {
+        proc_by_pid(t, pid).is_some_and(|p| u(&p, "up_bytes") >= 2_000_000)
+    });
+    assert!(proc_by_pid(&top, pid).is_some(), "{top}");
+    // Live views still show the peer; only history leaves it out.
+    let hosts = d.ctl_json(&["hosts"]);
+    assert!(hosts.to_string().contains(&lab.peer_ip), "{hosts}");
+    wait_output(up, 30);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(d.terminate().success());
+    let db = rusqlite::Connection::open(&d.db).expect("open the daemon's DB");
+    let count = |sql: &str| -> i64 {
+        db.query_row(sql, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    assert_eq!(count("SELECT count(*) FROM hosts"), 0);
+    for t in ["host_minute", "host_hour", "host_day"] {
+        assert_eq!(count(&format!("SELECT count(*) FROM {t}")), 0, "{t}");
+    }
+    assert!(count("SELECT count(*) FROM process_minute") > 0);
+    // The generator has the address in its argv: command lines are process
+    // identity and stay (README); nothing else in the file names the peer.
+    let others: i64 = count(&format!(
+        "SELECT count(*) FROM processes WHERE name LIKE '%{0}%' OR exe LIKE '%{0}%'",
+        lab.peer_ip
+    ));
+    assert_eq!(others, 0);
+    let argv: i64 = count(&format!(
+        "SELECT count(*) FROM processes WHERE cmdline LIKE '%{}%'",
+        lab.peer_ip
+    ));
+    assert!(argv > 0, "the generator's argv names the peer");
 }
