@@ -74,9 +74,33 @@ fn basic_mode_credits_a_tcp_upload_to_its_sender_from_tcp_info() {
         "credited {up_bytes}, generator payload {N}: {p}"
     );
     assert!(u(&p, "down_bytes") < 1024, "{p}");
-    let ifs = d.ctl_json(&["interfaces"]);
-    assert!(ifs.to_string().contains(&lab.host_if), "{ifs}");
     wait_output(up, 30);
+    // Interface counters are the kernel's, as in /proc/net/dev (read right after).
+    let ifs = d.ctl_json(&["interfaces"]);
+    let dev = stdout(&lab.host.exec("cat /proc/net/dev"));
+    let line = dev
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{}:", lab.host_if)))
+        .unwrap_or_else(|| panic!("{} not in /proc/net/dev: {dev}", lab.host_if));
+    let cols: Vec<u64> = line
+        .split_once(':')
+        .map(|(_, r)| {
+            r.split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let row = ifs["interfaces"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["name"] == lab.host_if.as_str()))
+        .cloned()
+        .unwrap_or_else(|| panic!("{} missing: {ifs}", lab.host_if));
+    let (rx, tx) = (u(&row, "rx_bytes"), u(&row, "tx_bytes"));
+    assert!(tx >= N, "{row}");
+    assert!(
+        cols[0].abs_diff(rx) < 4096 && cols[8].abs_diff(tx) < 4096,
+        "netmond rx {rx} tx {tx}, /proc/net/dev {line}"
+    );
 }
 
 #[test]
