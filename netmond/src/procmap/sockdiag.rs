@@ -391,19 +391,7 @@ pub struct SockDiag {
 
 impl SockDiag {
     pub fn open() -> io::Result<SockDiag> {
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                libc::NETLINK_SOCK_DIAG,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a freshly created, valid descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = open_diag_socket(0)?;
         // A receive timeout so a lost reply can never wedge the resolver thread.
         let tv = libc::timeval {
             tv_sec: 0,
@@ -485,37 +473,10 @@ impl SockDiag {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let req = build_request(seq, family, proto, local, remote);
-        // SAFETY: sockaddr_nl is plain old data; zeroed is a valid value.
-        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: `req` and `kernel` are valid for the given lengths during the call.
-        let sent = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                req.as_ptr().cast(),
-                req.len(),
-                0,
-                (&kernel as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        self.send(&req)?;
         loop {
-            // SAFETY: `buf` is a valid writable buffer of the given length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let got = &self.buf[..n as usize];
+            let n = recv_into(&self.fd, &mut self.buf, 0)?;
+            let got = &self.buf[..n];
             // Skip stale replies of an earlier lookup that timed out.
             if u32_at(got, 8) != Some(seq) {
                 continue;
