@@ -81,6 +81,12 @@ pub enum Command {
         #[arg(long, short = 'n', default_value_t = 20, value_name = "N")]
         limit: u32,
     },
+    /// Packet statistics of the last tick: packets/s per protocol, protocol shares, size histogram, top talkers
+    Stats {
+        /// Top talkers shown (0 = all)
+        #[arg(long, short = 'n', default_value_t = 10, value_name = "N")]
+        limit: u32,
+    },
     /// Alerts opened or closed since WHEN
     Alerts {
         /// A duration back (30m, 2h, 7d, 1w), a date YYYY-MM-DD (UTC) or RFC 3339 [default: 1d]

@@ -65,6 +65,9 @@ impl Default for DaemonSection {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CaptureSection {
+    /// "auto": capture, falling back to basic mode when capture cannot start;
+    /// "capture": capture or fail; "basic": no capture, kernel TCP counters only.
+    pub mode: CaptureMode,
     /// Interfaces to capture; empty = every interface that is up except loopback, including ones that appear later.
     pub interfaces: Vec<String>,
     /// Also count loopback traffic (each byte is then seen twice: once per end).
@@ -82,12 +85,37 @@ pub struct CaptureSection {
 impl Default for CaptureSection {
     fn default() -> Self {
         Self {
+            mode: CaptureMode::Auto,
             interfaces: Vec::new(),
             include_loopback: false,
             snaplen: 192,
             buffer_mib: 16,
             max_flows: 100_000,
             flow_idle_secs: 120,
+        }
+    }
+}
+
+/// How per-process bytes are measured.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureMode {
+    /// Packet capture; basic mode when capture cannot start on any interface.
+    #[default]
+    Auto,
+    /// Packet capture only: an error when it cannot start.
+    Capture,
+    /// No capture: interface counters plus per-process TCP payload bytes from the
+    /// kernel's per-socket statistics (sock_diag `tcp_info`).
+    Basic,
+}
+
+impl CaptureMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureMode::Auto => "auto",
+            CaptureMode::Capture => "capture",
+            CaptureMode::Basic => "basic",
         }
     }
 }
@@ -386,6 +414,7 @@ pub struct FileConfig {
     pub alerts: AlertsSection,
     pub names: NamesSection,
     pub metrics: MetricsSection,
+    pub privacy: crate::privacy::PrivacySection,
 }
 
 impl FileConfig {
@@ -449,6 +478,7 @@ impl FileConfig {
         section(
             "capture",
             &[
+                ("mode", "\"auto\" (capture; basic mode when capture cannot start on any interface), \"capture\" (capture or fail) or \"basic\" (no capture: interface counters plus per-process TCP payload bytes from the kernel's tcp_info; no UDP, no packet statistics).", q(d.capture.mode.as_str())),
                 ("interfaces", "Interfaces to capture; empty = every interface that is up except loopback, also ones that appear later.", "[]".to_owned()),
                 ("include_loopback", "Count loopback traffic too (each byte is then seen at both ends).", d.capture.include_loopback.to_string()),
                 ("snaplen", "Bytes captured per packet: headers and the first payload bytes only.", d.capture.snaplen.to_string()),
@@ -527,6 +557,13 @@ impl FileConfig {
                 q("work"),
             )],
         );
+        section(
+            "privacy",
+            &[
+                ("history_hosts", "Keep remote addresses and host names in the history database; false stores only per-process (and per-interface) totals.", d.privacy.history_hosts.to_string()),
+                ("export_addresses", "How `export` shows remote addresses: \"full\", \"hash\" (a pseudonym keyed per export: equal within one export, unlinkable across) or \"truncate\" (the /24 or /48 network). Host names are left out unless \"full\".", q(d.privacy.export_addresses.as_str())),
+            ],
+        );
         out
     }
 }
@@ -549,6 +586,7 @@ pub struct Config {
     pub store: StoreSection,
     pub alerts: AlertsConfig,
     pub names: NamesSection,
+    pub privacy: crate::privacy::PrivacySection,
     /// Built-in rules, then `names.categories_file`, then `names.categories`.
     pub categories: crate::names::Categories,
     pub metrics: MetricsConfig,
@@ -564,6 +602,8 @@ impl Config {
                 hour_days: self.store.hourly_retention_days,
                 day_days: self.store.daily_retention_days,
             },
+            history_hosts: self.privacy.history_hosts,
+            export_addresses: self.privacy.export_addresses,
         }
     }
 
@@ -611,6 +651,7 @@ impl Config {
             categories: crate::names::Categories::default(),
             names: file.names,
             metrics: file.metrics.resolve()?,
+            privacy: file.privacy,
         };
         c.categories = load_categories(&c.names)?;
         if let Some(s) = flags.socket {
@@ -731,6 +772,38 @@ fn load_categories(names: &NamesSection) -> Result<crate::names::Categories, Con
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn privacy_section_parses_and_reaches_the_store_options() {
+        let f = FileConfig::parse(
+            "[privacy]\nhistory_hosts = false\nexport_addresses = \"truncate\"\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        let c = Config::resolve(f, None, Overrides::default()).unwrap();
+        let o = c.store_options();
+        assert!(!o.history_hosts);
+        assert_eq!(o.export_addresses, crate::privacy::AddrExport::Truncate);
+        assert!(crate::store::StoreOptions::default().history_hosts);
+        let msg = FileConfig::parse("[privacy]\nhistory_hosts = 1\n", Path::new("t"))
+            .expect_err("bad value")
+            .to_string();
+        assert!(
+            msg.contains("history_hosts") && msg.contains("line 2"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn capture_mode_parses_and_rejects_unknown_values() {
+        let c = FileConfig::parse("[capture]\nmode = \"basic\"\n", Path::new("t")).unwrap();
+        assert_eq!(c.capture.mode, CaptureMode::Basic);
+        assert_eq!(FileConfig::default().capture.mode, CaptureMode::Auto);
+        let msg = FileConfig::parse("[capture]\nmode = \"fast\"\n", Path::new("t"))
+            .expect_err("bad mode")
+            .to_string();
+        assert!(msg.contains("mode") && msg.contains("line 2"), "{msg}");
+    }
 
     #[test]
     fn unknown_key_names_key_and_line() {

@@ -430,7 +430,7 @@ impl Engine {
             started_ms: self.started_ms,
             monitoring: st.monitoring,
             mode: if st.monitoring {
-                "capture".into()
+                mon.mode.into()
             } else {
                 String::new()
             },

@@ -6,6 +6,7 @@ compile_error!("netmond runs on Linux only: it needs pcap, netlink and /proc");
 
 pub mod aggregate;
 pub mod alerts;
+pub mod basic;
 pub mod capture;
 pub mod classify;
 pub mod clock;

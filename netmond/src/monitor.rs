@@ -13,8 +13,9 @@ use netmon_proto::v1;
 use tracing::{info, warn};
 
 use crate::aggregate::Aggregator;
+use crate::basic::BasicMonitor;
 use crate::capture::{self, Batch, CaptureHandle, CaptureSettings, Shared};
-use crate::config::Config;
+use crate::config::{CaptureMode, Config};
 use crate::flows::LocalSet;
 use crate::names::{Names, NamesSettings};
 use crate::netif;
@@ -37,6 +38,8 @@ pub struct Snapshot {
 /// Counters for `status`.
 #[derive(Debug, Clone, Default)]
 pub struct MonitorStatus {
+    /// "capture" or "basic".
+    pub mode: &'static str,
     pub mode_reason: String,
     pub interfaces: Vec<v1::InterfaceStatus>,
     pub packets_seen: u64,
@@ -51,6 +54,88 @@ pub struct MonitorStatus {
     pub attribution_p99_us: u64,
     pub resolver_dropped: u64,
     pub flows_untracked: u64,
+}
+
+/// One monitoring run, with packet capture or without it (basic mode).
+pub enum Monitor {
+    Capture(Box<CaptureMonitor>),
+    Basic(Box<BasicMonitor>),
+}
+
+impl Monitor {
+    /// Starts the run the config asks for. In `auto` mode a capture that cannot start
+    /// at all (an error, or every interface failing to open) falls back to basic mode,
+    /// and `status` says why; `stop` + `start` tries capture again.
+    pub fn start(cfg: &Config, wanted: Vec<String>) -> anyhow::Result<Monitor> {
+        let reason = match cfg.capture.mode {
+            CaptureMode::Basic => "mode = \"basic\" in the config".to_owned(),
+            CaptureMode::Capture => {
+                return CaptureMonitor::start(cfg, wanted).map(|m| Monitor::Capture(Box::new(m)))
+            }
+            CaptureMode::Auto => match CaptureMonitor::start(cfg, wanted.clone()) {
+                Ok(m) => match m.failed_everywhere() {
+                    None => return Ok(Monitor::Capture(Box::new(m))),
+                    Some(why) => {
+                        drop(m);
+                        format!("capture failed on every interface ({why})")
+                    }
+                },
+                Err(e) => format!("capture could not start: {e:#}"),
+            },
+        };
+        warn!(reason = %reason, "basic mode: kernel TCP counters, no packet capture");
+        BasicMonitor::start(cfg, wanted, reason).map(|m| Monitor::Basic(Box::new(m)))
+    }
+
+    pub fn tick(&self) -> Snapshot {
+        match self {
+            Monitor::Capture(m) => m.tick(),
+            Monitor::Basic(m) => m.tick(),
+        }
+    }
+
+    pub fn stop(&self) -> Snapshot {
+        match self {
+            Monitor::Capture(m) => m.stop(),
+            Monitor::Basic(m) => m.stop(),
+        }
+    }
+
+    pub fn reset(&self) {
+        match self {
+            Monitor::Capture(m) => m.reset(),
+            Monitor::Basic(m) => m.reset(),
+        }
+    }
+
+    pub fn status(&self) -> MonitorStatus {
+        match self {
+            Monitor::Capture(m) => m.status(),
+            Monitor::Basic(m) => m.status(),
+        }
+    }
+
+    pub fn connections(&self) -> Vec<v1::Connection> {
+        match self {
+            Monitor::Capture(m) => m.connections(),
+            Monitor::Basic(m) => m.connections(),
+        }
+    }
+
+    pub fn interface_names(&self) -> Vec<String> {
+        match self {
+            Monitor::Capture(m) => m.interface_names(),
+            Monitor::Basic(m) => m.interface_names(),
+        }
+    }
+
+    /// The shared name table, when names are on (capture mode only).
+    pub fn names(&self) -> Option<&Arc<Names>> {
+        match self {
+            Monitor::Capture(m) => m.names(),
+            Monitor::Basic(_) => None,
+        }
+    }
 }
 
 /// Captures by interface name, plus interface ids that stay stable for a run.
@@ -78,12 +163,11 @@ struct Inner {
     agg: Aggregator,
     batches: Receiver<Batch>,
     resolutions: Receiver<Resolution>,
-    last_kernel: HashMap<String, netif::Counters>,
-    last_kernel_at: Option<Instant>,
+    kernel: KernelCounters,
     last_rollup: crate::aggregate::Rollup,
 }
 
-pub struct Monitor {
+pub struct CaptureMonitor {
     cfg: Config,
     /// Explicit interface list; empty = every up, non-loopback interface.
     wanted: Vec<String>,
@@ -104,8 +188,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Monitor {
-    pub fn start(cfg: &Config, wanted: Vec<String>) -> anyhow::Result<Monitor> {
+impl CaptureMonitor {
+    pub fn start(cfg: &Config, wanted: Vec<String>) -> anyhow::Result<CaptureMonitor> {
         let ifaces = netif::list().context("cannot list network interfaces")?;
         let shared = Arc::new(Shared::new(LocalSet::new(netif::local_addresses(&ifaces))));
         let (resolver, handle, resolutions) = Resolver::start(ResolverConfig::default())
@@ -131,7 +215,7 @@ impl Monitor {
                 None
             }
         };
-        let m = Monitor {
+        let m = CaptureMonitor {
             cfg: cfg.clone(),
             wanted,
             settings,
@@ -149,8 +233,7 @@ impl Monitor {
                 agg: Aggregator::with_max_flows(cfg.capture.max_flows),
                 batches,
                 resolutions,
-                last_kernel: HashMap::new(),
-                last_kernel_at: None,
+                kernel: KernelCounters::default(),
                 last_rollup: Default::default(),
             }),
             ifaces_dirty: dirty,
@@ -160,11 +243,18 @@ impl Monitor {
         m.sync_interfaces(&ifaces);
         let caps = lock(&m.captures);
         if !m.wanted.is_empty() && caps.running.is_empty() {
-            let errs: Vec<String> = caps
+            let mut errs: Vec<String> = caps
                 .errors
                 .iter()
                 .map(|(k, v)| format!("{k}: {v}"))
                 .collect();
+            errs.extend(
+                m.wanted
+                    .iter()
+                    .filter(|w| !caps.errors.contains_key(*w))
+                    .map(|w| format!("{w}: no such interface")),
+            );
+            errs.sort();
             drop(caps);
             m.shutdown_threads();
             anyhow::bail!(
@@ -254,6 +344,21 @@ impl Monitor {
             let error = format!("{:#}", anyhow::Error::from(e));
             warn!(iface = %h.name, %error, "name capture unavailable; hosts stay unnamed");
         }
+    }
+
+    /// Some(errors) when interfaces were tried and none of them could be captured.
+    fn failed_everywhere(&self) -> Option<String> {
+        let caps = lock(&self.captures);
+        if !caps.running.is_empty() || caps.errors.is_empty() {
+            return None;
+        }
+        let mut errs: Vec<String> = caps
+            .errors
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        errs.sort();
+        Some(errs.join("; "))
     }
 
     /// The shared name table, when names are on.
@@ -379,52 +484,18 @@ impl Monitor {
             n.with_lookup(|look| inner.agg.apply_names(look));
         }
         let rollup = inner.agg.roll(tick_ms, crate::procmap::is_alive);
-        let kernel = netif::counters().unwrap_or_default();
-        let elapsed_ms = inner
-            .last_kernel_at
-            .map(|t| t.elapsed().as_millis() as u64)
-            .unwrap_or(0);
         let caps = lock(&self.captures);
-        let mut rows = Vec::new();
-        if let Ok(list) = &list {
-            for i in list {
-                let k = kernel
-                    .iter()
-                    .find(|(n, _)| n == &i.name)
-                    .map(|(_, c)| *c)
-                    .unwrap_or_default();
-                let prev = inner.last_kernel.get(&i.name).copied();
-                let rate = |now: u64, before: Option<u64>| match before {
-                    Some(b) if elapsed_ms > 0 => {
-                        now.saturating_sub(b).saturating_mul(1000) / elapsed_ms
-                    }
-                    _ => 0,
-                };
-                let id = caps.ids.get(&i.name).copied();
-                let handle = caps.running.get(&i.name);
-                rows.push(v1::InterfaceRow {
-                    name: i.name.clone(),
-                    index: i.index,
-                    up: i.up,
-                    addresses: i.addresses.iter().map(ToString::to_string).collect(),
-                    captured: handle.is_some(),
-                    rx_bytes: k.rx_bytes,
-                    tx_bytes: k.tx_bytes,
-                    rx_packets: k.rx_packets,
-                    tx_packets: k.tx_packets,
-                    rx_errors: k.rx_errors,
-                    tx_errors: k.tx_errors,
-                    rx_dropped: k.rx_dropped,
-                    tx_dropped: k.tx_dropped,
-                    rx_bps: rate(k.rx_bytes, prev.map(|p| p.rx_bytes)),
-                    tx_bps: rate(k.tx_bytes, prev.map(|p| p.tx_bytes)),
-                    counted: id.and_then(|id| rollup.per_iface.get(&id).copied()),
-                    capture: handle.map(|h| capture_stats(&h.stats)),
-                });
-            }
-        }
-        inner.last_kernel = kernel.into_iter().collect();
-        inner.last_kernel_at = Some(Instant::now());
+        let rows = match &list {
+            Ok(list) => inner.kernel.rows(list, |name| {
+                let id = caps.ids.get(name).copied();
+                let handle = caps.running.get(name);
+                (
+                    id.and_then(|id| rollup.per_iface.get(&id).copied()),
+                    handle.map(|h| capture_stats(&h.stats)),
+                )
+            }),
+            Err(_) => Vec::new(),
+        };
         let dropped: u64 = caps
             .running
             .values()
@@ -461,7 +532,10 @@ impl Monitor {
 
     pub fn status(&self) -> MonitorStatus {
         let caps = lock(&self.captures);
-        let mut st = MonitorStatus::default();
+        let mut st = MonitorStatus {
+            mode: "capture",
+            ..MonitorStatus::default()
+        };
         let mut names: Vec<&String> = caps.running.keys().chain(caps.errors.keys()).collect();
         names.sort();
         names.dedup();
@@ -501,9 +575,70 @@ impl Monitor {
     }
 }
 
-impl Drop for Monitor {
+impl Drop for CaptureMonitor {
     fn drop(&mut self) {
         self.shutdown_threads();
+    }
+}
+
+/// The kernel's per-interface counters of the previous tick, for rates.
+#[derive(Default)]
+pub(crate) struct KernelCounters {
+    last: HashMap<String, netif::Counters>,
+    last_at: Option<Instant>,
+}
+
+impl KernelCounters {
+    /// One row per interface in `list`; `extra` gives what netmond counted on it
+    /// and its capture statistics (None for both when not captured).
+    pub(crate) fn rows(
+        &mut self,
+        list: &[netif::Interface],
+        extra: impl Fn(&str) -> (Option<v1::Traffic>, Option<v1::CaptureStats>),
+    ) -> Vec<v1::InterfaceRow> {
+        let kernel = netif::counters().unwrap_or_default();
+        let elapsed_ms = self
+            .last_at
+            .map(|t| t.elapsed().as_millis() as u64)
+            .unwrap_or(0);
+        let mut rows = Vec::with_capacity(list.len());
+        for i in list {
+            let k = kernel
+                .iter()
+                .find(|(n, _)| n == &i.name)
+                .map(|(_, c)| *c)
+                .unwrap_or_default();
+            let prev = self.last.get(&i.name).copied();
+            let rate = |now: u64, before: Option<u64>| match before {
+                Some(b) if elapsed_ms > 0 => {
+                    now.saturating_sub(b).saturating_mul(1000) / elapsed_ms
+                }
+                _ => 0,
+            };
+            let (counted, capture) = extra(&i.name);
+            rows.push(v1::InterfaceRow {
+                name: i.name.clone(),
+                index: i.index,
+                up: i.up,
+                addresses: i.addresses.iter().map(ToString::to_string).collect(),
+                captured: capture.is_some(),
+                rx_bytes: k.rx_bytes,
+                tx_bytes: k.tx_bytes,
+                rx_packets: k.rx_packets,
+                tx_packets: k.tx_packets,
+                rx_errors: k.rx_errors,
+                tx_errors: k.tx_errors,
+                rx_dropped: k.rx_dropped,
+                tx_dropped: k.tx_dropped,
+                rx_bps: rate(k.rx_bytes, prev.map(|p| p.rx_bytes)),
+                tx_bps: rate(k.tx_bytes, prev.map(|p| p.tx_bytes)),
+                counted,
+                capture,
+            });
+        }
+        self.last = kernel.into_iter().collect();
+        self.last_at = Some(Instant::now());
+        rows
     }
 }
 

@@ -1,13 +1,13 @@
 //! Privacy switches (`[privacy]`): whether history keeps remote hosts, and how
-//! exports show addresses (full, keyed-hash pseudonyms, or truncated). Pure; not
-//! yet in `FileConfig`: it joins with the store/export code that honours it.
+//! exports show addresses (full, keyed-hash pseudonyms, or truncated). Pure: the
+//! store applies it (host writes dropped, export rows masked).
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 
 use serde::Deserialize;
 
-/// `[privacy]` section, ready for `FileConfig`.
+/// `[privacy]` section of `FileConfig`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrivacySection {
@@ -102,6 +102,15 @@ impl ExportMask {
         }
     }
 
+    /// Masks the remote end of one export row in place.
+    pub fn row(&self, row: &mut netmon_proto::v1::ExportRow) {
+        if self.mode == AddrExport::Full {
+            return;
+        }
+        row.remote_addr = self.address(&row.remote_addr);
+        row.remote_name = self.name(&row.remote_name);
+    }
+
     fn hash(&self, s: &str) -> String {
         let mut h = self.key.build_hasher();
         h.write(s.as_bytes());
@@ -156,5 +165,31 @@ mod tests {
         assert_ne!(x, b.address("192.0.2.7"));
         assert_eq!(a.address(""), "");
         assert_eq!(a.name("github.com"), "");
+    }
+
+    #[test]
+    fn export_rows_lose_remote_names_and_full_addresses() {
+        let row = || netmon_proto::v1::ExportRow {
+            remote_addr: "192.0.2.7".into(),
+            remote_name: "example.com".into(),
+            up_bytes: 5,
+            ..Default::default()
+        };
+        let mut r = row();
+        ExportMask::new(AddrExport::Full).row(&mut r);
+        assert_eq!(r, row());
+        let mut r = row();
+        ExportMask::new(AddrExport::Truncate).row(&mut r);
+        assert_eq!(
+            (r.remote_addr.as_str(), r.remote_name.as_str()),
+            ("192.0.2.0/24", "")
+        );
+        assert_eq!(r.up_bytes, 5);
+        let mut r = row();
+        ExportMask::new(AddrExport::Hash).row(&mut r);
+        assert!(
+            r.remote_addr.starts_with("h-") && r.remote_name.is_empty(),
+            "{r:?}"
+        );
     }
 }

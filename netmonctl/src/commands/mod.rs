@@ -5,6 +5,7 @@
 mod control;
 mod history;
 mod live;
+mod stats;
 mod threshold;
 
 use std::io::Write;
@@ -45,6 +46,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         }
         Command::Interfaces => live::interfaces(connect(socket).await?, json, out).await,
         Command::Hosts { limit } => live::hosts(connect(socket).await?, limit, json, out).await,
+        Command::Stats { limit } => stats::stats(connect(socket).await?, limit, json, out).await,
         Command::Threshold(ThresholdCmd::List) => {
             threshold::list(connect(socket).await?, json, out).await
         }

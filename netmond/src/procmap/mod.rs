@@ -39,6 +39,7 @@ mod fdindex;
 mod netns;
 mod procinfo;
 mod sockdiag;
+mod tcpsample;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -55,6 +56,7 @@ pub use procinfo::{
     parse_btime, parse_cgroup, parse_cmdline, parse_stat, parse_status_uid, unit_from_cgroup, Stat,
 };
 pub use sockdiag::{DiagAnswer, DiagReply};
+pub use tcpsample::{TcpSample, TcpSampler};
 
 use fdindex::{FdIndex, Holder};
 use netns::OtherNets;

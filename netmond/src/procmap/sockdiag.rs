@@ -1,6 +1,8 @@
 //! sock_diag exact lookups (NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY without NLM_F_DUMP):
 //! request building and reply parsing are pure functions over bytes; the only I/O is
 //! one send and one recv per lookup. Knows nothing of processes or /proc.
+//! Also the TCP dumps of basic mode (NLM_F_DUMP with `INET_DIAG_INFO`) and the
+//! TCP destroy notifications, parsed by the same pure functions.
 
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -99,6 +101,127 @@ pub fn build_request(
     b
 }
 
+const NLM_F_DUMP: u16 = 0x300;
+/// `INET_DIAG_INFO`: the attribute carrying `struct tcp_info`.
+const INET_DIAG_INFO: u16 = 2;
+/// `SKNLGRP_INET_TCP_DESTROY` (and its IPv6 twin): multicast groups of TCP socket
+/// destruction, each message an `inet_diag_msg` with the socket's last `tcp_info`.
+const SKNLGRP_INET_TCP_DESTROY: u32 = 1;
+const SKNLGRP_INET6_TCP_DESTROY: u32 = 3;
+/// Offsets in `struct tcp_info` (linux/tcp.h) of `tcpi_bytes_acked` and
+/// `tcpi_bytes_received` (both __u64, present since Linux 4.1).
+const TCPI_BYTES_ACKED: usize = 120;
+const TCPI_BYTES_RECEIVED: usize = 128;
+
+/// One TCP socket of a dump (or destroy notification) with its payload byte counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpSock {
+    pub diag: DiagReply,
+    /// `idiag_cookie`: the kernel's id of the socket for its whole life (also after
+    /// its owner closed it and the inode became 0).
+    pub cookie: u64,
+    /// `tcpi_bytes_acked`: payload bytes sent and acknowledged by the peer.
+    pub bytes_acked: u64,
+    /// `tcpi_bytes_received`: payload bytes received in order.
+    pub bytes_received: u64,
+}
+
+/// Build a dump request for every TCP socket of `family` (except TIME_WAIT and
+/// request sockets, which carry no `tcp_info`), asking for `INET_DIAG_INFO`.
+pub fn build_dump_request(seq: u32, family: u8) -> [u8; NLMSG_HDR_LEN + REQ_V2_LEN] {
+    let mut b = [0u8; NLMSG_HDR_LEN + REQ_V2_LEN];
+    let len = (NLMSG_HDR_LEN + REQ_V2_LEN) as u32;
+    b[0..4].copy_from_slice(&len.to_ne_bytes());
+    b[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    b[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    b[8..12].copy_from_slice(&seq.to_ne_bytes());
+    let r = &mut b[NLMSG_HDR_LEN..];
+    r[0] = family;
+    r[1] = IPPROTO_TCP;
+    r[2] = 1 << (INET_DIAG_INFO - 1);
+    // TIME_WAIT (6), LISTEN (10) and NEW_SYN_RECV (12) carry no bytes.
+    let states: u32 = !((1 << 6) | (1 << 10) | (1 << 12));
+    r[4..8].copy_from_slice(&states.to_ne_bytes());
+    r[48..56].copy_from_slice(&[0xff; 8]);
+    b
+}
+
+/// Read the byte counters from a `struct tcp_info` (the payload of `INET_DIAG_INFO`).
+/// None when it is too short (a kernel older than 4.1).
+pub fn parse_tcp_info(info: &[u8]) -> Option<(u64, u64)> {
+    let at = |o: usize| -> Option<u64> {
+        Some(u64::from_ne_bytes(info.get(o..o + 8)?.try_into().ok()?))
+    };
+    Some((at(TCPI_BYTES_ACKED)?, at(TCPI_BYTES_RECEIVED)?))
+}
+
+/// Parse one SOCK_DIAG_BY_FAMILY payload: `inet_diag_msg` then netlink attributes.
+/// None when the message is malformed or has no usable `tcp_info`.
+pub fn parse_tcp_sock(p: &[u8]) -> Option<TcpSock> {
+    let diag = parse_diag_msg(p)?;
+    let cookie = u64::from(u32_at(p, 44)?) | (u64::from(u32_at(p, 48)?) << 32);
+    let mut at = DIAG_MSG_LEN;
+    while at + 4 <= p.len() {
+        let len = usize::from(u16_at(p, at)?);
+        let ty = u16_at(p, at + 2)?;
+        if len < 4 || at + len > p.len() {
+            return None;
+        }
+        if ty & 0x3fff == INET_DIAG_INFO {
+            let (bytes_acked, bytes_received) = parse_tcp_info(&p[at + 4..at + len])?;
+            return Some(TcpSock {
+                diag,
+                cookie,
+                bytes_acked,
+                bytes_received,
+            });
+        }
+        at += (len + 3) & !3;
+    }
+    None
+}
+
+/// What one datagram of a dump held.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DumpChunk {
+    pub socks: Vec<TcpSock>,
+    /// NLMSG_DONE was seen: the dump is complete.
+    pub done: bool,
+    /// Messages that could not be parsed (counted, skipped).
+    pub malformed: u64,
+}
+
+/// Parse one datagram of a dump reply or of destroy notifications: any number of
+/// netlink messages, each 4-byte aligned.
+pub fn parse_dump_chunk(buf: &[u8], out: &mut DumpChunk) -> Result<(), ParseError> {
+    let mut at = 0;
+    while at + NLMSG_HDR_LEN <= buf.len() {
+        let len = u32_at(buf, at).ok_or(ParseError::Truncated)? as usize;
+        let ty = u16_at(buf, at + 4).ok_or(ParseError::Truncated)?;
+        if len < NLMSG_HDR_LEN || at + len > buf.len() {
+            return Err(ParseError::Truncated);
+        }
+        let payload = &buf[at + NLMSG_HDR_LEN..at + len];
+        match ty {
+            SOCK_DIAG_BY_FAMILY => match parse_tcp_sock(payload) {
+                Some(s) => out.socks.push(s),
+                None => out.malformed += 1,
+            },
+            NLMSG_DONE => {
+                out.done = true;
+                return Ok(());
+            }
+            NLMSG_ERROR => {
+                let err = u32_at(payload, 0).ok_or(ParseError::Truncated)? as i32;
+                return Err(ParseError::Kernel(-err));
+            }
+            other => return Err(ParseError::UnexpectedType(other)),
+        }
+        at += (len + 3) & !3;
+    }
+    Ok(())
+}
+
 /// Why a reply could not be understood.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParseError {
@@ -183,6 +306,82 @@ pub fn mapped(a: SocketAddr) -> SocketAddr {
     }
 }
 
+fn open_diag_socket(flags: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | flags,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a freshly created, valid descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+fn recv_into(fd: &OwnedFd, buf: &mut [u8], flags: i32) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid writable buffer of the given length.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Subscription to the kernel's TCP destroy notifications (needs CAP_NET_ADMIN):
+/// the final counters of sockets that went away between two dumps.
+pub struct DestroyListener {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl DestroyListener {
+    pub fn open() -> io::Result<DestroyListener> {
+        let fd = open_diag_socket(libc::SOCK_NONBLOCK)?;
+        // SAFETY: sockaddr_nl is plain old data; zeroed is a valid value.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        addr.nl_groups =
+            (1 << (SKNLGRP_INET_TCP_DESTROY - 1)) | (1 << (SKNLGRP_INET6_TCP_DESTROY - 1));
+        // SAFETY: `addr` is valid for the given length during the call.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(DestroyListener {
+            fd,
+            buf: vec![0u8; 64 * 1024],
+        })
+    }
+
+    /// Everything queued since the last drain; never blocks. An overrun of the
+    /// socket buffer (ENOBUFS) loses notifications: counted in `malformed`.
+    pub fn drain(&mut self) -> DumpChunk {
+        let mut out = DumpChunk::default();
+        loop {
+            match recv_into(&self.fd, &mut self.buf, 0) {
+                Ok(n) => {
+                    if parse_dump_chunk(&self.buf[..n], &mut out).is_err() {
+                        out.malformed += 1;
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => out.malformed += 1,
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
+
 /// A NETLINK_SOCK_DIAG socket doing one synchronous exact lookup at a time.
 pub struct SockDiag {
     fd: OwnedFd,
@@ -192,19 +391,7 @@ pub struct SockDiag {
 
 impl SockDiag {
     pub fn open() -> io::Result<SockDiag> {
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                libc::NETLINK_SOCK_DIAG,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a freshly created, valid descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = open_diag_socket(0)?;
         // A receive timeout so a lost reply can never wedge the resolver thread.
         let tv = libc::timeval {
             tv_sec: 0,
@@ -230,17 +417,31 @@ impl SockDiag {
         })
     }
 
-    /// One exact lookup. `family` is libc::AF_INET or AF_INET6 (as u8).
-    pub fn lookup(
-        &mut self,
-        family: u8,
-        proto: u8,
-        local: SocketAddr,
-        remote: SocketAddr,
-    ) -> io::Result<DiagAnswer> {
+    /// Dump every TCP socket of `family` with its `tcp_info` byte counters.
+    pub fn dump_tcp(&mut self, family: u8, out: &mut DumpChunk) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
-        let req = build_request(seq, family, proto, local, remote);
+        let req = build_dump_request(seq, family);
+        self.send(&req)?;
+        if self.buf.len() < 64 * 1024 {
+            self.buf.resize(64 * 1024, 0);
+        }
+        loop {
+            let n = recv_into(&self.fd, &mut self.buf, 0)?;
+            let got = &self.buf[..n];
+            if u32_at(got, 8) != Some(seq) {
+                continue;
+            }
+            parse_dump_chunk(got, out)
+                .map_err(|e| io::Error::other(format!("sock_diag dump: {e:?}")))?;
+            if out.done {
+                out.done = false;
+                return Ok(());
+            }
+        }
+    }
+
+    fn send(&self, req: &[u8]) -> io::Result<()> {
         // SAFETY: sockaddr_nl is plain old data; zeroed is a valid value.
         let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -258,20 +459,24 @@ impl SockDiag {
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
+        Ok(())
+    }
+
+    /// One exact lookup. `family` is libc::AF_INET or AF_INET6 (as u8).
+    pub fn lookup(
+        &mut self,
+        family: u8,
+        proto: u8,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> io::Result<DiagAnswer> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let req = build_request(seq, family, proto, local, remote);
+        self.send(&req)?;
         loop {
-            // SAFETY: `buf` is a valid writable buffer of the given length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let got = &self.buf[..n as usize];
+            let n = recv_into(&self.fd, &mut self.buf, 0)?;
+            let got = &self.buf[..n];
             // Skip stale replies of an earlier lookup that timed out.
             if u32_at(got, 8) != Some(seq) {
                 continue;
@@ -449,5 +654,115 @@ mod tests {
     fn mapped_turns_v4_into_v4_mapped_v6() {
         assert_eq!(mapped(sa("1.2.3.4:80")), sa("[::ffff:1.2.3.4]:80"));
         assert_eq!(mapped(sa("[::1]:80")), sa("[::1]:80"));
+    }
+
+    /// One SOCK_DIAG_BY_FAMILY message with a cookie and an INET_DIAG_INFO attribute
+    /// holding a `tcp_info` of `info_len` bytes (preceded by another attribute).
+    fn tcp_msg(ino: u32, cookie: u64, acked: u64, received: u64, info_len: usize) -> Vec<u8> {
+        let mut b = reply_bytes(
+            libc::AF_INET as u8,
+            1,
+            sa("10.0.0.1:40000"),
+            sa("10.0.0.2:80"),
+            1000,
+            ino,
+        );
+        b[16 + 44..16 + 48].copy_from_slice(&(cookie as u32).to_ne_bytes());
+        b[16 + 48..16 + 52].copy_from_slice(&((cookie >> 32) as u32).to_ne_bytes());
+        // INET_DIAG_SHUTDOWN (8), 1 byte of payload, padded to 8.
+        b.extend_from_slice(&5u16.to_ne_bytes());
+        b.extend_from_slice(&8u16.to_ne_bytes());
+        b.extend_from_slice(&[1, 0, 0, 0]);
+        let mut info = vec![0u8; info_len];
+        if info_len >= 136 {
+            info[120..128].copy_from_slice(&acked.to_ne_bytes());
+            info[128..136].copy_from_slice(&received.to_ne_bytes());
+        }
+        b.extend_from_slice(&((4 + info_len) as u16).to_ne_bytes());
+        b.extend_from_slice(&INET_DIAG_INFO.to_ne_bytes());
+        b.extend_from_slice(&info);
+        while b.len() % 4 != 0 {
+            b.push(0);
+        }
+        let len = b.len() as u32;
+        b[0..4].copy_from_slice(&len.to_ne_bytes());
+        b
+    }
+
+    fn done_msg() -> Vec<u8> {
+        let mut b = vec![0u8; 20];
+        b[0..4].copy_from_slice(&20u32.to_ne_bytes());
+        b[4..6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());
+        b
+    }
+
+    #[test]
+    fn dump_request_asks_for_tcp_info_with_dump_flag() {
+        let b = build_dump_request(3, libc::AF_INET6 as u8);
+        assert_eq!(
+            u16::from_ne_bytes(b[6..8].try_into().unwrap()),
+            NLM_F_REQUEST | NLM_F_DUMP
+        );
+        let r = &b[16..];
+        assert_eq!(r[0], libc::AF_INET6 as u8);
+        assert_eq!(r[1], IPPROTO_TCP);
+        assert_eq!(r[2], 2, "1 << (INET_DIAG_INFO - 1)");
+        let states = u32::from_ne_bytes(r[4..8].try_into().unwrap());
+        assert_eq!(states & (1 << 1), 1 << 1, "ESTABLISHED");
+        assert_eq!(states & (1 << 6), 0, "no TIME_WAIT");
+    }
+
+    #[test]
+    fn parses_tcp_info_counters_from_a_multi_message_dump() {
+        let mut buf = tcp_msg(77, 0x1122_3344_5566_7788, 1_000_000, 4242, 232);
+        buf.extend(tcp_msg(0, 9, 5, 6, 136));
+        buf.extend(done_msg());
+        let mut out = DumpChunk::default();
+        parse_dump_chunk(&buf, &mut out).unwrap();
+        assert!(out.done);
+        assert_eq!(out.malformed, 0);
+        assert_eq!(out.socks.len(), 2);
+        let a = out.socks[0];
+        assert_eq!(a.diag.inode, 77);
+        assert_eq!(a.diag.local, sa("10.0.0.1:40000"));
+        assert_eq!(a.cookie, 0x1122_3344_5566_7788);
+        assert_eq!((a.bytes_acked, a.bytes_received), (1_000_000, 4242));
+        assert_eq!(out.socks[1].diag.inode, 0);
+        assert_eq!(
+            (out.socks[1].bytes_acked, out.socks[1].bytes_received),
+            (5, 6)
+        );
+    }
+
+    #[test]
+    fn short_or_missing_tcp_info_is_counted_not_trusted() {
+        // A tcp_info from a kernel before 4.1 (no byte counters).
+        let mut buf = tcp_msg(1, 1, 0, 0, 104);
+        // A message cut inside its attributes.
+        let mut cut = tcp_msg(2, 2, 1, 1, 232);
+        cut.truncate(16 + 72 + 10);
+        let len = cut.len() as u32;
+        cut[0..4].copy_from_slice(&len.to_ne_bytes());
+        while cut.len() % 4 != 0 {
+            cut.push(0);
+        }
+        buf.extend(cut);
+        let mut out = DumpChunk::default();
+        parse_dump_chunk(&buf, &mut out).unwrap();
+        assert!(out.socks.is_empty());
+        assert_eq!(out.malformed, 2);
+        assert!(!out.done);
+        assert_eq!(parse_tcp_info(&[0u8; 135]), None);
+        // A length running past the datagram is an error, not a panic.
+        let mut bad = tcp_msg(3, 3, 1, 1, 232);
+        bad[0..4].copy_from_slice(&9999u32.to_ne_bytes());
+        assert_eq!(
+            parse_dump_chunk(&bad, &mut DumpChunk::default()),
+            Err(ParseError::Truncated)
+        );
+        for n in 0..bad.len() {
+            let _ = parse_dump_chunk(&bad[..n], &mut DumpChunk::default());
+            let _ = parse_tcp_sock(&bad[16..n.max(16)]);
+        }
     }
 }

@@ -107,6 +107,11 @@ pub struct StoreOptions {
     /// Time between batched writes.
     pub flush_interval: Duration,
     pub retention: Retention,
+    /// `privacy.history_hosts`: false = no remote addresses or host names are
+    /// written (only per-process and per-interface samples).
+    pub history_hosts: bool,
+    /// `privacy.export_addresses`: how export rows show remote addresses.
+    pub export_addresses: crate::privacy::AddrExport,
 }
 
 impl Default for StoreOptions {
@@ -114,6 +119,8 @@ impl Default for StoreOptions {
         StoreOptions {
             flush_interval: Duration::from_secs(10),
             retention: Retention::default(),
+            history_hosts: true,
+            export_addresses: crate::privacy::AddrExport::Full,
         }
     }
 }
@@ -126,6 +133,8 @@ pub struct Store {
     /// Tick records dropped because the store's queue was full.
     dropped_ticks: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
+    history_hosts: bool,
+    export_addresses: crate::privacy::AddrExport,
 }
 
 const QUEUE: usize = 4096;
@@ -151,6 +160,7 @@ impl Store {
         }));
         let h = health.clone();
         let p = path.to_path_buf();
+        let (history_hosts, export_addresses) = (opts.history_hosts, opts.export_addresses);
         let thread = std::thread::Builder::new()
             .name("netmond-store".into())
             .spawn(move || Worker::new(p, h, opts).run(rx))
@@ -162,6 +172,8 @@ impl Store {
             health,
             dropped_ticks: Arc::new(AtomicU64::new(0)),
             thread,
+            history_hosts,
+            export_addresses,
         }
     }
 
@@ -184,7 +196,10 @@ impl Store {
 
     /// Hands one tick's figures to the store; never blocks. A full queue
     /// drops the record and counts it (shown in `status`).
-    pub fn record_tick(&self, rec: TickRecord) {
+    pub fn record_tick(&self, mut rec: TickRecord) {
+        if !self.history_hosts {
+            rec.hosts.clear();
+        }
         if let Some(tx) = &self.tx {
             if let Err(TrySendError::Full(_)) = tx.try_send(Cmd::Tick(Box::new(rec))) {
                 let n = self.dropped_ticks.fetch_add(1, Ordering::Relaxed);
@@ -280,8 +295,9 @@ impl Store {
         };
         let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER);
         let path = self.path.clone();
+        let mask = crate::privacy::ExportMask::new(self.export_addresses);
         tokio::task::spawn_blocking(move || {
-            match query::export_rows(&path, since_ms, until, EXPORT_CHUNK, &tx) {
+            match query::export_rows(&path, since_ms, until, EXPORT_CHUNK, &mask, &tx) {
                 Ok(n) => debug!(rows = n, "export finished"),
                 Err(e) => {
                     warn!(error = %format_chain(&e), "export failed");
@@ -983,5 +999,40 @@ mod fault_tests {
         assert_eq!(row.up_bytes, 100);
         assert!(rx.recv().await.is_none());
         s.shutdown();
+    }
+
+    #[tokio::test]
+    async fn without_history_hosts_no_address_or_name_reaches_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.db");
+        let s = Store::start(
+            &p,
+            StoreOptions {
+                history_hosts: false,
+                ..StoreOptions::default()
+            },
+        );
+        let now = crate::clock::now_ms();
+        let mut rec = tick(now, 1, vec![proc_tick(1, "a", 100, 50, "tcp")]);
+        rec.hosts.push(super::minute::HostTick {
+            address: "192.0.2.77".into(),
+            name: "secret.example".into(),
+            category: "work".into(),
+            up_bytes: 100,
+            down_bytes: 50,
+            up_bps: 100,
+            down_bps: 50,
+        });
+        s.record_tick(rec);
+        s.flush().await;
+        s.shutdown();
+        let conn = Connection::open(&p).unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT count(*) FROM hosts"), 0);
+        assert_eq!(count("SELECT count(*) FROM host_minute"), 0);
+        assert!(count("SELECT count(*) FROM process_minute") > 0);
+        let bytes = std::fs::read(&p).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("192.0.2.77") && !text.contains("secret.example"));
     }
 }

@@ -414,6 +414,7 @@ pub fn export_rows(
     since: i64,
     until: i64,
     chunk: u32,
+    mask: &crate::privacy::ExportMask,
     tx: &tokio::sync::mpsc::Sender<Result<v1::ExportRow, StoreError>>,
 ) -> Result<u64, StoreError> {
     let conn = Connection::open_with_flags(
@@ -465,7 +466,8 @@ pub fn export_rows(
         }
         drop(rows);
         let n = batch.len();
-        for row in batch {
+        for mut row in batch {
+            mask.row(&mut row);
             if tx.blocking_send(Ok(row)).is_err() {
                 return Ok(sent);
             }
@@ -653,7 +655,17 @@ mod tests {
         let since = NOW - 10 * MINUTE_MS;
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
         let p = path.clone();
-        let reader = std::thread::spawn(move || export_rows(&p, since, NOW, 3, &tx).unwrap());
+        let reader = std::thread::spawn(move || {
+            export_rows(
+                &p,
+                since,
+                NOW,
+                3,
+                &crate::privacy::ExportMask::new(Default::default()),
+                &tx,
+            )
+            .unwrap()
+        });
         let mut rows = Vec::new();
         while let Some(r) = rx.blocking_recv() {
             rows.push(r.unwrap());
@@ -675,7 +687,17 @@ mod tests {
         assert_eq!(first_big.protocols, vec!["https".to_owned()]);
         // A client that reads two rows and goes away ends the export.
         let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-        let reader = std::thread::spawn(move || export_rows(&path, 0, NOW, 3, &tx).unwrap());
+        let reader = std::thread::spawn(move || {
+            export_rows(
+                &path,
+                0,
+                NOW,
+                3,
+                &crate::privacy::ExportMask::new(Default::default()),
+                &tx,
+            )
+            .unwrap()
+        });
         rx.blocking_recv().unwrap().unwrap();
         rx.blocking_recv().unwrap().unwrap();
         drop(rx);

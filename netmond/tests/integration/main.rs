@@ -6,6 +6,7 @@ mod harness;
 mod alerts;
 mod attribution;
 mod backbone;
+mod basic;
 mod history;
 mod metrics;
 mod names;

@@ -1,0 +1,568 @@
+//! Basic (capture-free) mode: per-process TCP payload bytes from the kernel's
+//! per-socket counters (sock_diag `tcp_info`), sampled every tick, plus the kernel's
+//! interface counters. No pcap, no packet statistics, no UDP.
+//!
+//! Counting rules (the delta logic is [`SocketDeltas`], pure and unit-tested):
+//! - Each TCP socket is known by its kernel cookie; a tick credits its owner with
+//!   the growth of `tcpi_bytes_acked` (upload) and `tcpi_bytes_received` (download)
+//!   since the previous tick. These are payload bytes: IP and TCP headers are not in
+//!   them, so totals run a few % below capture mode's layer-3 bytes.
+//! - Sockets open when monitoring starts are a baseline: only what they move after
+//!   the start counts. A socket first seen later counts from zero (its whole life
+//!   falls after the start).
+//! - A socket that disappears keeps what it was credited. Its bytes since the last
+//!   tick are still counted when the kernel's TCP destroy notification (needs
+//!   CAP_NET_ADMIN) delivers its final counters, credited to the owner it had when
+//!   last seen open; a socket born and closed within one tick has no known owner and
+//!   is counted as unattributed (`socket_gone`).
+//! - Counters that go down (a cookie reused) restart the socket from zero.
+//! - Only the daemon's network namespace is dumped; loopback peers are skipped
+//!   unless `capture.include_loopback` is set (as in capture mode).
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Context;
+use netmon_proto::v1;
+
+use crate::aggregate::identity;
+use crate::config::Config;
+use crate::monitor::{KernelCounters, MonitorStatus, Snapshot};
+use crate::netif;
+use crate::procmap::{ProcessInfo, TcpSample, TcpSampler};
+
+/// One socket's counters as read in one sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reading {
+    pub cookie: u64,
+    pub acked: u64,
+    pub received: u64,
+    /// Final counters of a socket that is gone.
+    pub closed: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SockState {
+    acked: u64,
+    received: u64,
+    generation: u64,
+}
+
+/// Cumulative per-socket counters -> per-sample deltas.
+#[derive(Debug, Default)]
+pub struct SocketDeltas {
+    socks: HashMap<u64, SockState>,
+    generation: u64,
+    primed: bool,
+}
+
+impl SocketDeltas {
+    /// Deltas (up, down) for each reading, in order. The first call only records a
+    /// baseline (all deltas 0). Sockets absent from a sample are forgotten.
+    pub fn step(&mut self, readings: &[Reading]) -> Vec<(u64, u64)> {
+        self.generation += 1;
+        let mut out = Vec::with_capacity(readings.len());
+        for r in readings {
+            let d = match self.socks.get(&r.cookie) {
+                Some(p) if r.acked >= p.acked && r.received >= p.received => {
+                    (r.acked - p.acked, r.received - p.received)
+                }
+                // Counters went down: another socket under the same cookie.
+                Some(_) => (r.acked, r.received),
+                None if self.primed => (r.acked, r.received),
+                None => (0, 0),
+            };
+            out.push(d);
+            if r.closed {
+                self.socks.remove(&r.cookie);
+            } else {
+                self.socks.insert(
+                    r.cookie,
+                    SockState {
+                        acked: r.acked,
+                        received: r.received,
+                        generation: self.generation,
+                    },
+                );
+            }
+        }
+        let g = self.generation;
+        self.socks.retain(|_, s| s.generation == g);
+        self.primed = true;
+        out
+    }
+
+    pub fn live(&self) -> usize {
+        self.socks.len()
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Meter {
+    up: u64,
+    down: u64,
+    last_up: u64,
+    last_down: u64,
+}
+
+impl Meter {
+    fn add(&mut self, up: u64, down: u64) {
+        self.up += up;
+        self.down += down;
+        self.last_up += up;
+        self.last_down += down;
+    }
+    fn traffic(&self, tick_ms: u64) -> v1::Traffic {
+        let rate = |b: u64| b.saturating_mul(1000) / tick_ms.max(1);
+        v1::Traffic {
+            up_bytes: self.up,
+            down_bytes: self.down,
+            up_bps: rate(self.last_up),
+            down_bps: rate(self.last_down),
+            up_packets: 0,
+            down_packets: 0,
+        }
+    }
+}
+
+struct ProcEntry {
+    info: Arc<ProcessInfo>,
+    meter: Meter,
+    connections: u32,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+}
+
+struct Conn {
+    sample: TcpSample,
+    meter: Meter,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+}
+
+struct HostEntry {
+    meter: Meter,
+    processes: HashSet<String>,
+    connections: u32,
+}
+
+/// Most remote hosts remembered; beyond it idle ones are dropped.
+const MAX_HOSTS: usize = 10_000;
+
+struct Inner {
+    sampler: TcpSampler,
+    deltas: SocketDeltas,
+    procs: HashMap<(u32, u64), ProcEntry>,
+    conns: HashMap<u64, Conn>,
+    hosts: HashMap<IpAddr, HostEntry>,
+    unattributed: Meter,
+    kernel: KernelCounters,
+    error: String,
+}
+
+/// A basic-mode monitoring run, with the same surface as the capture one.
+pub struct BasicMonitor {
+    tick_ms: u64,
+    include_loopback: bool,
+    wanted: Vec<String>,
+    reason: String,
+    inner: Mutex<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn is_loopback(a: &SocketAddr) -> bool {
+    match a.ip() {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+fn plain_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl BasicMonitor {
+    /// `reason` says why basic mode runs (config, or why capture failed).
+    pub fn start(cfg: &Config, wanted: Vec<String>, reason: String) -> anyhow::Result<Self> {
+        let sampler = TcpSampler::open().context("cannot open a sock_diag socket")?;
+        let m = BasicMonitor {
+            tick_ms: cfg.daemon.tick_ms,
+            include_loopback: cfg.capture.include_loopback,
+            wanted,
+            reason,
+            inner: Mutex::new(Inner {
+                sampler,
+                deltas: SocketDeltas::default(),
+                procs: HashMap::new(),
+                conns: HashMap::new(),
+                hosts: HashMap::new(),
+                unattributed: Meter::default(),
+                kernel: KernelCounters::default(),
+                error: String::new(),
+            }),
+        };
+        // The baseline: what open sockets moved before the start is not counted.
+        let mut inner = lock(&m.inner);
+        let samples = inner
+            .sampler
+            .sample()
+            .context("cannot dump TCP sockets (sock_diag)")?;
+        m.apply(&mut inner, samples);
+        drop(inner);
+        Ok(m)
+    }
+
+    fn apply(&self, inner: &mut Inner, samples: Vec<TcpSample>) {
+        let samples: Vec<TcpSample> = samples
+            .into_iter()
+            .filter(|s| self.include_loopback || !is_loopback(&s.remote))
+            .collect();
+        let readings: Vec<Reading> = samples
+            .iter()
+            .map(|s| Reading {
+                cookie: s.cookie,
+                acked: s.bytes_acked,
+                received: s.bytes_received,
+                closed: s.closed,
+            })
+            .collect();
+        let deltas = inner.deltas.step(&readings);
+        let now = crate::clock::now_ms();
+        for m in inner.procs.values_mut() {
+            m.meter.last_up = 0;
+            m.meter.last_down = 0;
+            m.connections = 0;
+        }
+        for h in inner.hosts.values_mut() {
+            h.meter.last_up = 0;
+            h.meter.last_down = 0;
+            h.connections = 0;
+        }
+        inner.unattributed.last_up = 0;
+        inner.unattributed.last_down = 0;
+        let mut open = HashSet::new();
+        for (s, (up, down)) in samples.into_iter().zip(deltas) {
+            let moved = up + down > 0;
+            match &s.owner {
+                Some(info) => {
+                    let e = inner
+                        .procs
+                        .entry((info.pid, info.start_time))
+                        .or_insert_with(|| ProcEntry {
+                            info: info.clone(),
+                            meter: Meter::default(),
+                            connections: 0,
+                            first_seen_ms: now,
+                            last_seen_ms: now,
+                        });
+                    e.meter.add(up, down);
+                    if !s.closed {
+                        e.connections += 1;
+                    }
+                    if moved {
+                        e.last_seen_ms = now;
+                    }
+                }
+                None => inner.unattributed.add(up, down),
+            }
+            let remote = plain_ip(s.remote.ip());
+            if moved || inner.hosts.contains_key(&remote) {
+                let h = inner.hosts.entry(remote).or_insert_with(|| HostEntry {
+                    meter: Meter::default(),
+                    processes: HashSet::new(),
+                    connections: 0,
+                });
+                h.meter.add(up, down);
+                if !s.closed {
+                    h.connections += 1;
+                }
+                if let Some(o) = &s.owner {
+                    if h.processes.len() < 64 {
+                        h.processes.insert(o.name.clone());
+                    }
+                }
+            }
+            if s.closed {
+                inner.conns.remove(&s.cookie);
+                continue;
+            }
+            open.insert(s.cookie);
+            let c = inner.conns.entry(s.cookie).or_insert_with(|| Conn {
+                sample: s.clone(),
+                meter: Meter::default(),
+                first_seen_ms: now,
+                last_seen_ms: now,
+            });
+            c.meter.last_up = 0;
+            c.meter.last_down = 0;
+            c.meter.add(up, down);
+            if moved {
+                c.last_seen_ms = now;
+            }
+            c.sample = s;
+        }
+        inner.conns.retain(|c, _| open.contains(c));
+        if inner.hosts.len() > MAX_HOSTS {
+            inner
+                .hosts
+                .retain(|_, h| h.connections > 0 || h.meter.last_up + h.meter.last_down > 0);
+        }
+    }
+
+    pub fn tick(&self) -> Snapshot {
+        let list = netif::list();
+        let mut inner = lock(&self.inner);
+        let inner = &mut *inner;
+        match inner.sampler.sample() {
+            Ok(samples) => {
+                inner.error.clear();
+                self.apply(inner, samples);
+            }
+            Err(e) => {
+                let msg = format!("cannot dump TCP sockets: {e}");
+                if inner.error != msg {
+                    tracing::warn!(error = %e, "basic mode: cannot dump TCP sockets");
+                }
+                inner.error = msg;
+            }
+        }
+        self.snapshot(inner, list)
+    }
+
+    fn snapshot(
+        &self,
+        inner: &mut Inner,
+        list: Result<Vec<netif::Interface>, netif::NetifError>,
+    ) -> Snapshot {
+        let tick_ms = self.tick_ms;
+        let mut processes: Vec<v1::ProcessRow> = inner
+            .procs
+            .values()
+            .map(|p| v1::ProcessRow {
+                process: Some(identity(&p.info)),
+                traffic: Some(p.meter.traffic(tick_ms)),
+                protocols: vec!["tcp".to_owned()],
+                connections: p.connections,
+                alive: crate::procmap::is_alive(p.info.pid, p.info.start_time),
+                first_seen_ms: p.first_seen_ms,
+                last_seen_ms: p.last_seen_ms,
+                over_threshold: false,
+                threshold_bps: 0,
+            })
+            .collect();
+        processes.sort_by_key(|r| {
+            let t = r.traffic.unwrap_or_default();
+            std::cmp::Reverse(t.up_bytes + t.down_bytes)
+        });
+        let mut all = inner.unattributed;
+        for p in inner.procs.values() {
+            all.up += p.meter.up;
+            all.down += p.meter.down;
+            all.last_up += p.meter.last_up;
+            all.last_down += p.meter.last_down;
+        }
+        let un = inner.unattributed.traffic(tick_ms);
+        let mut hosts: Vec<v1::HostRow> = inner
+            .hosts
+            .iter()
+            .map(|(ip, h)| {
+                let mut procs: Vec<String> = h.processes.iter().cloned().collect();
+                procs.sort();
+                v1::HostRow {
+                    address: ip.to_string(),
+                    name: String::new(),
+                    category: String::new(),
+                    traffic: Some(h.meter.traffic(tick_ms)),
+                    processes: procs,
+                    connections: h.connections,
+                }
+            })
+            .collect();
+        hosts.sort_by_key(|h| {
+            let t = h.traffic.unwrap_or_default();
+            std::cmp::Reverse(t.up_bytes + t.down_bytes)
+        });
+        let interfaces = match &list {
+            Ok(l) => inner.kernel.rows(l, |_| (None, None)),
+            Err(_) => Vec::new(),
+        };
+        Snapshot {
+            processes,
+            totals: all.traffic(tick_ms),
+            unattributed: v1::Unattributed {
+                traffic: Some(un),
+                reasons: if un.up_bytes + un.down_bytes > 0 {
+                    vec![v1::UnattributedReason {
+                        reason: "socket_gone".to_owned(),
+                        traffic: Some(un),
+                    }]
+                } else {
+                    Vec::new()
+                },
+            },
+            interfaces,
+            hosts,
+            packet_stats: None,
+            packets_dropped: 0,
+            flows_active: inner.deltas.live() as u64,
+            handoff_dropped: 0,
+        }
+    }
+
+    /// The last figures (one more sample, so the final bytes count).
+    pub fn stop(&self) -> Snapshot {
+        self.tick()
+    }
+
+    pub fn reset(&self) {
+        let mut inner = lock(&self.inner);
+        inner.procs.clear();
+        inner.hosts.clear();
+        inner.unattributed = Meter::default();
+        for c in inner.conns.values_mut() {
+            c.meter = Meter::default();
+        }
+    }
+
+    pub fn interface_names(&self) -> Vec<String> {
+        self.wanted.clone()
+    }
+
+    pub fn connections(&self) -> Vec<v1::Connection> {
+        let inner = lock(&self.inner);
+        let mut out: Vec<v1::Connection> = inner
+            .conns
+            .values()
+            .map(|c| v1::Connection {
+                protocol: "tcp".to_owned(),
+                app_protocol: String::new(),
+                local_addr: plain_ip(c.sample.local.ip()).to_string(),
+                local_port: u32::from(c.sample.local.port()),
+                remote_addr: plain_ip(c.sample.remote.ip()).to_string(),
+                remote_port: u32::from(c.sample.remote.port()),
+                remote_name: String::new(),
+                state: "active".to_owned(),
+                process: c.sample.owner.as_deref().map(identity),
+                unattributed_reason: if c.sample.owner.is_some() {
+                    String::new()
+                } else {
+                    "socket_gone".to_owned()
+                },
+                traffic: Some(c.meter.traffic(self.tick_ms)),
+                first_seen_ms: c.first_seen_ms,
+                last_seen_ms: c.last_seen_ms,
+                interface: String::new(),
+            })
+            .collect();
+        out.sort_by_key(|c| {
+            let t = c.traffic.unwrap_or_default();
+            std::cmp::Reverse(t.up_bytes + t.down_bytes)
+        });
+        out
+    }
+
+    pub fn status(&self) -> MonitorStatus {
+        let inner = lock(&self.inner);
+        let mut reason = format!(
+            "{}; per-process bytes are TCP payload bytes from the kernel's tcp_info \
+             (no IP/TCP headers, no UDP)",
+            self.reason
+        );
+        if !inner.sampler.destroy_events {
+            reason.push_str("; no TCP destroy notifications: a socket's last tick is lost");
+        }
+        if !inner.error.is_empty() {
+            reason.push_str("; ");
+            reason.push_str(&inner.error);
+        }
+        let attributed: u64 = inner
+            .procs
+            .values()
+            .map(|p| p.meter.up + p.meter.down)
+            .sum();
+        let un = inner.unattributed.up + inner.unattributed.down;
+        MonitorStatus {
+            mode: "basic",
+            mode_reason: reason,
+            interfaces: Vec::new(),
+            packets_malformed: inner.sampler.malformed,
+            flows_active: inner.deltas.live() as u64,
+            bytes_captured: attributed + un,
+            bytes_attributed: attributed,
+            ..MonitorStatus::default()
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
+mod tests {
+    use super::*;
+
+    fn r(cookie: u64, acked: u64, received: u64) -> Reading {
+        Reading {
+            cookie,
+            acked,
+            received,
+            closed: false,
+        }
+    }
+
+    #[test]
+    fn sockets_open_at_start_count_only_what_follows() {
+        let mut d = SocketDeltas::default();
+        assert_eq!(d.step(&[r(1, 1000, 500)]), vec![(0, 0)]);
+        assert_eq!(d.step(&[r(1, 1500, 700)]), vec![(500, 200)]);
+        assert_eq!(d.step(&[r(1, 1500, 700)]), vec![(0, 0)]);
+    }
+
+    #[test]
+    fn a_socket_first_seen_after_start_counts_from_zero() {
+        let mut d = SocketDeltas::default();
+        d.step(&[]);
+        assert_eq!(d.step(&[r(7, 3000, 10)]), vec![(3000, 10)]);
+        assert_eq!(d.step(&[r(7, 3100, 10)]), vec![(100, 0)]);
+    }
+
+    #[test]
+    fn a_vanished_socket_is_forgotten_and_its_final_counters_still_count() {
+        let mut d = SocketDeltas::default();
+        d.step(&[]);
+        d.step(&[r(1, 100, 0), r(2, 50, 0)]);
+        // Socket 2 vanished without a destroy notification: nothing more, forgotten.
+        assert_eq!(d.step(&[r(1, 150, 0)]), vec![(50, 0)]);
+        assert_eq!(d.live(), 1);
+        // Socket 1 closes: its final counters arrive as a destroy notification.
+        let closed = Reading {
+            closed: true,
+            ..r(1, 400, 9)
+        };
+        assert_eq!(d.step(&[closed]), vec![(250, 9)]);
+        assert_eq!(d.live(), 0);
+        // Seen open and destroyed in the same sample: counted once.
+        d.step(&[r(3, 10, 0)]);
+        let closed3 = Reading {
+            closed: true,
+            ..r(3, 30, 0)
+        };
+        assert_eq!(d.step(&[r(3, 20, 0), closed3]), vec![(10, 0), (10, 0)]);
+    }
+
+    #[test]
+    fn counters_going_down_restart_the_socket() {
+        let mut d = SocketDeltas::default();
+        d.step(&[]);
+        d.step(&[r(1, 1000, 1000)]);
+        assert_eq!(d.step(&[r(1, 40, 2000)]), vec![(40, 2000)]);
+        assert_eq!(d.step(&[r(1, 50, 2000)]), vec![(10, 0)]);
+    }
+}
