@@ -8,7 +8,9 @@ source packaging/dev/deps.sh
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "netmon: the end-to-end tests need root; re-running under sudo" >&2
-  exec sudo --preserve-env=PATH,CARGO_HOME,RUSTUP_HOME "$0" "$@"
+  # Keep this user's Rust toolchain: sudo would otherwise reset PATH.
+  exec sudo env "PATH=$PATH" "CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}" \
+    "RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}" "$0" "$@"
 fi
 
 cargo fmt --all -- --check
