@@ -1,47 +1,7 @@
 //! Byte amounts and rates: parsing what users type (shared with netmond,
 //! in `netmon_proto::units`) and formatting with binary units (`1.5 MiB/s`).
 
-use std::fmt;
-
-pub use netmon_proto::units::parse_amount;
-
-const BINARY_UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-
-/// `512 B`, `1.5 KiB`, `12.0 GiB`: binary units, one decimal above bytes.
-pub fn format_bytes(bytes: u64) -> String {
-    Binary(bytes).to_string()
-}
-
-/// `1.5 MiB/s`.
-pub fn format_rate(bps: u64) -> String {
-    format!("{}/s", Binary(bps))
-}
-
-struct Binary(u64);
-
-impl fmt::Display for Binary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 < 1024 {
-            return write!(f, "{} B", self.0);
-        }
-        #[allow(
-            clippy::cast_precision_loss,
-            reason = "display only, one decimal shown"
-        )]
-        let mut v = self.0 as f64;
-        let mut unit = 0;
-        while v >= 1024.0 && unit < BINARY_UNITS.len() - 1 {
-            v /= 1024.0;
-            unit += 1;
-        }
-        // 1023.96 KiB would print as "1024.0 KiB": carry into the next unit.
-        if v >= 1023.95 && unit < BINARY_UNITS.len() - 1 {
-            v /= 1024.0;
-            unit += 1;
-        }
-        write!(f, "{v:.1} {}", BINARY_UNITS[unit])
-    }
-}
+pub use netmon_proto::units::{format_bytes, format_rate, parse_amount};
 
 #[cfg(test)]
 mod tests {

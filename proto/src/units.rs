@@ -1,6 +1,9 @@
 //! Byte amounts and rates as people type them (`500KB/s`, `1.5MiB/s`,
 //! `20Mbps`, `2GiB`): one parser for the daemon's config and the clients.
-//! Pure; exact integer arithmetic, no floats.
+//! Pure; exact integer arithmetic, no floats. Also the one display of
+//! amounts with binary units (`1.5 MiB/s`) that every client uses.
+
+use std::fmt;
 
 /// The accepted forms, quoted in every parse error so a user can fix the value.
 pub const ACCEPTED_FORMS: &str = "accepted forms: plain bytes/s (1048576), \
@@ -96,4 +99,42 @@ pub fn parse_amount(input: &str) -> Result<Amount, UnitError> {
     let bytes = (num + den / 2) / den;
     let bytes = u64::try_from(bytes).map_err(|_| err("too large"))?;
     Ok(Amount { bytes, per_second })
+}
+
+const BINARY_UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+
+/// `512 B`, `1.5 KiB`, `12.0 GiB`: binary units, one decimal above bytes.
+pub fn format_bytes(bytes: u64) -> String {
+    Binary(bytes).to_string()
+}
+
+/// `1.5 MiB/s`.
+pub fn format_rate(bps: u64) -> String {
+    format!("{}/s", Binary(bps))
+}
+
+struct Binary(u64);
+
+impl fmt::Display for Binary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 < 1024 {
+            return write!(f, "{} B", self.0);
+        }
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "display only, one decimal shown"
+        )]
+        let mut v = self.0 as f64;
+        let mut unit = 0;
+        while v >= 1024.0 && unit < BINARY_UNITS.len() - 1 {
+            v /= 1024.0;
+            unit += 1;
+        }
+        // 1023.96 KiB would print as "1024.0 KiB": carry into the next unit.
+        if v >= 1023.95 && unit < BINARY_UNITS.len() - 1 {
+            v /= 1024.0;
+            unit += 1;
+        }
+        write!(f, "{v:.1} {}", BINARY_UNITS[unit])
+    }
 }

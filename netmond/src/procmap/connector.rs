@@ -183,23 +183,13 @@ pub fn open() -> io::Result<OwnedFd> {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
     }
-    let tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 100_000,
-    };
-    // SAFETY: `tv` valid for the call; the timeout lets the thread notice stop.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // The timeout lets the thread notice a stop request.
+    nix::sys::socket::setsockopt(
+        &fd,
+        nix::sys::socket::sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(0, 100_000),
+    )
+    .map_err(io::Error::from)?;
     let msg = build_listen(std::process::id());
     // SAFETY: sockaddr_nl zeroed is valid; kernel destination (pid 0).
     let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };

@@ -393,23 +393,12 @@ impl SockDiag {
     pub fn open() -> io::Result<SockDiag> {
         let fd = open_diag_socket(0)?;
         // A receive timeout so a lost reply can never wedge the resolver thread.
-        let tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 200_000,
-        };
-        // SAFETY: `tv` is a valid timeval for the duration of the call and the size is right.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        nix::sys::socket::setsockopt(
+            &fd,
+            nix::sys::socket::sockopt::ReceiveTimeout,
+            &nix::sys::time::TimeVal::new(0, 200_000),
+        )
+        .map_err(io::Error::from)?;
         Ok(SockDiag {
             fd,
             seq: 0,
