@@ -304,7 +304,7 @@ impl Engine {
                 ..(*frame).clone()
             })
         };
-        if st.seq % 10 == 0 {
+        if st.seq.is_multiple_of(10) {
             if let Some(s) = &st.session {
                 if st.monitoring {
                     self.store.session(s.clone());
@@ -470,6 +470,13 @@ impl Engine {
             attribution_p99_us: mon.attribution_p99_us,
             tick_ms: self.cfg.daemon.tick_ms,
             include_loopback: self.cfg.capture.include_loopback,
+            attribution: if st.monitoring {
+                mon.attribution.into()
+            } else {
+                String::new()
+            },
+            attribution_reason: mon.attribution_reason,
+            sockets_tracked: mon.sockets_tracked,
         }
     }
 

@@ -176,7 +176,7 @@ fn next_packets(f: &Flow, rng: &mut Rng) -> Vec<Frame> {
                 1 => (false, SYN_ACK, 0, &[]),
                 2 => (true, ACK, 0, &[]),
                 3 => (true, PSH_ACK, request.len(), request),
-                _ if n % 3 == 0 => (true, ACK, 0, &[]),
+                _ if n.is_multiple_of(3) => (true, ACK, 0, &[]),
                 _ => {
                     let len = if f.kind == Kind::TcpBulk {
                         1448
@@ -190,7 +190,7 @@ fn next_packets(f: &Flow, rng: &mut Rng) -> Vec<Frame> {
             vec![ip_frame(f, up, 6, &l4.0, l4.1, None)]
         }
         Kind::Dns => {
-            let up = n % 2 == 0;
+            let up = n.is_multiple_of(2);
             let mut dns = vec![
                 (n >> 8) as u8,
                 n as u8,
@@ -211,7 +211,7 @@ fn next_packets(f: &Flow, rng: &mut Rng) -> Vec<Frame> {
             vec![ip_frame(f, up, 17, &l4.0, l4.1, None)]
         }
         Kind::Quic => {
-            let up = n % 4 == 0;
+            let up = n.is_multiple_of(4);
             let head: &[u8] = if n == 0 {
                 &[0xc3, 0x00, 0x00, 0x00, 0x01, 0x08, 1, 2, 3, 4, 5, 6, 7, 8]
             } else {
@@ -226,7 +226,7 @@ fn next_packets(f: &Flow, rng: &mut Rng) -> Vec<Frame> {
             vec![ip_frame(f, up, 17, &l4.0, l4.1, None)]
         }
         Kind::Icmp => {
-            let up = n % 2 == 0;
+            let up = n.is_multiple_of(2);
             let id = f.local_port;
             let ty = match (f.v6, up) {
                 (false, true) => 8,
@@ -242,7 +242,7 @@ fn next_packets(f: &Flow, rng: &mut Rng) -> Vec<Frame> {
         }
         Kind::UdpFragmented => {
             // A 3000-byte datagram in three pieces (1480 + 1480 + 48 of UDP data).
-            let up = n % 2 == 0;
+            let up = n.is_multiple_of(2);
             let id = n.wrapping_mul(2_654_435_761) | 1;
             let (l4, _) = udp(f, up, &[0x08, 0, 0, 0, 0, 0, 1, 0], 3000 - 8);
             let total = 3000usize;

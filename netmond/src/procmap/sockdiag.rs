@@ -670,7 +670,7 @@ mod tests {
         b.extend_from_slice(&((4 + info_len) as u16).to_ne_bytes());
         b.extend_from_slice(&INET_DIAG_INFO.to_ne_bytes());
         b.extend_from_slice(&info);
-        while b.len() % 4 != 0 {
+        while !b.len().is_multiple_of(4) {
             b.push(0);
         }
         let len = b.len() as u32;
@@ -732,7 +732,7 @@ mod tests {
         cut.truncate(16 + 72 + 10);
         let len = cut.len() as u32;
         cut[0..4].copy_from_slice(&len.to_ne_bytes());
-        while cut.len() % 4 != 0 {
+        while !cut.len().is_multiple_of(4) {
             cut.push(0);
         }
         buf.extend(cut);

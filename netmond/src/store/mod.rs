@@ -203,7 +203,7 @@ impl Store {
         if let Some(tx) = &self.tx {
             if let Err(TrySendError::Full(_)) = tx.try_send(Cmd::Tick(Box::new(rec))) {
                 let n = self.dropped_ticks.fetch_add(1, Ordering::Relaxed);
-                if n % 1000 == 0 {
+                if n.is_multiple_of(1000) {
                     warn!(dropped = n + 1, "store queue full; tick records dropped");
                 }
             }
