@@ -306,6 +306,10 @@ pub struct StatusJson {
     pub attribution_p99_us: u64,
     pub tick_ms: u64,
     pub include_loopback: bool,
+    /// "ebpf" or "socket-lookup" (null while stopped or in basic mode).
+    pub attribution: Option<String>,
+    pub attribution_reason: Option<String>,
+    pub sockets_tracked: u64,
 }
 
 impl From<&v1::Status> for StatusJson {
@@ -357,6 +361,9 @@ impl From<&v1::Status> for StatusJson {
             attribution_p99_us: s.attribution_p99_us,
             tick_ms: s.tick_ms,
             include_loopback: s.include_loopback,
+            attribution: non_empty(&s.attribution),
+            attribution_reason: non_empty(&s.attribution_reason),
+            sockets_tracked: s.sockets_tracked,
         }
     }
 }

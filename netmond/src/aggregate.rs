@@ -12,6 +12,7 @@ use crate::capture::SIZE_BOUNDS;
 use crate::classify::{transport_name, AppProto};
 use crate::flows::{FlowDelta, FlowKey, Placement, TcpState};
 use crate::procmap::{ProcessInfo, Resolution, SocketQuery, Unattributed};
+use crate::sockacct;
 
 /// Exited processes kept as rows; beyond this the oldest rows go (their
 /// bytes stay in the totals).
@@ -28,6 +29,13 @@ const GIVE_UP_AFTER_MS: i64 = 6_000;
 const MAX_EARLY: usize = 65_536;
 /// Attribution latency samples kept for percentiles.
 const LATENCY_SAMPLES: usize = 4096;
+/// With socket accounting: how long a captured flow may wait for a socket
+/// record with its addresses before it is judged to have no local socket.
+const SOCKET_MATCH_GRACE_MS: i64 = 2_500;
+/// A socket's addresses stay matchable this long after its last byte.
+const SOCKET_INDEX_TTL_MS: i64 = 30_000;
+/// Sockets remembered for matching at most (a flood of sockets must not grow it).
+const MAX_SOCKET_INDEX: usize = 262_144;
 
 type ProcKey = (u32, u64);
 
@@ -45,6 +53,36 @@ impl Counts {
         self.down_bytes += o.down_bytes;
         self.up_packets += o.up_packets;
         self.down_packets += o.down_packets;
+    }
+    fn of_socket(c: &sockacct::Counts) -> Counts {
+        Counts {
+            up_bytes: c.up_bytes,
+            down_bytes: c.down_bytes,
+            up_packets: c.up_packets,
+            down_packets: c.down_packets,
+        }
+    }
+    fn swapped(self) -> Counts {
+        Counts {
+            up_bytes: self.down_bytes,
+            down_bytes: self.up_bytes,
+            up_packets: self.down_packets,
+            down_packets: self.up_packets,
+        }
+    }
+    fn up_only(self) -> Counts {
+        Counts {
+            up_bytes: self.up_bytes,
+            up_packets: self.up_packets,
+            ..Counts::default()
+        }
+    }
+    fn down_only(self) -> Counts {
+        Counts {
+            down_bytes: self.down_bytes,
+            down_packets: self.down_packets,
+            ..Counts::default()
+        }
     }
     fn of(d: &FlowDelta) -> Counts {
         Counts {
@@ -89,14 +127,24 @@ impl Meter {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
-    Pending { resubmitted: bool },
+    Pending {
+        resubmitted: bool,
+    },
     Process(ProcKey),
+    /// Socket accounting counts this flow's bytes for its process; capture adds
+    /// them only to interfaces, hosts and packet statistics.
+    Socket(Option<ProcKey>),
     Unattributed(&'static str),
 }
 
 #[derive(Debug)]
 struct FlowRec {
     iface: u16,
+    /// The interface whose packets count for each direction: a packet that
+    /// crosses a bridge, its port and the uplink is counted once.
+    up_iface: Option<u16>,
+    down_iface: Option<u16>,
+    forwarded: bool,
     first_seen_ms: i64,
     last_seen_ms: i64,
     tcp_state: TcpState,
@@ -164,6 +212,36 @@ pub struct Aggregator {
     latencies_us: Vec<u64>,
     latency_pos: usize,
     ticks: u64,
+    /// Socket accounting (eBPF) owns process bytes; capture is matched to it.
+    socket_mode: bool,
+    /// Bytes of sockets credited to a process (socket mode).
+    sock_credited: Meter,
+    /// Every byte socket accounting saw, credited or not (socket mode).
+    sock_seen: Meter,
+    /// Recent sockets by their addresses, for matching captured flows.
+    sock_index: HashMap<FlowKey, SockEntry>,
+    /// Bytes of sockets in other network namespaces, held until a captured
+    /// flow shows their traffic crosses this host (then credited) or dropped.
+    foreign_wait: HashMap<FlowKey, Held>,
+    /// Bytes of other namespaces' sockets that never crossed a captured interface.
+    foreign_ignored: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SockEntry {
+    owner: Option<ProcKey>,
+    at_ms: i64,
+    /// In another network namespace and not (yet) seen crossing this host.
+    unconfirmed: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Held {
+    owner: Option<Arc<ProcessInfo>>,
+    reason: &'static str,
+    proto: u8,
+    counts: Counts,
+    since_ms: i64,
 }
 
 fn key_of(q: &SocketQuery) -> FlowKey {
@@ -198,6 +276,11 @@ impl Aggregator {
         }
     }
 
+    /// Process bytes come from socket accounting: see [`Aggregator::apply_sockets`].
+    pub fn set_socket_mode(&mut self, on: bool) {
+        self.socket_mode = on;
+    }
+
     /// Flows counted in the `flow_table_full` bucket since start.
     pub fn untracked(&self) -> u64 {
         self.untracked
@@ -214,23 +297,36 @@ impl Aggregator {
     }
 
     fn apply_delta(&mut self, iface: u16, d: &FlowDelta) {
-        let c = Counts::of(d);
-        self.totals.add(&c);
-        self.ifaces.entry(iface).or_default().add(&c);
+        let raw = Counts::of(d);
+        self.ifaces.entry(iface).or_default().add(&raw);
         let label = protocol_label(&d.key, d.app);
-        *self.packets_by_proto.entry(label).or_default() += c.up_packets + c.down_packets;
+        *self.packets_by_proto.entry(label).or_default() += raw.up_packets + raw.down_packets;
 
-        let is_new = !self.flows.contains_key(&d.key);
+        // Interfaces may see a forwarded flow from either end: one record per flow.
+        let reversed = reverse(&d.key);
+        let (key, c) = if !self.flows.contains_key(&d.key) && self.flows.contains_key(&reversed) {
+            (reversed, raw.swapped())
+        } else {
+            (d.key, raw)
+        };
+        let is_new = !self.flows.contains_key(&key);
         if is_new && self.flows.len() >= self.max_flows {
             self.untracked += 1;
+            if !self.socket_mode {
+                self.totals.add(&c);
+            }
             self.unattributed
                 .entry("flow_table_full")
                 .or_default()
                 .add(&c);
             return;
         }
-        let rec = self.flows.entry(d.key).or_insert_with(|| FlowRec {
+        let socket_mode = self.socket_mode;
+        let rec = self.flows.entry(key).or_insert_with(|| FlowRec {
             iface,
+            up_iface: None,
+            down_iface: None,
+            forwarded: d.placement == Placement::Forwarded,
             first_seen_ms: d.first_seen_ms,
             last_seen_ms: d.last_seen_ms,
             tcp_state: d.tcp_state,
@@ -239,6 +335,8 @@ impl Aggregator {
             owner: match d.placement {
                 // Packets of flows that found a full table: counted, not tracked.
                 _ if d.key == FlowKey::OVERFLOW => Owner::Unattributed("flow_table_full"),
+                // Matched against socket records at the tick.
+                _ if socket_mode => Owner::Pending { resubmitted: true },
                 Placement::Forwarded => Owner::Unattributed(Unattributed::Forwarded.as_str()),
                 Placement::Local if matches!(d.key.proto, 6 | 17) => {
                     Owner::Pending { resubmitted: false }
@@ -247,6 +345,16 @@ impl Aggregator {
             },
             ended: false,
         });
+        // Each direction counts on the first interface that carried it.
+        let mut c_once = Counts::default();
+        if (c.up_packets > 0 || c.up_bytes > 0) && *rec.up_iface.get_or_insert(iface) == iface {
+            c_once.add(&c.up_only());
+        }
+        if (c.down_packets > 0 || c.down_bytes > 0) && *rec.down_iface.get_or_insert(iface) == iface
+        {
+            c_once.add(&c.down_only());
+        }
+        let c = c_once;
         rec.meter.add(&c);
         rec.last_seen_ms = rec.last_seen_ms.max(d.last_seen_ms);
         rec.first_seen_ms = rec.first_seen_ms.min(d.first_seen_ms);
@@ -257,7 +365,10 @@ impl Aggregator {
         rec.ended |= d.ended;
         let owner = rec.owner;
         let first_seen = rec.first_seen_ms;
-        let app_label = protocol_label(&d.key, rec.app);
+        let app_label = protocol_label(&key, rec.app);
+        if !socket_mode {
+            self.totals.add(&c);
+        }
         match owner {
             Owner::Process(k) => {
                 if let Some(p) = self.procs.get_mut(&k) {
@@ -266,17 +377,186 @@ impl Aggregator {
                     p.protocols.insert(app_label);
                 }
             }
+            Owner::Socket(Some(k)) => {
+                if let Some(p) = self.procs.get_mut(&k) {
+                    p.protocols.insert(app_label);
+                }
+            }
             Owner::Unattributed(r) => self.unattributed.entry(r).or_default().add(&c),
-            Owner::Pending { .. } => {}
+            Owner::Pending { .. } | Owner::Socket(None) => {}
         }
-        if d.key != FlowKey::OVERFLOW {
-            let host = self.hosts.entry(d.key.remote).or_default();
+        if key != FlowKey::OVERFLOW {
+            let host = self.hosts.entry(key.remote).or_default();
             host.meter.add(&c);
             host.last_seen_ms = host.last_seen_ms.max(d.last_seen_ms);
         }
-        if is_new {
-            if let Some((_, res)) = self.early.remove(&d.key) {
-                self.settle(&d.key, &res, first_seen);
+        if is_new && !socket_mode {
+            if let Some((_, res)) = self.early.remove(&key) {
+                self.settle(&key, &res, first_seen);
+            }
+        }
+    }
+
+    /// Folds one tick of socket accounting in (socket mode): process bytes,
+    /// unattributed sockets, and the addresses captured flows are matched to.
+    pub fn apply_sockets(&mut self, poll: &sockacct::Poll, now_ms: i64) {
+        for s in &poll.sockets {
+            let c = Counts::of_socket(&s.counts);
+            let (info, reason) = match &s.owner {
+                Ok(info) => (Some(info.clone()), ""),
+                Err(reason) => (None, reason.as_str()),
+            };
+            let owner = info.as_ref().map(|i| (i.pid, i.start_time));
+            let key = s
+                .endpoints
+                .map(|(local, remote)| socket_key(s.proto, local, remote));
+            // Another namespace's socket counts once a captured flow carries it.
+            let unconfirmed = s.foreign
+                && key.is_none_or(|k| {
+                    self.sock_index.get(&k).is_none_or(|e| e.unconfirmed)
+                        && !self.flows.contains_key(&k)
+                        && !self.flows.contains_key(&reverse(&k))
+                });
+            if let Some(k) = key {
+                if self.sock_index.len() < MAX_SOCKET_INDEX || self.sock_index.contains_key(&k) {
+                    self.sock_index.insert(
+                        k,
+                        SockEntry {
+                            owner,
+                            at_ms: now_ms,
+                            unconfirmed,
+                        },
+                    );
+                }
+            }
+            if unconfirmed {
+                if let Some(k) = key {
+                    let h = self.foreign_wait.entry(k).or_insert_with(|| Held {
+                        owner: info.clone(),
+                        reason,
+                        proto: s.proto,
+                        counts: Counts::default(),
+                        since_ms: now_ms,
+                    });
+                    h.counts.add(&c);
+                } else {
+                    self.foreign_ignored += c.up_bytes + c.down_bytes;
+                }
+                continue;
+            }
+            self.credit_socket(info, reason, s.proto, &c, now_ms);
+        }
+        if !poll.lost.is_zero() {
+            let c = Counts::of_socket(&poll.lost);
+            self.sock_seen.add(&c);
+            self.unattributed
+                .entry("socket_table_full")
+                .or_default()
+                .add(&c);
+        }
+        self.sock_index
+            .retain(|_, e| now_ms - e.at_ms < SOCKET_INDEX_TTL_MS);
+        self.match_sockets(now_ms);
+        let mut ignored = 0;
+        self.foreign_wait.retain(|_, h| {
+            let keep = now_ms - h.since_ms < SOCKET_MATCH_GRACE_MS * 2;
+            if !keep {
+                ignored += h.counts.up_bytes + h.counts.down_bytes;
+            }
+            keep
+        });
+        self.foreign_ignored += ignored;
+    }
+
+    /// Bytes of other namespaces' sockets left out because their traffic never
+    /// crossed a captured interface (socket mode).
+    pub fn foreign_ignored(&self) -> u64 {
+        self.foreign_ignored
+    }
+
+    fn credit_socket(
+        &mut self,
+        owner: Option<Arc<ProcessInfo>>,
+        reason: &'static str,
+        proto: u8,
+        c: &Counts,
+        now_ms: i64,
+    ) {
+        self.sock_seen.add(c);
+        match owner {
+            Some(info) => {
+                let p = self
+                    .procs
+                    .entry((info.pid, info.start_time))
+                    .or_insert_with(|| ProcRec {
+                        info,
+                        meter: Meter::default(),
+                        protocols: BTreeSet::new(),
+                        live_flows: 0,
+                        alive: true,
+                        first_seen_ms: now_ms,
+                        last_seen_ms: now_ms,
+                    });
+                p.meter.add(c);
+                p.last_seen_ms = now_ms;
+                p.protocols.insert(transport_name(proto));
+                self.sock_credited.add(c);
+            }
+            None => {
+                let reason = if reason.is_empty() {
+                    Unattributed::NoOwner.as_str()
+                } else {
+                    reason
+                };
+                self.unattributed.entry(reason).or_default().add(c);
+            }
+        }
+    }
+
+    /// Captured flows waiting for a socket record get one, or, after a grace
+    /// period, are judged forwarded or socket-less.
+    fn match_sockets(&mut self, now_ms: i64) {
+        let mut settled: Vec<(&'static str, Meter)> = Vec::new();
+        let mut confirmed: Vec<FlowKey> = Vec::new();
+        for (k, f) in self.flows.iter_mut() {
+            if !matches!(f.owner, Owner::Pending { .. }) {
+                continue;
+            }
+            if let Some((sk, e)) = find_socket(&self.sock_index, k, f.forwarded) {
+                f.owner = Owner::Socket(e.owner);
+                if let Some(p) = e.owner.and_then(|o| self.procs.get_mut(&o)) {
+                    p.protocols.insert(protocol_label(k, f.app));
+                }
+                if e.unconfirmed {
+                    confirmed.push(sk);
+                }
+                continue;
+            }
+            if now_ms - f.first_seen_ms < SOCKET_MATCH_GRACE_MS {
+                continue;
+            }
+            let reason = if f.forwarded {
+                Unattributed::Forwarded.as_str()
+            } else if matches!(k.proto, 6 | 17) {
+                Unattributed::NoSocket.as_str()
+            } else {
+                "no_socket_lookup"
+            };
+            f.owner = Owner::Unattributed(reason);
+            settled.push((reason, f.meter));
+        }
+        for (reason, m) in settled {
+            let b = self.unattributed.entry(reason).or_default();
+            b.total.add(&m.total);
+            b.tick.add(&m.tick);
+        }
+        // Another namespace's socket whose traffic crosses this host is this host's.
+        for sk in confirmed {
+            if let Some(e) = self.sock_index.get_mut(&sk) {
+                e.unconfirmed = false;
+            }
+            if let Some(h) = self.foreign_wait.remove(&sk) {
+                self.credit_socket(h.owner, h.reason, h.proto, &h.counts, now_ms);
             }
         }
     }
@@ -366,6 +646,10 @@ impl Aggregator {
 
     /// Flows that need asking again, and flows given up on.
     pub fn maintenance(&mut self, now_ms: i64) -> Resubmit {
+        if self.socket_mode {
+            // Captured flows wait for socket records instead (match_sockets).
+            return Vec::new();
+        }
         let mut again = Vec::new();
         let mut give_up = Vec::new();
         for (k, r) in self.flows.iter_mut() {
@@ -413,6 +697,8 @@ impl Aggregator {
         self.hosts.clear();
         self.ifaces.clear();
         self.totals = Meter::default();
+        self.sock_credited = Meter::default();
+        self.sock_seen = Meter::default();
         self.packets_by_proto.clear();
     }
 
@@ -447,7 +733,7 @@ impl Aggregator {
                 }
             }
             match f.owner {
-                Owner::Process(pk) => {
+                Owner::Process(pk) | Owner::Socket(Some(pk)) => {
                     if let Some(p) = self.procs.get_mut(&pk) {
                         if !f.ended {
                             p.live_flows += 1;
@@ -463,7 +749,7 @@ impl Aggregator {
                     pending.total.add(&f.meter.total);
                     pending.last.add(&f.meter.last);
                 }
-                Owner::Unattributed(_) => {}
+                Owner::Unattributed(_) | Owner::Socket(None) => {}
             }
         }
         // A process with no live flow may have exited; check now and then.
@@ -516,6 +802,16 @@ impl Aggregator {
         }
         un.total.add(&pending.total);
         un.last.add(&pending.last);
+        // With socket accounting every byte is a socket's (credited once) or
+        // in an unattributed bucket; capture's copies of socket bytes are not added.
+        let totals = if self.socket_mode {
+            let mut t = self.sock_credited;
+            t.total.add(&un.total);
+            t.last.add(&un.last);
+            t
+        } else {
+            self.totals
+        };
 
         let mut hosts: Vec<v1::HostRow> = self
             .hosts
@@ -552,7 +848,7 @@ impl Aggregator {
         // packets_by_proto and size_hist count the tick just ended.
         let rollup = Rollup {
             processes,
-            totals: self.totals.traffic(tick_ms),
+            totals: totals.traffic(tick_ms),
             unattributed: v1::Unattributed {
                 traffic: Some(un.traffic(tick_ms)),
                 reasons,
@@ -573,7 +869,12 @@ impl Aggregator {
                 .iter()
                 .map(|(k, m)| (*k, m.traffic(tick_ms)))
                 .collect(),
-            bytes_captured: self.totals.total.up_bytes + self.totals.total.down_bytes,
+            bytes_captured: if self.socket_mode {
+                // Coverage in socket mode: credited / every local socket byte.
+                self.sock_seen.total.up_bytes + self.sock_seen.total.down_bytes
+            } else {
+                self.totals.total.up_bytes + self.totals.total.down_bytes
+            },
             bytes_attributed: attributed,
             flows_tracked: self.flows.len() as u64,
         };
@@ -588,6 +889,8 @@ impl Aggregator {
         self.ifaces.values_mut().for_each(Meter::rotate);
         self.flows.values_mut().for_each(|f| f.meter.rotate());
         self.totals.rotate();
+        self.sock_credited.rotate();
+        self.sock_seen.rotate();
     }
 
     fn end_tick(&mut self) {
@@ -642,10 +945,11 @@ impl Aggregator {
             .filter(|(_, f)| !f.ended)
             .map(|(k, f)| {
                 let (process, reason) = match f.owner {
-                    Owner::Process(pk) => (
+                    Owner::Process(pk) | Owner::Socket(Some(pk)) => (
                         self.procs.get(&pk).map(|p| identity(&p.info)),
                         String::new(),
                     ),
+                    Owner::Socket(None) => (None, String::new()),
                     Owner::Pending { .. } => (None, Unattributed::Pending.as_str().to_owned()),
                     Owner::Unattributed(r) => (None, r.to_owned()),
                 };
@@ -677,6 +981,71 @@ impl Aggregator {
             })
             .collect()
     }
+}
+
+fn reverse(k: &FlowKey) -> FlowKey {
+    FlowKey {
+        proto: k.proto,
+        local: k.remote,
+        local_port: k.remote_port,
+        remote: k.local,
+        remote_port: k.local_port,
+    }
+}
+
+/// A socket record's addresses as a flow key; ports are kept for TCP and UDP only
+/// (an ICMP or raw socket's "port" is not what capture puts in a flow key).
+fn socket_key(proto: u8, local: std::net::SocketAddr, remote: std::net::SocketAddr) -> FlowKey {
+    let ports = matches!(proto, 6 | 17);
+    FlowKey {
+        proto,
+        local: local.ip(),
+        local_port: if ports { local.port() } else { 0 },
+        remote: remote.ip(),
+        remote_port: if ports { remote.port() } else { 0 },
+    }
+}
+
+fn unspecified_like(ip: &IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+/// The socket a captured flow belongs to, from either end: exact addresses
+/// first, then an unconnected socket on the local address or on any address.
+/// A socket bound to any address matches only flows that reached a local
+/// address: a forwarded flow to some port is not that local listener's.
+fn find_socket(
+    index: &HashMap<FlowKey, SockEntry>,
+    k: &FlowKey,
+    forwarded: bool,
+) -> Option<(FlowKey, SockEntry)> {
+    let ports = matches!(k.proto, 6 | 17);
+    for f in [*k, reverse(k)] {
+        let f = FlowKey {
+            local_port: if ports { f.local_port } else { 0 },
+            remote_port: if ports { f.remote_port } else { 0 },
+            ..f
+        };
+        let any_remote = FlowKey {
+            remote: unspecified_like(&f.remote),
+            remote_port: 0,
+            ..f
+        };
+        let any_local = FlowKey {
+            local: unspecified_like(&f.local),
+            ..any_remote
+        };
+        let any_local = (!forwarded).then_some(any_local);
+        for cand in [Some(f), Some(any_remote), any_local].into_iter().flatten() {
+            if let Some(e) = index.get(&cand) {
+                return Some((cand, *e));
+            }
+        }
+    }
+    None
 }
 
 fn sub(a: Counts, b: Counts) -> Counts {

@@ -63,6 +63,9 @@ pub enum CaptureError {
     },
     #[error("'{iface}' has link type {dlt}, which netmond cannot decode")]
     LinkType { iface: String, dlt: i32 },
+    /// Not an error: the flow-start capture is not wanted (socket accounting).
+    #[error("flow-start capture not wanted")]
+    Disabled,
     #[error("cannot start a capture thread for '{iface}'")]
     Thread {
         iface: String,
@@ -80,6 +83,9 @@ pub struct CaptureSettings {
     pub timeout_ms: i32,
     pub max_flows: usize,
     pub idle_ms: i64,
+    /// Ask the resolver who owns new flows (off when socket accounting owns
+    /// attribution: then no flow-start capture runs either).
+    pub lookups: bool,
 }
 
 /// State shared by every capture thread of a run, read without locks on
@@ -276,7 +282,12 @@ pub fn start(
         })?;
     // The flow-start capture is an optimisation: without it attribution of
     // short-lived flows is slower, counting is unaffected.
-    let start_cap = open(iface, 128, 2 << 20, 1, true).and_then(|mut c| {
+    let start_cap = if !settings.lookups {
+        Err(CaptureError::Disabled)
+    } else {
+        open(iface, 128, 2 << 20, 1, true)
+    }
+    .and_then(|mut c| {
         c.filter(START_FILTER, true)
             .map_err(|source| CaptureError::Filter {
                 iface: iface.to_owned(),
@@ -338,6 +349,7 @@ pub fn start(
                 }
             }
         }
+        Err(CaptureError::Disabled) => {}
         Err(e) => {
             warn!(iface = %name, error = %e, "flow-start capture unavailable; attribution of short flows is slower")
         }
@@ -424,7 +436,7 @@ impl BulkThread {
                             let started_seen = self.fast_path.load(Ordering::Relaxed)
                                 && (key.proto == 17
                                     || (key.proto == 6 && meta.tcp_flags & decode::TCP_SYN != 0));
-                            if !started_seen {
+                            if !started_seen && self.settings.lookups {
                                 if let Some(q) = query_for(&key, &local) {
                                     self.resolver.submit(q);
                                 }

@@ -80,6 +80,11 @@ pub struct CaptureSection {
     pub max_flows: usize,
     /// Seconds without a packet after which a flow is forgotten.
     pub flow_idle_secs: u64,
+    /// Who owns the bytes: eBPF socket accounting or socket lookups.
+    pub attribution: Attribution,
+    /// Named network namespaces (`ip netns` names, /run/netns) whose sockets are
+    /// not this host's: their bytes are neither credited nor totalled.
+    pub exclude_netns: Vec<String>,
 }
 
 impl Default for CaptureSection {
@@ -92,6 +97,8 @@ impl Default for CaptureSection {
             buffer_mib: 16,
             max_flows: 100_000,
             flow_idle_secs: 120,
+            attribution: Attribution::Auto,
+            exclude_netns: Vec::new(),
         }
     }
 }
@@ -116,6 +123,29 @@ impl CaptureMode {
             CaptureMode::Auto => "auto",
             CaptureMode::Capture => "capture",
             CaptureMode::Basic => "basic",
+        }
+    }
+}
+
+/// How bytes are tied to processes in capture mode.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Attribution {
+    /// eBPF socket accounting where the kernel allows it, socket lookups elsewhere.
+    #[default]
+    Auto,
+    /// eBPF socket accounting or fail to start monitoring.
+    Ebpf,
+    /// Per-flow sock_diag lookups and the /proc inode index.
+    SocketLookup,
+}
+
+impl Attribution {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attribution::Auto => "auto",
+            Attribution::Ebpf => "ebpf",
+            Attribution::SocketLookup => "socket-lookup",
         }
     }
 }
@@ -485,6 +515,8 @@ impl FileConfig {
                 ("buffer_mib", "Kernel capture buffer per interface, MiB.", d.capture.buffer_mib.to_string()),
                 ("max_flows", "Most flows tracked at once; the idlest are evicted beyond it (counted in status).", d.capture.max_flows.to_string()),
                 ("flow_idle_secs", "Seconds without a packet after which a flow is forgotten.", d.capture.flow_idle_secs.to_string()),
+                ("attribution", "Who owns the bytes: \"auto\" (eBPF socket accounting where the kernel allows it, else socket lookups; status says which and why), \"ebpf\" (or fail to start) or \"socket-lookup\" (sock_diag lookups per flow and the /proc inode index).", q(d.capture.attribution.as_str())),
+                ("exclude_netns", "Named network namespaces (as `ip netns` lists them) whose sockets are not this host's, e.g. test peers: their bytes are neither credited nor totalled.", "[]".to_owned()),
             ],
         );
         section(

@@ -22,6 +22,7 @@ pub mod netif;
 pub mod privacy;
 pub mod procmap;
 pub mod service;
+pub mod sockacct;
 pub mod store;
 #[doc(hidden)]
 pub mod synth;

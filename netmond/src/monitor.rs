@@ -15,11 +15,12 @@ use tracing::{info, warn};
 use crate::aggregate::Aggregator;
 use crate::basic::BasicMonitor;
 use crate::capture::{self, Batch, CaptureHandle, CaptureSettings, Shared};
-use crate::config::{CaptureMode, Config};
+use crate::config::{Attribution, CaptureMode, Config};
 use crate::flows::LocalSet;
 use crate::names::{Names, NamesSettings};
 use crate::netif;
 use crate::procmap::{Resolution, Resolver, ResolverConfig, ResolverHandle};
+use crate::sockacct::SockAcct;
 
 /// What one tick hands the engine.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +55,10 @@ pub struct MonitorStatus {
     pub attribution_p99_us: u64,
     pub resolver_dropped: u64,
     pub flows_untracked: u64,
+    /// "ebpf" or "socket-lookup" ("" in basic mode).
+    pub attribution: &'static str,
+    pub attribution_reason: String,
+    pub sockets_tracked: u64,
 }
 
 /// One monitoring run, with packet capture or without it (basic mode).
@@ -165,6 +170,9 @@ struct Inner {
     resolutions: Receiver<Resolution>,
     kernel: KernelCounters,
     last_rollup: crate::aggregate::Rollup,
+    /// eBPF socket accounting, when it owns attribution.
+    sockacct: Option<SockAcct>,
+    sockets_tracked: u64,
 }
 
 pub struct CaptureMonitor {
@@ -182,6 +190,8 @@ pub struct CaptureMonitor {
     watcher: Mutex<Option<netif::Watcher>>,
     /// Host names and categories (None when `[names]` turns both sources off).
     names: Option<Arc<Names>>,
+    /// "ebpf" or "socket-lookup", and why.
+    attribution: (&'static str, String),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -194,6 +204,7 @@ impl CaptureMonitor {
         let shared = Arc::new(Shared::new(LocalSet::new(netif::local_addresses(&ifaces))));
         let (resolver, handle, resolutions) = Resolver::start(ResolverConfig::default())
             .context("cannot start the socket resolver")?;
+        let (sockacct, attribution) = start_sockacct(cfg)?;
         // One batch per interface per tick: a few ticks of slack, not more
         // (a batch under a flood is large; a late one merges into the next).
         let (batch_tx, batches) = mpsc::sync_channel(8);
@@ -205,7 +216,10 @@ impl CaptureMonitor {
             max_flows: cfg.capture.max_flows,
             idle_ms: i64::try_from(cfg.capture.flow_idle_secs.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
+            lookups: sockacct.is_none(),
         };
+        let mut agg = Aggregator::with_max_flows(cfg.capture.max_flows);
+        agg.set_socket_mode(sockacct.is_some());
         let dirty = Arc::new(AtomicBool::new(true));
         let d = dirty.clone();
         let watcher = match netif::Watcher::start(move || d.store(true, Ordering::Release)) {
@@ -230,15 +244,18 @@ impl CaptureMonitor {
                 errors: HashMap::new(),
             }),
             inner: Mutex::new(Inner {
-                agg: Aggregator::with_max_flows(cfg.capture.max_flows),
+                agg,
                 batches,
                 resolutions,
                 kernel: KernelCounters::default(),
                 last_rollup: Default::default(),
+                sockacct,
+                sockets_tracked: 0,
             }),
             ifaces_dirty: dirty,
             watcher: Mutex::new(watcher),
             names: names_for(cfg),
+            attribution,
         };
         m.sync_interfaces(&ifaces);
         let caps = lock(&m.captures);
@@ -442,7 +459,20 @@ impl CaptureMonitor {
         }
         let now = crate::clock::now_ms();
         while let Ok(r) = inner.resolutions.try_recv() {
-            inner.agg.apply_resolution(r, now);
+            match inner.sockacct.as_mut() {
+                Some(sa) => {
+                    sa.apply_resolution(&r);
+                }
+                None => inner.agg.apply_resolution(r, now),
+            }
+        }
+        if let Some(sa) = inner.sockacct.as_mut() {
+            let handle = &self.handle;
+            let poll = sa.poll(|q| {
+                handle.submit(q);
+            });
+            inner.sockets_tracked = poll.tracked as u64;
+            inner.agg.apply_sockets(&poll, now);
         }
         for q in inner.agg.maintenance(now) {
             self.handle.submit(q);
@@ -571,6 +601,9 @@ impl CaptureMonitor {
         st.attribution_p99_us = p99;
         st.resolver_dropped = self.handle.dropped();
         st.flows_untracked = inner.agg.untracked();
+        st.attribution = self.attribution.0;
+        st.attribution_reason = self.attribution.1.clone();
+        st.sockets_tracked = inner.sockets_tracked;
         st
     }
 }
@@ -639,6 +672,48 @@ impl KernelCounters {
         self.last = kernel.into_iter().collect();
         self.last_at = Some(Instant::now());
         rows
+    }
+}
+
+/// Socket accounting as the config asks: on where the kernel allows it in
+/// `auto`, required in `ebpf`, off in `socket-lookup`; with the reason for status.
+fn start_sockacct(cfg: &Config) -> anyhow::Result<(Option<SockAcct>, (&'static str, String))> {
+    let lookup = "socket-lookup";
+    if cfg.capture.attribution == Attribution::SocketLookup {
+        return Ok((
+            None,
+            (
+                lookup,
+                "attribution = \"socket-lookup\" in the config".into(),
+            ),
+        ));
+    }
+    let excluded = match crate::sockacct::netns_cookies(&cfg.capture.exclude_netns) {
+        Ok(c) => c,
+        Err(e) if cfg.capture.attribution == Attribution::Ebpf => {
+            anyhow::bail!("capture.exclude_netns: {e}")
+        }
+        Err(e) => {
+            warn!(error = %e, "capture.exclude_netns: namespace skipped");
+            Default::default()
+        }
+    };
+    match SockAcct::start(cfg.capture.include_loopback, excluded) {
+        Ok(sa) => Ok((
+            Some(sa),
+            (
+                "ebpf",
+                "eBPF socket accounting on the cgroup v2 root".into(),
+            ),
+        )),
+        Err(e) if cfg.capture.attribution == Attribution::Ebpf => {
+            Err(anyhow::Error::from(e).context("attribution = \"ebpf\" cannot start"))
+        }
+        Err(e) => {
+            let why = format!("eBPF unavailable: {}", crate::sockacct::describe(&e));
+            warn!(reason = %why, "attribution falls back to socket lookups");
+            Ok((None, (lookup, why)))
+        }
     }
 }
 

@@ -77,12 +77,30 @@ fn write_status(s: &v1::Status, out: &mut dyn Write) -> std::io::Result<()> {
         format_bytes(s.bytes_attributed),
         format_bytes(s.bytes_captured)
     )?;
-    writeln!(
-        out,
-        "attribution: p50 {}, p99 {} (first packet to owner known)",
-        micros(s.attribution_p50_us),
-        micros(s.attribution_p99_us)
-    )?;
+    if s.attribution == "ebpf" {
+        writeln!(
+            out,
+            "attribution: ebpf, {} sockets tracked ({})",
+            s.sockets_tracked, s.attribution_reason
+        )?;
+    } else {
+        let why = if s.attribution_reason.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", s.attribution_reason)
+        };
+        writeln!(
+            out,
+            "attribution: {}, p50 {}, p99 {} (first packet to owner known{why})",
+            if s.attribution.is_empty() {
+                "-"
+            } else {
+                &s.attribution
+            },
+            micros(s.attribution_p50_us),
+            micros(s.attribution_p99_us)
+        )?;
+    }
     match &s.storage {
         Some(st) => {
             let err = if st.error.is_empty() {

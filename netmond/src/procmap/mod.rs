@@ -37,7 +37,7 @@
 mod connector;
 mod fdindex;
 mod netns;
-mod procinfo;
+pub(crate) mod procinfo;
 mod sockdiag;
 mod tcpsample;
 
@@ -117,6 +117,9 @@ pub enum Unattributed {
     Forwarded,
     /// Not answered yet.
     Pending,
+    /// The kernel counted the socket's bytes but its owner could not be named
+    /// (a socket older than netmond that no lookup could tie to a process).
+    NoOwner,
 }
 
 impl Unattributed {
@@ -127,6 +130,7 @@ impl Unattributed {
             Unattributed::OtherNamespace => "other_namespace",
             Unattributed::Forwarded => "forwarded",
             Unattributed::Pending => "pending",
+            Unattributed::NoOwner => "no_owner",
         }
     }
 }

@@ -1,0 +1,435 @@
+//! eBPF socket accounting, the primary attribution path: loads the programs
+//! of bpf/sockacct.bpf.c onto the cgroup v2 root through bpf_link (so nothing
+//! stays attached when netmond exits, however it exits), reads every socket's
+//! counters once per tick and hands out per-socket deltas with their owners.
+//! Owners recorded in the kernel are named here from /proc; sockets older
+//! than netmond are asked about through the socket-lookup resolver.
+
+mod owners;
+pub mod rec;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, SkStorage};
+use aya::programs::links::CgroupAttachMode;
+use aya::programs::{CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr};
+use aya::{Ebpf, EbpfLoader};
+use tracing::{debug, info};
+
+use crate::procmap::{ProcessInfo, Resolution, SocketQuery, Unattributed};
+pub use owners::OwnerCache;
+pub use rec::Counts;
+use rec::{RawOwner, RawRec, Tracker};
+
+static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sockacct.bpf.o"));
+
+/// Ticks without a byte after which an open socket's kernel record is
+/// dropped (its next packet makes a new one; nothing is lost).
+const IDLE_TICKS: u32 = 60;
+/// Ticks an owner-less socket's bytes wait for a lookup before they are
+/// handed out as unattributed.
+const OWNER_WAIT_TICKS: u32 = 3;
+
+/// Why eBPF accounting could not start; the text goes to `status`.
+#[derive(Debug, thiserror::Error)]
+pub enum SockAcctError {
+    #[error("no cgroup v2 hierarchy is mounted (cgroup_skb needs one)")]
+    NoCgroup2,
+    #[error("cannot open the cgroup v2 root '{path}'")]
+    OpenCgroup {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot load the eBPF object: {0}")]
+    Load(String),
+    #[error("cannot load or attach eBPF program '{program}': {message}")]
+    Program {
+        program: &'static str,
+        message: String,
+    },
+    #[error("the eBPF object lacks map '{0}'")]
+    Map(&'static str),
+    #[error("the socket hooks do not see new sockets ({0}); a cgroup v1 net_cls/net_prio controller in use disables them")]
+    SelfTest(String),
+}
+
+/// One socket's bytes this tick, with its owner or why it has none.
+#[derive(Debug, Clone)]
+pub struct SockDelta {
+    pub owner: Result<Arc<ProcessInfo>, Unattributed>,
+    /// 6 TCP, 17 UDP, 1 ICMP, ...
+    pub proto: u8,
+    /// (local, remote) as capture sees them; remote is unspecified for an
+    /// unconnected socket.
+    pub endpoints: Option<(SocketAddr, SocketAddr)>,
+    pub counts: Counts,
+    /// The socket was closed (its record is gone after this tick).
+    pub closed: bool,
+    /// The socket lives in another network namespace than netmond's: it is
+    /// this host's only if its traffic crosses a captured interface.
+    pub foreign: bool,
+}
+
+/// What one tick read from the kernel.
+#[derive(Debug, Default)]
+pub struct Poll {
+    pub sockets: Vec<SockDelta>,
+    /// Bytes the kernel side could not give a socket record (map full).
+    pub lost: Counts,
+    /// Records in the kernel map after this tick.
+    pub tracked: usize,
+}
+
+/// An owner-less socket waiting for a lookup.
+#[derive(Debug)]
+struct Waiting {
+    ticks: u32,
+    query: Option<SocketQuery>,
+    answer: Option<Result<Arc<ProcessInfo>, Unattributed>>,
+}
+
+/// The loaded and attached programs and the user-space state over them.
+pub struct SockAcct {
+    socks: BpfHashMap<MapData, u64, RawRec>,
+    lost: PerCpuArray<MapData, [u64; 4]>,
+    tracker: Tracker,
+    owners: OwnerCache,
+    waiting: HashMap<u64, Waiting>,
+    by_query: HashMap<SocketQuery, u64>,
+    excluded: HashSet<u64>,
+    /// netmond's own network namespace.
+    own_netns: u64,
+    lost_seen: [u64; 4],
+    /// Keeps the programs and their links: dropping it detaches everything.
+    _ebpf: Ebpf,
+}
+
+const PROGRAMS_SKB: [(&str, CgroupSkbAttachType); 2] = [
+    ("skb_egress", CgroupSkbAttachType::Egress),
+    ("skb_ingress", CgroupSkbAttachType::Ingress),
+];
+const PROGRAMS_SOCK: [&str; 2] = ["sock_create", "sock_release"];
+const PROGRAMS_ADDR: [&str; 4] = ["connect4", "connect6", "sendmsg4", "sendmsg6"];
+
+impl SockAcct {
+    /// Loads and attaches everything, then checks that a new socket of this
+    /// process is seen. `exclude_netns` are netns cookies whose sockets are
+    /// not this host's.
+    pub fn start(
+        include_loopback: bool,
+        exclude_netns: HashSet<u64>,
+    ) -> Result<SockAcct, SockAcctError> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let root = rec::cgroup2_root(&mountinfo).ok_or(SockAcctError::NoCgroup2)?;
+        let cgroup = std::fs::File::open(&root).map_err(|source| SockAcctError::OpenCgroup {
+            path: root.clone(),
+            source,
+        })?;
+        let loopback = u32::from(include_loopback);
+        let mut ebpf = EbpfLoader::new()
+            .override_global("include_loopback", &loopback, true)
+            .load(OBJECT)
+            .map_err(|e| SockAcctError::Load(chain(&e)))?;
+        // bpf_link attachments take no flags (a link always coexists with other
+        // programs on the cgroup), so the mode passed is the flag-less one.
+        for (name, kind) in PROGRAMS_SKB {
+            let prog: &mut CgroupSkb = program(&mut ebpf, name)?;
+            prog.load().map_err(|e| prog_err(name, &e))?;
+            prog.attach(cgroup.as_fd(), kind, CgroupAttachMode::Single)
+                .map_err(|e| prog_err(name, &e))?;
+        }
+        for name in PROGRAMS_SOCK {
+            let prog: &mut CgroupSock = program(&mut ebpf, name)?;
+            prog.load().map_err(|e| prog_err(name, &e))?;
+            prog.attach(cgroup.as_fd(), CgroupAttachMode::Single)
+                .map_err(|e| prog_err(name, &e))?;
+        }
+        for name in PROGRAMS_ADDR {
+            let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
+            prog.load().map_err(|e| prog_err(name, &e))?;
+            prog.attach(cgroup.as_fd(), CgroupAttachMode::Single)
+                .map_err(|e| prog_err(name, &e))?;
+        }
+        let own_netns = self_test(&mut ebpf)?;
+        let socks = ebpf
+            .take_map("socks")
+            .ok_or(SockAcctError::Map("socks"))
+            .and_then(|m| BpfHashMap::try_from(m).map_err(|_| SockAcctError::Map("socks")))?;
+        let lost = ebpf
+            .take_map("lost")
+            .ok_or(SockAcctError::Map("lost"))
+            .and_then(|m| PerCpuArray::try_from(m).map_err(|_| SockAcctError::Map("lost")))?;
+        info!(cgroup = %root, "eBPF socket accounting attached");
+        Ok(SockAcct {
+            socks,
+            lost,
+            tracker: Tracker::new(IDLE_TICKS),
+            owners: OwnerCache::new(),
+            waiting: HashMap::new(),
+            by_query: HashMap::new(),
+            excluded: exclude_netns,
+            own_netns,
+            lost_seen: [0; 4],
+            _ebpf: ebpf,
+        })
+    }
+
+    /// Reads every socket record once; `ask` sends a lookup for a socket whose
+    /// owner the kernel did not record (it was created before netmond).
+    pub fn poll(&mut self, mut ask: impl FnMut(SocketQuery)) -> Poll {
+        let mut out = Poll::default();
+        let mut remove = Vec::new();
+        let mut present = HashSet::new();
+        // Collect first: deleting while iterating would restart the walk.
+        let recs: Vec<(u64, RawRec)> = self.socks.iter().filter_map(Result::ok).collect();
+        for (cookie, r) in recs {
+            present.insert(cookie);
+            if self.excluded.contains(&r.netns_cookie) {
+                // Not this host's socket; still observed so its record is trimmed.
+                if self.tracker.observe(cookie, &r, false).remove {
+                    remove.push(cookie);
+                }
+                continue;
+            }
+            let endpoints = r.endpoints();
+            let owner = if r.owner_known() {
+                Some(Ok(self.owners.resolve(&r.owner)))
+            } else {
+                self.owner_by_lookup(cookie, &r, endpoints, &mut ask)
+            };
+            let hold = owner.is_none();
+            let seen = self.tracker.observe(cookie, &r, hold);
+            if seen.remove {
+                remove.push(cookie);
+            }
+            let Some(owner) = owner else { continue };
+            if !seen.delta.is_zero() {
+                out.sockets.push(SockDelta {
+                    owner,
+                    proto: r.protocol,
+                    endpoints,
+                    counts: seen.delta,
+                    closed: r.closed(),
+                    foreign: r.netns_cookie != self.own_netns,
+                });
+            }
+            if seen.remove {
+                self.forget_waiting(cookie);
+            }
+        }
+        for cookie in remove {
+            // Already gone (a concurrent close) is fine.
+            let _ = self.socks.remove(&cookie);
+            present.remove(&cookie);
+        }
+        self.tracker.retain(|c| present.contains(&c));
+        let gone: Vec<u64> = self
+            .waiting
+            .keys()
+            .filter(|c| !present.contains(c))
+            .copied()
+            .collect();
+        for c in gone {
+            self.forget_waiting(c);
+        }
+        self.owners.end_tick();
+        out.lost = self.lost_delta();
+        out.tracked = self.tracker.len();
+        out
+    }
+
+    /// Takes a lookup answer; false when it was not about a waiting socket.
+    pub fn apply_resolution(&mut self, res: &Resolution) -> bool {
+        let Some(cookie) = self.by_query.get(&res.query).copied() else {
+            return false;
+        };
+        if let Some(w) = self.waiting.get_mut(&cookie) {
+            w.answer = Some(res.owner.clone());
+        }
+        true
+    }
+
+    fn owner_by_lookup(
+        &mut self,
+        cookie: u64,
+        r: &RawRec,
+        endpoints: Option<(SocketAddr, SocketAddr)>,
+        ask: &mut impl FnMut(SocketQuery),
+    ) -> Option<Result<Arc<ProcessInfo>, Unattributed>> {
+        let w = self.waiting.entry(cookie).or_insert_with(|| {
+            let query = endpoints
+                .filter(|(l, _)| matches!(r.protocol, 6 | 17) && l.port() != 0)
+                .map(|(local, remote)| SocketQuery {
+                    proto: r.protocol,
+                    local,
+                    remote,
+                });
+            Waiting {
+                ticks: 0,
+                query,
+                answer: None,
+            }
+        });
+        if w.ticks == 0 {
+            if let Some(q) = w.query {
+                self.by_query.insert(q, cookie);
+                ask(q);
+            }
+        }
+        w.ticks += 1;
+        match &w.answer {
+            Some(a) => Some(a.clone()),
+            None if w.query.is_none() => Some(Err(Unattributed::NoOwner)),
+            None if w.ticks > OWNER_WAIT_TICKS => Some(Err(Unattributed::SocketGone)),
+            None => None,
+        }
+    }
+
+    fn forget_waiting(&mut self, cookie: u64) {
+        if let Some(w) = self.waiting.remove(&cookie) {
+            if let Some(q) = w.query {
+                self.by_query.remove(&q);
+            }
+        }
+    }
+
+    fn lost_delta(&mut self) -> Counts {
+        let mut now = [0u64; 4];
+        if let Ok(values) = self.lost.get(&0, 0) {
+            for v in values.iter() {
+                for (acc, x) in now.iter_mut().zip(v) {
+                    *acc = acc.saturating_add(*x);
+                }
+            }
+        }
+        let d: Vec<u64> = now
+            .iter()
+            .zip(self.lost_seen)
+            .map(|(n, s)| n.saturating_sub(s))
+            .collect();
+        self.lost_seen = now;
+        Counts {
+            up_bytes: d[0],
+            down_bytes: d[1],
+            up_packets: d[2],
+            down_packets: d[3],
+        }
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, SockAcctError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program>,
+{
+    let p = ebpf.program_mut(name).ok_or(SockAcctError::Program {
+        program: name,
+        message: "missing from the object".into(),
+    })?;
+    p.try_into().map_err(|_| SockAcctError::Program {
+        program: name,
+        message: "has the wrong program type".into(),
+    })
+}
+
+fn prog_err(program: &'static str, e: &dyn std::error::Error) -> SockAcctError {
+    SockAcctError::Program {
+        program,
+        message: chain(e),
+    }
+}
+
+/// An error and its sources on one line (the verifier log is debug-logged).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    debug!(error = %format!("{e:?}"), "eBPF error detail");
+    s
+}
+
+/// A socket this process creates must carry its owner: if it does not, the
+/// hooks on the cgroup v2 root do not run for this host's sockets. Returns
+/// the cookie of netmond's own network namespace.
+fn self_test(ebpf: &mut Ebpf) -> Result<u64, SockAcctError> {
+    let map = ebpf.map_mut("owners").ok_or(SockAcctError::Map("owners"))?;
+    let owners: SkStorage<&mut MapData, RawOwner> =
+        SkStorage::try_from(map).map_err(|_| SockAcctError::Map("owners"))?;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0")
+        .map_err(|e| SockAcctError::SelfTest(format!("cannot open a test socket: {e}")))?;
+    let me = std::process::id();
+    match owners.get(&sock, 0) {
+        Ok(o) if o.tgid == me => socket_netns_cookie(&sock).map_err(SockAcctError::SelfTest),
+        Ok(o) => Err(SockAcctError::SelfTest(format!(
+            "test socket owned by pid {} instead of {me}",
+            o.tgid
+        ))),
+        Err(e) => Err(SockAcctError::SelfTest(format!(
+            "no owner recorded for a test socket: {}",
+            chain(&e)
+        ))),
+    }
+}
+
+/// Netns cookies of named namespaces (/run/netns/NAME), for `exclude_netns`.
+pub fn netns_cookies(names: &[String]) -> Result<HashSet<u64>, String> {
+    names.iter().map(|n| netns_cookie(n)).collect()
+}
+
+fn netns_cookie(name: &str) -> Result<u64, String> {
+    let path = std::path::Path::new("/run/netns").join(name);
+    let ns = std::fs::File::open(&path)
+        .map_err(|e| format!("cannot open network namespace '{}': {e}", path.display()))?;
+    // setns changes only this short-lived thread's namespace.
+    std::thread::Builder::new()
+        .name("netns-cookie".into())
+        .spawn(move || -> Result<u64, String> {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("cannot enter network namespace: {e}"))?;
+            let sock = std::net::UdpSocket::bind("0.0.0.0:0")
+                .map_err(|e| format!("cannot open a socket in the namespace: {e}"))?;
+            socket_netns_cookie(&sock)
+        })
+        .map_err(|e| format!("cannot start a thread: {e}"))?
+        .join()
+        .unwrap_or_else(|_| Err("netns thread panicked".into()))
+        .map_err(|e| format!("'{name}': {e}"))
+}
+
+/// SO_NETNS_COOKIE of a socket (Linux 5.14+).
+fn socket_netns_cookie(sock: &impl std::os::fd::AsRawFd) -> Result<u64, String> {
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: the fd is a live socket borrowed for the call; `cookie` and
+    // `len` are valid for writes of the size passed. nix has no wrapper for
+    // this option.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "SO_NETNS_COOKIE: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(cookie)
+}
+
+/// An error with its causes, for `status` and the log.
+pub fn describe(e: &SockAcctError) -> String {
+    chain(e)
+}
