@@ -151,10 +151,11 @@ int sendmsg4(struct bpf_sock_addr *ctx) { return adopt(ctx); }
 SEC("cgroup/sendmsg6")
 int sendmsg6(struct bpf_sock_addr *ctx) { return adopt(ctx); }
 
-static __always_inline void fill_tuple(struct sock_rec *r, struct bpf_sock *sk)
+/* Reads only the sock_common fields, valid for full, request and time-wait sockets. */
+static __always_inline void fill_tuple(struct sock_rec *r, struct bpf_sock *sk, __u8 protocol)
 {
 	r->family = sk->family;
-	r->protocol = sk->protocol;
+	r->protocol = protocol;
 	r->local_port = sk->src_port;
 	r->remote_port = bpf_ntohs(sk->dst_port);
 	if (sk->family == AF_INET) {
@@ -169,6 +170,24 @@ static __always_inline void fill_tuple(struct sock_rec *r, struct bpf_sock *sk)
 		r->remote_ip[1] = sk->dst_ip6[1];
 		r->remote_ip[2] = sk->dst_ip6[2];
 		r->remote_ip[3] = sk->dst_ip6[3];
+	}
+}
+
+/*
+ * An unconnected socket (UDP sendto, raw) has no local address of its own:
+ * take the one its packet carries, so capture can match the flow.
+ */
+static __always_inline void local_from_packet(struct sock_rec *r, struct __sk_buff *skb, int egress)
+{
+	if (r->family == AF_INET) {
+		if (r->local_ip[0] != 0 || skb->protocol != bpf_htons(0x0800))
+			return;
+		bpf_skb_load_bytes(skb, egress ? 12 : 16, &r->local_ip[0], 4);
+	} else {
+		if ((r->local_ip[0] | r->local_ip[1] | r->local_ip[2] | r->local_ip[3]) != 0 ||
+		    skb->protocol != bpf_htons(0x86DD))
+			return;
+		bpf_skb_load_bytes(skb, egress ? 8 : 24, &r->local_ip[0], 16);
 	}
 }
 
@@ -194,25 +213,31 @@ static __always_inline int account(struct __sk_buff *skb, int egress)
 	struct bpf_sock *sk = skb->sk;
 	if (!sk)
 		return 1;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk)
-		return 1;
 	if (!is_inet(sk->family))
 		return 1;
+	/*
+	 * A time-wait or request socket is not a full socket, but it keeps the
+	 * cookie of the socket it came from: its last ACKs and FINs count there.
+	 */
+	struct bpf_sock *full = bpf_sk_fullsock(sk);
+	struct owner *o = full ? bpf_sk_storage_get(&owners, full, 0, 0) : 0;
 	/* skb->len here is the layer-3 length (IP header + payload), as capture counts. */
 	__u64 len = skb->len;
 	__u64 segs = skb->gso_segs ? skb->gso_segs : 1;
 	__u64 cookie = bpf_get_socket_cookie(skb);
 	struct sock_rec *r = bpf_map_lookup_elem(&socks, &cookie);
-	struct owner *o = bpf_sk_storage_get(&owners, sk, 0, 0);
 	if (!r) {
 		struct sock_rec init = {};
 		if (o) {
 			init.owner = *o;
 			init.flags = REC_OWNER_KNOWN | (o->released ? REC_CLOSED : 0);
+		} else if (!full) {
+			/* The owning socket is gone or not made yet: a transient record. */
+			init.flags = REC_CLOSED;
 		}
 		init.netns_cookie = bpf_get_netns_cookie(skb);
-		fill_tuple(&init, sk);
+		fill_tuple(&init, sk, full ? full->protocol : IPPROTO_TCP);
+		local_from_packet(&init, skb, egress);
 		if (bpf_map_update_elem(&socks, &cookie, &init, BPF_NOEXIST) != 0 &&
 		    bpf_map_lookup_elem(&socks, &cookie) == 0) {
 			count_lost(len, segs, egress);
@@ -223,14 +248,14 @@ static __always_inline int account(struct __sk_buff *skb, int egress)
 			count_lost(len, segs, egress);
 			return 1;
 		}
-	} else {
+	} else if (full) {
 		if (o && o->tgid != r->owner.tgid) {
 			r->owner = *o;
 			r->flags |= REC_OWNER_KNOWN;
 		}
 		/* A UDP socket may connect after its first datagram. */
-		if (r->remote_port == 0 && sk->dst_port != 0)
-			fill_tuple(r, sk);
+		if (r->remote_port == 0 && full->dst_port != 0)
+			fill_tuple(r, full, full->protocol);
 	}
 	if (egress) {
 		__sync_fetch_and_add(&r->tx_bytes, len);

@@ -85,6 +85,8 @@ impl Monitor {
                         format!("capture failed on every interface ({why})")
                     }
                 },
+                // Asked-for eBPF accounting is not replaced by basic mode.
+                Err(e) if cfg.capture.attribution == Attribution::Ebpf => return Err(e),
                 Err(e) => format!("capture could not start: {e:#}"),
             },
         };

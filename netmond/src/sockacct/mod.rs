@@ -32,6 +32,11 @@ const IDLE_TICKS: u32 = 60;
 /// Ticks an owner-less socket's bytes wait for a lookup before they are
 /// handed out as unattributed.
 const OWNER_WAIT_TICKS: u32 = 3;
+/// Owners of closed sockets are remembered this many ticks: a TCP socket's
+/// time-wait state (60 s) still sends and receives under the same cookie.
+const RECENT_TICKS: u64 = 75;
+/// ... for at most this many sockets.
+const MAX_RECENT: usize = 131_072;
 
 /// Why eBPF accounting could not start; the text goes to `status`.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +106,9 @@ pub struct SockAcct {
     waiting: HashMap<u64, Waiting>,
     by_query: HashMap<SocketQuery, u64>,
     excluded: HashSet<u64>,
+    /// Owners of recently closed sockets by cookie, with the tick they expire.
+    recent: HashMap<u64, (Arc<ProcessInfo>, u64)>,
+    ticks: u64,
     /// netmond's own network namespace.
     own_netns: u64,
     lost_seen: [u64; 4],
@@ -123,12 +131,7 @@ impl SockAcct {
         include_loopback: bool,
         exclude_netns: HashSet<u64>,
     ) -> Result<SockAcct, SockAcctError> {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let root = rec::cgroup2_root(&mountinfo).ok_or(SockAcctError::NoCgroup2)?;
-        let cgroup = std::fs::File::open(&root).map_err(|source| SockAcctError::OpenCgroup {
-            path: root.clone(),
-            source,
-        })?;
+        let (root, cgroup) = open_cgroup2_root()?;
         let loopback = u32::from(include_loopback);
         let mut ebpf = EbpfLoader::new()
             .override_global("include_loopback", &loopback, true)
@@ -172,6 +175,8 @@ impl SockAcct {
             waiting: HashMap::new(),
             by_query: HashMap::new(),
             excluded: exclude_netns,
+            recent: HashMap::new(),
+            ticks: 0,
             own_netns,
             lost_seen: [0; 4],
             _ebpf: ebpf,
@@ -198,6 +203,8 @@ impl SockAcct {
             let endpoints = r.endpoints();
             let owner = if r.owner_known() {
                 Some(Ok(self.owners.resolve(&r.owner)))
+            } else if let Some((info, _)) = self.recent.get(&cookie) {
+                Some(Ok(info.clone()))
             } else {
                 self.owner_by_lookup(cookie, &r, endpoints, &mut ask)
             };
@@ -207,6 +214,14 @@ impl SockAcct {
                 remove.push(cookie);
             }
             let Some(owner) = owner else { continue };
+            if seen.remove && r.closed() {
+                if let Ok(info) = &owner {
+                    if self.recent.len() < MAX_RECENT {
+                        self.recent
+                            .insert(cookie, (info.clone(), self.ticks + RECENT_TICKS));
+                    }
+                }
+            }
             if !seen.delta.is_zero() {
                 out.sockets.push(SockDelta {
                     owner,
@@ -237,6 +252,9 @@ impl SockAcct {
             self.forget_waiting(c);
         }
         self.owners.end_tick();
+        self.ticks += 1;
+        let now = self.ticks;
+        self.recent.retain(|_, (_, until)| *until > now);
         out.lost = self.lost_delta();
         out.tracked = self.tracker.len();
         out
@@ -376,6 +394,57 @@ fn self_test(ebpf: &mut Ebpf) -> Result<u64, SockAcctError> {
             chain(&e)
         ))),
     }
+}
+
+/// The cgroup v2 root as mounted in netmond's mount namespace, or else
+/// mounted privately by a short-lived thread (`ip netns exec` and some
+/// sandboxes give a /sys without cgroups); the open directory outlives it.
+fn open_cgroup2_root() -> Result<(String, std::fs::File), SockAcctError> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if let Some(path) = rec::cgroup2_root(&text) {
+        return std::fs::File::open(&path)
+            .map(|f| (path.clone(), f))
+            .map_err(|source| SockAcctError::OpenCgroup { path, source });
+    }
+    let private = || -> Result<std::fs::File, SockAcctError> {
+        use nix::mount::{mount, MsFlags};
+        use nix::sched::{unshare, CloneFlags};
+        let io = |e: nix::Error| std::io::Error::from_raw_os_error(e as i32);
+        let at = std::env::temp_dir();
+        let fail = |source| SockAcctError::OpenCgroup {
+            path: format!("cgroup2 mounted privately on '{}'", at.display()),
+            source,
+        };
+        // Only this thread leaves the shared mount namespace.
+        unshare(CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS).map_err(|e| fail(io(e)))?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(|e| fail(io(e)))?;
+        mount(
+            Some("cgroup2"),
+            &at,
+            Some("cgroup2"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| fail(io(e)))?;
+        std::fs::File::open(&at).map_err(fail)
+    };
+    let file = std::thread::Builder::new()
+        .name("cgroup2-mount".into())
+        .spawn(private)
+        .map_err(|source| SockAcctError::OpenCgroup {
+            path: "cgroup2".into(),
+            source,
+        })?
+        .join()
+        .unwrap_or(Err(SockAcctError::NoCgroup2))?;
+    Ok(("cgroup2 (mounted privately)".into(), file))
 }
 
 /// Netns cookies of named namespaces (/run/netns/NAME), for `exclude_netns`.

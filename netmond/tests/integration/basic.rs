@@ -37,6 +37,7 @@ fn daemon_in(lab: &Lab, extra: &str) -> Daemon {
         config_extra: extra.to_owned(),
         netns: Some(lab.host.name.clone()),
         autostart: true,
+        exclude_netns: vec![lab.peer.name.clone()],
         ..DaemonOpts::default()
     })
 }

@@ -174,6 +174,25 @@ pub struct DaemonOpts {
     pub autostart: bool,
     pub group: Option<String>,
     pub tick_ms: Option<u64>,
+    /// Namespaces that stand for other machines (a lab's peer): with eBPF
+    /// accounting their sockets would otherwise count as this host's.
+    pub exclude_netns: Vec<String>,
+    /// A command the daemon runs under, e.g. `setpriv --bounding-set ...`.
+    pub wrapper: Vec<String>,
+}
+
+/// `extra` with `exclude_netns` set in its `[capture]` section (added if missing).
+fn with_excluded(extra: &str, exclude: &[String]) -> String {
+    if exclude.is_empty() {
+        return extra.to_owned();
+    }
+    let list: Vec<String> = exclude.iter().map(|n| format!("{n:?}")).collect();
+    let line = format!("exclude_netns = [{}]", list.join(", "));
+    if extra.contains("[capture]\n") {
+        extra.replacen("[capture]\n", &format!("[capture]\n{line}\n"), 1)
+    } else {
+        format!("{extra}\n[capture]\n{line}\n")
+    }
 }
 
 /// A real netmond on a temporary socket and DB, in a network namespace.
@@ -187,6 +206,7 @@ pub struct Daemon {
     pub group: TempGroupOrName,
     own_ns: Option<Netns>,
     pub netns: String,
+    wrapper: Vec<String>,
 }
 
 pub enum TempGroupOrName {
@@ -222,7 +242,7 @@ impl Daemon {
             "[daemon]\nautostart = {}\ntick_ms = {}\n{}\n",
             opts.autostart,
             opts.tick_ms.unwrap_or(1000),
-            opts.config_extra
+            with_excluded(&opts.config_extra, &opts.exclude_netns)
         );
         std::fs::write(&config, text).expect("write config");
         let (own_ns, netns) = match &opts.netns {
@@ -243,6 +263,7 @@ impl Daemon {
             group,
             own_ns,
             netns,
+            wrapper: opts.wrapper.clone(),
         };
         d.spawn();
         d.wait_ready();
@@ -252,6 +273,7 @@ impl Daemon {
     pub fn command(&self) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.netns])
+            .args(&self.wrapper)
             .arg(bin("netmond"))
             .arg("--config")
             .arg(&self.config)
@@ -306,6 +328,14 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL, no chance to clean up; waits for the exit.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// netmonctl as root against this daemon.
@@ -378,6 +408,105 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Lab tests measure timing-sensitive attribution and host totals: one at a
+/// time, so they neither compete for the two cores nor see each other's traffic.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A host shaped like a Docker host: a bridge in `host` with a veth into the
+/// `ctr` namespace (the container, IPv4 and IPv6, default route via the
+/// bridge), and a routed veth to `srv` (a server elsewhere). The host forwards
+/// between them; nothing is NATed.
+pub struct ContainerLab {
+    _serial: std::sync::MutexGuard<'static, ()>,
+    pub srv: Netns,
+    pub ctr: Netns,
+    pub host: Netns,
+    pub bridge: String,
+    pub ctr_ip: String,
+    pub srv_ip: String,
+    pub ctr_ip6: String,
+    pub srv_ip6: String,
+}
+
+impl ContainerLab {
+    pub fn new() -> ContainerLab {
+        require_root();
+        let serial = serial();
+        let (host, ctr, srv) = (Netns::new(), Netns::new(), Netns::new());
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let net = 1 + (std::process::id().wrapping_mul(11).wrapping_add(n * 17)) % 250;
+        let (bridge, port, cif) = (unique("nmbr"), unique("nmpt"), unique("nmct"));
+        let (up, sif) = (unique("nmup"), unique("nmsv"));
+        sh_ok(&format!(
+            "set -e
+             ip -n {h} link add {bridge} type bridge
+             ip -n {h} addr add 10.232.{net}.1/24 dev {bridge}
+             ip -n {h} addr add fd00:232:{net}::1/64 dev {bridge} nodad
+             ip link add {port} netns {h} type veth peer name {cif} netns {c}
+             ip -n {h} link set {port} master {bridge}
+             ip -n {c} addr add 10.232.{net}.2/24 dev {cif}
+             ip -n {c} addr add fd00:232:{net}::2/64 dev {cif} nodad
+             ip link add {up} netns {h} type veth peer name {sif} netns {s}
+             ip -n {h} addr add 10.233.{net}.1/24 dev {up}
+             ip -n {h} addr add fd00:233:{net}::1/64 dev {up} nodad
+             ip -n {s} addr add 10.233.{net}.2/24 dev {sif}
+             ip -n {s} addr add fd00:233:{net}::2/64 dev {sif} nodad
+             for l in {bridge} {port} {up}; do ip -n {h} link set $l up; done
+             ip -n {c} link set {cif} up
+             ip -n {s} link set {sif} up
+             ip -n {c} route add default via 10.232.{net}.1
+             ip -n {c} -6 route add default via fd00:232:{net}::1
+             ip -n {s} route add default via 10.233.{net}.1
+             ip -n {s} -6 route add default via fd00:233:{net}::1
+             ip netns exec {h} sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1",
+            h = host.name,
+            c = ctr.name,
+            s = srv.name
+        ));
+        ContainerLab {
+            _serial: serial,
+            srv,
+            ctr,
+            host,
+            bridge,
+            ctr_ip: format!("10.232.{net}.2"),
+            srv_ip: format!("10.233.{net}.2"),
+            ctr_ip6: format!("fd00:232:{net}::2"),
+            srv_ip6: format!("fd00:233:{net}::2"),
+        }
+    }
+
+    /// A daemon in the host namespace with its default choice of interfaces
+    /// (every interface that is up: the bridge, its port and the uplink).
+    pub fn daemon(&self, mut opts: DaemonOpts) -> Daemon {
+        opts.netns = Some(self.host.name.clone());
+        opts.autostart = true;
+        opts.exclude_netns.push(self.srv.name.clone());
+        let d = Daemon::start(opts);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let st = d.ctl_json(&["status"]);
+            let n = st["interfaces"]
+                .as_array()
+                .map_or(0, |a| a.iter().filter(|i| i["capturing"] == true).count());
+            if n >= 3 {
+                return d;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bridge, port and uplink never all captured: {st}\n{}",
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 /// Two namespaces joined by a veth pair on a private /24 and a ULA /64:
 /// `host` is where the daemon and the clients run, `peer` holds servers.
 pub struct Lab {
@@ -396,10 +525,7 @@ pub struct Lab {
 impl Lab {
     pub fn new() -> Lab {
         require_root();
-        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let serial = SERIAL
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let serial = serial();
         let host = Netns::new();
         let peer = Netns::new();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -432,6 +558,7 @@ impl Lab {
     pub fn daemon(&self, mut opts: DaemonOpts) -> Daemon {
         opts.netns = Some(self.host.name.clone());
         opts.autostart = true;
+        opts.exclude_netns.push(self.peer.name.clone());
         let d = Daemon::start(opts);
         // Monitoring is up once the lab interface is being captured.
         let deadline = Instant::now() + Duration::from_secs(10);
