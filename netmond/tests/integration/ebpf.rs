@@ -255,7 +255,7 @@ fn unix_socket_pairs_and_loopback_are_not_network_traffic() {
         &["-c", LOCAL_AND_REMOTE, &lab.peer_ip, "5601", &N.to_string()],
     );
     let pid = gen.id();
-    let top = wait_top(&d, 20, |t| {
+    wait_top(&d, 20, |t| {
         proc_by_pid(t, pid).is_some_and(|p| u(&p, "up_bytes") >= N)
     });
     std::thread::sleep(Duration::from_millis(1500));
