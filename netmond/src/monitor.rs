@@ -19,7 +19,7 @@ use crate::config::{CaptureMode, Config};
 use crate::flows::LocalSet;
 use crate::names::{Names, NamesSettings};
 use crate::netif;
-use crate::procmap::{Resolution, Resolver, ResolverConfig, ResolverHandle};
+use crate::procmap::{Resolver, ResolverConfig, ResolverHandle};
 
 /// What one tick hands the engine.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +33,9 @@ pub struct Snapshot {
     pub packets_dropped: u64,
     pub flows_active: u64,
     pub handoff_dropped: u64,
+    pub lookup_queue: u64,
+    pub lookup_dropped: u64,
+    pub lookup_mode: &'static str,
 }
 
 /// Counters for `status`.
@@ -54,6 +57,11 @@ pub struct MonitorStatus {
     pub attribution_p99_us: u64,
     pub resolver_dropped: u64,
     pub flows_untracked: u64,
+    pub lookup_queue: u64,
+    pub lookup_dropped: u64,
+    /// "per-flow" or "dump"; "" without a resolver.
+    pub lookup_mode: &'static str,
+    pub flows_evicted_half_open: u64,
 }
 
 /// One monitoring run, with packet capture or without it (basic mode).
@@ -162,7 +170,7 @@ impl Captures {
 struct Inner {
     agg: Aggregator,
     batches: Receiver<Batch>,
-    resolutions: Receiver<Resolution>,
+    resolutions: crate::procmap::Answers,
     kernel: KernelCounters,
     last_rollup: crate::aggregate::Rollup,
 }
@@ -192,7 +200,11 @@ impl CaptureMonitor {
     pub fn start(cfg: &Config, wanted: Vec<String>) -> anyhow::Result<CaptureMonitor> {
         let ifaces = netif::list().context("cannot list network interfaces")?;
         let shared = Arc::new(Shared::new(LocalSet::new(netif::local_addresses(&ifaces))));
-        let (resolver, handle, resolutions) = Resolver::start(ResolverConfig::default())
+        let resolver_cfg = ResolverConfig {
+            dump_interval: Duration::from_millis(cfg.daemon.tick_ms.max(1)),
+            ..ResolverConfig::default()
+        };
+        let (resolver, handle, resolutions) = Resolver::start(resolver_cfg)
             .context("cannot start the socket resolver")?;
         // One batch per interface per tick: a few ticks of slack, not more
         // (a batch under a flood is large; a late one merges into the next).
@@ -444,8 +456,8 @@ impl CaptureMonitor {
         while let Ok(r) = inner.resolutions.try_recv() {
             inner.agg.apply_resolution(r, now);
         }
-        for q in inner.agg.maintenance(now) {
-            self.handle.submit(q);
+        for (q, prio) in inner.agg.maintenance(now) {
+            self.handle.submit(q, prio);
         }
     }
 
@@ -507,6 +519,7 @@ impl CaptureMonitor {
             .map(|h| h.stats.handoff_dropped.load(Ordering::Relaxed))
             .sum();
         drop(caps);
+        let lookups = self.handle.stats();
         let snap = Snapshot {
             processes: rollup.processes.clone(),
             totals: rollup.totals,
@@ -517,6 +530,9 @@ impl CaptureMonitor {
             packets_dropped: dropped,
             flows_active: rollup.flows_tracked,
             handoff_dropped: handoff,
+            lookup_queue: lookups.low_queued,
+            lookup_dropped: lookups.low_dropped,
+            lookup_mode: lookups.mode.as_str(),
         };
         inner.last_rollup = rollup;
         snap
@@ -550,6 +566,7 @@ impl CaptureMonitor {
             if let Some(h) = h {
                 st.flows_active += h.stats.flows.load(Ordering::Relaxed);
                 st.flows_evicted += h.stats.evicted.load(Ordering::Relaxed);
+                st.flows_evicted_half_open += h.stats.evicted_half_open.load(Ordering::Relaxed);
                 st.handoff_dropped += h.stats.handoff_dropped.load(Ordering::Relaxed);
             }
             st.interfaces.push(v1::InterfaceStatus {
@@ -571,6 +588,11 @@ impl CaptureMonitor {
         st.attribution_p99_us = p99;
         st.resolver_dropped = self.handle.dropped();
         st.flows_untracked = inner.agg.untracked();
+        let rs = self.handle.stats();
+        st.lookup_queue = rs.low_queued;
+        st.lookup_dropped = rs.low_dropped;
+        st.lookup_mode = rs.mode.as_str();
+        st.flows_evicted_half_open += inner.agg.evicted_half_open();
         st
     }
 }

@@ -13,12 +13,12 @@ fn need_root() {
     }
 }
 
-fn start() -> (Resolver, ResolverHandle, Receiver<Resolution>) {
+fn start() -> (Resolver, ResolverHandle, Answers) {
     need_root();
     Resolver::start(ResolverConfig::default()).expect("resolver starts")
 }
 
-fn wait_for(rx: &Receiver<Resolution>, q: SocketQuery) -> Resolution {
+fn wait_for(rx: &Answers, q: SocketQuery) -> Resolution {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -29,8 +29,8 @@ fn wait_for(rx: &Receiver<Resolution>, q: SocketQuery) -> Resolution {
     }
 }
 
-fn resolve(h: &ResolverHandle, rx: &Receiver<Resolution>, q: SocketQuery) -> Resolution {
-    assert!(h.submit(q), "queue accepted the query");
+fn resolve(h: &ResolverHandle, rx: &Answers, q: SocketQuery) -> Resolution {
+    assert!(h.submit(q, Priority::High), "queue accepted the query");
     wait_for(rx, q)
 }
 
@@ -240,7 +240,7 @@ fn short_lived_children_are_credited() {
         let mut child = Command::new("bash").arg("-c").arg(&script).spawn().unwrap();
         let (mut s, peer) = l.accept().unwrap();
         let q = tcp(peer, la);
-        assert!(h.submit(q));
+        assert!(h.submit(q, Priority::High));
         let r = wait_for(&rx, q);
         let info = r
             .owner
@@ -278,7 +278,7 @@ fn lookup_latency_over_200_connections() {
     for _ in 0..200 {
         let mut c = TcpStream::connect(la).unwrap();
         let q = tcp(c.local_addr().unwrap(), la);
-        assert!(h.submit(q));
+        assert!(h.submit(q, Priority::High));
         let (_s, _) = l.accept().unwrap();
         let r = wait_for(&rx, q);
         assert_mine(&r, &c);
@@ -310,7 +310,7 @@ fn submit_never_blocks_and_counts_drops() {
         "127.0.0.1:9".parse().unwrap(),
     );
     let t = Instant::now();
-    let accepted = (0..10_000).filter(|_| h.submit(q)).count() as u64;
+    let accepted = (0..10_000).filter(|_| h.submit(q, Priority::High)).count() as u64;
     assert!(t.elapsed() < Duration::from_secs(1));
     assert_eq!(h.dropped(), 10_000 - accepted);
     assert!(h.dropped() > 0);
