@@ -254,9 +254,7 @@ impl Aggregator {
         *self.packets_by_proto.entry(label).or_default() += c.up_packets + c.down_packets;
 
         let is_new = !self.flows.contains_key(&d.key);
-        if is_new
-            && self.flows.len() >= self.max_flows
-            && (d.half_open || !self.evict_half_open())
+        if is_new && self.flows.len() >= self.max_flows && (d.half_open || !self.evict_half_open())
         {
             self.untracked += 1;
             self.unattributed

@@ -703,7 +703,10 @@ mod tests {
         // Outgoing SYN, TCP Fast Open data, a SYN-ACK, UDP: first in line.
         assert_eq!(p(meta("10.0.0.1", "10.0.0.9", 6, syn, 0)), Priority::High);
         assert_eq!(p(meta("10.0.0.9", "10.0.0.1", 6, syn, 100)), Priority::High);
-        assert_eq!(p(meta("10.0.0.9", "10.0.0.1", 6, synack, 0)), Priority::High);
+        assert_eq!(
+            p(meta("10.0.0.9", "10.0.0.1", 6, synack, 0)),
+            Priority::High
+        );
         assert_eq!(p(meta("10.0.0.9", "10.0.0.1", 17, 0, 0)), Priority::High);
     }
 

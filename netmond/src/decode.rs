@@ -595,6 +595,7 @@ mod tests {
         assert_eq!(m.dst, v4([10, 0, 0, 2]));
         assert_eq!((m.proto, m.src_port, m.dst_port), (6, 40000, 443));
         assert_eq!(m.l3_len, 40);
+        assert_eq!(m.payload_len, 0);
         assert_eq!(m.tcp_flags, TCP_SYN);
         assert_eq!(m.fragment, Fragment::None);
         assert_eq!(m.dir_hint, PktDir::Unknown);
@@ -886,6 +887,17 @@ mod tests {
         let ip = build_tcp_v4([10, 0, 0, 1], 1, [10, 0, 0, 2], 2, TCP_ACK, &[0; 500]);
         let m = decode(LinkType::RawIp, &ip[..22], 540).unwrap();
         assert_eq!((m.l3_len, m.src_port, m.dst_port), (540, 0, 0));
+    }
+
+    #[test]
+    fn payload_length_comes_from_the_headers_not_the_capture() {
+        let ip = build_tcp_v4([10, 0, 0, 1], 1, [10, 0, 0, 2], 2, TCP_ACK, &[0; 500]);
+        // Cut by snaplen after the TCP header: the header still declares 500.
+        let m = decode(LinkType::RawIp, &ip[..60], 540).unwrap();
+        assert_eq!((m.l3_len, m.payload_len), (540, 500));
+        let ip = build_udp_v4([10, 0, 0, 1], 1, [10, 0, 0, 2], 2, b"hello");
+        let m = decode(LinkType::RawIp, &ip, ip.len() as u32).unwrap();
+        assert_eq!(m.payload_len, 5);
     }
 
     #[test]

@@ -397,9 +397,7 @@ impl FlowTable {
                 slot.in_dirty = true;
                 self.dirty.push(i);
             }
-            if slot.half_open
-                && (meta.payload_len > 0 || slot.tcp_state == TcpState::Established)
-            {
+            if slot.half_open && (meta.payload_len > 0 || slot.tcp_state == TcpState::Established) {
                 slot.half_open = false;
                 return Ingest::Promoted(key);
             }
@@ -883,6 +881,50 @@ mod tests {
         assert_eq!(d.iter().map(|d| d.up_bytes).sum::<u64>(), 70);
         assert_eq!(d.len(), 3);
         assert!(d.iter().all(|d| d.is_new));
+    }
+
+    #[test]
+    fn half_open_flows_are_evicted_before_real_ones_and_promoted_when_real() {
+        let mut t = FlowTable::new(3);
+        let l = local();
+        let syn = |sp: u16| tcp("9.9.9.9", sp, "10.0.0.1", 80, TCP_SYN, 40);
+        // A real, quiet download: one packet, so no clock bit to protect it.
+        t.ingest(&tcp("10.0.0.1", 5000, "2.2.2.2", 443, TCP_SYN, 60), &l, 0);
+        assert!(matches!(t.ingest(&syn(1), &l, 1), Ingest::New(_)));
+        // The kernel's RST does not make it real.
+        let rst = tcp("10.0.0.1", 80, "9.9.9.9", 1, TCP_RST | TCP_ACK, 40);
+        assert_eq!(t.ingest(&rst, &l, 1), Ingest::Existing);
+        t.ingest(&syn(2), &l, 2);
+        // A third SYN and then a real flow: the oldest half-open flows go.
+        t.ingest(&syn(3), &l, 3);
+        t.ingest(&pkt("10.0.0.1", 6000, "2.2.2.2", 53, 17, 80), &l, 4);
+        assert_eq!(t.stats().evicted_half_open, 2);
+        let d = drain(&mut t);
+        let ended: Vec<u16> = d
+            .iter()
+            .filter(|d| d.ended)
+            .map(|d| d.key.remote_port)
+            .collect();
+        assert_eq!(ended, vec![1, 2]);
+        assert!(d.iter().any(|d| d.key.local_port == 5000 && !d.ended));
+        assert!(d.iter().all(|d| d.half_open == (d.key.local_port == 80)));
+        // Payload on a half-open flow makes it real, once.
+        let mut data = tcp("9.9.9.9", 3, "10.0.0.1", 80, TCP_ACK | TCP_PSH, 540);
+        data.payload_len = 500;
+        assert!(matches!(t.ingest(&data, &l, 5), Ingest::Promoted(k) if k.remote_port == 3));
+        assert_eq!(t.ingest(&data, &l, 6), Ingest::Existing);
+        assert!(drain(&mut t).iter().all(|d| !d.half_open));
+    }
+
+    #[test]
+    fn a_completed_handshake_promotes_an_inbound_connection() {
+        let mut t = FlowTable::new(8);
+        let l = local();
+        t.ingest(&tcp("9.9.9.9", 7, "10.0.0.1", 22, TCP_SYN, 60), &l, 0);
+        let synack = tcp("10.0.0.1", 22, "9.9.9.9", 7, TCP_SYN | TCP_ACK, 60);
+        assert_eq!(t.ingest(&synack, &l, 1), Ingest::Existing);
+        let ack = tcp("9.9.9.9", 7, "10.0.0.1", 22, TCP_ACK, 52);
+        assert!(matches!(t.ingest(&ack, &l, 2), Ingest::Promoted(_)));
     }
 
     #[test]

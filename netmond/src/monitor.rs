@@ -204,8 +204,8 @@ impl CaptureMonitor {
             dump_interval: Duration::from_millis(cfg.daemon.tick_ms.max(1)),
             ..ResolverConfig::default()
         };
-        let (resolver, handle, resolutions) = Resolver::start(resolver_cfg)
-            .context("cannot start the socket resolver")?;
+        let (resolver, handle, resolutions) =
+            Resolver::start(resolver_cfg).context("cannot start the socket resolver")?;
         // One batch per interface per tick: a few ticks of slack, not more
         // (a batch under a flood is large; a late one merges into the next).
         let (batch_tx, batches) = mpsc::sync_channel(8);

@@ -238,7 +238,10 @@ mod tests {
                 14,
             ),
         );
-        ix.insert(IPPROTO_UDP, rep(V4, CLOSE, "10.0.0.1:6000", "0.0.0.0:0", 15));
+        ix.insert(
+            IPPROTO_UDP,
+            rep(V4, CLOSE, "10.0.0.1:6000", "0.0.0.0:0", 15),
+        );
         ix
     }
 

@@ -412,3 +412,82 @@ fn socket_in_another_network_namespace_is_credited() {
     assert!(h.stats().other_netns >= 1);
     res.stop();
 }
+
+#[test]
+fn a_long_low_queue_is_answered_by_dumps_and_high_lookups_go_first() {
+    need_root();
+    let cfg = ResolverConfig {
+        dump_above: 32,
+        dump_interval: Duration::from_millis(50),
+        ..ResolverConfig::default()
+    };
+    let (res, h, rx) = Resolver::start(cfg).unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let la = l.local_addr().unwrap();
+    let c = TcpStream::connect(la).unwrap();
+    let (s, peer) = l.accept().unwrap();
+    // A flood of inbound SYNs to a closed port, with one real connection among them.
+    let fake = |i: u16| {
+        tcp(
+            "127.0.0.1:9".parse().unwrap(),
+            SocketAddr::new([127, 0, 0, 7].into(), 1000 + i),
+        )
+    };
+    for i in 0..500 {
+        assert!(h.submit(fake(i), Priority::Low));
+    }
+    let real = tcp(s.local_addr().unwrap(), peer);
+    assert!(h.submit(real, Priority::Low));
+    // An outgoing connection's lookup does not wait for the flood's.
+    let t = Instant::now();
+    let out = tcp(c.local_addr().unwrap(), la);
+    assert!(h.submit(out, Priority::High));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut no_socket, mut got_real, mut got_out) = (0, None, None);
+    while (no_socket < 500 || got_real.is_none() || got_out.is_none()) && Instant::now() < deadline
+    {
+        let Ok(r) = rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        if r.query == real {
+            got_real = Some(r);
+        } else if r.query == out {
+            got_out = Some((r, t.elapsed()));
+        } else if r.owner.as_ref().err() == Some(&Unattributed::NoSocket) {
+            no_socket += 1;
+        }
+    }
+    let st = h.stats();
+    assert_eq!(no_socket, 500, "{st:?}");
+    assert_mine(&got_real.expect("the real connection is answered"), &s);
+    let (r, took) = got_out.expect("the outgoing connection is answered");
+    assert_mine(&r, &c);
+    assert!(took < Duration::from_secs(1), "high lookup waited {took:?}");
+    assert!(st.dumps >= 4, "answered from dumps: {st:?}");
+    assert_eq!(st.low_dropped, 0);
+    res.stop();
+}
+
+#[test]
+fn a_full_low_queue_drops_and_counts() {
+    need_root();
+    let cfg = ResolverConfig {
+        low_capacity: 100,
+        ..ResolverConfig::default()
+    };
+    let (res, h, _rx) = Resolver::start(cfg).unwrap();
+    let q = |i: u16| {
+        tcp(
+            "127.0.0.1:9".parse().unwrap(),
+            SocketAddr::new([127, 0, 0, 8].into(), i),
+        )
+    };
+    let accepted = (0..1000).filter(|&i| h.submit(q(i), Priority::Low)).count() as u64;
+    // The resolver may move a batch out of the channel meanwhile, but never more
+    // than the queue holds: most of the burst is dropped, and counted.
+    assert!((100..=300).contains(&accepted), "{accepted}");
+    let st = h.stats();
+    assert!(st.low_dropped >= 1000 - accepted, "{st:?}");
+    assert_eq!(h.dropped(), st.low_dropped);
+    res.stop();
+}
