@@ -283,10 +283,14 @@ struct Counters {
     low_dropped: AtomicU64,
     dumps: AtomicU64,
     dump_mode: AtomicBool,
+    /// A wake for low queries is on its way or not wanted (see `submit`).
+    low_wake: AtomicBool,
 }
 
 enum Msg {
     Query(SocketQuery, Instant),
+    /// Low queries arrived while the resolver may be waiting for high ones.
+    Wake,
     Stop,
 }
 
@@ -336,7 +340,15 @@ impl ResolverHandle {
         c.submitted.fetch_add(1, Ordering::Relaxed);
         let ok = match prio {
             Priority::High => self.tx.try_send(Msg::Query(q, Instant::now())).is_ok(),
-            Priority::Low => self.low_tx.try_send((q, Instant::now())).is_ok(),
+            Priority::Low => {
+                let ok = self.low_tx.try_send((q, Instant::now())).is_ok();
+                // One wake per batch: the flag stays set until the resolver takes
+                // the low queue, and in dump mode until it leaves that mode.
+                if ok && !c.low_wake.swap(true, Ordering::AcqRel) {
+                    let _ = self.tx.try_send(Msg::Wake);
+                }
+                ok
+            }
         };
         if !ok {
             c.dropped.fetch_add(1, Ordering::Relaxed);
@@ -648,13 +660,14 @@ impl Worker {
                         for _ in 1..BATCH_MAX {
                             match self.rx.try_recv() {
                                 Ok(Msg::Query(q, t)) => self.push(q, t, Priority::High, None),
+                                Ok(Msg::Wake) => {}
                                 Ok(Msg::Stop) => return,
                                 Err(_) => break,
                             }
                         }
                     }
+                    Ok(Msg::Wake) | Err(RecvTimeoutError::Timeout) => {}
                     Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                    Err(RecvTimeoutError::Timeout) => {}
                 }
             }
             self.drain_events();
@@ -695,6 +708,11 @@ impl Worker {
     /// Moves low queries from the channel into the bounded queue; beyond its
     /// capacity they are dropped (counted).
     fn take_low(&mut self) {
+        // Per-flow mode serves low queries at once, so the next one may wake us;
+        // in dump mode they wait for the next dump anyway.
+        if self.switch.mode == LookupMode::PerFlow {
+            self.counters.low_wake.store(false, Ordering::Release);
+        }
         let cap = self.cfg.low_capacity;
         let mut dropped = 0u64;
         while let Ok(item) = self.low_rx.try_recv() {
