@@ -135,9 +135,17 @@ fn syn_flood_does_not_blind_attribution_of_downloads() {
     };
     let status = d.ctl_json(&["status"]);
     let (c1, c2) = (credited(&top, during), credited(&top, after));
+    let peak_rss = std::fs::read_to_string(format!("/proc/{}/status", d.pid()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
     eprintln!(
-        "flood: sent {report}; during: {:.3}x, after: {:.3}x of {DOWNLOAD}; unattributed: {}\n\
-         status during: {status_during}\nstatus after: {status}",
+        "flood: sent {report}; during: {:.3}x, after: {:.3}x of {DOWNLOAD}; daemon {peak_rss}; \
+         unattributed: {}\nstatus during: {status_during}\nstatus after: {status}",
         c1 as f64 / DOWNLOAD as f64,
         c2 as f64 / DOWNLOAD as f64,
         top["unattributed"]
