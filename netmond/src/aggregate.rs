@@ -645,6 +645,14 @@ impl Aggregator {
         // in the process, host and bucket totals.
         self.flows
             .retain(|_, f| !f.ended || matches!(f.owner, Owner::Pending { .. }));
+        // Entries of flows that left or completed: keep the list no longer than
+        // the table after a flood.
+        if self.half_open.len() > self.flows.len() {
+            let flows = &self.flows;
+            self.half_open
+                .retain(|k| flows.get(k).is_some_and(|f| f.half_open));
+            self.half_open.shrink_to(self.flows.len());
+        }
         let dead = self.procs.values().filter(|p| !p.alive).count();
         if dead > MAX_DEAD_PROCESSES {
             let mut old: Vec<(i64, ProcKey)> = self

@@ -333,8 +333,6 @@ impl Answers {
 
 impl ResolverHandle {
     /// Queue a query without blocking; `false` when its queue is full (counted).
-    /// Low-priority queries are never polled for by a waiting resolver: it takes
-    /// them between rounds.
     pub fn submit(&self, q: SocketQuery, prio: Priority) -> bool {
         let c = &self.counters;
         c.submitted.fetch_add(1, Ordering::Relaxed);
@@ -866,8 +864,10 @@ impl Worker {
             self.counters.low_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if self.out.send(res).is_ok() {
-            self.unread.fetch_add(1, Ordering::Relaxed);
+        // Counted before the send, so the reader never takes it below zero.
+        self.unread.fetch_add(1, Ordering::Relaxed);
+        if self.out.send(res).is_err() {
+            self.unread.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
