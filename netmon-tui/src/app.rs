@@ -847,6 +847,9 @@ pub mod fixtures {
             flows_active: 31,
             handoff_dropped: 0,
             packet_stats: None,
+            lookup_queue: 0,
+            lookup_dropped: 0,
+            lookup_mode: String::new(),
         }
     }
 

@@ -302,6 +302,13 @@ pub struct StatusJson {
     pub handoff_dropped: u64,
     pub resolver_dropped: u64,
     pub flows_untracked: u64,
+    /// Low-priority (inbound SYN) lookups waiting.
+    pub lookup_queue: u64,
+    /// Low-priority lookups dropped because their queue was full.
+    pub lookup_dropped: u64,
+    /// "per-flow" or "dump"; null without socket lookups (basic mode).
+    pub lookup_mode: Option<String>,
+    pub flows_evicted_half_open: u64,
     pub attribution_p50_us: u64,
     pub attribution_p99_us: u64,
     pub tick_ms: u64,
@@ -357,6 +364,10 @@ impl From<&v1::Status> for StatusJson {
             handoff_dropped: s.handoff_dropped,
             resolver_dropped: s.resolver_dropped,
             flows_untracked: s.flows_untracked,
+            lookup_queue: s.lookup_queue,
+            lookup_dropped: s.lookup_dropped,
+            lookup_mode: non_empty(&s.lookup_mode),
+            flows_evicted_half_open: s.flows_evicted_half_open,
             attribution_p50_us: s.attribution_p50_us,
             attribution_p99_us: s.attribution_p99_us,
             tick_ms: s.tick_ms,

@@ -2,7 +2,7 @@
 //! hosts, interfaces, protocols and the unattributed buckets. No I/O but the
 //! cheap liveness check of known pids; nothing here runs per packet.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use netmon_proto::v1;
 use crate::capture::SIZE_BOUNDS;
 use crate::classify::{transport_name, AppProto};
 use crate::flows::{FlowDelta, FlowKey, Placement, TcpState};
-use crate::procmap::{ProcessInfo, Resolution, SocketQuery, Unattributed};
+use crate::procmap::{Priority, ProcessInfo, Resolution, SocketQuery, Unattributed};
 use crate::sockacct;
 
 /// Exited processes kept as rows; beyond this the oldest rows go (their
@@ -152,6 +152,8 @@ struct FlowRec {
     meter: Meter,
     owner: Owner,
     ended: bool,
+    /// An inbound SYN nobody answered yet (see `FlowDelta::half_open`).
+    half_open: bool,
 }
 
 #[derive(Debug)]
@@ -191,8 +193,8 @@ pub struct Rollup {
     pub flows_tracked: u64,
 }
 
-/// Queries the aggregator wants (re)sent to the resolver.
-pub type Resubmit = Vec<SocketQuery>;
+/// Queries the aggregator wants (re)sent to the resolver, with their priority.
+pub type Resubmit = Vec<(SocketQuery, Priority)>;
 
 #[derive(Default)]
 pub struct Aggregator {
@@ -201,6 +203,11 @@ pub struct Aggregator {
     /// Flows that found the table full.
     untracked: u64,
     flows: HashMap<FlowKey, FlowRec>,
+    /// Flows that were half-open when they arrived, oldest first: the first to
+    /// go when the table is full and a real flow comes (checked when taken).
+    half_open: VecDeque<FlowKey>,
+    /// Half-open flows dropped from the table to make room for real ones.
+    evicted_half_open: u64,
     procs: HashMap<ProcKey, ProcRec>,
     unattributed: HashMap<&'static str, Meter>,
     hosts: HashMap<IpAddr, HostRec>,
@@ -286,6 +293,32 @@ impl Aggregator {
         self.untracked
     }
 
+    /// Half-open flows dropped from the full table to make room for real ones.
+    pub fn evicted_half_open(&self) -> u64 {
+        self.evicted_half_open
+    }
+
+    /// Drops the oldest flow still half-open; its bytes stay where they were
+    /// counted (a pending one's move to `flow_table_full`). False when none is.
+    fn evict_half_open(&mut self) -> bool {
+        while let Some(k) = self.half_open.pop_front() {
+            if !self.flows.get(&k).is_some_and(|f| f.half_open) {
+                continue;
+            }
+            let Some(f) = self.flows.remove(&k) else {
+                continue;
+            };
+            if let Owner::Pending { .. } = f.owner {
+                let b = self.unattributed.entry("flow_table_full").or_default();
+                b.total.add(&f.meter.total);
+                b.tick.add(&f.meter.tick);
+            }
+            self.evicted_half_open += 1;
+            return true;
+        }
+        false
+    }
+
     /// Folds one capture thread's deltas in.
     pub fn apply_deltas(&mut self, iface: u16, deltas: &[FlowDelta], size_hist: &[u64]) {
         for (acc, n) in self.size_hist.iter_mut().zip(size_hist) {
@@ -310,7 +343,8 @@ impl Aggregator {
             (d.key, raw)
         };
         let is_new = !self.flows.contains_key(&key);
-        if is_new && self.flows.len() >= self.max_flows {
+        if is_new && self.flows.len() >= self.max_flows && (d.half_open || !self.evict_half_open())
+        {
             self.untracked += 1;
             if !self.socket_mode {
                 self.totals.add(&c);
@@ -344,7 +378,9 @@ impl Aggregator {
                 Placement::Local => Owner::Unattributed("no_socket_lookup"),
             },
             ended: false,
+            half_open: d.half_open,
         });
+        rec.half_open = d.half_open;
         // Each direction counts on the first interface that carried it.
         let mut c_once = Counts::default();
         if (c.up_packets > 0 || c.up_bytes > 0) && *rec.up_iface.get_or_insert(iface) == iface {
@@ -389,6 +425,12 @@ impl Aggregator {
             let host = self.hosts.entry(key.remote).or_default();
             host.meter.add(&c);
             host.last_seen_ms = host.last_seen_ms.max(d.last_seen_ms);
+        }
+        if is_new && d.half_open {
+            if self.half_open.len() >= self.max_flows.min(1 << 20) {
+                self.half_open.pop_front();
+            }
+            self.half_open.push_back(key);
         }
         if is_new && !socket_mode {
             if let Some((_, res)) = self.early.remove(&key) {
@@ -659,11 +701,17 @@ impl Aggregator {
                     give_up.push(*k);
                 } else if age > RESUBMIT_AFTER_MS && !resubmitted {
                     r.owner = Owner::Pending { resubmitted: true };
-                    again.push(SocketQuery {
+                    let q = SocketQuery {
                         proto: k.proto,
                         local: std::net::SocketAddr::new(k.local, k.local_port),
                         remote: std::net::SocketAddr::new(k.remote, k.remote_port),
-                    });
+                    };
+                    let prio = if r.half_open {
+                        Priority::Low
+                    } else {
+                        Priority::High
+                    };
+                    again.push((q, prio));
                 }
             }
         }
@@ -900,6 +948,14 @@ impl Aggregator {
         // in the process, host and bucket totals.
         self.flows
             .retain(|_, f| !f.ended || matches!(f.owner, Owner::Pending { .. }));
+        // Entries of flows that left or completed: keep the list no longer than
+        // the table after a flood.
+        if self.half_open.len() > self.flows.len() {
+            let flows = &self.flows;
+            self.half_open
+                .retain(|k| flows.get(k).is_some_and(|f| f.half_open));
+            self.half_open.shrink_to(self.flows.len());
+        }
         let dead = self.procs.values().filter(|p| !p.alive).count();
         if dead > MAX_DEAD_PROCESSES {
             let mut old: Vec<(i64, ProcKey)> = self
@@ -1117,6 +1173,7 @@ mod tests {
             app: AppProto::Tls,
             is_new: true,
             ended,
+            half_open: false,
         }
     }
 
@@ -1264,6 +1321,37 @@ mod tests {
             .find(|x| x.reason == "flow_table_full")
             .unwrap();
         assert_eq!(b.traffic.unwrap().down_bytes, 9_000);
+    }
+
+    #[test]
+    fn a_full_table_drops_half_open_flows_for_real_ones() {
+        let mut a = Aggregator::with_max_flows(2);
+        let syn = |port| FlowDelta {
+            up_packets: 0,
+            tcp_state: TcpState::SynSent,
+            half_open: true,
+            ..delta(port, 0, 40, false)
+        };
+        a.apply_deltas(0, &[syn(1), syn(2)], &[]);
+        // Another half-open flow finds no room; a real one takes the oldest's.
+        a.apply_deltas(0, &[syn(3), delta(4, 500, 5_000, false)], &[]);
+        assert_eq!(a.untracked(), 1);
+        assert_eq!(a.evicted_half_open(), 1);
+        a.apply_resolution(answer(4, Ok(info(7))), 1_000);
+        // Half-open flows are asked about again behind the others.
+        let again = a.maintenance(1_000 + RESUBMIT_AFTER_MS + 1);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].1, Priority::Low);
+        let r = a.roll(1000, |_, _| true);
+        assert_eq!(r.processes[0].traffic.unwrap().down_bytes, 5_000);
+        assert_eq!(r.totals.down_bytes, 5_120, "every byte is still counted");
+        let full = r
+            .unattributed
+            .reasons
+            .iter()
+            .find(|x| x.reason == "flow_table_full")
+            .unwrap();
+        assert_eq!(full.traffic.unwrap().down_bytes, 80);
     }
 
     #[test]

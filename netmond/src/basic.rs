@@ -415,6 +415,9 @@ impl BasicMonitor {
             packets_dropped: 0,
             flows_active: inner.deltas.live() as u64,
             handoff_dropped: 0,
+            lookup_queue: 0,
+            lookup_dropped: 0,
+            lookup_mode: "",
         }
     }
 

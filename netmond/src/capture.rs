@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 
 use crate::decode::{self, LinkType, PacketMeta};
 use crate::flows::{FlowDelta, FlowKey, FlowTable, Ingest, LocalSet};
-use crate::procmap::{ResolverHandle, SocketQuery};
+use crate::procmap::{Priority, ResolverHandle, SocketQuery};
 
 /// Packet-size histogram bounds (layer-3 bytes, inclusive upper bounds).
 pub const SIZE_BOUNDS: [u32; 8] = [64, 128, 256, 512, 1024, 1500, 9000, u32::MAX];
@@ -141,6 +141,7 @@ pub struct IfaceStats {
     pub handoff_dropped: AtomicU64,
     pub flows: AtomicU64,
     pub evicted: AtomicU64,
+    pub evicted_half_open: AtomicU64,
     pub running: AtomicBool,
     pub error: Mutex<String>,
     pub link_type: Mutex<String>,
@@ -379,6 +380,20 @@ pub fn query_for(key: &FlowKey, local: &LocalSet) -> Option<SocketQuery> {
     })
 }
 
+/// Which queue a flow's lookup joins, from its first packet: an inbound SYN
+/// without payload (what a SYN flood is made of) waits behind flows a local
+/// socket started and flows that carry payload.
+pub fn lookup_priority(meta: &PacketMeta, local: &LocalSet) -> Priority {
+    let bare_syn = meta.proto == 6
+        && meta.tcp_flags & (decode::TCP_SYN | decode::TCP_ACK) == decode::TCP_SYN
+        && meta.payload_len == 0;
+    if bare_syn && !local.is_local(&meta.src) {
+        Priority::Low
+    } else {
+        Priority::High
+    }
+}
+
 fn size_bucket(len: u32) -> usize {
     SIZE_BOUNDS
         .iter()
@@ -430,17 +445,28 @@ impl BulkThread {
                         packets += 1;
                         bytes += u64::from(meta.l3_len);
                         hist[size_bucket(meta.l3_len)] += 1;
-                        if let Ingest::New(key) = table.ingest(&meta, &local, now) {
-                            // Flows that start with a SYN, and UDP, were already
-                            // sent to the resolver by the flow-start thread.
-                            let started_seen = self.fast_path.load(Ordering::Relaxed)
-                                && (key.proto == 17
-                                    || (key.proto == 6 && meta.tcp_flags & decode::TCP_SYN != 0));
-                            if !started_seen && self.settings.lookups {
-                                if let Some(q) = query_for(&key, &local) {
-                                    self.resolver.submit(q);
+                        match table.ingest(&meta, &local, now) {
+                            Ingest::New(key) => {
+                                // Flows that start with a SYN, and UDP, were already
+                                // sent to the resolver by the flow-start thread.
+                                let started_seen = self.fast_path.load(Ordering::Relaxed)
+                                    && (key.proto == 17
+                                        || (key.proto == 6
+                                            && meta.tcp_flags & decode::TCP_SYN != 0));
+                                if !started_seen && self.settings.lookups {
+                                    if let Some(q) = query_for(&key, &local) {
+                                        self.resolver.submit(q, lookup_priority(&meta, &local));
+                                    }
                                 }
                             }
+                            // A half-open flow whose lookup may still wait behind a
+                            // flood turned real: ask again, first in line.
+                            Ingest::Promoted(key) if self.settings.lookups => {
+                                if let Some(q) = query_for(&key, &local) {
+                                    self.resolver.submit(q, Priority::High);
+                                }
+                            }
+                            Ingest::Promoted(_) | Ingest::Existing | Ingest::Overflow => {}
                         }
                     }
                     Err(_) => malformed += 1,
@@ -508,6 +534,8 @@ impl BulkThread {
         s.malformed.store(malformed, Ordering::Relaxed);
         s.flows.store(table.len() as u64, Ordering::Relaxed);
         s.evicted.store(table.evicted(), Ordering::Relaxed);
+        s.evicted_half_open
+            .store(table.stats().evicted_half_open, Ordering::Relaxed);
     }
 
     fn hand_off(
@@ -591,7 +619,7 @@ fn flow_start_loop(
                 return;
             }
             if let Some(q) = query_for(&key, &local) {
-                resolver.submit(q);
+                resolver.submit(q, lookup_priority(&meta, &local));
             }
         });
         if let Err(e) = res {
@@ -661,6 +689,38 @@ fn orient(meta: &PacketMeta, local: &LocalSet) -> Option<FlowKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inbound_bare_syns_wait_behind_local_starts_and_payload() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("address");
+        let local = LocalSet::new(vec![ip("10.0.0.1")]);
+        let meta = |src: &str, dst: &str, proto: u8, flags: u8, payload: u32| PacketMeta {
+            src: ip(src),
+            dst: ip(dst),
+            proto,
+            src_port: 1234,
+            dst_port: 80,
+            l3_len: 40 + payload,
+            tcp_flags: flags,
+            payload_len: payload,
+            fragment: decode::Fragment::None,
+            frag_id: 0,
+            dir_hint: decode::PktDir::Unknown,
+            app: crate::classify::AppProto::Unknown,
+        };
+        let syn = decode::TCP_SYN;
+        let synack = decode::TCP_SYN | decode::TCP_ACK;
+        let p = |m: PacketMeta| lookup_priority(&m, &local);
+        assert_eq!(p(meta("10.0.0.9", "10.0.0.1", 6, syn, 0)), Priority::Low);
+        // Outgoing SYN, TCP Fast Open data, a SYN-ACK, UDP: first in line.
+        assert_eq!(p(meta("10.0.0.1", "10.0.0.9", 6, syn, 0)), Priority::High);
+        assert_eq!(p(meta("10.0.0.9", "10.0.0.1", 6, syn, 100)), Priority::High);
+        assert_eq!(
+            p(meta("10.0.0.9", "10.0.0.1", 6, synack, 0)),
+            Priority::High
+        );
+        assert_eq!(p(meta("10.0.0.9", "10.0.0.1", 17, 0, 0)), Priority::High);
+    }
 
     #[test]
     fn size_buckets_cover_everything() {

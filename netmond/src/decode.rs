@@ -61,6 +61,9 @@ pub struct PacketMeta {
     /// Layer-3 bytes per design.md §2.
     pub l3_len: u32,
     pub tcp_flags: u8,
+    /// TCP or UDP payload bytes as the headers declare them (not what the capture
+    /// kept); 0 for other protocols and headers cut by snaplen.
+    pub payload_len: u32,
     pub fragment: Fragment,
     /// IPv4 identification or IPv6 fragment identification; 0 when not fragmented.
     pub frag_id: u32,
@@ -254,6 +257,7 @@ fn ipv4(ip: &[u8], fallback_len: u32) -> Result<PacketMeta, DecodeError> {
         dst_port: 0,
         l3_len,
         tcp_flags: 0,
+        payload_len: 0,
         fragment,
         frag_id,
         dir_hint: PktDir::Unknown,
@@ -267,7 +271,8 @@ fn ipv4(ip: &[u8], fallback_len: u32) -> Result<PacketMeta, DecodeError> {
             ip.len().min(usize::from(total))
         };
         let l4 = ip.get(ihl..end).unwrap_or(&[]);
-        transport(&mut meta, l4);
+        let l4_len = l3_len.saturating_sub(ihl as u32);
+        transport(&mut meta, l4, l4_len);
     }
     Ok(meta)
 }
@@ -299,6 +304,7 @@ fn ipv6(ip: &[u8], fallback_len: u32) -> Result<PacketMeta, DecodeError> {
         dst_port: 0,
         l3_len,
         tcp_flags: 0,
+        payload_len: 0,
         fragment: Fragment::None,
         frag_id: 0,
         dir_hint: PktDir::Unknown,
@@ -310,6 +316,8 @@ fn ipv6(ip: &[u8], fallback_len: u32) -> Result<PacketMeta, DecodeError> {
         ip.len().min(40 + usize::from(payload_len))
     };
     let mut rest = ip.get(40..end).unwrap_or(&[]);
+    // Where `rest` starts within the IPv6 packet.
+    let mut at = 40u32;
     // A bounded walk: real packets carry a few extension headers at most.
     for _ in 0..8 {
         let len = match meta.proto {
@@ -344,7 +352,8 @@ fn ipv6(ip: &[u8], fallback_len: u32) -> Result<PacketMeta, DecodeError> {
             },
             _ => {
                 // Transport (or ESP / no-next-header, which have no ports).
-                transport(&mut meta, rest);
+                let l4_len = meta.l3_len.saturating_sub(at);
+                transport(&mut meta, rest, l4_len);
                 return Ok(meta);
             }
         };
@@ -353,6 +362,7 @@ fn ipv6(ip: &[u8], fallback_len: u32) -> Result<PacketMeta, DecodeError> {
         };
         meta.proto = next;
         rest = rest.get(len..).unwrap_or(&[]);
+        at = at.saturating_add(len as u32);
         if rest.is_empty() {
             // Truncated inside the chain: keep the bytes, ports stay unknown.
             return Ok(meta);
@@ -361,9 +371,10 @@ fn ipv6(ip: &[u8], fallback_len: u32) -> Result<PacketMeta, DecodeError> {
     Ok(meta)
 }
 
-/// Fills ports, flags and app from the transport header. A header cut by snaplen
-/// leaves ports at 0 rather than failing: the bytes still count.
-fn transport(meta: &mut PacketMeta, l4: &[u8]) {
+/// Fills ports, flags, payload length and app from the transport header, whose
+/// declared length (header included) is `l4_len`. A header cut by snaplen leaves
+/// ports at 0 rather than failing: the bytes still count.
+fn transport(meta: &mut PacketMeta, l4: &[u8], l4_len: u32) {
     let payload: &[u8] = match meta.proto {
         IPPROTO_TCP => {
             let Some(h) = l4.get(..14) else { return };
@@ -374,6 +385,7 @@ fn transport(meta: &mut PacketMeta, l4: &[u8]) {
             if data_off < 20 {
                 &[]
             } else {
+                meta.payload_len = l4_len.saturating_sub(data_off as u32);
                 l4.get(data_off..).unwrap_or(&[])
             }
         }
@@ -381,6 +393,7 @@ fn transport(meta: &mut PacketMeta, l4: &[u8]) {
             let Some(h) = l4.get(..8) else { return };
             meta.src_port = u16::from_be_bytes([h[0], h[1]]);
             meta.dst_port = u16::from_be_bytes([h[2], h[3]]);
+            meta.payload_len = l4_len.saturating_sub(8);
             &l4[8..]
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
@@ -582,6 +595,7 @@ mod tests {
         assert_eq!(m.dst, v4([10, 0, 0, 2]));
         assert_eq!((m.proto, m.src_port, m.dst_port), (6, 40000, 443));
         assert_eq!(m.l3_len, 40);
+        assert_eq!(m.payload_len, 0);
         assert_eq!(m.tcp_flags, TCP_SYN);
         assert_eq!(m.fragment, Fragment::None);
         assert_eq!(m.dir_hint, PktDir::Unknown);
@@ -873,6 +887,17 @@ mod tests {
         let ip = build_tcp_v4([10, 0, 0, 1], 1, [10, 0, 0, 2], 2, TCP_ACK, &[0; 500]);
         let m = decode(LinkType::RawIp, &ip[..22], 540).unwrap();
         assert_eq!((m.l3_len, m.src_port, m.dst_port), (540, 0, 0));
+    }
+
+    #[test]
+    fn payload_length_comes_from_the_headers_not_the_capture() {
+        let ip = build_tcp_v4([10, 0, 0, 1], 1, [10, 0, 0, 2], 2, TCP_ACK, &[0; 500]);
+        // Cut by snaplen after the TCP header: the header still declares 500.
+        let m = decode(LinkType::RawIp, &ip[..60], 540).unwrap();
+        assert_eq!((m.l3_len, m.payload_len), (540, 500));
+        let ip = build_udp_v4([10, 0, 0, 1], 1, [10, 0, 0, 2], 2, b"hello");
+        let m = decode(LinkType::RawIp, &ip, ip.len() as u32).unwrap();
+        assert_eq!(m.payload_len, 5);
     }
 
     #[test]

@@ -388,6 +388,9 @@ impl Engine {
             packets_dropped: snap.packets_dropped,
             flows_active: snap.flows_active,
             handoff_dropped: snap.handoff_dropped,
+            lookup_queue: snap.lookup_queue,
+            lookup_dropped: snap.lookup_dropped,
+            lookup_mode: snap.lookup_mode.to_owned(),
         }
     }
 
@@ -466,6 +469,10 @@ impl Engine {
             handoff_dropped: mon.handoff_dropped,
             resolver_dropped: mon.resolver_dropped,
             flows_untracked: mon.flows_untracked,
+            lookup_queue: mon.lookup_queue,
+            lookup_dropped: mon.lookup_dropped,
+            lookup_mode: mon.lookup_mode.to_owned(),
+            flows_evicted_half_open: mon.flows_evicted_half_open,
             attribution_p50_us: mon.attribution_p50_us,
             attribution_p99_us: mon.attribution_p99_us,
             tick_ms: self.cfg.daemon.tick_ms,

@@ -1,6 +1,8 @@
 //! The per-capture-thread flow table: `PacketMeta` -> per-flow counters, drained each tick.
 //! No I/O, no locks, no logging, and no allocation per packet once warmed up:
-//! every buffer is sized from the capacity up front, and a full table evicts.
+//! every buffer is sized from the capacity up front, and a full table evicts:
+//! half-open flows (an inbound SYN that no local socket completed, what a SYN
+//! flood leaves behind) first, then by a clock that spares active flows.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -105,6 +107,9 @@ pub struct FlowDelta {
     pub is_new: bool,
     /// Expired or evicted: no more deltas will come for it from this table.
     pub ended: bool,
+    /// Started by an inbound SYN without payload, and neither completed nor
+    /// carrying payload since: no local socket may ever own it.
+    pub half_open: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +117,9 @@ pub enum Ingest {
     /// The packet started a flow: the caller may look up its owner now.
     New(FlowKey),
     Existing,
+    /// A half-open flow became real (handshake completed, or payload): worth a
+    /// prompt lookup now.
+    Promoted(FlowKey),
     /// No room even after eviction (too many flows ended since the last drain):
     /// the packet went to the [`FlowKey::OVERFLOW`] aggregate.
     Overflow,
@@ -123,6 +131,8 @@ pub struct FlowStats {
     pub flows: usize,
     pub capacity: usize,
     pub evicted: u64,
+    /// Of `evicted`, half-open flows.
+    pub evicted_half_open: u64,
     pub expired: u64,
     pub overflow_packets: u64,
     /// Later fragments whose first fragment we never saw (counted with ports 0).
@@ -141,6 +151,7 @@ struct Slot {
     referenced: bool,
     /// An `is_new` delta already went out.
     reported: bool,
+    half_open: bool,
     fin_up: bool,
     fin_down: bool,
     tcp_state: TcpState,
@@ -161,6 +172,7 @@ impl Slot {
         in_dirty: false,
         referenced: false,
         reported: false,
+        half_open: false,
         fin_up: false,
         fin_down: false,
         tcp_state: TcpState::None,
@@ -187,6 +199,7 @@ impl Slot {
             app: self.app,
             is_new: !self.reported,
             ended,
+            half_open: self.half_open,
         }
     }
 
@@ -286,8 +299,12 @@ pub struct FlowTable {
     frags: FragMap,
     hasher: RandomState,
     hand: usize,
+    /// Slots that held a half-open flow when listed, oldest first; an entry is
+    /// checked when taken (the flow may have completed or left since).
+    half_open: std::collections::VecDeque<u32>,
     overflow: Slot,
     evicted: u64,
+    evicted_half_open: u64,
     expired: u64,
     overflow_packets: u64,
     unmatched_fragments: u64,
@@ -316,8 +333,10 @@ impl FlowTable {
             },
             hasher,
             hand: 0,
+            half_open: std::collections::VecDeque::with_capacity(capacity),
             overflow,
             evicted: 0,
+            evicted_half_open: 0,
             expired: 0,
             overflow_packets: 0,
             unmatched_fragments: 0,
@@ -378,6 +397,10 @@ impl FlowTable {
                 slot.in_dirty = true;
                 self.dirty.push(i);
             }
+            if slot.half_open && (meta.payload_len > 0 || slot.tcp_state == TcpState::Established) {
+                slot.half_open = false;
+                return Ingest::Promoted(key);
+            }
             return Ingest::Existing;
         }
 
@@ -408,9 +431,17 @@ impl FlowTable {
         slot.referenced = false;
         if meta.proto == IPPROTO_TCP {
             slot.on_tcp(meta.tcp_flags, up);
+            slot.half_open = is_bare_inbound_syn(meta, up, placement);
         }
         if !was_listed {
             self.dirty.push(i);
+        }
+        if slot.half_open {
+            if self.half_open.len() == self.half_open.capacity() {
+                // Only stale entries can fill it: drop the oldest.
+                self.half_open.pop_front();
+            }
+            self.half_open.push_back(i);
         }
         self.index.insert(key, i);
         Ingest::New(key)
@@ -484,6 +515,7 @@ impl FlowTable {
             flows: self.len(),
             capacity: self.capacity,
             evicted: self.evicted,
+            evicted_half_open: self.evicted_half_open,
             expired: self.expired,
             overflow_packets: self.overflow_packets,
             unmatched_fragments: self.unmatched_fragments,
@@ -543,6 +575,15 @@ impl FlowTable {
         if self.ended.len() >= self.capacity {
             return None;
         }
+        while let Some(i) = self.half_open.pop_front() {
+            let slot = &self.slots[i as usize];
+            if slot.occupied && slot.half_open {
+                self.retire(i as usize);
+                self.evicted += 1;
+                self.evicted_half_open += 1;
+                return Some(i);
+            }
+        }
         // Clock (second chance): a slot seen since the hand last passed gets its
         // bit cleared and is spared once. Every step clears a bit some packet set,
         // so the sweep is amortized O(1); two rounds always find a victim.
@@ -569,8 +610,19 @@ impl FlowTable {
         self.index.remove(&slot.key);
         slot.occupied = false;
         slot.referenced = false;
+        slot.half_open = false;
         slot.reset_counters();
     }
+}
+
+/// An inbound TCP SYN (no ACK) without payload to a local address: the start of
+/// a flow that only a local socket's answer makes real.
+pub fn is_bare_inbound_syn(meta: &PacketMeta, up: bool, placement: Placement) -> bool {
+    meta.proto == IPPROTO_TCP
+        && !up
+        && placement == Placement::Local
+        && meta.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+        && meta.payload_len == 0
 }
 
 #[cfg(test)]
@@ -596,6 +648,7 @@ mod tests {
             dst_port: dp,
             l3_len: len,
             tcp_flags: 0,
+            payload_len: 0,
             fragment: Fragment::None,
             frag_id: 0,
             dir_hint: PktDir::Unknown,
@@ -828,6 +881,50 @@ mod tests {
         assert_eq!(d.iter().map(|d| d.up_bytes).sum::<u64>(), 70);
         assert_eq!(d.len(), 3);
         assert!(d.iter().all(|d| d.is_new));
+    }
+
+    #[test]
+    fn half_open_flows_are_evicted_before_real_ones_and_promoted_when_real() {
+        let mut t = FlowTable::new(3);
+        let l = local();
+        let syn = |sp: u16| tcp("9.9.9.9", sp, "10.0.0.1", 80, TCP_SYN, 40);
+        // A real, quiet download: one packet, so no clock bit to protect it.
+        t.ingest(&tcp("10.0.0.1", 5000, "2.2.2.2", 443, TCP_SYN, 60), &l, 0);
+        assert!(matches!(t.ingest(&syn(1), &l, 1), Ingest::New(_)));
+        // The kernel's RST does not make it real.
+        let rst = tcp("10.0.0.1", 80, "9.9.9.9", 1, TCP_RST | TCP_ACK, 40);
+        assert_eq!(t.ingest(&rst, &l, 1), Ingest::Existing);
+        t.ingest(&syn(2), &l, 2);
+        // A third SYN and then a real flow: the oldest half-open flows go.
+        t.ingest(&syn(3), &l, 3);
+        t.ingest(&pkt("10.0.0.1", 6000, "2.2.2.2", 53, 17, 80), &l, 4);
+        assert_eq!(t.stats().evicted_half_open, 2);
+        let d = drain(&mut t);
+        let ended: Vec<u16> = d
+            .iter()
+            .filter(|d| d.ended)
+            .map(|d| d.key.remote_port)
+            .collect();
+        assert_eq!(ended, vec![1, 2]);
+        assert!(d.iter().any(|d| d.key.local_port == 5000 && !d.ended));
+        assert!(d.iter().all(|d| d.half_open == (d.key.local_port == 80)));
+        // Payload on a half-open flow makes it real, once.
+        let mut data = tcp("9.9.9.9", 3, "10.0.0.1", 80, TCP_ACK | TCP_PSH, 540);
+        data.payload_len = 500;
+        assert!(matches!(t.ingest(&data, &l, 5), Ingest::Promoted(k) if k.remote_port == 3));
+        assert_eq!(t.ingest(&data, &l, 6), Ingest::Existing);
+        assert!(drain(&mut t).iter().all(|d| !d.half_open));
+    }
+
+    #[test]
+    fn a_completed_handshake_promotes_an_inbound_connection() {
+        let mut t = FlowTable::new(8);
+        let l = local();
+        t.ingest(&tcp("9.9.9.9", 7, "10.0.0.1", 22, TCP_SYN, 60), &l, 0);
+        let synack = tcp("10.0.0.1", 22, "9.9.9.9", 7, TCP_SYN | TCP_ACK, 60);
+        assert_eq!(t.ingest(&synack, &l, 1), Ingest::Existing);
+        let ack = tcp("9.9.9.9", 7, "10.0.0.1", 22, TCP_ACK, 52);
+        assert!(matches!(t.ingest(&ack, &l, 2), Ingest::Promoted(_)));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::config::{Attribution, CaptureMode, Config};
 use crate::flows::LocalSet;
 use crate::names::{Names, NamesSettings};
 use crate::netif;
-use crate::procmap::{Resolution, Resolver, ResolverConfig, ResolverHandle};
+use crate::procmap::{Resolver, ResolverConfig, ResolverHandle};
 use crate::sockacct::SockAcct;
 
 /// What one tick hands the engine.
@@ -34,6 +34,9 @@ pub struct Snapshot {
     pub packets_dropped: u64,
     pub flows_active: u64,
     pub handoff_dropped: u64,
+    pub lookup_queue: u64,
+    pub lookup_dropped: u64,
+    pub lookup_mode: &'static str,
 }
 
 /// Counters for `status`.
@@ -59,6 +62,11 @@ pub struct MonitorStatus {
     pub attribution: &'static str,
     pub attribution_reason: String,
     pub sockets_tracked: u64,
+    pub lookup_queue: u64,
+    pub lookup_dropped: u64,
+    /// "per-flow" or "dump"; "" without a resolver.
+    pub lookup_mode: &'static str,
+    pub flows_evicted_half_open: u64,
 }
 
 /// One monitoring run, with packet capture or without it (basic mode).
@@ -169,7 +177,7 @@ impl Captures {
 struct Inner {
     agg: Aggregator,
     batches: Receiver<Batch>,
-    resolutions: Receiver<Resolution>,
+    resolutions: crate::procmap::Answers,
     kernel: KernelCounters,
     last_rollup: crate::aggregate::Rollup,
     /// eBPF socket accounting, when it owns attribution.
@@ -204,8 +212,12 @@ impl CaptureMonitor {
     pub fn start(cfg: &Config, wanted: Vec<String>) -> anyhow::Result<CaptureMonitor> {
         let ifaces = netif::list().context("cannot list network interfaces")?;
         let shared = Arc::new(Shared::new(LocalSet::new(netif::local_addresses(&ifaces))));
-        let (resolver, handle, resolutions) = Resolver::start(ResolverConfig::default())
-            .context("cannot start the socket resolver")?;
+        let resolver_cfg = ResolverConfig {
+            dump_interval: Duration::from_millis(cfg.daemon.tick_ms.max(1)),
+            ..ResolverConfig::default()
+        };
+        let (resolver, handle, resolutions) =
+            Resolver::start(resolver_cfg).context("cannot start the socket resolver")?;
         let (sockacct, attribution) = start_sockacct(cfg)?;
         // One batch per interface per tick: a few ticks of slack, not more
         // (a batch under a flood is large; a late one merges into the next).
@@ -471,13 +483,13 @@ impl CaptureMonitor {
         if let Some(sa) = inner.sockacct.as_mut() {
             let handle = &self.handle;
             let poll = sa.poll(|q| {
-                handle.submit(q);
+                handle.submit(q, crate::procmap::Priority::High);
             });
             inner.sockets_tracked = poll.tracked as u64;
             inner.agg.apply_sockets(&poll, now);
         }
-        for q in inner.agg.maintenance(now) {
-            self.handle.submit(q);
+        for (q, prio) in inner.agg.maintenance(now) {
+            self.handle.submit(q, prio);
         }
     }
 
@@ -539,6 +551,7 @@ impl CaptureMonitor {
             .map(|h| h.stats.handoff_dropped.load(Ordering::Relaxed))
             .sum();
         drop(caps);
+        let lookups = self.handle.stats();
         let snap = Snapshot {
             processes: rollup.processes.clone(),
             totals: rollup.totals,
@@ -549,6 +562,9 @@ impl CaptureMonitor {
             packets_dropped: dropped,
             flows_active: rollup.flows_tracked,
             handoff_dropped: handoff,
+            lookup_queue: lookups.low_queued,
+            lookup_dropped: lookups.low_dropped,
+            lookup_mode: lookups.mode.as_str(),
         };
         inner.last_rollup = rollup;
         snap
@@ -582,6 +598,7 @@ impl CaptureMonitor {
             if let Some(h) = h {
                 st.flows_active += h.stats.flows.load(Ordering::Relaxed);
                 st.flows_evicted += h.stats.evicted.load(Ordering::Relaxed);
+                st.flows_evicted_half_open += h.stats.evicted_half_open.load(Ordering::Relaxed);
                 st.handoff_dropped += h.stats.handoff_dropped.load(Ordering::Relaxed);
             }
             st.interfaces.push(v1::InterfaceStatus {
@@ -606,6 +623,11 @@ impl CaptureMonitor {
         st.attribution = self.attribution.0;
         st.attribution_reason = self.attribution.1.clone();
         st.sockets_tracked = inner.sockets_tracked;
+        let rs = self.handle.stats();
+        st.lookup_queue = rs.low_queued;
+        st.lookup_dropped = rs.low_dropped;
+        st.lookup_mode = rs.mode.as_str();
+        st.flows_evicted_half_open += inner.agg.evicted_half_open();
         st
     }
 }

@@ -95,6 +95,19 @@ impl Widget for &Header<'_> {
             drops.to_string(),
             if drops > 0 { p.error } else { p.value },
         ));
+        // Only worth the room when lookups are under pressure (a SYN flood).
+        let f = &app.frame;
+        if f.lookup_mode == "dump" || f.lookup_dropped > 0 {
+            l2.push(Span::raw("   "));
+            l2.extend(kv(
+                "Lookups",
+                format!(
+                    "{} ({} queued, {} dropped)",
+                    f.lookup_mode, f.lookup_queue, f.lookup_dropped
+                ),
+                p.error,
+            ));
+        }
         Paragraph::new(vec![Line::from(l1), Line::from(l2)]).render(area, buf);
     }
 }

@@ -159,6 +159,24 @@ fn monitoring_stopped_header() {
     assert!(text.contains("STOPPED (s starts)"), "{text}");
 }
 
+#[test]
+fn header_shows_lookups_only_under_a_flood() {
+    let a = app();
+    let text = format!("{}", render(&a, 160, 48).backend());
+    assert!(!text.contains("Lookups"), "{text}");
+    let mut a = app();
+    let mut f = frame(41);
+    f.lookup_mode = "dump".to_owned();
+    f.lookup_queue = 9000;
+    f.lookup_dropped = 12;
+    a.on_frame(f);
+    let text = format!("{}", render(&a, 160, 48).backend());
+    assert!(
+        text.contains("Lookups dump (9000 queued, 12 dropped)"),
+        "{text}"
+    );
+}
+
 /// The cells of the row whose text contains `needle`.
 fn row_fg(t: &Terminal<TestBackend>, needle: &str) -> Vec<Color> {
     let buf = t.backend().buffer();

@@ -70,6 +70,13 @@ fn write_status(s: &v1::Status, out: &mut dyn Write) -> std::io::Result<()> {
         "flows:       {} active, {} evicted, {} untracked (table full), {} lookups dropped",
         s.flows_active, s.flows_evicted, s.flows_untracked, s.resolver_dropped
     )?;
+    if !s.lookup_mode.is_empty() {
+        writeln!(
+            out,
+            "lookups:     {} mode, {} inbound SYNs queued, {} dropped; {} half-open flows evicted",
+            s.lookup_mode, s.lookup_queue, s.lookup_dropped, s.flows_evicted_half_open
+        )?;
+    }
     writeln!(
         out,
         "coverage:    {:.1}% ({} of {} attributed to a process)",

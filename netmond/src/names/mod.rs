@@ -343,6 +343,7 @@ mod tests {
             dst_port: dp,
             l3_len: 100,
             tcp_flags: 0,
+            payload_len: 0,
             fragment: Fragment::None,
             frag_id: 0,
             dir_hint: PktDir::Unknown,
@@ -477,6 +478,7 @@ mod tests {
             app: AppProto::Unknown,
             is_new: true,
             ended: false,
+            half_open: false,
         };
         let mut agg = Aggregator::new();
         agg.apply_deltas(0, &[delta], &[]);

@@ -30,11 +30,22 @@
 //!    attributed through the same (global) inode index; found but unowned is
 //!    `OtherNamespace`.
 //!
+//! 6. Priorities: lookups of flows a local socket started or that carry payload
+//!    (`Priority::High`) are served first, as above. Inbound SYNs without payload
+//!    (`Priority::Low`, what a SYN flood is made of) wait behind them in a bounded
+//!    queue (a full queue drops and counts them). While that queue is short they are
+//!    looked up one by one, a few at a time; once it is long the resolver switches to
+//!    one sock_diag dump of TCP and UDP per namespace per `dump_interval` and joins
+//!    the queued flows against it locally (`dumpjoin`), so the cost follows the number
+//!    of sockets, not of flows. Answers are never waited on: past a bound, low
+//!    answers are dropped and counted.
+//!
 //! Not done: sockets bound to a device with SO_BINDTODEVICE (the lookup uses interface
 //! 0). `Forwarded` and `Pending` exist for the
 //! engine, which decides them; the resolver never answers them.
 
 mod connector;
+mod dumpjoin;
 mod fdindex;
 mod netns;
 pub(crate) mod procinfo;
@@ -45,23 +56,25 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use connector::ProcEvent;
+pub use dumpjoin::LookupMode;
 pub use procinfo::{
     parse_btime, parse_cgroup, parse_cmdline, parse_stat, parse_status_uid, unit_from_cgroup, Stat,
 };
 pub use sockdiag::{DiagAnswer, DiagReply};
 pub use tcpsample::{TcpSample, TcpSampler};
 
+use dumpjoin::{DumpIndex, ModeSwitch};
 use fdindex::{FdIndex, Holder};
 use netns::OtherNets;
 use procinfo::InfoReader;
-use sockdiag::{SockDiag, IPPROTO_TCP};
+use sockdiag::{SockDiag, IPPROTO_TCP, IPPROTO_UDP};
 
 /// Whether the process (pid, start time) still exists: a reused pid with
 /// another start time is another process.
@@ -79,6 +92,17 @@ pub struct SocketQuery {
     pub proto: u8,
     pub local: SocketAddr,
     pub remote: SocketAddr,
+}
+
+/// Which lookups go first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Priority {
+    /// Flows a local socket started (outgoing SYN, first packet sent by a local
+    /// address) or that carry payload: their owner may close the socket any moment.
+    High,
+    /// Inbound SYNs without payload: nobody may ever answer them (a SYN flood), so
+    /// they wait behind `High` in a bounded queue.
+    Low,
 }
 
 /// Who owns a socket, read when attribution succeeded.
@@ -171,6 +195,13 @@ pub struct ResolverConfig {
     pub netns_scan_interval: Duration,
     /// Where procfs is mounted.
     pub proc_root: PathBuf,
+    /// Capacity of the queue of low-priority lookups; a full queue drops (and
+    /// counts) the query.
+    pub low_capacity: usize,
+    /// Queued low-priority lookups at which the resolver switches to dumps.
+    pub dump_above: usize,
+    /// Time between two dumps in dump mode (the daemon's tick).
+    pub dump_interval: Duration,
 }
 
 impl Default for ResolverConfig {
@@ -187,6 +218,9 @@ impl Default for ResolverConfig {
             other_netns: true,
             netns_scan_interval: Duration::from_secs(1),
             proc_root: PathBuf::from("/proc"),
+            low_capacity: 32 * 1024,
+            dump_above: 256,
+            dump_interval: Duration::from_secs(1),
         }
     }
 }
@@ -227,6 +261,13 @@ pub struct ResolverStats {
     pub connector_events: u64,
     pub connector_lost: u64,
     pub connector_active: bool,
+    /// Low-priority lookups waiting (queued or in flight).
+    pub low_queued: u64,
+    /// Low-priority lookups dropped: queue full, or answer not deliverable.
+    pub low_dropped: u64,
+    /// Dumps taken in dump mode (one per namespace, protocol and family).
+    pub dumps: u64,
+    pub mode: LookupMode,
 }
 
 #[derive(Default)]
@@ -242,10 +283,18 @@ struct Counters {
     pid_scans: AtomicU64,
     diag_errors: AtomicU64,
     connector_active: AtomicBool,
+    low_queued: AtomicU64,
+    low_dropped: AtomicU64,
+    dumps: AtomicU64,
+    dump_mode: AtomicBool,
+    /// A wake for low queries is on its way or not wanted (see `submit`).
+    low_wake: AtomicBool,
 }
 
 enum Msg {
     Query(SocketQuery, Instant),
+    /// Low queries arrived while the resolver may be waiting for high ones.
+    Wake,
     Stop,
 }
 
@@ -260,21 +309,56 @@ pub struct Resolver {
 #[derive(Clone)]
 pub struct ResolverHandle {
     tx: SyncSender<Msg>,
+    low_tx: SyncSender<(SocketQuery, Instant)>,
     counters: Arc<Counters>,
     conn: Option<Arc<connector::ConnectorCounters>>,
 }
 
+/// The answers of the resolver. Unbounded as a channel, bounded by the resolver,
+/// which stops sending low-priority answers while too many are unread.
+pub struct Answers {
+    rx: Receiver<Resolution>,
+    unread: Arc<AtomicUsize>,
+}
+
+impl Answers {
+    pub fn try_recv(&self) -> Result<Resolution, TryRecvError> {
+        let r = self.rx.try_recv()?;
+        self.unread.fetch_sub(1, Ordering::Relaxed);
+        Ok(r)
+    }
+
+    pub fn recv_timeout(&self, wait: Duration) -> Result<Resolution, RecvTimeoutError> {
+        let r = self.rx.recv_timeout(wait)?;
+        self.unread.fetch_sub(1, Ordering::Relaxed);
+        Ok(r)
+    }
+}
+
 impl ResolverHandle {
-    /// Queue a query without blocking; `false` when the queue is full (counted).
-    pub fn submit(&self, q: SocketQuery) -> bool {
-        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(Msg::Query(q, Instant::now())) {
-            Ok(()) => true,
-            Err(_) => {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                false
+    /// Queue a query without blocking; `false` when its queue is full (counted).
+    pub fn submit(&self, q: SocketQuery, prio: Priority) -> bool {
+        let c = &self.counters;
+        c.submitted.fetch_add(1, Ordering::Relaxed);
+        let ok = match prio {
+            Priority::High => self.tx.try_send(Msg::Query(q, Instant::now())).is_ok(),
+            Priority::Low => {
+                let ok = self.low_tx.try_send((q, Instant::now())).is_ok();
+                // One wake per batch: the flag stays set until the resolver takes
+                // the low queue, and in dump mode until it leaves that mode.
+                if ok && !c.low_wake.swap(true, Ordering::AcqRel) {
+                    let _ = self.tx.try_send(Msg::Wake);
+                }
+                ok
+            }
+        };
+        if !ok {
+            c.dropped.fetch_add(1, Ordering::Relaxed);
+            if prio == Priority::Low {
+                c.low_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+        ok
     }
 
     /// Queries dropped because the queue was full (or the resolver stopped).
@@ -299,25 +383,35 @@ impl ResolverHandle {
             connector_events: self.conn.as_ref().map_or(0, |k| r(&k.events)),
             connector_lost: self.conn.as_ref().map_or(0, |k| r(&k.lost)),
             connector_active: c.connector_active.load(Ordering::Relaxed),
+            low_queued: r(&c.low_queued),
+            low_dropped: r(&c.low_dropped),
+            dumps: r(&c.dumps),
+            mode: if c.dump_mode.load(Ordering::Relaxed) {
+                LookupMode::Dump
+            } else {
+                LookupMode::PerFlow
+            },
         }
     }
 }
 
 impl Resolver {
     /// Open the sockets and start the threads.
-    pub fn start(
-        cfg: ResolverConfig,
-    ) -> Result<(Resolver, ResolverHandle, Receiver<Resolution>), ProcmapError> {
-        if cfg.queue_capacity == 0 {
+    pub fn start(cfg: ResolverConfig) -> Result<(Resolver, ResolverHandle, Answers), ProcmapError> {
+        if cfg.queue_capacity == 0 || cfg.low_capacity == 0 {
             return Err(ProcmapError::Config {
-                reason: "queue_capacity must be at least 1",
+                reason: "queue_capacity and low_capacity must be at least 1",
             });
         }
         let diag = SockDiag::open().map_err(|source| ProcmapError::SockDiag { source })?;
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::sync_channel(cfg.queue_capacity);
-        let (out_tx, out_rx) = mpsc::sync_channel(cfg.queue_capacity.max(1024));
+        // The resolver moves low queries into its own bounded queue at every
+        // round (at least every IDLE_WAIT): this channel only buffers between.
+        let (low_tx, low_rx) = mpsc::sync_channel(cfg.low_capacity.min(LOW_CHANNEL));
+        let (out_tx, out_rx) = mpsc::channel();
+        let unread = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::new();
 
         let mut ev_rx = None;
@@ -349,6 +443,14 @@ impl Resolver {
             .other_netns
             .then(|| OtherNets::new(&cfg.proc_root, cfg.netns_scan_interval));
         let mut worker = Worker {
+            switch: ModeSwitch::new(cfg.dump_above, cfg.dump_above / 8),
+            low: VecDeque::new(),
+            low_rx,
+            low_in_flight: 0,
+            next_dump: Instant::now(),
+            dump_index: DumpIndex::default(),
+            dump_buf: Vec::new(),
+            unread: unread.clone(),
             nets,
             index: FdIndex::new(&cfg.proc_root),
             info: InfoReader::new(&cfg.proc_root),
@@ -375,10 +477,12 @@ impl Resolver {
         threads.push(h);
         let handle = ResolverHandle {
             tx: tx.clone(),
+            low_tx,
             counters,
             conn,
         };
-        Ok((Resolver { stop, tx, threads }, handle, out_rx))
+        let answers = Answers { rx: out_rx, unread };
+        Ok((Resolver { stop, tx, threads }, handle, answers))
     }
 
     /// Stop and join the threads; queries still pending are abandoned.
@@ -417,6 +521,12 @@ const MAX_PENDING: usize = 16 * 1024;
 const BATCH_MAX: usize = 1024;
 /// Longest sleep of the resolver when idle (also how often it notices `stop`).
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// Capacity of the channel of low queries between two rounds of the resolver.
+const LOW_CHANNEL: usize = 8 * 1024;
+/// Low queries looked up one by one at once in per-flow mode.
+const LOW_IN_FLIGHT: usize = 64;
+/// Unread answers beyond which low-priority answers are dropped (counted).
+const MAX_UNREAD: usize = 64 * 1024;
 
 struct Pending {
     query: SocketQuery,
@@ -430,9 +540,22 @@ struct Pending {
     /// The foreign network namespace (its inode) the socket was found in.
     ns: Option<u64>,
     done: bool,
+    prio: Priority,
+    /// Set by a dump round: its answer stands in for this query's first lookup.
+    joined: Option<Found>,
 }
 
 struct Worker {
+    switch: ModeSwitch,
+    /// Low-priority queries not yet looked up, oldest first.
+    low: VecDeque<(SocketQuery, Instant)>,
+    low_rx: Receiver<(SocketQuery, Instant)>,
+    /// Low-priority queries in `pending`.
+    low_in_flight: usize,
+    next_dump: Instant,
+    dump_index: DumpIndex,
+    dump_buf: Vec<DiagReply>,
+    unread: Arc<AtomicUsize>,
     cfg: ResolverConfig,
     nets: Option<OtherNets>,
     diag: SockDiag,
@@ -441,7 +564,7 @@ struct Worker {
     cache: HashMap<u32, Arc<ProcessInfo>>,
     rx: Receiver<Msg>,
     ev_rx: Option<Receiver<ProcEvent>>,
-    out: SyncSender<Resolution>,
+    out: Sender<Resolution>,
     recent: VecDeque<(u32, Instant)>,
     hot: VecDeque<u32>,
     last_full: Option<Instant>,
@@ -451,6 +574,7 @@ struct Worker {
 }
 
 /// What one sock_diag round found for a query.
+#[derive(Clone, Copy)]
 enum Found {
     Socket(DiagReply),
     /// Inode 0 and nobody will own it: TIME_WAIT or closed by its owner.
@@ -517,41 +641,58 @@ impl Worker {
                 return;
             }
             let now = Instant::now();
-            let wait = self
+            let mut wait = self
                 .pending
                 .iter()
                 .map(|p| p.due.saturating_duration_since(now))
                 .min()
                 .unwrap_or(IDLE_WAIT)
                 .min(IDLE_WAIT);
+            if !self.low.is_empty() && self.switch.mode == LookupMode::Dump {
+                wait = wait.min(self.next_dump.saturating_duration_since(now));
+            }
             if self.pending.len() >= MAX_PENDING {
                 // Saturated: leave new queries in the bounded queue (submitters then see
                 // counted drops) until retries drain.
                 std::thread::sleep(wait);
-                self.drain_events();
-                self.round();
-                continue;
-            }
-            match self.rx.recv_timeout(wait) {
-                Ok(Msg::Query(q, t)) => {
-                    self.push(q, t);
-                    for _ in 1..BATCH_MAX {
-                        match self.rx.try_recv() {
-                            Ok(Msg::Query(q, t)) => self.push(q, t),
-                            Ok(Msg::Stop) => return,
-                            Err(_) => break,
+            } else {
+                match self.rx.recv_timeout(wait) {
+                    Ok(Msg::Query(q, t)) => {
+                        self.push(q, t, Priority::High, None);
+                        for _ in 1..BATCH_MAX {
+                            match self.rx.try_recv() {
+                                Ok(Msg::Query(q, t)) => self.push(q, t, Priority::High, None),
+                                Ok(Msg::Wake) => {}
+                                Ok(Msg::Stop) => return,
+                                Err(_) => break,
+                            }
                         }
                     }
+                    Ok(Msg::Wake) | Err(RecvTimeoutError::Timeout) => {}
+                    Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 }
-                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                Err(RecvTimeoutError::Timeout) => {}
             }
             self.drain_events();
+            self.take_low();
+            self.serve_low();
             self.round();
+            self.counters.low_queued.store(
+                (self.low.len() + self.low_in_flight) as u64,
+                Ordering::Relaxed,
+            );
         }
     }
 
-    fn push(&mut self, query: SocketQuery, submitted: Instant) {
+    fn push(
+        &mut self,
+        query: SocketQuery,
+        submitted: Instant,
+        prio: Priority,
+        joined: Option<Found>,
+    ) {
+        if prio == Priority::Low {
+            self.low_in_flight += 1;
+        }
         self.pending.push(Pending {
             query,
             submitted,
@@ -561,7 +702,177 @@ impl Worker {
             seen_socket: false,
             ns: None,
             done: false,
+            prio,
+            joined,
         });
+    }
+
+    /// Moves low queries from the channel into the bounded queue; beyond its
+    /// capacity they are dropped (counted).
+    fn take_low(&mut self) {
+        // Per-flow mode serves low queries at once, so the next one may wake us;
+        // in dump mode they wait for the next dump anyway.
+        if self.switch.mode == LookupMode::PerFlow {
+            self.counters.low_wake.store(false, Ordering::Release);
+        }
+        let cap = self.cfg.low_capacity;
+        let mut dropped = 0u64;
+        while let Ok(item) = self.low_rx.try_recv() {
+            if self.low.len() + self.low_in_flight < cap {
+                self.low.push_back(item);
+            } else {
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            self.counters.dropped.fetch_add(dropped, Ordering::Relaxed);
+            self.counters
+                .low_dropped
+                .fetch_add(dropped, Ordering::Relaxed);
+        }
+    }
+
+    /// Serves the low queue: a few per-flow lookups at a time while it is short,
+    /// one dump round per `dump_interval` while it is long.
+    fn serve_low(&mut self) {
+        let mode = self.switch.on_queue(self.low.len());
+        self.counters
+            .dump_mode
+            .store(mode == LookupMode::Dump, Ordering::Relaxed);
+        match mode {
+            LookupMode::PerFlow => {
+                while self.low_in_flight < LOW_IN_FLIGHT {
+                    let Some((q, t)) = self.low.pop_front() else {
+                        break;
+                    };
+                    self.push(q, t, Priority::Low, None);
+                }
+                if self.low.is_empty() && self.low.capacity() > LOW_CHANNEL {
+                    self.low.shrink_to_fit();
+                }
+            }
+            LookupMode::Dump => {
+                let now = Instant::now();
+                if now >= self.next_dump {
+                    let answered = self.dump_round();
+                    self.next_dump = now + self.cfg.dump_interval;
+                    self.switch.after_dump(answered);
+                    self.counters
+                        .dump_mode
+                        .store(self.switch.mode == LookupMode::Dump, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Dumps the sockets of `ns` (None: our own namespace) into the dump index.
+    fn dump_ns(&mut self, ns: Option<u64>) -> io::Result<()> {
+        self.dump_index.clear();
+        let diag = match ns {
+            None => &mut self.diag,
+            Some(ino) => match self.nets.as_mut().and_then(|n| n.get_mut(ino)) {
+                Some(d) => d,
+                None => return Ok(()),
+            },
+        };
+        for proto in [IPPROTO_TCP, IPPROTO_UDP] {
+            for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+                self.dump_buf.clear();
+                diag.dump_sockets(family, proto, &mut self.dump_buf)?;
+                self.counters.dumps.fetch_add(1, Ordering::Relaxed);
+                for rep in &self.dump_buf {
+                    self.dump_index.insert(proto, *rep);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers every queued low query from one dump per namespace: found sockets go
+    /// on to owner lookup, the rest are answered at once. Returns how many queries
+    /// it took.
+    fn dump_round(&mut self) -> usize {
+        let mut queue = std::mem::take(&mut self.low);
+        let taken = queue.len();
+        if self.dump_ns(None).is_err() {
+            self.counters.diag_errors.fetch_add(1, Ordering::Relaxed);
+            // Keep the queue for the next round.
+            self.low = queue;
+            return taken;
+        }
+        let mut missed: VecDeque<(SocketQuery, Instant)> = VecDeque::new();
+        for (q, t) in queue.drain(..) {
+            match self.dump_index.join(&q) {
+                (Found::Nothing, _) => missed.push_back((q, t)),
+                (found, via) => {
+                    if via {
+                        self.counters.via_listener.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.push(q, t, Priority::Low, Some(found));
+                }
+            }
+        }
+        // Flows missing here may belong to sockets of other namespaces.
+        if !missed.is_empty() && self.nets.is_some() {
+            let inodes = self.nets.as_mut().map_or_else(Vec::new, |n| {
+                n.refresh();
+                n.inodes()
+            });
+            for ino in inodes {
+                if missed.is_empty() {
+                    break;
+                }
+                if self.dump_ns(Some(ino)).is_err() {
+                    self.counters.diag_errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let mut still = VecDeque::with_capacity(missed.len());
+                for (q, t) in missed.drain(..) {
+                    match self.dump_index.join(&q) {
+                        (Found::Nothing, _) => still.push_back((q, t)),
+                        (found, _) => {
+                            self.counters.other_netns.fetch_add(1, Ordering::Relaxed);
+                            self.push(q, t, Priority::Low, Some(found));
+                            if let Some(p) = self.pending.last_mut() {
+                                p.ns = Some(ino);
+                            }
+                        }
+                    }
+                }
+                missed = still;
+            }
+        }
+        // A complete dump did not have them: no retries.
+        for (q, t) in missed {
+            self.counters.no_socket.fetch_add(1, Ordering::Relaxed);
+            let res = Resolution {
+                query: q,
+                owner: Err(Unattributed::NoSocket),
+                inode: 0,
+                uid: None,
+                latency: t.elapsed(),
+                attempts: 1,
+            };
+            self.send(res, Priority::Low);
+        }
+        // Reuse the queue's buffer.
+        self.low = queue;
+        self.dump_index.clear();
+        taken
+    }
+
+    /// Hands an answer over without ever waiting for the reader; low answers are
+    /// dropped (counted) while too many are unread.
+    fn send(&mut self, res: Resolution, prio: Priority) {
+        if prio == Priority::Low && self.unread.load(Ordering::Relaxed) >= MAX_UNREAD {
+            self.counters.low_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // Counted before the send, so the reader never takes it below zero.
+        self.unread.fetch_add(1, Ordering::Relaxed);
+        if self.out.send(res).is_err() {
+            self.unread.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     fn drain_events(&mut self) {
@@ -685,6 +996,10 @@ impl Worker {
     fn finish(&mut self, i: usize, owner: Result<Arc<ProcessInfo>, Unattributed>) {
         let p = &mut self.pending[i];
         p.done = true;
+        let prio = p.prio;
+        if prio == Priority::Low {
+            self.low_in_flight = self.low_in_flight.saturating_sub(1);
+        }
         let (inode, uid) = match p.diag {
             Some(d) => (d.inode, (d.inode != 0).then_some(d.uid)),
             None => (0, None),
@@ -696,7 +1011,7 @@ impl Worker {
             Err(Unattributed::SocketGone) => c.socket_gone.fetch_add(1, Ordering::Relaxed),
             Err(_) => 0,
         };
-        let mut res = Resolution {
+        let res = Resolution {
             query: p.query,
             owner,
             inode,
@@ -704,21 +1019,7 @@ impl Worker {
             latency: p.submitted.elapsed(),
             attempts: p.attempts,
         };
-        loop {
-            match self.out.try_send(res) {
-                Ok(()) => return,
-                Err(TrySendError::Disconnected(_)) => return,
-                Err(TrySendError::Full(back)) => {
-                    // The engine is behind: wait for it (the submit queue absorbs and
-                    // counts the overflow), but never past a stop request.
-                    if self.stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    res = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
+        self.send(res, prio);
     }
 
     /// Schedule another round for a query, or answer it when out of retries.
@@ -751,11 +1052,13 @@ impl Worker {
             let attempts = self.pending[i].attempts as usize;
             let edge = attempts == 1 || attempts > self.cfg.retry_delays.len();
             let ns = self.pending[i].ns;
-            let mut res = match ns.and_then(|ino| self.nets.as_mut()?.get_mut(ino)) {
-                Some(sd) => lookup_in(sd, q, &self.counters),
-                None => lookup_in(&mut self.diag, q, &self.counters),
+            let joined = self.pending[i].joined.take();
+            let mut res = match (joined, ns.and_then(|ino| self.nets.as_mut()?.get_mut(ino))) {
+                (Some(found), _) => Ok(found),
+                (None, Some(sd)) => lookup_in(sd, q, &self.counters),
+                (None, None) => lookup_in(&mut self.diag, q, &self.counters),
             };
-            if ns.is_none() && edge && matches!(res, Ok(Found::Nothing)) {
+            if joined.is_none() && ns.is_none() && edge && matches!(res, Ok(Found::Nothing)) {
                 if let Some((ino, found)) = self.lookup_other(q) {
                     self.pending[i].ns = Some(ino);
                     res = Ok(found);

@@ -126,9 +126,15 @@ pub struct TcpSock {
     pub bytes_received: u64,
 }
 
-/// Build a dump request for every TCP socket of `family` (except TIME_WAIT and
-/// request sockets, which carry no `tcp_info`), asking for `INET_DIAG_INFO`.
-pub fn build_dump_request(seq: u32, family: u8) -> [u8; NLMSG_HDR_LEN + REQ_V2_LEN] {
+/// Build a dump request for the `proto` sockets of `family` in `states` (a bit per
+/// TCP state), with the extensions `ext` (a bit per `INET_DIAG_*` attribute).
+pub fn build_sock_dump_request(
+    seq: u32,
+    family: u8,
+    proto: u8,
+    ext: u8,
+    states: u32,
+) -> [u8; NLMSG_HDR_LEN + REQ_V2_LEN] {
     let mut b = [0u8; NLMSG_HDR_LEN + REQ_V2_LEN];
     let len = (NLMSG_HDR_LEN + REQ_V2_LEN) as u32;
     b[0..4].copy_from_slice(&len.to_ne_bytes());
@@ -137,13 +143,19 @@ pub fn build_dump_request(seq: u32, family: u8) -> [u8; NLMSG_HDR_LEN + REQ_V2_L
     b[8..12].copy_from_slice(&seq.to_ne_bytes());
     let r = &mut b[NLMSG_HDR_LEN..];
     r[0] = family;
-    r[1] = IPPROTO_TCP;
-    r[2] = 1 << (INET_DIAG_INFO - 1);
-    // TIME_WAIT (6), LISTEN (10) and NEW_SYN_RECV (12) carry no bytes.
-    let states: u32 = !((1 << 6) | (1 << 10) | (1 << 12));
+    r[1] = proto;
+    r[2] = ext;
     r[4..8].copy_from_slice(&states.to_ne_bytes());
     r[48..56].copy_from_slice(&[0xff; 8]);
     b
+}
+
+/// Build a dump request for every TCP socket of `family` (except TIME_WAIT and
+/// request sockets, which carry no `tcp_info`), asking for `INET_DIAG_INFO`.
+pub fn build_dump_request(seq: u32, family: u8) -> [u8; NLMSG_HDR_LEN + REQ_V2_LEN] {
+    // TIME_WAIT (6), LISTEN (10) and NEW_SYN_RECV (12) carry no bytes.
+    let states: u32 = !((1 << 6) | (1 << 10) | (1 << 12));
+    build_sock_dump_request(seq, family, IPPROTO_TCP, 1 << (INET_DIAG_INFO - 1), states)
 }
 
 /// Read the byte counters from a `struct tcp_info` (the payload of `INET_DIAG_INFO`).
@@ -194,6 +206,17 @@ pub struct DumpChunk {
 /// Parse one datagram of a dump reply or of destroy notifications: any number of
 /// netlink messages, each 4-byte aligned.
 pub fn parse_dump_chunk(buf: &[u8], out: &mut DumpChunk) -> Result<(), ParseError> {
+    let done = for_each_dump_msg(buf, |payload| match parse_tcp_sock(payload) {
+        Some(s) => out.socks.push(s),
+        None => out.malformed += 1,
+    })?;
+    out.done |= done;
+    Ok(())
+}
+
+/// Hands each SOCK_DIAG_BY_FAMILY payload of one dump datagram to `on_msg`;
+/// true when the datagram ends the dump (NLMSG_DONE).
+pub fn for_each_dump_msg(buf: &[u8], mut on_msg: impl FnMut(&[u8])) -> Result<bool, ParseError> {
     let mut at = 0;
     while at + NLMSG_HDR_LEN <= buf.len() {
         let len = u32_at(buf, at).ok_or(ParseError::Truncated)? as usize;
@@ -203,14 +226,8 @@ pub fn parse_dump_chunk(buf: &[u8], out: &mut DumpChunk) -> Result<(), ParseErro
         }
         let payload = &buf[at + NLMSG_HDR_LEN..at + len];
         match ty {
-            SOCK_DIAG_BY_FAMILY => match parse_tcp_sock(payload) {
-                Some(s) => out.socks.push(s),
-                None => out.malformed += 1,
-            },
-            NLMSG_DONE => {
-                out.done = true;
-                return Ok(());
-            }
+            SOCK_DIAG_BY_FAMILY => on_msg(payload),
+            NLMSG_DONE => return Ok(true),
             NLMSG_ERROR => {
                 let err = u32_at(payload, 0).ok_or(ParseError::Truncated)? as i32;
                 return Err(ParseError::Kernel(-err));
@@ -219,7 +236,7 @@ pub fn parse_dump_chunk(buf: &[u8], out: &mut DumpChunk) -> Result<(), ParseErro
         }
         at += (len + 3) & !3;
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Why a reply could not be understood.
@@ -409,9 +426,37 @@ impl SockDiag {
     /// Dump every TCP socket of `family` with its `tcp_info` byte counters.
     pub fn dump_tcp(&mut self, family: u8, out: &mut DumpChunk) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
+        let req = build_dump_request(self.seq, family);
+        self.dump(&req, |chunk| {
+            parse_dump_chunk(chunk, out)?;
+            Ok(std::mem::take(&mut out.done))
+        })
+    }
+
+    /// Dump every `proto` socket of `family`, in any state: the parts attribution
+    /// needs, appended to `out` (malformed messages are skipped).
+    pub fn dump_sockets(
+        &mut self,
+        family: u8,
+        proto: u8,
+        out: &mut Vec<DiagReply>,
+    ) -> io::Result<()> {
+        self.seq = self.seq.wrapping_add(1);
+        let req = build_sock_dump_request(self.seq, family, proto, 0, u32::MAX);
+        self.dump(&req, |chunk| {
+            for_each_dump_msg(chunk, |p| out.extend(parse_diag_msg(p)))
+        })
+    }
+
+    /// Sends a dump request and feeds each datagram of the answer to `on_chunk`
+    /// until it says the dump is done.
+    fn dump(
+        &mut self,
+        req: &[u8],
+        mut on_chunk: impl FnMut(&[u8]) -> Result<bool, ParseError>,
+    ) -> io::Result<()> {
         let seq = self.seq;
-        let req = build_dump_request(seq, family);
-        self.send(&req)?;
+        self.send(req)?;
         if self.buf.len() < 64 * 1024 {
             self.buf.resize(64 * 1024, 0);
         }
@@ -421,10 +466,9 @@ impl SockDiag {
             if u32_at(got, 8) != Some(seq) {
                 continue;
             }
-            parse_dump_chunk(got, out)
-                .map_err(|e| io::Error::other(format!("sock_diag dump: {e:?}")))?;
-            if out.done {
-                out.done = false;
+            let done =
+                on_chunk(got).map_err(|e| io::Error::other(format!("sock_diag dump: {e:?}")))?;
+            if done {
                 return Ok(());
             }
         }

@@ -13,12 +13,12 @@ fn need_root() {
     }
 }
 
-fn start() -> (Resolver, ResolverHandle, Receiver<Resolution>) {
+fn start() -> (Resolver, ResolverHandle, Answers) {
     need_root();
     Resolver::start(ResolverConfig::default()).expect("resolver starts")
 }
 
-fn wait_for(rx: &Receiver<Resolution>, q: SocketQuery) -> Resolution {
+fn wait_for(rx: &Answers, q: SocketQuery) -> Resolution {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -29,8 +29,8 @@ fn wait_for(rx: &Receiver<Resolution>, q: SocketQuery) -> Resolution {
     }
 }
 
-fn resolve(h: &ResolverHandle, rx: &Receiver<Resolution>, q: SocketQuery) -> Resolution {
-    assert!(h.submit(q), "queue accepted the query");
+fn resolve(h: &ResolverHandle, rx: &Answers, q: SocketQuery) -> Resolution {
+    assert!(h.submit(q, Priority::High), "queue accepted the query");
     wait_for(rx, q)
 }
 
@@ -240,7 +240,7 @@ fn short_lived_children_are_credited() {
         let mut child = Command::new("bash").arg("-c").arg(&script).spawn().unwrap();
         let (mut s, peer) = l.accept().unwrap();
         let q = tcp(peer, la);
-        assert!(h.submit(q));
+        assert!(h.submit(q, Priority::High));
         let r = wait_for(&rx, q);
         let info = r
             .owner
@@ -278,7 +278,7 @@ fn lookup_latency_over_200_connections() {
     for _ in 0..200 {
         let mut c = TcpStream::connect(la).unwrap();
         let q = tcp(c.local_addr().unwrap(), la);
-        assert!(h.submit(q));
+        assert!(h.submit(q, Priority::High));
         let (_s, _) = l.accept().unwrap();
         let r = wait_for(&rx, q);
         assert_mine(&r, &c);
@@ -310,7 +310,7 @@ fn submit_never_blocks_and_counts_drops() {
         "127.0.0.1:9".parse().unwrap(),
     );
     let t = Instant::now();
-    let accepted = (0..10_000).filter(|_| h.submit(q)).count() as u64;
+    let accepted = (0..10_000).filter(|_| h.submit(q, Priority::High)).count() as u64;
     assert!(t.elapsed() < Duration::from_secs(1));
     assert_eq!(h.dropped(), 10_000 - accepted);
     assert!(h.dropped() > 0);
@@ -410,5 +410,106 @@ fn socket_in_another_network_namespace_is_credited() {
     let own = std::fs::metadata("/proc/self/ns/net").unwrap();
     assert_ne!(info.netns, std::os::unix::fs::MetadataExt::ino(&own));
     assert!(h.stats().other_netns >= 1);
+    res.stop();
+}
+
+#[test]
+fn a_long_low_queue_is_answered_by_dumps_and_high_lookups_go_first() {
+    need_root();
+    let cfg = ResolverConfig {
+        dump_above: 32,
+        dump_interval: Duration::from_millis(50),
+        ..ResolverConfig::default()
+    };
+    let (res, h, rx) = Resolver::start(cfg).unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let la = l.local_addr().unwrap();
+    let c = TcpStream::connect(la).unwrap();
+    let (s, peer) = l.accept().unwrap();
+    // A flood of inbound SYNs to a closed port, with one real connection among them.
+    let fake = |i: u16| {
+        tcp(
+            "127.0.0.1:9".parse().unwrap(),
+            SocketAddr::new([127, 0, 0, 7].into(), 1000 + i),
+        )
+    };
+    for i in 0..500 {
+        assert!(h.submit(fake(i), Priority::Low));
+    }
+    let real = tcp(s.local_addr().unwrap(), peer);
+    assert!(h.submit(real, Priority::Low));
+    // An outgoing connection's lookup does not wait for the flood's.
+    let t = Instant::now();
+    let out = tcp(c.local_addr().unwrap(), la);
+    assert!(h.submit(out, Priority::High));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut no_socket, mut got_real, mut got_out) = (0, None, None);
+    while (no_socket < 500 || got_real.is_none() || got_out.is_none()) && Instant::now() < deadline
+    {
+        let Ok(r) = rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        if r.query == real {
+            got_real = Some(r);
+        } else if r.query == out {
+            got_out = Some((r, t.elapsed()));
+        } else if r.owner.as_ref().err() == Some(&Unattributed::NoSocket) {
+            no_socket += 1;
+        }
+    }
+    let st = h.stats();
+    assert_eq!(no_socket, 500, "{st:?}");
+    assert_mine(&got_real.expect("the real connection is answered"), &s);
+    let (r, took) = got_out.expect("the outgoing connection is answered");
+    assert_mine(&r, &c);
+    assert!(took < Duration::from_secs(1), "high lookup waited {took:?}");
+    assert!(st.dumps >= 4, "answered from dumps: {st:?}");
+    assert_eq!(st.low_dropped, 0);
+    res.stop();
+}
+
+#[test]
+fn a_full_low_queue_drops_and_counts() {
+    need_root();
+    let cfg = ResolverConfig {
+        low_capacity: 100,
+        ..ResolverConfig::default()
+    };
+    let (res, h, _rx) = Resolver::start(cfg).unwrap();
+    let q = |i: u16| {
+        tcp(
+            "127.0.0.1:9".parse().unwrap(),
+            SocketAddr::new([127, 0, 0, 8].into(), i),
+        )
+    };
+    for i in 0..1000 {
+        h.submit(q(i), Priority::Low);
+    }
+    // A burst far faster than lookups: whether refused by the channel or by the
+    // queue behind it, all but the queue's 100 are dropped and counted.
+    std::thread::sleep(Duration::from_millis(50));
+    let st = h.stats();
+    assert!((850..=900).contains(&st.low_dropped), "{st:?}");
+    assert_eq!(h.dropped(), st.low_dropped);
+    res.stop();
+}
+
+#[test]
+fn a_lone_inbound_connection_is_looked_up_at_once() {
+    let (res, h, rx) = start();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (s, peer) = l.accept().unwrap();
+    // Let the resolver fall into its idle wait (IDLE_WAIT is 100 ms).
+    std::thread::sleep(Duration::from_millis(150));
+    let t = Instant::now();
+    let q = tcp(s.local_addr().unwrap(), peer);
+    assert!(h.submit(q, Priority::Low));
+    assert_mine(&wait_for(&rx, q), &s);
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_millis(40),
+        "a low lookup waited {took:?}"
+    );
     res.stop();
 }

@@ -8,6 +8,7 @@ mod attribution;
 mod backbone;
 mod basic;
 mod ebpf;
+mod flood;
 mod history;
 mod metrics;
 mod names;
