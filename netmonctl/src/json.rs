@@ -49,6 +49,7 @@ pub struct ProcessJson {
     pub user: String,
     pub unit: Option<String>,
     pub cgroup: Option<String>,
+    pub container: Option<String>,
     pub netns: u64,
     pub started: Option<String>,
     #[serde(flatten)]
@@ -78,6 +79,7 @@ impl From<&v1::ProcessRow> for ProcessJson {
             user: p.user,
             unit: non_empty(&p.unit),
             cgroup: non_empty(&p.cgroup),
+            container: non_empty(&p.container),
             netns: p.netns,
             started: rfc3339_ms(p.started_ms),
             traffic: TrafficJson::from(r.traffic.as_ref()),

@@ -1140,6 +1140,7 @@ pub fn identity(p: &ProcessInfo) -> v1::ProcessIdentity {
         cgroup: p.cgroup.clone(),
         netns: p.netns,
         started_ms: p.started_ms,
+        container: p.container.clone(),
     }
 }
 
@@ -1188,6 +1189,7 @@ mod tests {
             user: "u".into(),
             unit: String::new(),
             cgroup: String::new(),
+            container: String::new(),
             netns: 0,
             started_ms: 0,
         })

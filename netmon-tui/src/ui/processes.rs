@@ -370,6 +370,14 @@ impl Widget for &DetailView<'_> {
                     Line::from(vec![
                         Span::styled(format!(" {} ", id.name), style),
                         Span::styled(format!("pid {} user {} ", id.pid, id.user), p.label),
+                        Span::styled(
+                            if id.container.is_empty() {
+                                String::new()
+                            } else {
+                                format!("in {} ", id.container)
+                            },
+                            p.label,
+                        ),
                         Span::raw(cmd),
                     ]),
                     Line::from(vec![

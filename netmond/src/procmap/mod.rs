@@ -45,6 +45,7 @@
 //! engine, which decides them; the resolver never answers them.
 
 mod connector;
+pub mod container;
 mod dumpjoin;
 mod fdindex;
 mod netns;
@@ -121,6 +122,8 @@ pub struct ProcessInfo {
     /// systemd unit from the cgroup path, e.g. "nginx.service", or "".
     pub unit: String,
     pub cgroup: String,
+    /// Container from the cgroup path (`docker:3f2e5d001387`, `lxc:db1`), or "".
+    pub container: String,
     /// Inode of /proc/<pid>/ns/net.
     pub netns: u64,
     /// Start as wall clock, ms since the epoch.

@@ -171,6 +171,7 @@ impl InfoReader {
             .map(|s| parse_cgroup(&s))
             .unwrap_or_default();
         let unit = unit_from_cgroup(&cgroup);
+        let container = super::container::container_from_cgroup(&cgroup);
         let netns = std::fs::metadata(proc_pid.join("ns/net"))
             .map(|m| m.ino())
             .unwrap_or(0);
@@ -185,6 +186,7 @@ impl InfoReader {
             user,
             unit,
             cgroup,
+            container,
             netns,
         }
     }

@@ -96,6 +96,7 @@ impl OwnerCache {
             user: self.reader.user_name(o.uid),
             unit: String::new(),
             cgroup: String::new(),
+            container: String::new(),
             netns: 0,
             started_ms: 0,
         }
