@@ -127,8 +127,18 @@ fn stats_in_capture_mode_show_packets_per_protocol_after_traffic() {
         "python3",
         &["-c", PACED_UPLOAD, &lab.peer_ip, "5402", "4000000"],
     );
-    std::thread::sleep(Duration::from_millis(300));
-    let s = d.ctl_json(&["stats"]);
+    // Poll: the first tick with the upload's packets may come late on a busy machine.
+    let has_tcp = |s: &serde_json::Value| {
+        s["protocols"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p["protocol"].as_str() == Some("tcp")))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = d.ctl_json(&["stats"]);
+    while !has_tcp(&s) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        s = d.ctl_json(&["stats"]);
+    }
     assert_eq!(s["available"], true, "{s}");
     let tcp = s["protocols"]
         .as_array()
