@@ -202,7 +202,20 @@ pub struct CaptureMonitor {
     names: Option<Arc<Names>>,
     /// "ebpf" or "socket-lookup", and why.
     attribution: (&'static str, String),
+    /// With socket lookups: addresses of the host's other namespaces, local too.
+    others: Mutex<OtherAddrs>,
 }
+
+/// Addresses of other network namespaces (containers), re-read now and then.
+struct OtherAddrs {
+    enabled: bool,
+    exclude: std::collections::HashSet<u64>,
+    addrs: Vec<std::net::IpAddr>,
+    at: Option<Instant>,
+}
+
+/// How often other namespaces' addresses are re-read (socket-lookup mode).
+const OTHER_NETNS_EVERY: Duration = Duration::from_secs(5);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -234,6 +247,13 @@ impl CaptureMonitor {
         };
         let mut agg = Aggregator::with_max_flows(cfg.capture.max_flows);
         agg.set_socket_mode(sockacct.is_some());
+        let others = OtherAddrs {
+            // Socket accounting sees every namespace's sockets itself.
+            enabled: sockacct.is_none(),
+            exclude: netif::others::named_inodes(&cfg.capture.exclude_netns),
+            addrs: Vec::new(),
+            at: None,
+        };
         let dirty = Arc::new(AtomicBool::new(true));
         let d = dirty.clone();
         let watcher = match netif::Watcher::start(move || d.store(true, Ordering::Release)) {
@@ -270,6 +290,7 @@ impl CaptureMonitor {
             watcher: Mutex::new(watcher),
             names: names_for(cfg),
             attribution,
+            others: Mutex::new(others),
         };
         m.sync_interfaces(&ifaces);
         let caps = lock(&m.captures);
@@ -300,8 +321,7 @@ impl CaptureMonitor {
     /// Starts captures for interfaces that should be captured and are not,
     /// forgets those that are gone.
     fn sync_interfaces(&self, ifaces: &[netif::Interface]) {
-        self.shared
-            .set_local(LocalSet::new(netif::local_addresses(ifaces)));
+        self.refresh_local(ifaces, true);
         let mut caps = lock(&self.captures);
         let wanted: Vec<&netif::Interface> = ifaces
             .iter()
@@ -363,6 +383,32 @@ impl CaptureMonitor {
                 }
             }
         }
+    }
+
+    /// Local addresses: this namespace's, plus (with socket lookups) those of
+    /// the host's other namespaces, re-read every few seconds or when `force`d.
+    fn refresh_local(&self, ifaces: &[netif::Interface], force: bool) {
+        let mut o = lock(&self.others);
+        let due = o.at.is_none_or(|t| t.elapsed() >= OTHER_NETNS_EVERY);
+        if !force && !(o.enabled && due) {
+            return;
+        }
+        if o.enabled && (due || force) {
+            let fresh = netif::others::other_namespace_addresses(&o.exclude);
+            o.at = Some(Instant::now());
+            if fresh == o.addrs && !force {
+                return;
+            }
+            o.addrs = fresh;
+        }
+        let mut local = netif::local_addresses(ifaces);
+        for a in &o.addrs {
+            if !local.contains(a) {
+                local.push(*a);
+            }
+        }
+        drop(o);
+        self.shared.set_local(LocalSet::new(local));
     }
 
     /// The name capture is optional: without it hosts have no names.
@@ -520,6 +566,11 @@ impl CaptureMonitor {
                 if let Ok(l) = &list {
                     self.sync_interfaces(l);
                 }
+            }
+        }
+        if maintain {
+            if let Ok(l) = &list {
+                self.refresh_local(l, false);
             }
         }
         let tick_ms = self.cfg.daemon.tick_ms;

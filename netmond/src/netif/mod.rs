@@ -16,6 +16,7 @@
 //!   few times, then the last result is used: the watcher fires for the change
 //!   that interrupted it anyway.
 
+pub mod others;
 mod parse;
 mod sock;
 mod watch;

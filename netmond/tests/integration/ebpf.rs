@@ -53,10 +53,22 @@ fn iface_counters(ns: &Netns, iface: &str, dir: &str) -> (u64, u64) {
 
 #[test]
 fn a_container_process_behind_a_bridge_is_credited_once_tcp_udp_v4_v6() {
+    container_process_is_credited_once("ebpf");
+}
+
+#[test]
+fn socket_lookup_credits_a_container_process_behind_a_bridge_once() {
+    container_process_is_credited_once("socket-lookup");
+}
+
+fn container_process_is_credited_once(want: &str) {
     let lab = ContainerLab::new();
-    let d = lab.daemon(DaemonOpts::default());
+    let d = lab.daemon(DaemonOpts {
+        config_extra: format!("[capture]\nattribution = \"{want}\"\n"),
+        ..DaemonOpts::default()
+    });
     let (mode, why) = attribution(&d);
-    assert_eq!(mode, "ebpf", "eBPF accounting should be on here: {why}");
+    assert_eq!(mode, want, "{why}");
     let _t4 = start_server(&lab.srv, gen::TCP_SERVER, &[&lab.srv_ip, "5201"]);
     let _t6 = start_server(&lab.srv, gen::TCP_SERVER, &[&lab.srv_ip6, "5202"]);
     let _u4 = start_server(&lab.srv, gen::UDP_SINK, &[&lab.srv_ip, "5301"]);
