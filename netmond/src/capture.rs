@@ -416,6 +416,9 @@ impl BulkThread {
                 match decode::decode(link, p.data, p.header.len) {
                     Ok(meta) => {
                         packets += 1;
+                        // Counted at the frame's real size, and reported: a
+                        // length field that lies is a malformed packet.
+                        malformed += u64::from(meta.len_forged);
                         bytes += u64::from(meta.l3_len);
                         hist[size_bucket(meta.l3_len)] += 1;
                         if let Ingest::New(key) = table.ingest(&meta, &local, now) {

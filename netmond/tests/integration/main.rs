@@ -8,5 +8,6 @@ mod attribution;
 mod backbone;
 mod basic;
 mod history;
+mod hostile;
 mod metrics;
 mod names;
