@@ -110,3 +110,102 @@ fn forged_ip_lengths_count_the_frame_and_are_reported_malformed() {
         top["totals"]
     );
 }
+
+/// Names itself `nmx\xff\xfe` through /proc/self/comm, then sends `n` bytes
+/// over TCP and lingers so it is alive when checked.
+const ODD_NAME_CLIENT: &str = r#"
+import socket, sys, time
+with open("/proc/self/comm", "wb") as f: f.write(b"nmx\xff\xfe")
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+c = socket.create_connection((host, port)); chunk = b"u" * 65536; left = n
+while left > 0: left -= c.send(chunk[:min(left, 65536)])
+c.shutdown(socket.SHUT_WR); c.recv(1); c.close()
+print("done", flush=True)
+time.sleep(6)
+"#;
+
+#[test]
+fn process_with_a_non_utf8_name_is_credited_and_named_lossily() {
+    let lab = Lab::new();
+    let d = lab.daemon(DaemonOpts::default());
+    let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5301"]);
+    const N: u64 = 4 * 1024 * 1024;
+    let client = Lab::spawn_in(
+        &lab.host,
+        "python3",
+        &["-c", ODD_NAME_CLIENT, &lab.peer_ip, "5301", &N.to_string()],
+    );
+    let _guard = ChildGuard(client);
+    let pid = _guard.0.id();
+    let top = wait_top(&d, 20, |t| {
+        proc_by_pid(t, pid).is_some_and(|p| u(&p, "up_bytes") >= N)
+    });
+    let p = proc_by_pid(&top, pid).unwrap_or_else(|| {
+        panic!(
+            "pid {pid} never credited: {top}\n{}",
+            d.ctl_json(&["status"])
+        )
+    });
+    let up = u(&p, "up_bytes");
+    let hi = N + N / 100 + 16 * 1024;
+    assert!((N..=hi).contains(&up), "credited {up} of {N}: {p}");
+    eprintln!("odd name: credited {up} of {N} as {}", p["name"]);
+    assert_eq!(p["name"], "nmx\u{fffd}\u{fffd}", "{p}");
+}
+
+#[test]
+fn megabyte_command_line_is_capped_and_marked_cut() {
+    let lab = Lab::new();
+    let d = lab.daemon(DaemonOpts::default());
+    let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5302"]);
+    const N: u64 = 1024 * 1024;
+    // One argument may be at most 128 KiB (MAX_ARG_STRLEN): ten of 100 KiB.
+    let big = "A".repeat(100 * 1024);
+    let n = N.to_string();
+    let mut args = vec!["-c", gen::TCP_CLIENT, &lab.peer_ip, "5302", "up", &n, "6"];
+    args.extend(std::iter::repeat_n(big.as_str(), 10));
+    let _client = ChildGuard(Lab::spawn_in(&lab.host, "python3", &args));
+    let pid = _client.0.id();
+    // Empty while `ip netns exec` execs the program: poll.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let argv_len = loop {
+        let n = std::fs::read(format!("/proc/{pid}/cmdline")).map_or(0, |b| b.len());
+        if n > 1_000_000 || Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(argv_len > 1_000_000, "argv is {argv_len} bytes");
+    wait_top(&d, 20, |t| {
+        proc_by_pid(t, pid).is_some_and(|p| u(&p, "up_bytes") >= N)
+    });
+    let out = d.ctl(&["--json", "top", "--limit", "0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reply = out.stdout.len();
+    assert!(
+        reply < 32 * 1024,
+        "top --json is {reply} bytes for a {argv_len}-byte argv"
+    );
+    let top: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let p = proc_by_pid(&top, pid).unwrap_or_else(|| panic!("pid {pid} missing: {top}"));
+    let cmdline = p["cmdline"].as_str().unwrap_or_default();
+    // argv[0] may be a full path (a pyenv shim execs the real python).
+    let head: String = cmdline.chars().take(80).collect();
+    assert!(
+        (1024..=4096).contains(&cmdline.len()) && head.contains("python") && head.contains(" -c "),
+        "cmdline of {} bytes: {head:?}",
+        cmdline.len()
+    );
+    assert_eq!(p["cmdline_truncated"], true, "{}", p["name"]);
+    eprintln!(
+        "megabyte argv: top --json {reply} bytes, cmdline {} bytes",
+        cmdline.len()
+    );
+    // Every flow's row carries the process: the listing stays small too.
+    let conns = d.ctl(&["--json", "connections"]);
+    assert!(
+        conns.stdout.len() < 64 * 1024,
+        "connections --json is {} bytes",
+        conns.stdout.len()
+    );
+}
