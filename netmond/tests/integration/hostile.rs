@@ -209,3 +209,25 @@ fn megabyte_command_line_is_capped_and_marked_cut() {
         conns.stdout.len()
     );
 }
+
+#[test]
+fn a_newline_in_a_client_supplied_name_cannot_forge_a_log_line() {
+    let d = Daemon::start(DaemonOpts::default());
+    let name = "evil\nFORGED netmond: all good\x1b[2J";
+    let out = d.ctl(&["threshold", "set", "1MiB/s", "--process", name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = d.log_text();
+        if log.contains("threshold set") || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(log.contains("threshold set"), "{log}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("FORGED")) && !log.contains('\x1b'),
+        "{log}"
+    );
+    assert!(log.contains("evil\\nFORGED"), "{log}");
+}
