@@ -33,7 +33,7 @@ const START_FILTER: &str =
 /// starts a TLS ClientHello or an HTTP GET/POST/HEAD/PUT request. BPF's
 /// `tcp[]` is IPv4-only, hence the `ip6[]` forms; VLAN-tagged frames are
 /// not matched.
-const NAME_FILTER: &str = "udp src port 53 or udp src port 5353 or tcp src port 53 \
+const NAME_FILTER: &str = "udp port 53 or tcp port 53 \
      or (ip and tcp and (tcp[((tcp[12:1] & 0xf0) >> 2):1] = 0x16 \
          and tcp[((tcp[12:1] & 0xf0) >> 2) + 5:1] = 0x01)) \
      or (ip and tcp and (tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420 \
@@ -156,6 +156,9 @@ pub struct CaptureHandle {
     pub stats: Arc<IfaceStats>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// The local addresses, for the name capture (DNS answers must answer
+    /// a query sent from here, to here).
+    shared: Arc<Shared>,
 }
 
 impl CaptureHandle {
@@ -189,9 +192,10 @@ impl CaptureHandle {
                 source,
             })?;
         let stop = self.stop.clone();
+        let shared = self.shared.clone();
         let t = std::thread::Builder::new()
             .name(format!("names-{iface}"))
-            .spawn(move || name_loop(cap, link, &names, &stop, &iface))
+            .spawn(move || name_loop(cap, link, &names, &shared, &stop, &iface))
             .map_err(|source| CaptureError::Thread {
                 iface: self.name.clone(),
                 source,
@@ -294,6 +298,7 @@ pub fn start(
     let fast_path = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     let name = iface.to_owned();
+    let handle_shared = shared.clone();
     let bulk_thread = BulkThread {
         iface: name.clone(),
         id,
@@ -348,6 +353,7 @@ pub fn start(
         stats,
         stop,
         threads,
+        shared: handle_shared,
     })
 }
 
@@ -603,23 +609,31 @@ fn flow_start_loop(
     }
 }
 
-/// Reads DNS answers, ClientHellos and requests into the name table.
+/// Reads DNS queries and answers, ClientHellos and requests into the name table.
 fn name_loop(
     mut cap: pcap::Capture<pcap::Active>,
     link: LinkType,
     names: &crate::names::Names,
+    shared: &Shared,
     stop: &AtomicBool,
     iface: &str,
 ) {
     let fd = std::os::fd::AsRawFd::as_raw_fd(&cap);
+    let mut local = shared.local();
+    let mut local_gen = shared.local_gen.load(Ordering::Acquire);
     while !stop.load(Ordering::Relaxed) {
         wait_readable(fd, 100);
+        let g = shared.local_gen.load(Ordering::Acquire);
+        if g != local_gen {
+            local = shared.local();
+            local_gen = g;
+        }
         let res = cap.dispatch(None, |p| {
             let Ok(meta) = decode::decode(link, p.data, p.header.len) else {
                 return;
             };
             if let Some(payload) = decode::l4_payload(link, p.data) {
-                names.observe(&meta, payload, ts_ms(p.header));
+                names.observe(&meta, payload, ts_ms(p.header), &local);
             }
         });
         if let Err(e) = res {
