@@ -86,6 +86,23 @@ fn host_row(d: &Daemon, addr: &str) -> Option<serde_json::Value> {
         .cloned()
 }
 
+/// Resolves `files.example.test` at the peer's responder from the host and
+/// connects to the answer on port 5401, holding it `hold` seconds.
+fn resolve_and_connect(lab: &Lab, hold: &str) -> std::process::Child {
+    Lab::spawn_in(
+        &lab.host,
+        "python3",
+        &[
+            "-c",
+            RESOLVE_AND_CONNECT,
+            &lab.peer_ip,
+            "files.example.test",
+            "5401",
+            hold,
+        ],
+    )
+}
+
 fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
@@ -107,18 +124,7 @@ fn dns_answer_names_host_and_connection_and_host_header_then_sni_name_another() 
     let _tcp = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5401"]);
     let _tls = start_server(&lab.peer, ACCEPT_AND_CLOSE, &[&lab.peer_ip6, "5443"]);
 
-    let client = Lab::spawn_in(
-        &lab.host,
-        "python3",
-        &[
-            "-c",
-            RESOLVE_AND_CONNECT,
-            &lab.peer_ip,
-            "files.example.test",
-            "5401",
-            "8",
-        ],
-    );
+    let client = resolve_and_connect(&lab, "8");
     let named = wait_for(15, || {
         host_row(&d, &lab.peer_ip).filter(|h| h["name"] == "files.example.test")
     });
@@ -260,18 +266,7 @@ fn forged_dns_answers_do_not_name_hosts() {
     wait_output(client, 20);
     // The name capture was listening all along: a lookup this host makes is believed.
     let _dns = start_server(&lab.peer, DNS_RESPONDER, &[&lab.peer_ip, &lab.peer_ip]);
-    let client = Lab::spawn_in(
-        &lab.host,
-        "python3",
-        &[
-            "-c",
-            RESOLVE_AND_CONNECT,
-            &lab.peer_ip,
-            "files.example.test",
-            "5401",
-            "3",
-        ],
-    );
+    let client = resolve_and_connect(&lab, "3");
     let named = wait_for(15, || {
         host_row(&d, &lab.peer_ip).filter(|h| h["name"] == "files.example.test")
     });
