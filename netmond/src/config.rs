@@ -238,6 +238,8 @@ pub struct AlertsSection {
     pub hook: Option<Vec<String>>,
     /// Seconds the hook may run before it is killed.
     pub hook_timeout_secs: u64,
+    /// The unprivileged user the hook runs as.
+    pub hook_user: String,
 }
 
 impl Default for AlertsSection {
@@ -251,6 +253,7 @@ impl Default for AlertsSection {
             new_process_notice: false,
             hook: None,
             hook_timeout_secs: 10,
+            hook_user: "nobody".to_owned(),
         }
     }
 }
@@ -263,6 +266,8 @@ pub struct AlertsConfig {
     /// Empty = no hook.
     pub hook: Vec<String>,
     pub hook_timeout: std::time::Duration,
+    /// Who the hook runs as (never root).
+    pub hook_user: crate::alerts::hook::HookUser,
 }
 
 impl Default for AlertsConfig {
@@ -272,6 +277,7 @@ impl Default for AlertsConfig {
             rules: crate::alerts::ConfigRules::default(),
             hook: Vec::new(),
             hook_timeout: std::time::Duration::from_secs(10),
+            hook_user: crate::alerts::hook::HookUser::NOBODY,
         }
     }
 }
@@ -307,6 +313,13 @@ impl AlertsSection {
         if hook.first().is_some_and(|p| !p.starts_with('/')) {
             return Err(bad("alerts.hook", "the program must be an absolute path"));
         }
+        // Looked up only when a hook is set: no hook, no need for the user.
+        let hook_user = if hook.is_empty() {
+            crate::alerts::hook::HookUser::NOBODY
+        } else {
+            crate::alerts::hook::HookUser::lookup(&self.hook_user)
+                .map_err(|m| bad("alerts.hook_user", &m))?
+        };
         let amount =
             |v: &Option<AmountValue>, key, rate| v.as_ref().map(|a| a.bytes(key, rate)).transpose();
         Ok(AlertsConfig {
@@ -330,6 +343,7 @@ impl AlertsSection {
             },
             hook,
             hook_timeout: std::time::Duration::from_secs(self.hook_timeout_secs),
+            hook_user,
         })
     }
 }
@@ -529,6 +543,7 @@ impl FileConfig {
                 ("new_process_notice", "Notice the first time an executable sends on the network.", a.new_process_notice.to_string()),
                 ("hook", "Command run for each alert opened or closed, with NETMON_ALERT_* variables; an argv array, never run through a shell. Not set: none.", "[\"/usr/local/bin/netmon-alert\", \"--notify\"]".to_owned()),
                 ("hook_timeout_secs", "Seconds the hook may run before it is killed.", a.hook_timeout_secs.to_string()),
+                ("hook_user", "The unprivileged user the hook runs as, with no capabilities and no inherited descriptors; root is refused.", q(&a.hook_user)),
             ],
         );
         section(

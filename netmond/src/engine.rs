@@ -103,7 +103,11 @@ impl Engine {
             info!(rules = p.thresholds.len(), "thresholds restored");
             evaluator.restore(p);
         }
-        let hook = HookRunner::new(cfg.alerts.hook.clone(), cfg.alerts.hook_timeout);
+        let hook = HookRunner::new(
+            cfg.alerts.hook.clone(),
+            cfg.alerts.hook_timeout,
+            cfg.alerts.hook_user,
+        );
         Arc::new(Engine {
             started: Instant::now(),
             started_ms: now_ms(),
