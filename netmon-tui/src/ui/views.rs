@@ -289,7 +289,7 @@ impl Widget for &HistoryView<'_> {
                             &row.label
                         };
                         Row::new(vec![
-                            Cell::from(label.clone()),
+                            Cell::from(terminal_safe(label).into_owned()),
                             Cell::from(format!("{:>10}", format_bytes(row.up_bytes))),
                             Cell::from(format!("{:>10}", format_bytes(row.down_bytes))),
                             Cell::from(format!("{:>12}", format_rate(row.peak_up_bps))),
