@@ -916,6 +916,7 @@ mod tests {
         assert_eq!(c.alerts.rules.host_rate, Some(1000));
         assert_eq!(c.alerts.rules.default_daily_quota, Some(2 << 30));
         assert_eq!(c.alerts.hook, vec!["/bin/true".to_owned()]);
+        assert_eq!(c.alerts.hook_user, crate::alerts::hook::HookUser::NOBODY);
     }
 
     #[test]
@@ -935,6 +936,14 @@ mod tests {
             ),
             ("[alerts]\nhook = []\n", "alerts.hook"),
             ("[alerts]\nhook = [\"notify-send\"]\n", "alerts.hook"),
+            (
+                "[alerts]\nhook = [\"/bin/true\"]\nhook_user = \"root\"\n",
+                "alerts.hook_user",
+            ),
+            (
+                "[alerts]\nhook = [\"/bin/true\"]\nhook_user = \"no-such-user-netmon\"\n",
+                "alerts.hook_user",
+            ),
         ] {
             let file = FileConfig::parse(text, Path::new("t")).expect("parses");
             let msg = Config::resolve(file, None, Overrides::default())
