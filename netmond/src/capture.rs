@@ -724,7 +724,12 @@ mod tests {
         let hello = crate::names::sniff::build_client_hello("a.test");
         let pass = |f: &[u8]| prog.filter(f);
         assert!(pass(&v4(17, &udp(53))));
-        assert!(pass(&v6(17, &udp(5353))));
+        // Queries too: an answer is believed only for a query seen going out.
+        let mut query = udp(40000);
+        query[2..4].copy_from_slice(&53u16.to_be_bytes());
+        assert!(pass(&v4(17, &query)));
+        // mDNS answers answer nobody's query: not read.
+        assert!(!pass(&v6(17, &udp(5353))));
         assert!(!pass(&v4(17, &udp(54))));
         assert!(pass(&v4(6, &tcp(443, &hello))));
         assert!(pass(&v6(6, &tcp(8443, &hello))));
