@@ -45,6 +45,8 @@ pub struct ProcessJson {
     pub name: String,
     pub exe: String,
     pub cmdline: String,
+    /// `cmdline` was longer than the daemon keeps (4 KiB) and was cut.
+    pub cmdline_truncated: bool,
     pub uid: u32,
     pub user: String,
     pub unit: Option<String>,
@@ -75,6 +77,7 @@ impl From<&v1::ProcessRow> for ProcessJson {
             name: p.name,
             exe: p.exe,
             cmdline: p.cmdline,
+            cmdline_truncated: p.cmdline_truncated,
             uid: p.uid,
             user: p.user,
             unit: non_empty(&p.unit),
@@ -736,6 +739,8 @@ pub struct ExportRowJson {
     pub name: String,
     pub exe: String,
     pub cmdline: String,
+    /// `cmdline` was longer than the daemon keeps (4 KiB) and was cut.
+    pub cmdline_truncated: bool,
     pub uid: u32,
     pub user: String,
     pub up_bytes: u64,
@@ -758,6 +763,7 @@ impl From<&v1::ExportRow> for ExportRowJson {
             name: p.name,
             exe: p.exe,
             cmdline: p.cmdline,
+            cmdline_truncated: p.cmdline_truncated,
             uid: p.uid,
             user: p.user,
             up_bytes: r.up_bytes,

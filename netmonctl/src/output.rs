@@ -1,8 +1,13 @@
 //! Writing results: aligned text tables, JSON documents and CSV fields.
 //! Every writer returns io errors so that main can treat a closed pipe as success.
+//! Names come from whoever runs a process or answers DNS: table cells are made
+//! terminal-safe and CSV cells cannot start a spreadsheet formula; JSON is exact.
 
 use std::io::{self, Write};
 
+use std::borrow::Cow;
+
+use netmon_proto::text::terminal_safe;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +30,17 @@ impl Table {
         }
     }
 
+    /// Adds a row; control characters in a cell are shown as escapes.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(
+            cells
+                .into_iter()
+                .map(|c| match terminal_safe(&c) {
+                    Cow::Borrowed(_) => c,
+                    Cow::Owned(safe) => safe,
+                })
+                .collect(),
+        );
     }
 
     pub fn is_empty(&self) -> bool {
@@ -89,12 +103,20 @@ pub fn write_json_line<T: Serialize>(out: &mut dyn Write, value: &T) -> crate::e
 }
 
 /// An RFC 4180 field: quoted when it holds a comma, quote, CR or LF, with
-/// quotes doubled.
-pub fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains([',', '"', '\r', '\n']) {
-        std::borrow::Cow::Owned(format!("\"{}\"", s.replace('"', "\"\"")))
+/// quotes doubled. A cell a spreadsheet would run as a formula (starting with
+/// `=`, `+`, `-`, `@`, tab or CR) gets a leading `'`, as OWASP advises; no
+/// field we write is a negative number.
+pub fn csv_field(s: &str) -> Cow<'_, str> {
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let s: Cow<'_, str> = if formula {
+        Cow::Owned(format!("'{s}"))
     } else {
-        std::borrow::Cow::Borrowed(s)
+        Cow::Borrowed(s)
+    };
+    if formula || s.contains([',', '"', '\r', '\n']) {
+        Cow::Owned(format!("\"{}\"", s.replace('"', "\"\"")))
+    } else {
+        s
     }
 }
 
@@ -143,6 +165,40 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(csv_field(input), want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        let cases = [
+            (
+                "=HYPERLINK(\"http://x\")",
+                "\"'=HYPERLINK(\"\"http://x\"\")\"",
+            ),
+            ("+1+cmd", "\"'+1+cmd\""),
+            ("-2", "\"'-2\""),
+            ("@SUM(A1)", "\"'@SUM(A1)\""),
+            ("\t=1", "\"'\t=1\""),
+            ("a=b", "a=b"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(csv_field(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn table_cells_show_control_characters_as_escapes() {
+        let mut t = Table::new(&[("PROCESS", Align::Left), ("HOST", Align::Left)]);
+        t.row(vec![
+            "nmx\x1b[2J\x1b]0;owned\x07".into(),
+            "evil.example\nfake line".into(),
+        ]);
+        let mut buf = Vec::new();
+        t.write_to(&mut buf).expect("writes");
+        let text = String::from_utf8(buf).expect("utf8");
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+        assert_eq!(text.lines().count(), 2, "one header, one row: {text:?}");
+        assert!(text.contains("nmx\\u{1b}[2J"), "{text:?}");
+        assert!(text.contains("evil.example\\nfake line"), "{text:?}");
     }
 
     #[test]

@@ -33,7 +33,7 @@ const START_FILTER: &str =
 /// starts a TLS ClientHello or an HTTP GET/POST/HEAD/PUT request. BPF's
 /// `tcp[]` is IPv4-only, hence the `ip6[]` forms; VLAN-tagged frames are
 /// not matched.
-const NAME_FILTER: &str = "udp src port 53 or udp src port 5353 or tcp src port 53 \
+const NAME_FILTER: &str = "udp port 53 or tcp port 53 \
      or (ip and tcp and (tcp[((tcp[12:1] & 0xf0) >> 2):1] = 0x16 \
          and tcp[((tcp[12:1] & 0xf0) >> 2) + 5:1] = 0x01)) \
      or (ip and tcp and (tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420 \
@@ -163,6 +163,9 @@ pub struct CaptureHandle {
     pub stats: Arc<IfaceStats>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// The local addresses, for the name capture (DNS answers must answer
+    /// a query sent from here, to here).
+    shared: Arc<Shared>,
 }
 
 impl CaptureHandle {
@@ -196,9 +199,10 @@ impl CaptureHandle {
                 source,
             })?;
         let stop = self.stop.clone();
+        let shared = self.shared.clone();
         let t = std::thread::Builder::new()
             .name(format!("names-{iface}"))
-            .spawn(move || name_loop(cap, link, &names, &stop, &iface))
+            .spawn(move || name_loop(cap, link, &names, &shared, &stop, &iface))
             .map_err(|source| CaptureError::Thread {
                 iface: self.name.clone(),
                 source,
@@ -306,6 +310,7 @@ pub fn start(
     let fast_path = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     let name = iface.to_owned();
+    let handle_shared = shared.clone();
     let bulk_thread = BulkThread {
         iface: name.clone(),
         id,
@@ -361,6 +366,7 @@ pub fn start(
         stats,
         stop,
         threads,
+        shared: handle_shared,
     })
 }
 
@@ -443,6 +449,9 @@ impl BulkThread {
                 match decode::decode(link, p.data, p.header.len) {
                     Ok(meta) => {
                         packets += 1;
+                        // Counted at the frame's real size, and reported: a
+                        // length field that lies is a malformed packet.
+                        malformed += u64::from(meta.len_forged);
                         bytes += u64::from(meta.l3_len);
                         hist[size_bucket(meta.l3_len)] += 1;
                         match table.ingest(&meta, &local, now) {
@@ -640,23 +649,31 @@ fn flow_start_loop(
     }
 }
 
-/// Reads DNS answers, ClientHellos and requests into the name table.
+/// Reads DNS queries and answers, ClientHellos and requests into the name table.
 fn name_loop(
     mut cap: pcap::Capture<pcap::Active>,
     link: LinkType,
     names: &crate::names::Names,
+    shared: &Shared,
     stop: &AtomicBool,
     iface: &str,
 ) {
     let fd = std::os::fd::AsRawFd::as_raw_fd(&cap);
+    let mut local = shared.local();
+    let mut local_gen = shared.local_gen.load(Ordering::Acquire);
     while !stop.load(Ordering::Relaxed) {
         wait_readable(fd, 100);
+        let g = shared.local_gen.load(Ordering::Acquire);
+        if g != local_gen {
+            local = shared.local();
+            local_gen = g;
+        }
         let res = cap.dispatch(None, |p| {
             let Ok(meta) = decode::decode(link, p.data, p.header.len) else {
                 return;
             };
             if let Some(payload) = decode::l4_payload(link, p.data) {
-                names.observe(&meta, payload, ts_ms(p.header));
+                names.observe(&meta, payload, ts_ms(p.header), &local);
             }
         });
         if let Err(e) = res {
@@ -703,6 +720,7 @@ mod tests {
             l3_len: 40 + payload,
             tcp_flags: flags,
             payload_len: payload,
+            len_forged: false,
             fragment: decode::Fragment::None,
             frag_id: 0,
             dir_hint: decode::PktDir::Unknown,
@@ -779,7 +797,12 @@ mod tests {
         let hello = crate::names::sniff::build_client_hello("a.test");
         let pass = |f: &[u8]| prog.filter(f);
         assert!(pass(&v4(17, &udp(53))));
-        assert!(pass(&v6(17, &udp(5353))));
+        // Queries too: an answer is believed only for a query seen going out.
+        let mut query = udp(40000);
+        query[2..4].copy_from_slice(&53u16.to_be_bytes());
+        assert!(pass(&v4(17, &query)));
+        // mDNS answers answer nobody's query: not read.
+        assert!(!pass(&v6(17, &udp(5353))));
         assert!(!pass(&v4(17, &udp(54))));
         assert!(pass(&v4(6, &tcp(443, &hello))));
         assert!(pass(&v6(6, &tcp(8443, &hello))));

@@ -268,6 +268,8 @@ pub struct AlertsSection {
     pub hook: Option<Vec<String>>,
     /// Seconds the hook may run before it is killed.
     pub hook_timeout_secs: u64,
+    /// The unprivileged user the hook runs as.
+    pub hook_user: String,
 }
 
 impl Default for AlertsSection {
@@ -281,6 +283,7 @@ impl Default for AlertsSection {
             new_process_notice: false,
             hook: None,
             hook_timeout_secs: 10,
+            hook_user: "nobody".to_owned(),
         }
     }
 }
@@ -293,6 +296,8 @@ pub struct AlertsConfig {
     /// Empty = no hook.
     pub hook: Vec<String>,
     pub hook_timeout: std::time::Duration,
+    /// Who the hook runs as (never root).
+    pub hook_user: crate::alerts::hook::HookUser,
 }
 
 impl Default for AlertsConfig {
@@ -302,6 +307,7 @@ impl Default for AlertsConfig {
             rules: crate::alerts::ConfigRules::default(),
             hook: Vec::new(),
             hook_timeout: std::time::Duration::from_secs(10),
+            hook_user: crate::alerts::hook::HookUser::NOBODY,
         }
     }
 }
@@ -337,6 +343,13 @@ impl AlertsSection {
         if hook.first().is_some_and(|p| !p.starts_with('/')) {
             return Err(bad("alerts.hook", "the program must be an absolute path"));
         }
+        // Looked up only when a hook is set: no hook, no need for the user.
+        let hook_user = if hook.is_empty() {
+            crate::alerts::hook::HookUser::NOBODY
+        } else {
+            crate::alerts::hook::HookUser::lookup(&self.hook_user)
+                .map_err(|m| bad("alerts.hook_user", &m))?
+        };
         let amount =
             |v: &Option<AmountValue>, key, rate| v.as_ref().map(|a| a.bytes(key, rate)).transpose();
         Ok(AlertsConfig {
@@ -360,6 +373,7 @@ impl AlertsSection {
             },
             hook,
             hook_timeout: std::time::Duration::from_secs(self.hook_timeout_secs),
+            hook_user,
         })
     }
 }
@@ -561,6 +575,7 @@ impl FileConfig {
                 ("new_process_notice", "Notice the first time an executable sends on the network.", a.new_process_notice.to_string()),
                 ("hook", "Command run for each alert opened or closed, with NETMON_ALERT_* variables; an argv array, never run through a shell. Not set: none.", "[\"/usr/local/bin/netmon-alert\", \"--notify\"]".to_owned()),
                 ("hook_timeout_secs", "Seconds the hook may run before it is killed.", a.hook_timeout_secs.to_string()),
+                ("hook_user", "The unprivileged user the hook runs as, with no capabilities and no inherited descriptors; root is refused.", q(&a.hook_user)),
             ],
         );
         section(
@@ -933,6 +948,7 @@ mod tests {
         assert_eq!(c.alerts.rules.host_rate, Some(1000));
         assert_eq!(c.alerts.rules.default_daily_quota, Some(2 << 30));
         assert_eq!(c.alerts.hook, vec!["/bin/true".to_owned()]);
+        assert_eq!(c.alerts.hook_user, crate::alerts::hook::HookUser::NOBODY);
     }
 
     #[test]
@@ -952,6 +968,14 @@ mod tests {
             ),
             ("[alerts]\nhook = []\n", "alerts.hook"),
             ("[alerts]\nhook = [\"notify-send\"]\n", "alerts.hook"),
+            (
+                "[alerts]\nhook = [\"/bin/true\"]\nhook_user = \"root\"\n",
+                "alerts.hook_user",
+            ),
+            (
+                "[alerts]\nhook = [\"/bin/true\"]\nhook_user = \"no-such-user-netmon\"\n",
+                "alerts.hook_user",
+            ),
         ] {
             let file = FileConfig::parse(text, Path::new("t")).expect("parses");
             let msg = Config::resolve(file, None, Overrides::default())

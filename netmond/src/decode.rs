@@ -1,6 +1,7 @@
 //! Frame -> `PacketMeta`: link, IP and transport headers by the link type pcap reports.
 //! Pure hot path: no allocation, no logging, no I/O, never panics on any input.
-//! Bytes come from IP header lengths (design.md §2), never from the captured length.
+//! Bytes come from IP header lengths (design.md §2), never from the captured length,
+//! and never exceed what the frame really carried (a header may lie).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -69,6 +70,9 @@ pub struct PacketMeta {
     pub frag_id: u32,
     pub dir_hint: PktDir,
     pub app: AppProto,
+    /// The IP header claimed more bytes than the frame carried on the wire;
+    /// `l3_len` was cut to the frame. Counted as malformed by the capture.
+    pub len_forged: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,8 +107,9 @@ enum Net {
     V6,
 }
 
-/// Decodes one captured frame. `orig_len` is the length on the wire, used only
-/// when the IP length field is unusable (0 on GSO/TSO super-packets).
+/// Decodes one captured frame. `orig_len` is the length on the wire: it bounds
+/// the IP length field (a forged 65,535 in a 60-byte frame counts 46 bytes) and
+/// replaces it when unusable (0 on GSO/TSO super-packets).
 pub fn decode(link: LinkType, frame: &[u8], orig_len: u32) -> Result<PacketMeta, DecodeError> {
     let (net, off, dir) = link_header(link, frame)?;
     let ip = frame.get(off..).ok_or(DecodeError::Truncated)?;
@@ -217,6 +222,16 @@ fn ethertype_chain(f: &[u8], mut at: usize) -> Result<(Net, usize), DecodeError>
     Err(DecodeError::NotIp)
 }
 
+/// The claimed IP length, unless it exceeds `wire` (the frame's original
+/// length minus the link header): then `wire`, flagged as a lie.
+fn bounded(claimed: u32, wire: u32) -> (u32, bool) {
+    if claimed > wire {
+        (wire, true)
+    } else {
+        (claimed, false)
+    }
+}
+
 fn ipv4(ip: &[u8], fallback_len: u32) -> Result<PacketMeta, DecodeError> {
     let h: &[u8; 20] = ip
         .get(..20)
@@ -230,12 +245,12 @@ fn ipv4(ip: &[u8], fallback_len: u32) -> Result<PacketMeta, DecodeError> {
         return Err(DecodeError::BadHeader);
     }
     let total = u16::from_be_bytes([h[2], h[3]]);
-    let l3_len = if total == 0 {
-        fallback_len
+    let (l3_len, len_forged) = if total == 0 {
+        (fallback_len, false)
     } else if usize::from(total) < ihl {
         return Err(DecodeError::BadHeader);
     } else {
-        u32::from(total)
+        bounded(u32::from(total), fallback_len)
     };
     let frag = u16::from_be_bytes([h[6], h[7]]);
     let fragment = match (frag & 0x1fff != 0, frag & 0x2000 != 0) {
@@ -262,6 +277,7 @@ fn ipv4(ip: &[u8], fallback_len: u32) -> Result<PacketMeta, DecodeError> {
         frag_id,
         dir_hint: PktDir::Unknown,
         app: AppProto::Unknown,
+        len_forged,
     };
     if fragment != Fragment::Later {
         // Ethernet pads short frames: the IP length, not the capture, ends the payload.
@@ -286,11 +302,11 @@ fn ipv6(ip: &[u8], fallback_len: u32) -> Result<PacketMeta, DecodeError> {
         return Err(DecodeError::BadHeader);
     }
     let payload_len = u16::from_be_bytes([h[4], h[5]]);
-    let l3_len = if payload_len == 0 {
+    let (l3_len, len_forged) = if payload_len == 0 {
         // Jumbograms and BIG TCP super-packets leave the field at 0.
-        fallback_len
+        (fallback_len, false)
     } else {
-        40 + u32::from(payload_len)
+        bounded(40 + u32::from(payload_len), fallback_len)
     };
     let mut src = [0u8; 16];
     src.copy_from_slice(&h[8..24]);
@@ -309,6 +325,7 @@ fn ipv6(ip: &[u8], fallback_len: u32) -> Result<PacketMeta, DecodeError> {
         frag_id: 0,
         dir_hint: PktDir::Unknown,
         app: AppProto::Unknown,
+        len_forged,
     };
     let end = if payload_len == 0 {
         ip.len()
@@ -668,6 +685,53 @@ mod tests {
     }
 
     #[test]
+    fn forged_ipv4_total_length_is_cut_to_the_frame_and_flagged() {
+        // 60-byte Ethernet frame whose IPv4 header claims 65,535 bytes.
+        let mut ip = build_udp_v4([10, 0, 0, 1], 5000, [10, 0, 0, 2], 6000, b"x");
+        ip[2..4].copy_from_slice(&u16::MAX.to_be_bytes());
+        let mut f = eth(MAC_A, &[], 0x0800, &ip);
+        f.resize(60, 0);
+        let m = decode(LinkType::Ethernet, &f, 60).unwrap();
+        assert_eq!(m.l3_len, 46);
+        assert!(m.len_forged);
+        assert_eq!((m.src_port, m.dst_port), (5000, 6000));
+        // Behind a VLAN tag the link header is 18 bytes.
+        let f = eth(MAC_A, &[0x8100], 0x0800, &ip);
+        let m = decode(LinkType::Ethernet, &f, 64).unwrap();
+        assert_eq!((m.l3_len, m.len_forged), (46, true));
+    }
+
+    #[test]
+    fn forged_ipv6_payload_length_is_cut_to_the_frame_and_flagged() {
+        let mut ip = build_v6(&[], IPPROTO_UDP, &udp_header(1, 2, b"hi"));
+        ip[4..6].copy_from_slice(&u16::MAX.to_be_bytes());
+        let f = eth(MAC_A, &[], 0x86dd, &ip);
+        let m = decode(LinkType::Ethernet, &f, f.len() as u32).unwrap();
+        assert_eq!(m.l3_len, 40 + 10);
+        assert!(m.len_forged);
+        assert_eq!((m.src_port, m.dst_port), (1, 2));
+    }
+
+    #[test]
+    fn honest_lengths_are_not_flagged() {
+        // Padding (claim below the frame) and snaplen cuts (claim above the
+        // capture, not above the wire) are honest.
+        let ip = build_tcp_v4([10, 0, 0, 1], 1, [10, 0, 0, 2], 2, TCP_ACK, &[0u8; 1448]);
+        let f = eth(MAC_A, &[], 0x0800, &ip);
+        let m = decode(LinkType::Ethernet, &f[..128], f.len() as u32).unwrap();
+        assert_eq!((m.l3_len, m.len_forged), (1488, false));
+        let small = build_tcp_v4([10, 0, 0, 1], 1, [10, 0, 0, 2], 2, TCP_ACK, b"");
+        let mut f = eth(MAC_A, &[], 0x0800, &small);
+        f.resize(60, 0);
+        let m = decode(LinkType::Ethernet, &f, 60).unwrap();
+        assert_eq!((m.l3_len, m.len_forged), (40, false));
+        let v6 = build_v6(&[], IPPROTO_UDP, &udp_header(1, 2, b"hi"));
+        let f = eth(MAC_A, &[], 0x86dd, &v6);
+        let m = decode(LinkType::Ethernet, &f, f.len() as u32).unwrap();
+        assert_eq!((m.l3_len, m.len_forged), (50, false));
+    }
+
+    #[test]
     fn ipv4_options_are_skipped() {
         let tcp = tcp_header(1234, 80, TCP_ACK | TCP_PSH, b"GET / HTTP/1.1\r\n");
         let mut ip = ipv4_header(
@@ -938,7 +1002,10 @@ mod tests {
         #[test]
         fn decode_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256), orig in any::<u32>()) {
             for link in LINKS {
-                let _ = decode(link, &bytes, orig);
+                if let Ok(m) = decode(link, &bytes, orig) {
+                    // Whatever the headers claim, never more than the wire carried.
+                    prop_assert!(m.l3_len <= orig, "{} > {orig}", m.l3_len);
+                }
             }
         }
 

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use netmon_proto::text::terminal_safe;
 use netmon_proto::v1;
 use tokio::sync::broadcast;
 use tracing::{info, warn};
@@ -102,7 +103,11 @@ impl Engine {
             info!(rules = p.thresholds.len(), "thresholds restored");
             evaluator.restore(p);
         }
-        let hook = HookRunner::new(cfg.alerts.hook.clone(), cfg.alerts.hook_timeout);
+        let hook = HookRunner::new(
+            cfg.alerts.hook.clone(),
+            cfg.alerts.hook_timeout,
+            cfg.alerts.hook_user,
+        );
         Arc::new(Engine {
             started: Instant::now(),
             started_ms: now_ms(),
@@ -533,7 +538,8 @@ impl Engine {
         let (generation, p) = (st.rules_gen, st.alerts.persisted());
         drop(st);
         self.save_rules(generation, &p);
-        info!(id = t.id, kind = t.kind, value = t.value, name = %t.process_name, pid = t.pid, "threshold set");
+        // The name comes from a client: a newline in it must not forge a log line.
+        info!(id = t.id, kind = t.kind, value = t.value, name = %terminal_safe(&t.process_name), pid = t.pid, "threshold set");
         Ok(t)
     }
 

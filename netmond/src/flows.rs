@@ -653,6 +653,7 @@ mod tests {
             frag_id: 0,
             dir_hint: PktDir::Unknown,
             app: AppProto::Unknown,
+            len_forged: false,
         }
     }
 

@@ -390,7 +390,7 @@ impl CaptureMonitor {
     fn refresh_local(&self, ifaces: &[netif::Interface], force: bool) {
         let mut o = lock(&self.others);
         let due = o.at.is_none_or(|t| t.elapsed() >= OTHER_NETNS_EVERY);
-        if !force && !(o.enabled && due) {
+        if !(force || o.enabled && due) {
             return;
         }
         if o.enabled && (due || force) {

@@ -9,6 +9,7 @@ pub mod v1 {
 #[cfg(feature = "cli-assets")]
 pub mod cli_assets;
 mod client;
+pub mod text;
 pub mod units;
 
 pub use client::{

@@ -6,6 +6,7 @@ mod processes;
 pub mod style;
 mod views;
 
+use netmon_proto::text::terminal_safe;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -102,7 +103,8 @@ impl Widget for &StatusBar<'_> {
         }
         if let Some((msg, _)) = &app.message {
             left.push_str(" │ ");
-            left.push_str(msg);
+            // Messages from the daemon may quote a process name.
+            left.push_str(&terminal_safe(msg));
         }
         let right = format!("{} UTC │ h help │ q quit ", clock_utc(app.now_ms));
         let right_w = u16::try_from(right.chars().count()).unwrap_or(0);
@@ -166,12 +168,16 @@ impl Widget for &Notice<'_> {
                     "The daemon stopped or restarted; reconnecting by itself.".to_owned(),
                     format!("Socket '{socket}'."),
                     String::new(),
-                    msg.clone(),
+                    terminal_safe(msg).into_owned(),
                 ],
             ),
             Problem::Other(msg) => (
                 "Cannot reach netmond",
-                vec![format!("Socket '{socket}'."), String::new(), msg.clone()],
+                vec![
+                    format!("Socket '{socket}'."),
+                    String::new(),
+                    terminal_safe(msg).into_owned(),
+                ],
             ),
         };
         let mut text: Vec<Line> = vec![

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use netmon_proto::text::terminal_safe;
 use netmon_proto::v1;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -276,10 +277,10 @@ fn process_cell(row: &v1::ProcessRow, c: SortColumn) -> Cell<'static> {
         SortColumn::Name => {
             let mark = if row.over_threshold { "! " } else { "" };
             let exited = if row.alive { "" } else { " (exited)" };
-            format!("{mark}{name}{exited}")
+            format!("{mark}{}{exited}", terminal_safe(name))
         }
         SortColumn::User if user.is_empty() => uid.to_string(),
-        SortColumn::User => user.to_owned(),
+        SortColumn::User => terminal_safe(user).into_owned(),
         SortColumn::Up => format!("{:>12}", format_rate(t.up_bps)),
         SortColumn::Down => format!("{:>12}", format_rate(t.down_bps)),
         SortColumn::TotalUp => format!("{:>10}", format_bytes(t.up_bytes)),
@@ -318,7 +319,7 @@ pub fn alert_line(a: &v1::Alert, p: &Palette) -> Line<'static> {
     let who = a
         .process
         .as_ref()
-        .map(|id| format!("{} ({})", id.name, id.pid))
+        .map(|id| format!("{} ({})", terminal_safe(&id.name), id.pid))
         .unwrap_or_else(|| "host".to_owned());
     let text = if a.message.is_empty() {
         format!(
@@ -327,7 +328,7 @@ pub fn alert_line(a: &v1::Alert, p: &Palette) -> Line<'static> {
             format_rate(a.threshold)
         )
     } else {
-        a.message.clone()
+        terminal_safe(&a.message).into_owned()
     };
     Line::from(vec![
         Span::styled(format!(" {mark} "), style),
@@ -362,19 +363,24 @@ impl Widget for &DetailView<'_> {
                 let t = r.traffic.unwrap_or_default();
                 let style = if r.over_threshold { p.over } else { p.value };
                 let cmd = if id.cmdline.is_empty() {
-                    id.exe
+                    terminal_safe(&id.exe).into_owned()
+                } else if id.cmdline_truncated {
+                    format!("{}…", terminal_safe(&id.cmdline))
                 } else {
-                    id.cmdline
+                    terminal_safe(&id.cmdline).into_owned()
                 };
                 (
                     Line::from(vec![
-                        Span::styled(format!(" {} ", id.name), style),
-                        Span::styled(format!("pid {} user {} ", id.pid, id.user), p.label),
+                        Span::styled(format!(" {} ", terminal_safe(&id.name)), style),
+                        Span::styled(
+                            format!("pid {} user {} ", id.pid, terminal_safe(&id.user)),
+                            p.label,
+                        ),
                         Span::styled(
                             if id.container.is_empty() {
                                 String::new()
                             } else {
-                                format!("in {} ", id.container)
+                                format!("in {} ", terminal_safe(&id.container))
                             },
                             p.label,
                         ),

@@ -304,3 +304,32 @@ fn frame_of_500_processes_is_cheap() {
     );
     assert!(per.as_millis() < 200, "{per:?}");
 }
+
+/// Every line of the rendered screen.
+fn screen_lines(t: &Terminal<TestBackend>) -> Vec<String> {
+    let buf = t.backend().buffer();
+    (0..buf.area.height)
+        .map(|y| {
+            (0..buf.area.width)
+                .map(|x| buf[(x, y)].symbol().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn control_characters_in_names_are_shown_escaped_not_dropped() {
+    let mut f = frame(1);
+    let hostile =
+        crate::app::fixtures::row(31337, "nmx\x1b[2Jz", "ev\nil", 9 << 20, 0, 0, 0, false);
+    f.processes.insert(0, hostile);
+    let mut a = App::new(PathBuf::from("/run/netmon/netmond.sock"), false);
+    a.on_frame(f);
+    let lines = screen_lines(&render(&a, 160, 48));
+    // ratatui alone drops the ESC, which would show the name as "nmx[2Jz".
+    assert!(
+        lines.iter().any(|l| l.contains("nmx\\u{1b}[2Jz")),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("ev\\nil")), "{lines:#?}");
+}

@@ -1,6 +1,7 @@
 //! The other tabs: Connections, Hosts, Interfaces and History. Pure
 //! rendering of [`App`]; data missing or refused is said in the view.
 
+use netmon_proto::text::terminal_safe;
 use netmon_proto::v1;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -17,7 +18,7 @@ use crate::units::{format_bytes, format_rate};
 /// `name:port` when the name is known, else `addr:port` (`[v6]:port`).
 pub fn endpoint(addr: &str, name: &str, port: u32) -> String {
     let host = if !name.is_empty() {
-        name.to_owned()
+        terminal_safe(name).into_owned()
     } else if addr.contains(':') && port != 0 {
         format!("[{addr}]")
     } else {
@@ -89,7 +90,9 @@ impl ConnectionTable<'_> {
             }
             if self.with_process {
                 cells.push(match &c.process {
-                    Some(id) if id.pid != 0 => format!("{} ({})", id.name, id.pid),
+                    Some(id) if id.pid != 0 => {
+                        format!("{} ({})", terminal_safe(&id.name), id.pid)
+                    }
                     _ => format!("({})", c.unattributed_reason),
                 });
             }
@@ -166,7 +169,7 @@ impl Widget for &HostsView<'_> {
             let host = if h.name.is_empty() {
                 h.address.clone()
             } else {
-                format!("{} ({})", h.name, h.address)
+                format!("{} ({})", terminal_safe(&h.name), h.address)
             };
             let mut cells = vec![
                 host,
@@ -226,7 +229,7 @@ impl Widget for &InterfacesView<'_> {
             let drops =
                 i.rx_dropped + i.tx_dropped + i.capture.as_ref().map_or(0, |c| c.packets_dropped);
             let mut cells = vec![
-                i.name.clone(),
+                terminal_safe(&i.name).into_owned(),
                 if i.up { "up" } else { "down" }.to_owned(),
                 if i.captured { "yes" } else { "no" }.to_owned(),
                 format!("{:>12}", format_rate(i.rx_bps)),
@@ -286,7 +289,7 @@ impl Widget for &HistoryView<'_> {
                             &row.label
                         };
                         Row::new(vec![
-                            Cell::from(label.clone()),
+                            Cell::from(terminal_safe(label).into_owned()),
                             Cell::from(format!("{:>10}", format_bytes(row.up_bytes))),
                             Cell::from(format!("{:>10}", format_bytes(row.down_bytes))),
                             Cell::from(format!("{:>12}", format_rate(row.peak_up_bps))),

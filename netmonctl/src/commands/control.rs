@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use netmon_proto::text::terminal_safe;
 use netmon_proto::v1;
 
 use super::Client;
@@ -216,7 +217,7 @@ fn write_control(what: &str, r: &v1::ControlReply, json: bool, out: &mut dyn Wri
         writeln!(out, "session {}", session_line(sess))?;
     }
     if !r.message.is_empty() {
-        writeln!(out, "{}", r.message)?;
+        writeln!(out, "{}", terminal_safe(&r.message))?;
     }
     Ok(())
 }

@@ -308,7 +308,7 @@ pub fn export_request(
     Ok(v1::ExportRequest { since_ms, until_ms })
 }
 
-pub const CSV_HEADER: [&str; 16] = [
+pub const CSV_HEADER: [&str; 17] = [
     "time",
     "pid",
     "start_time",
@@ -325,6 +325,8 @@ pub const CSV_HEADER: [&str; 16] = [
     "interface",
     "remote_addr",
     "remote_name",
+    // Last, so scripts reading the columns above by position keep working.
+    "cmdline_truncated",
 ];
 
 /// Writes export rows in one format, one at a time.
@@ -361,6 +363,7 @@ impl<W: Write> RowWriter<W> {
                     j.down_bps.to_string(),
                 ];
                 let protocols = j.protocols.join(";");
+                let cut = if j.cmdline_truncated { "true" } else { "false" };
                 write_csv_record(
                     &mut self.out,
                     [
@@ -380,6 +383,7 @@ impl<W: Write> RowWriter<W> {
                         &j.interface,
                         &j.remote_addr,
                         &j.remote_name,
+                        cut,
                     ],
                 )?;
             }
@@ -487,7 +491,9 @@ mod tests {
         assert_eq!(lines.next(), Some(CSV_HEADER.join(",").as_str()));
         assert_eq!(
             lines.next(),
-            Some("2026-01-01T00:00:00.000Z,7,0,sh,,\"sh -c \"\"echo a,b\"\"\",0,,10,0,0,0,tcp;dns,,,")
+            Some(
+                "2026-01-01T00:00:00.000Z,7,0,sh,,\"sh -c \"\"echo a,b\"\"\",0,,10,0,0,0,tcp;dns,,,,false"
+            )
         );
     }
 

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 
+use netmon_proto::text::terminal_safe;
 use netmon_proto::v1;
 use tonic::Code;
 
@@ -243,7 +244,8 @@ fn write_frame(f: &v1::Frame, limit: u32, out: &mut dyn Write) -> Result<()> {
         t.write_to(out)?;
     }
     for a in &f.alerts {
-        writeln!(out, "alert: {}", a.message)?;
+        // The message names a process: any bytes its owner chose.
+        writeln!(out, "alert: {}", terminal_safe(&a.message))?;
     }
     writeln!(out)?;
     out.flush()?;

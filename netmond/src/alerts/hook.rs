@@ -1,8 +1,11 @@
 //! The alert hook: the configured command run with the alert in `NETMON_ALERT_*`
-//! environment variables. argv only (never a shell), a timeout that kills it,
-//! at most one run per alert at a time, on its own thread: never blocks a tick.
+//! environment variables. argv only (never a shell), as an unprivileged user with
+//! no capabilities and no inherited descriptors, in its own process group that a
+//! timeout kills whole; at most one run per alert at a time, on its own thread:
+//! never blocks a tick.
 
 use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,8 +40,51 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// The variables a hook receives for `a`.
+/// Who the hook runs as: never root, so a hook (or whatever a process name
+/// talks it into) cannot use the daemon's privileges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookUser {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl HookUser {
+    /// `nobody` on Debian and most distributions.
+    pub const NOBODY: HookUser = HookUser {
+        uid: 65_534,
+        gid: 65_534,
+    };
+
+    /// The user called `name`, with its primary group; root is refused.
+    pub fn lookup(name: &str) -> Result<HookUser, String> {
+        let user = nix::unistd::User::from_name(name)
+            .map_err(|e| format!("cannot look up user '{name}': {e}"))?
+            .ok_or_else(|| format!("no user '{name}'"))?;
+        if user.uid.is_root() {
+            return Err("the hook must not run as root: name an unprivileged user".to_owned());
+        }
+        Ok(HookUser {
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        })
+    }
+}
+
+/// A value for the hook with control characters removed: a process name or
+/// message must not put terminal escapes or fake lines in what the hook prints.
+fn clean(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).collect()
+}
+
+/// The variables a hook receives for `a`, without control characters.
 pub fn env_for(a: &v1::Alert) -> Vec<(&'static str, String)> {
+    env_raw(a)
+        .into_iter()
+        .map(|(k, v)| (k, clean(&v)))
+        .collect()
+}
+
+fn env_raw(a: &v1::Alert) -> Vec<(&'static str, String)> {
     let p = a.process.clone().unwrap_or_default();
     let state = match v1::AlertState::try_from(a.state) {
         Ok(v1::AlertState::Open) => "open",
@@ -74,9 +120,21 @@ pub fn env_for(a: &v1::Alert) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Runs `argv` for `a` and waits at most `timeout`; on expiry the command is
-/// killed. Blocking: call it from a thread of its own.
-pub fn run(argv: &[String], a: &v1::Alert, timeout: Duration) -> HookOutcome {
+/// Kills the hook's whole process group: its children die with it.
+fn kill_group(child: &mut std::process::Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Runs `argv` for `a` as `user` and waits at most `timeout`; on expiry its
+/// process group is killed. Blocking: call it from a thread of its own.
+pub fn run(argv: &[String], a: &v1::Alert, timeout: Duration, user: HookUser) -> HookOutcome {
     let Some((program, args)) = argv.split_first() else {
         return HookOutcome::SpawnFailed(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -88,7 +146,27 @@ pub fn run(argv: &[String], a: &v1::Alert, timeout: Duration) -> HookOutcome {
         .envs(env_for(a))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(Stdio::null())
+        // std drops supplementary groups when root sets a uid; leaving uid 0
+        // clears every capability.
+        .gid(user.gid)
+        .uid(user.uid)
+        .process_group(0);
+    // SAFETY: runs in the forked child before exec; close_range(2) is a plain
+    // async-signal-safe syscall and nothing is allocated. It marks every
+    // descriptor above stderr close-on-exec, so libpcap's packet sockets and
+    // the netlink and database descriptors (opened without O_CLOEXEC) do not
+    // reach the hook, while std's own exec-error pipe still works.
+    unsafe {
+        cmd.pre_exec(|| {
+            const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+            let rc = libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC);
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return HookOutcome::SpawnFailed(e),
@@ -98,14 +176,12 @@ pub fn run(argv: &[String], a: &v1::Alert, timeout: Duration) -> HookOutcome {
         match child.try_wait() {
             Ok(Some(st)) => return HookOutcome::Exited(st),
             Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
                 return HookOutcome::TimedOut;
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
                 return HookOutcome::WaitFailed(e);
             }
         }
@@ -121,14 +197,16 @@ type Pending = HashMap<u64, (Arc<Mutex<()>>, usize)>;
 pub struct HookRunner {
     argv: Arc<Vec<String>>,
     timeout: Duration,
+    user: HookUser,
     pending: Arc<Mutex<Pending>>,
 }
 
 impl HookRunner {
-    pub fn new(argv: Vec<String>, timeout: Duration) -> HookRunner {
+    pub fn new(argv: Vec<String>, timeout: Duration, user: HookUser) -> HookRunner {
         HookRunner {
             argv: Arc::new(argv),
             timeout,
+            user,
             pending: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -194,7 +272,7 @@ impl HookRunner {
 
     fn run_logged(&self, a: &v1::Alert) {
         let cmd = self.argv.first().map(String::as_str).unwrap_or_default();
-        match run(&self.argv, a, self.timeout) {
+        match run(&self.argv, a, self.timeout, self.user) {
             HookOutcome::Exited(st) if st.success() => debug!(alert = a.id, cmd, "alert hook ran"),
             HookOutcome::Exited(st) => warn!(alert = a.id, cmd, status = %st, "alert hook failed"),
             HookOutcome::TimedOut => warn!(
@@ -240,12 +318,33 @@ mod tests {
         }
     }
 
+    /// Hooks run as `nobody`: setting a uid needs root (CI is root).
+    fn as_nobody() -> HookUser {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the hook tests need root: they run the hook as 'nobody'"
+        );
+        HookUser::NOBODY
+    }
+
+    /// A temporary directory the unprivileged hook can write to.
+    fn shared_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        dir
+    }
+
+    /// Writes an executable script.
+    fn write_script(path: &std::path::Path, body: &str) {
+        std::fs::write(path, body).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
     /// A script that writes its environment to `out`.
     fn env_script(dir: &std::path::Path) -> (String, std::path::PathBuf) {
         let out = dir.join("env.txt");
         let script = dir.join("hook.sh");
-        std::fs::write(&script, format!("#!/bin/sh\nenv > '{}'\n", out.display())).unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_script(&script, &format!("#!/bin/sh\nenv > '{}'\n", out.display()));
         (script.display().to_string(), out)
     }
 
@@ -260,9 +359,14 @@ mod tests {
 
     #[test]
     fn hook_gets_the_alert_as_variables() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = shared_dir();
         let (script, out) = env_script(dir.path());
-        let r = run(&[script], &alert("python3"), Duration::from_secs(10));
+        let r = run(
+            &[script],
+            &alert("python3"),
+            Duration::from_secs(10),
+            as_nobody(),
+        );
         assert!(
             matches!(r, HookOutcome::Exited(st) if st.success()),
             "{r:?}"
@@ -291,7 +395,7 @@ mod tests {
 
     #[test]
     fn a_hostile_process_name_arrives_verbatim_and_runs_nothing() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = shared_dir();
         let marker = dir.path().join("pwned");
         let name = format!(
             "x; rm -rf /; touch {} $(touch {})",
@@ -304,6 +408,7 @@ mod tests {
             &[script, name.clone()],
             &alert(&name),
             Duration::from_secs(10),
+            as_nobody(),
         );
         assert!(
             matches!(r, HookOutcome::Exited(st) if st.success()),
@@ -320,9 +425,10 @@ mod tests {
     fn hook_past_its_timeout_is_killed() {
         let t0 = Instant::now();
         let r = run(
-            &["sleep".into(), "30".into()],
+            &["/bin/sleep".into(), "30".into()],
             &alert("x"),
             Duration::from_millis(300),
+            as_nobody(),
         );
         assert!(matches!(r, HookOutcome::TimedOut), "{r:?}");
         assert!(t0.elapsed() < Duration::from_secs(5));
@@ -334,26 +440,29 @@ mod tests {
             &["/nonexistent/netmon-hook".into()],
             &alert("x"),
             Duration::from_secs(1),
+            as_nobody(),
         );
         assert!(matches!(r, HookOutcome::SpawnFailed(_)), "{r:?}");
     }
 
     #[test]
     fn runs_for_one_alert_do_not_overlap() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = shared_dir();
         let log = dir.path().join("log");
         let script = dir.path().join("slow.sh");
         // Appends "start" and "end" around a sleep: overlap would interleave them.
-        std::fs::write(
+        write_script(
             &script,
-            format!(
+            &format!(
                 "#!/bin/sh\necho start >> '{0}'\nsleep 0.3\necho end >> '{0}'\n",
                 log.display()
             ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let runner = HookRunner::new(vec![script.display().to_string()], Duration::from_secs(10));
+        );
+        let runner = HookRunner::new(
+            vec![script.display().to_string()],
+            Duration::from_secs(10),
+            as_nobody(),
+        );
         let a = alert("x");
         let mut closed = a.clone();
         closed.state = v1::AlertState::Closed as i32;
@@ -366,5 +475,98 @@ mod tests {
             "start\nend\nstart\nend\n"
         );
         assert!(runner.pending.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn hook_runs_unprivileged_without_the_daemons_descriptors() {
+        let dir = shared_dir();
+        let out = dir.path().join("who.txt");
+        let script = dir.path().join("who.sh");
+        // A descriptor without close-on-exec, like libpcap's packet sockets.
+        let leak = nix::unistd::dup(std::io::stderr()).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&leak);
+        write_script(
+            &script,
+            &format!(
+                "#!/bin/sh\n{{ id -u; id -g; id -G; grep ^CapEff /proc/self/status; \
+                 if [ -e /proc/self/fd/{fd} ]; then echo leaked; else echo closed; fi; \
+                 }} > '{}'\n",
+                out.display()
+            ),
+        );
+        let r = run(
+            &[script.display().to_string()],
+            &alert("x"),
+            Duration::from_secs(10),
+            as_nobody(),
+        );
+        assert!(
+            matches!(r, HookOutcome::Exited(st) if st.success()),
+            "{r:?}"
+        );
+        let text = std::fs::read_to_string(&out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[..3], ["65534", "65534", "65534"], "{text}");
+        assert_eq!(
+            lines[3].split_whitespace().nth(1),
+            Some("0000000000000000"),
+            "{text}"
+        );
+        assert_eq!(lines[4], "closed", "fd {fd} reached the hook: {text}");
+    }
+
+    #[test]
+    fn timeout_kills_the_hooks_children_too() {
+        let dir = shared_dir();
+        let pidfile = dir.path().join("child.pid");
+        let script = dir.path().join("spawns.sh");
+        write_script(
+            &script,
+            &format!(
+                "#!/bin/sh\n/bin/sleep 30 &\necho $! > '{}'\nwait\n",
+                pidfile.display()
+            ),
+        );
+        let r = run(
+            &[script.display().to_string()],
+            &alert("x"),
+            Duration::from_millis(500),
+            as_nobody(),
+        );
+        assert!(matches!(r, HookOutcome::TimedOut), "{r:?}");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Killed: gone, or a zombie waiting for init to reap it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let alive = loop {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit(") ").next().and_then(|r| r.chars().next()));
+            let alive = state.is_some_and(|c| c != 'Z' && c != 'X');
+            if !alive || Instant::now() > deadline {
+                break alive;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!alive, "the hook's child {pid} outlived the timeout");
+    }
+
+    #[test]
+    fn control_characters_are_stripped_from_the_values() {
+        let mut a = alert("evil\x1b]0;owned\x07\nNETMON_FAKE=1");
+        a.message = "line one\r\nline two\u{9b}".into();
+        let env: HashMap<_, _> = env_for(&a).into_iter().collect();
+        assert_eq!(env["NETMON_ALERT_PROCESS"], "evil]0;ownedNETMON_FAKE=1");
+        assert_eq!(env["NETMON_ALERT_MESSAGE"], "line oneline two");
+    }
+
+    #[test]
+    fn root_is_refused_as_the_hook_user() {
+        assert!(HookUser::lookup("root").is_err());
+        assert!(HookUser::lookup("no-such-user-netmon").is_err());
+        assert_eq!(HookUser::lookup("nobody").unwrap(), HookUser::NOBODY);
     }
 }

@@ -26,6 +26,48 @@ pub enum DnsError {
     NotResponse,
     #[error("bad or looping name compression")]
     BadName,
+    #[error("not a standard query with a question")]
+    NotQuery,
+}
+
+/// What ties an answer to its query: the message id and the first question.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Question {
+    pub id: u16,
+    /// Lower case, dotted.
+    pub name: String,
+    pub qtype: u16,
+}
+
+fn first_question(m: &[u8]) -> Result<Question, DnsError> {
+    let id = be16(m, 0)?;
+    if be16(m, 4)? == 0 {
+        return Err(DnsError::NotQuery);
+    }
+    let (name, next) = read_name(m, 12)?;
+    let qtype = be16(m, next)?;
+    Ok(Question { id, name, qtype })
+}
+
+/// The question of a standard query (QR clear, opcode 0) this host sends.
+pub fn query_question(m: &[u8]) -> Result<Question, DnsError> {
+    let flags = be16(m, 2)?;
+    if flags & 0x8000 != 0 || (flags >> 11) & 0xf != 0 {
+        return Err(DnsError::NotQuery);
+    }
+    first_question(m)
+}
+
+/// The question a response answers (its flags are checked by `parse_response`).
+pub fn response_question(m: &[u8]) -> Result<Question, DnsError> {
+    first_question(m)
+}
+
+/// The message of a DNS-over-TCP segment: the 2-byte length prefix and the
+/// message, all in one segment.
+pub fn tcp_message(payload: &[u8]) -> Result<&[u8], DnsError> {
+    let len = usize::from(be16(payload, 0)?);
+    payload.get(2..2 + len).ok_or(DnsError::Truncated)
 }
 
 /// One learned mapping: `addr` was handed out for `name` (the first name of
@@ -201,9 +243,7 @@ pub fn parse_response(m: &[u8]) -> Result<Vec<Resolved>, DnsError> {
 
 /// DNS over TCP: the 2-byte length prefix and the message, all in one segment.
 pub fn parse_tcp_response(payload: &[u8]) -> Result<Vec<Resolved>, DnsError> {
-    let len = usize::from(be16(payload, 0)?);
-    let msg = payload.get(2..2 + len).ok_or(DnsError::Truncated)?;
-    parse_response(msg)
+    parse_response(tcp_message(payload)?)
 }
 
 /// Builds DNS messages for tests (here and in the name table's tests).
@@ -233,6 +273,13 @@ pub mod build {
         v.extend_from_slice(&qtype.to_be_bytes());
         v.extend_from_slice(&1u16.to_be_bytes());
         v
+    }
+
+    /// A standard recursive query for `q` with id 0x1234, as a stub resolver sends.
+    pub fn query(q: &str, qtype: u16) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        m.extend(question(q, qtype));
+        m
     }
 
     /// A record with an already-encoded owner name.
@@ -387,6 +434,27 @@ mod tests {
         let out = parse_response(&m).unwrap();
         assert_eq!(out[0].name, "printer.local");
         assert_eq!(out[0].addr, v4([192, 168, 1, 9]));
+    }
+
+    #[test]
+    fn questions_of_queries_and_responses_match() {
+        let q = query_question(&build::query("Files.Example.TEST", 1)).unwrap();
+        assert_eq!(
+            q,
+            Question {
+                id: 0x1234,
+                name: "files.example.test".into(),
+                qtype: 1
+            }
+        );
+        let r = build::response("files.example.test", &[], &[[10, 0, 0, 1]], 30);
+        assert_eq!(response_question(&r).unwrap(), q);
+        // A response is not a query, and a message without a question is neither.
+        assert_eq!(query_question(&r), Err(DnsError::NotQuery));
+        assert_eq!(
+            response_question(&build::header(0, 0)),
+            Err(DnsError::NotQuery)
+        );
     }
 
     #[test]

@@ -1,20 +1,24 @@
-//! Remote host names learned passively (DNS answers the machine receives,
-//! TLS SNI, HTTP Host) into a bounded table with TTLs, their categories, and
-//! optional rate-limited reverse DNS. Fed by the name capture, read per tick.
+//! Remote host names learned passively (DNS answers to queries this host
+//! sent, TLS SNI, HTTP Host) into a bounded table with TTLs, their categories,
+//! and optional rate-limited reverse DNS. Fed by the name capture, read per tick.
 
 pub mod category;
 pub mod dns;
+pub mod pending;
 pub mod reverse;
 pub mod sniff;
 
+use std::cell::Cell;
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use category::Categories;
 
 use crate::decode::PacketMeta;
+use crate::flows::LocalSet;
+use pending::Pending;
 
 /// Shortest time a DNS-learned name is kept, seconds.
 pub const TTL_FLOOR_S: u32 = 60;
@@ -44,11 +48,14 @@ struct Entry {
     info: NameInfo,
     expires_ms: i64,
     source: Source,
+    /// Last insert or lookup: eviction goes by use, so whoever can make this
+    /// host see answers with long TTLs cannot push out the names in use.
+    used_ms: Cell<i64>,
 }
 
 /// Address -> name, bounded. When full, expired entries go first, then the
-/// entries closest to expiry (an eighth of the table at once, so the scan
-/// is amortised); evictions are counted.
+/// least recently used (an eighth of the table at once, so the scan is
+/// amortised); evictions are counted.
 #[derive(Debug)]
 pub struct NameTable {
     map: HashMap<IpAddr, Entry>,
@@ -99,6 +106,7 @@ impl NameTable {
             }
             e.expires_ms = expires_ms;
             e.source = source;
+            e.used_ms.set(now_ms);
             return;
         }
         if self.map.len() >= self.cap {
@@ -111,6 +119,7 @@ impl NameTable {
                 info,
                 expires_ms,
                 source,
+                used_ms: Cell::new(now_ms),
             },
         );
     }
@@ -126,13 +135,13 @@ impl NameTable {
         let before = self.map.len();
         self.map.retain(|_, e| e.expires_ms > now_ms);
         if self.map.len() >= self.cap {
-            let mut exp: Vec<i64> = self.map.values().map(|e| e.expires_ms).collect();
-            let k = (self.cap / 8).max(1).min(exp.len() - 1);
-            let (_, cut, _) = exp.select_nth_unstable(k);
+            let mut used: Vec<i64> = self.map.values().map(|e| e.used_ms.get()).collect();
+            let k = (self.cap / 8).max(1).min(used.len() - 1);
+            let (_, cut, _) = used.select_nth_unstable(k);
             let cut = *cut;
             let mut left = self.map.len() - self.cap + self.cap / 8 + 1;
             self.map.retain(|_, e| {
-                if left > 0 && e.expires_ms <= cut {
+                if left > 0 && e.used_ms.get() <= cut {
                     left -= 1;
                     false
                 } else {
@@ -143,12 +152,11 @@ impl NameTable {
         self.evicted += (before - self.map.len()) as u64;
     }
 
-    /// The name of `addr` at `now_ms`, unless it has expired.
+    /// The name of `addr` at `now_ms`, unless it has expired; marks it used.
     pub fn lookup_at(&self, addr: &IpAddr, now_ms: i64) -> Option<NameInfo> {
-        self.map
-            .get(addr)
-            .filter(|e| e.expires_ms > now_ms)
-            .map(|e| e.info.clone())
+        let e = self.map.get(addr).filter(|e| e.expires_ms > now_ms)?;
+        e.used_ms.set(e.used_ms.get().max(now_ms));
+        Some(e.info.clone())
     }
 
     /// The name of `addr` now.
@@ -165,6 +173,9 @@ pub struct NameStats {
     pub http_requests: AtomicU64,
     pub names_learned: AtomicU64,
     pub unparsed: AtomicU64,
+    /// DNS answers that matched no query this host sent (spoofed, late,
+    /// for another host, or mDNS): not believed.
+    pub dns_unsolicited: AtomicU64,
 }
 
 /// Settings of the name service, from the `[names]` config section.
@@ -193,16 +204,23 @@ pub struct NamesSettings {
 /// are seen only when loopback is captured (the cache's own upstream queries
 /// are seen); the name capture does not see VLAN-tagged frames or IPv6
 /// packets with extension headers; a ClientHello or DNS-over-TCP answer split
-/// over several segments is not reassembled; encrypted DNS and ECH hide names;
-/// mDNS answers come from anyone on the link and are believed.
+/// over several segments is not reassembled; encrypted DNS and ECH hide names.
+///
+/// Trust: a DNS answer is believed only when it answers a query this host
+/// sent (same transport, addresses, ports, id and question, within
+/// [`pending::QUERY_TIMEOUT_MS`]) and is addressed to a local address; a
+/// forged answer from port 53 teaches nothing. So answers to forwarded
+/// queries (containers behind a bridge) and mDNS answers, which nobody asked
+/// this host for, are not learned.
 pub struct Names {
     table: Arc<Mutex<NameTable>>,
+    pending: Mutex<Pending>,
     reverse: Option<reverse::Reverse>,
     pub stats: NameStats,
     passive: bool,
 }
 
-fn lock(t: &Mutex<NameTable>) -> MutexGuard<'_, NameTable> {
+fn lock<T>(t: &Mutex<T>) -> MutexGuard<'_, T> {
     t.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -222,6 +240,7 @@ impl Names {
         };
         Names {
             table,
+            pending: Mutex::new(Pending::default()),
             reverse,
             stats: NameStats::default(),
             passive: s.passive,
@@ -238,18 +257,28 @@ impl Names {
     }
 
     /// Learns what one captured packet says about names. `payload` is the
-    /// transport payload the capture holds.
-    pub fn observe(&self, meta: &PacketMeta, payload: &[u8], now_ms: i64) {
+    /// transport payload the capture holds; `local` the host's addresses.
+    pub fn observe(&self, meta: &PacketMeta, payload: &[u8], now_ms: i64, local: &LocalSet) {
         let s = &self.stats;
+        if matches!(meta.proto, 6 | 17) && meta.dst_port == 53 {
+            self.query_sent(meta, payload, now_ms, local);
+            return;
+        }
         let dns = match meta.proto {
-            17 if matches!(meta.src_port, 53 | 5353) => Some(dns::parse_response(payload)),
-            6 if meta.src_port == 53 && !payload.is_empty() => {
-                Some(dns::parse_tcp_response(payload))
-            }
+            17 if meta.src_port == 53 => Some(Ok(payload)),
+            6 if meta.src_port == 53 && !payload.is_empty() => Some(dns::tcp_message(payload)),
             _ => None,
         };
-        if let Some(res) = dns {
+        if let Some(msg) = dns {
             s.dns_responses.fetch_add(1, Ordering::Relaxed);
+            let res = msg.and_then(|m| {
+                if self.solicited(meta, m, now_ms, local) {
+                    dns::parse_response(m)
+                } else {
+                    s.dns_unsolicited.fetch_add(1, Ordering::Relaxed);
+                    Ok(Vec::new())
+                }
+            });
             match res {
                 Ok(answers) if !answers.is_empty() => {
                     let mut t = lock(&self.table);
@@ -286,6 +315,36 @@ impl Names {
                 s.unparsed.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Records a DNS query sent from a local address, to match its answer.
+    fn query_sent(&self, meta: &PacketMeta, payload: &[u8], now_ms: i64, local: &LocalSet) {
+        if !local.is_local(&meta.src) {
+            return;
+        }
+        let msg = if meta.proto == 6 {
+            dns::tcp_message(payload).ok()
+        } else {
+            Some(payload)
+        };
+        if let Some(q) = msg.and_then(|m| dns::query_question(m).ok()) {
+            let client = SocketAddr::new(meta.src, meta.src_port);
+            let server = SocketAddr::new(meta.dst, meta.dst_port);
+            lock(&self.pending).sent(meta.proto, client, server, q, now_ms);
+        }
+    }
+
+    /// Whether a DNS response answers a query this host sent, to a local address.
+    fn solicited(&self, meta: &PacketMeta, msg: &[u8], now_ms: i64, local: &LocalSet) -> bool {
+        if meta.src_port != 53 || !local.is_local(&meta.dst) {
+            return false;
+        }
+        let Ok(q) = dns::response_question(msg) else {
+            return false;
+        };
+        let server = SocketAddr::new(meta.src, meta.src_port);
+        let client = SocketAddr::new(meta.dst, meta.dst_port);
+        lock(&self.pending).answered(meta.proto, server, client, q, now_ms)
     }
 
     /// Runs `f` with a lookup function over the table, locked once. With
@@ -348,6 +407,7 @@ mod tests {
             frag_id: 0,
             dir_hint: PktDir::Unknown,
             app: AppProto::Unknown,
+            len_forged: false,
         }
     }
 
@@ -377,24 +437,32 @@ mod tests {
     }
 
     #[test]
-    fn table_is_bounded_and_evicts_expired_then_soonest() {
+    fn table_is_bounded_and_evicts_expired_then_least_recently_used() {
         let mut t = NameTable::new(64, Categories::default());
         for i in 0..64u8 {
             t.insert(ip(1, i), "old.test", Source::Dns, 60, 0);
         }
         assert_eq!(t.len(), 64);
         // All expired by now: they go first.
-        t.insert(ip(2, 0), "new.test", Source::Dns, 600, 120_000);
+        t.insert(ip(2, 0), "in-use.test", Source::Dns, 60, 120_000);
         assert_eq!(t.len(), 1);
         assert_eq!(t.evicted(), 64);
+        // A flood of names with the longest TTLs, while one short-lived name
+        // keeps being looked up: the name in use stays.
         for i in 0..200u8 {
-            t.insert(ip(3, i), "x.test", Source::Dns, 60 + u32::from(i), 120_000);
+            let now = 120_000 + i64::from(i);
+            t.insert(ip(3, i), "flood.test", Source::Dns, u32::MAX, now);
+            assert!(
+                t.lookup_at(&ip(2, 0), now).is_some(),
+                "in use, evicted at {i}"
+            );
             assert!(t.len() <= 64);
         }
-        // The longest-lived entries survive.
-        assert!(t.lookup_at(&ip(2, 0), 120_001).is_some());
-        assert!(t.lookup_at(&ip(3, 199), 120_001).is_some());
-        assert!(t.lookup_at(&ip(3, 0), 120_001).is_none());
+        assert!(t.lookup_at(&ip(3, 199), 120_300).is_some(), "newest stays");
+        assert!(
+            t.lookup_at(&ip(3, 0), 120_300).is_none(),
+            "oldest unused goes"
+        );
         assert!(t.evicted() > 64);
     }
 
@@ -413,17 +481,32 @@ mod tests {
         assert_eq!(n.category.as_deref(), Some("streaming"));
     }
 
-    #[test]
-    fn observe_dns_answer_names_every_final_address() {
-        let n = names();
-        let now = crate::clock::now_ms();
-        let m = dns::build::response(
+    /// This host is 10.0.0.1.
+    fn here() -> LocalSet {
+        LocalSet::new(vec![ip(0, 1)])
+    }
+
+    fn answer() -> Vec<u8> {
+        dns::build::response(
             "files.example.test",
             &["edge.cdn.test"],
             &[[10, 0, 9, 1], [10, 0, 9, 2]],
             30,
+        )
+    }
+
+    #[test]
+    fn observe_dns_answer_to_our_query_names_every_final_address() {
+        let n = names();
+        let now = crate::clock::now_ms();
+        let q = dns::build::query("files.example.test", 1);
+        n.observe(&meta(17, ip(0, 1), 40000, ip(0, 53), 53), &q, now, &here());
+        n.observe(
+            &meta(17, ip(0, 53), 53, ip(0, 1), 40000),
+            &answer(),
+            now + 5,
+            &here(),
         );
-        n.observe(&meta(17, ip(0, 53), 53, ip(0, 1), 40000), &m, now);
         for b in [1, 2] {
             let got = n.with_lookup(|l| l(&ip(9, b)));
             assert_eq!(got.unwrap().name.as_ref(), "files.example.test");
@@ -431,8 +514,82 @@ mod tests {
         assert_eq!(n.stats.names_learned.load(Ordering::Relaxed), 2);
         // The same bytes arriving as a query to port 53 teach nothing.
         let other = names();
-        other.observe(&meta(17, ip(0, 1), 40000, ip(0, 53), 53), &m, 0);
+        other.observe(
+            &meta(17, ip(0, 1), 40000, ip(0, 53), 53),
+            &answer(),
+            0,
+            &here(),
+        );
         assert_eq!(other.table_stats().0, 0);
+    }
+
+    #[test]
+    fn forged_dns_answers_teach_nothing() {
+        let now = crate::clock::now_ms();
+        let q = dns::build::query("files.example.test", 1);
+        let to_us = meta(17, ip(0, 53), 53, ip(0, 1), 40000);
+        let cases: [(&str, Option<PacketMeta>, PacketMeta, i64); 6] = [
+            ("no query at all", None, to_us, now),
+            (
+                "query from another host",
+                Some(meta(17, ip(0, 7), 40000, ip(0, 53), 53)),
+                meta(17, ip(0, 53), 53, ip(0, 7), 40000),
+                now,
+            ),
+            (
+                "answer from another server",
+                Some(meta(17, ip(0, 1), 40000, ip(0, 53), 53)),
+                meta(17, ip(6, 6), 53, ip(0, 1), 40000),
+                now,
+            ),
+            (
+                "answer to another port",
+                Some(meta(17, ip(0, 1), 40000, ip(0, 53), 53)),
+                meta(17, ip(0, 53), 53, ip(0, 1), 40001),
+                now,
+            ),
+            (
+                "answer over TCP to a UDP query",
+                Some(meta(17, ip(0, 1), 40000, ip(0, 53), 53)),
+                meta(6, ip(0, 53), 53, ip(0, 1), 40000),
+                now,
+            ),
+            (
+                "answer after the timeout",
+                Some(meta(17, ip(0, 1), 40000, ip(0, 53), 53)),
+                to_us,
+                now + pending::QUERY_TIMEOUT_MS + 1,
+            ),
+        ];
+        for (what, query, reply, at) in cases {
+            let n = names();
+            if let Some(qm) = query {
+                n.observe(&qm, &q, now, &here());
+            }
+            let payload = if reply.proto == 6 {
+                let a = answer();
+                let mut p = (a.len() as u16).to_be_bytes().to_vec();
+                p.extend(a);
+                p
+            } else {
+                answer()
+            };
+            n.observe(&reply, &payload, at, &here());
+            assert_eq!(n.table_stats().0, 0, "{what}");
+            assert_eq!(n.stats.dns_unsolicited.load(Ordering::Relaxed), 1, "{what}");
+        }
+        // Another id or question in a matching 5-tuple: not this query either.
+        let n = names();
+        n.observe(&meta(17, ip(0, 1), 40000, ip(0, 53), 53), &q, now, &here());
+        let mut other_id = answer();
+        other_id[1] ^= 1;
+        n.observe(&to_us, &other_id, now, &here());
+        let other_q = dns::build::response("bank.example", &[], &[[10, 0, 9, 1]], 30);
+        n.observe(&to_us, &other_q, now, &here());
+        assert_eq!(n.table_stats().0, 0);
+        // The real answer still matches, once.
+        n.observe(&to_us, &answer(), now, &here());
+        assert_eq!(n.table_stats().0, 2);
     }
 
     #[test]
@@ -440,10 +597,15 @@ mod tests {
         let n = names();
         let now = crate::clock::now_ms();
         let ch = sniff::build_client_hello("sni.example.test");
-        n.observe(&meta(6, ip(0, 1), 40000, ip(7, 7), 443), &ch, now);
+        n.observe(&meta(6, ip(0, 1), 40000, ip(7, 7), 443), &ch, now, &here());
         let req = b"GET / HTTP/1.1\r\nHost: www.youtube.com\r\n\r\n";
-        n.observe(&meta(6, ip(0, 1), 40001, ip(7, 8), 80), req, now);
-        n.observe(&meta(6, ip(0, 1), 40001, ip(7, 9), 80), b"junk", now);
+        n.observe(&meta(6, ip(0, 1), 40001, ip(7, 8), 80), req, now, &here());
+        n.observe(
+            &meta(6, ip(0, 1), 40001, ip(7, 9), 80),
+            b"junk",
+            now,
+            &here(),
+        );
         assert_eq!(
             n.lookup(&ip(7, 7)).map(|i| i.name),
             Some(Arc::from("sni.example.test"))

@@ -40,11 +40,11 @@ pub fn other_namespace_addresses(exclude: &HashSet<u64>) -> Vec<IpAddr> {
     }
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
-            if !e
+            let is_pid = e
                 .file_name()
                 .to_str()
-                .is_some_and(|s| s.parse::<u32>().is_ok())
-            {
+                .is_some_and(|s| s.parse::<u32>().is_ok());
+            if !is_pid {
                 continue;
             }
             let path = e.path().join("ns/net");

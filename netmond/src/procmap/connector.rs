@@ -233,15 +233,13 @@ pub fn spawn(
             let mut buf = vec![0u8; 64 * 1024];
             let mut events = Vec::with_capacity(64);
             while !stop.load(Ordering::Relaxed) {
-                // SAFETY: `buf` is a valid writable buffer of the given length.
-                let n = unsafe {
-                    libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-                };
-                if n < 0 {
-                    let err = io::Error::last_os_error();
-                    match err.raw_os_error() {
+                // Only the kernel's events: a local process could unicast fakes.
+                let n = match super::sockdiag::recv_from_kernel(&fd, &mut buf) {
+                    Ok(n) => n,
+                    Err(err) => match err.raw_os_error() {
                         Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
-                        Some(libc::ENOBUFS) => {
+                        // An overrun, or a flood from a process other than the kernel.
+                        Some(libc::ENOBUFS) | None => {
                             counters.lost.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
@@ -249,10 +247,10 @@ pub fn spawn(
                             tracing::warn!(%err, "proc connector read failed; falling back to /proc rescans");
                             return;
                         }
-                    }
-                }
+                    },
+                };
                 events.clear();
-                parse_events(&buf[..n as usize], &mut events);
+                parse_events(&buf[..n], &mut events);
                 for ev in events.drain(..) {
                     counters.events.fetch_add(1, Ordering::Relaxed);
                     match tx.try_send(ev) {

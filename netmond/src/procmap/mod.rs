@@ -67,6 +67,7 @@ pub use connector::ProcEvent;
 pub use dumpjoin::LookupMode;
 pub use procinfo::{
     parse_btime, parse_cgroup, parse_cmdline, parse_stat, parse_status_uid, unit_from_cgroup, Stat,
+    CMDLINE_MAX,
 };
 pub use sockdiag::{DiagAnswer, DiagReply};
 pub use tcpsample::{TcpSample, TcpSampler};
@@ -80,7 +81,7 @@ use sockdiag::{SockDiag, IPPROTO_TCP, IPPROTO_UDP};
 /// Whether the process (pid, start time) still exists: a reused pid with
 /// another start time is another process.
 pub fn is_alive(pid: u32, start_time: u64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    std::fs::read(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| parse_stat(&s))
         .is_some_and(|st| st.start_time == start_time)
@@ -115,8 +116,10 @@ pub struct ProcessInfo {
     /// comm.
     pub name: String,
     pub exe: String,
-    /// Arguments joined by spaces.
+    /// Arguments joined by spaces, at most `procinfo::CMDLINE_MAX` bytes.
     pub cmdline: String,
+    /// `cmdline` was cut to the cap.
+    pub cmdline_truncated: bool,
     pub uid: u32,
     pub user: String,
     /// systemd unit from the cgroup path, e.g. "nginx.service", or "".

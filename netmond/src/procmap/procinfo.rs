@@ -1,6 +1,7 @@
 //! Process facts (`ProcessInfo`) read from /proc at attribution time: pure parsers over
-//! the text of stat/status/cgroup/cmdline plus one reader that does the file I/O.
-//! Knows nothing of sockets.
+//! the bytes of stat/status/cgroup/cmdline plus one reader that does the file I/O.
+//! Files are read as bytes: a name is any bytes a process chose (prctl, /proc/self/comm),
+//! shown lossily, and one odd field never drops a process. Knows nothing of sockets.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -17,40 +18,69 @@ pub struct Stat {
 }
 
 /// Parse `/proc/<pid>/stat`. The comm is between the first '(' and the *last* ')' since
-/// it may itself contain spaces and parentheses.
-pub fn parse_stat(s: &str) -> Option<Stat> {
-    let open = s.find('(')?;
-    let close = s.rfind(')')?;
+/// it may itself contain spaces and parentheses; it is any bytes, kept lossily.
+pub fn parse_stat(s: &[u8]) -> Option<Stat> {
+    let open = s.iter().position(|&b| b == b'(')?;
+    let close = s.iter().rposition(|&b| b == b')')?;
     if close < open {
         return None;
     }
-    let comm = s[open + 1..close].to_string();
-    // After ") " come fields 3 (state) onward; field 22 is index 19.
-    let start_time = s[close + 1..]
-        .split_ascii_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()?;
+    let comm = String::from_utf8_lossy(&s[open + 1..close]).into_owned();
+    // After ") " come fields 3 (state) onward, all ASCII; field 22 is index 19.
+    let rest = std::str::from_utf8(&s[close + 1..]).ok()?;
+    let start_time = rest.split_ascii_whitespace().nth(19)?.parse().ok()?;
     Some(Stat { comm, start_time })
 }
 
-/// The real uid from the `Uid:` line of `/proc/<pid>/status`.
-pub fn parse_status_uid(s: &str) -> Option<u32> {
-    s.lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
+/// The real uid from the `Uid:` line of `/proc/<pid>/status` (whose `Name:` line may
+/// hold any bytes).
+pub fn parse_status_uid(s: &[u8]) -> Option<u32> {
+    let line = s
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"Uid:"))?;
+    std::str::from_utf8(line)
+        .ok()?
         .split_ascii_whitespace()
         .next()?
         .parse()
         .ok()
 }
 
-/// `/proc/<pid>/cmdline`: NUL-separated args joined by single spaces.
-pub fn parse_cmdline(b: &[u8]) -> String {
+/// Bytes of a command line kept, in memory, on the API and in the database: a
+/// megabyte of argv must not become a megabyte per reply, per flow and per row.
+pub const CMDLINE_MAX: usize = 4096;
+
+/// `/proc/<pid>/cmdline`: NUL-separated args joined by single spaces, cut to
+/// `CMDLINE_MAX` bytes (on a character boundary); true when cut.
+pub fn parse_cmdline(b: &[u8]) -> (String, bool) {
     let b = b.strip_suffix(b"\0").unwrap_or(b);
-    b.split(|&c| c == 0)
+    let cut = b.len() > CMDLINE_MAX;
+    let b = b.get(..CMDLINE_MAX).unwrap_or(b);
+    let mut s = b
+        .split(|&c| c == 0)
         .map(String::from_utf8_lossy)
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    // A sequence cut in the middle became U+FFFD, which may be longer.
+    if s.len() > CMDLINE_MAX {
+        let mut end = CMDLINE_MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    (s, cut)
+}
+
+/// Reads at most what `parse_cmdline` keeps (plus a byte to tell a cut and the
+/// trailing NUL): a huge argv is never read whole.
+fn read_cmdline(path: &Path) -> std::io::Result<(String, bool)> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(CMDLINE_MAX + 2);
+    std::fs::File::open(path)?
+        .take(CMDLINE_MAX as u64 + 2)
+        .read_to_end(&mut buf)?;
+    Ok(parse_cmdline(&buf))
 }
 
 /// `btime` (boot time, seconds since the epoch) from `/proc/stat`.
@@ -149,7 +179,7 @@ impl InfoReader {
 
     /// Read `/proc/<pid>/stat` only: cheap, and enough to key the cache.
     pub fn read_stat(proc_pid: &Path) -> Option<Stat> {
-        parse_stat(&std::fs::read_to_string(proc_pid.join("stat")).ok()?)
+        parse_stat(&std::fs::read(proc_pid.join("stat")).ok()?)
     }
 
     /// Read everything else for a process whose stat was just read. Missing pieces
@@ -158,17 +188,16 @@ impl InfoReader {
         let exe = std::fs::read_link(proc_pid.join("exe"))
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let cmdline = std::fs::read(proc_pid.join("cmdline"))
-            .map(|b| parse_cmdline(&b))
-            .unwrap_or_default();
-        let uid = std::fs::read_to_string(proc_pid.join("status"))
+        let (cmdline, cmdline_truncated) =
+            read_cmdline(&proc_pid.join("cmdline")).unwrap_or_default();
+        let uid = std::fs::read(proc_pid.join("status"))
             .ok()
             .and_then(|s| parse_status_uid(&s))
             .or_else(|| std::fs::metadata(proc_pid).ok().map(|m| m.uid()))
             .unwrap_or(u32::MAX);
         let user = self.user_name(uid);
-        let cgroup = std::fs::read_to_string(proc_pid.join("cgroup"))
-            .map(|s| parse_cgroup(&s))
+        let cgroup = std::fs::read(proc_pid.join("cgroup"))
+            .map(|s| parse_cgroup(&String::from_utf8_lossy(&s)))
             .unwrap_or_default();
         let unit = unit_from_cgroup(&cgroup);
         let container = super::container::container_from_cgroup(&cgroup);
@@ -182,6 +211,7 @@ impl InfoReader {
             name: stat.comm,
             exe,
             cmdline,
+            cmdline_truncated,
             uid,
             user,
             unit,
@@ -201,7 +231,7 @@ mod tests {
     fn stat_with_spaces_and_parens_in_comm() {
         let s = "4242 (my (odd) proc) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0";
         assert_eq!(
-            parse_stat(s),
+            parse_stat(s.as_bytes()),
             Some(Stat {
                 comm: "my (odd) proc".into(),
                 start_time: 987654
@@ -212,29 +242,67 @@ mod tests {
     #[test]
     fn stat_real_line_and_garbage() {
         let s = "12577 (cat) R 12575 12575 5609 0 -1 4194304 101 0 0 0 0 0 0 0 20 0 1 0 55918 3133440 406 18446744073709551615 94510807838720\n";
-        assert_eq!(parse_stat(s).unwrap().start_time, 55918);
-        assert_eq!(parse_stat(s).unwrap().comm, "cat");
-        assert_eq!(parse_stat("12 (x) R 1 2"), None);
-        assert_eq!(parse_stat("garbage"), None);
-        assert_eq!(parse_stat(")("), None);
+        assert_eq!(parse_stat(s.as_bytes()).unwrap().start_time, 55918);
+        assert_eq!(parse_stat(s.as_bytes()).unwrap().comm, "cat");
+        assert_eq!(parse_stat(b"12 (x) R 1 2"), None);
+        assert_eq!(parse_stat(b"garbage"), None);
+        assert_eq!(parse_stat(b")("), None);
+    }
+
+    #[test]
+    fn stat_with_non_utf8_comm_keeps_the_process_and_shows_the_name_lossily() {
+        let s = b"4242 (nmx\xff\xfe) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10\n";
+        let st = parse_stat(s).unwrap();
+        assert_eq!(st.start_time, 987654);
+        assert_eq!(st.comm, "nmx\u{fffd}\u{fffd}");
+    }
+
+    #[test]
+    fn status_uid_survives_a_non_utf8_name_line() {
+        let s = b"Name:\tnmx\xff\xfe\nUmask:\t0022\nUid:\t1000\t0\t0\t0\n";
+        assert_eq!(parse_status_uid(s), Some(1000));
     }
 
     #[test]
     fn status_uid_is_the_real_uid() {
         let s = "Name:\tbash\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t1000\t0\t0\t0\nGid:\t100\t100\t100\t100\n";
-        assert_eq!(parse_status_uid(s), Some(1000));
-        assert_eq!(parse_status_uid("Name:\tx\n"), None);
+        assert_eq!(parse_status_uid(s.as_bytes()), Some(1000));
+        assert_eq!(parse_status_uid(b"Name:\tx\n"), None);
     }
 
     #[test]
     fn cmdline_joins_args() {
-        assert_eq!(parse_cmdline(b"curl\0-s\0http://x/\0"), "curl -s http://x/");
+        let whole = |s: &str| (s.to_string(), false);
+        assert_eq!(
+            parse_cmdline(b"curl\0-s\0http://x/\0"),
+            whole("curl -s http://x/")
+        );
         assert_eq!(
             parse_cmdline(b"nginx: worker process"),
-            "nginx: worker process"
+            whole("nginx: worker process")
         );
-        assert_eq!(parse_cmdline(b""), "");
-        assert_eq!(parse_cmdline(b"a\0\0b\0"), "a  b");
+        assert_eq!(parse_cmdline(b""), whole(""));
+        assert_eq!(parse_cmdline(b"a\0\0b\0"), whole("a  b"));
+    }
+
+    #[test]
+    fn long_cmdline_is_capped_and_marked_cut() {
+        let mut argv = b"python3\0-c\0".to_vec();
+        argv.extend(std::iter::repeat_n(b'a', 1 << 20));
+        argv.push(0);
+        let (s, cut) = parse_cmdline(&argv);
+        assert!(cut);
+        assert_eq!(s.len(), CMDLINE_MAX);
+        assert!(s.starts_with("python3 -c aaa"));
+        // Exactly the cap, with its trailing NUL, is whole.
+        let mut exact = vec![b'b'; CMDLINE_MAX];
+        exact.push(0);
+        assert_eq!(parse_cmdline(&exact), ("b".repeat(CMDLINE_MAX), false));
+        // A multi-byte character across the cut never overshoots the cap.
+        let mut wide = vec![b'c'; CMDLINE_MAX - 1];
+        wide.extend("é".repeat(10).as_bytes());
+        let (s, cut) = parse_cmdline(&wide);
+        assert!(cut && s.len() <= CMDLINE_MAX, "{}", s.len());
     }
 
     #[test]

@@ -339,13 +339,38 @@ fn open_diag_socket(flags: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-fn recv_into(fd: &OwnedFd, buf: &mut [u8], flags: i32) -> io::Result<usize> {
-    // SAFETY: `buf` is a valid writable buffer of the given length.
-    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
+/// Datagrams from other senders skipped per receive before giving up: a local
+/// process flooding our port cannot keep a lookup spinning.
+const MAX_STRAY: usize = 256;
+
+/// Receives one datagram sent by the kernel (`nl_pid` 0). Any local process
+/// may unicast to a netlink socket's port id; what it sends is dropped.
+pub(super) fn recv_from_kernel(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    for _ in 0..MAX_STRAY {
+        // SAFETY: sockaddr_nl is plain old data; zeroed is a valid value.
+        let mut from: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        let mut from_len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        // SAFETY: `buf` is writable for its length, `from` for `from_len`.
+        let n = unsafe {
+            libc::recvfrom(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                0,
+                (&mut from as *mut libc::sockaddr_nl).cast(),
+                &mut from_len,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if from.nl_pid == 0 {
+            return Ok(n as usize);
+        }
     }
-    Ok(n as usize)
+    Err(io::Error::other(
+        "netlink socket flooded by a process other than the kernel",
+    ))
 }
 
 /// Subscription to the kernel's TCP destroy notifications (needs CAP_NET_ADMIN):
@@ -385,7 +410,7 @@ impl DestroyListener {
     pub fn drain(&mut self) -> DumpChunk {
         let mut out = DumpChunk::default();
         loop {
-            match recv_into(&self.fd, &mut self.buf, 0) {
+            match recv_from_kernel(&self.fd, &mut self.buf) {
                 Ok(n) => {
                     if parse_dump_chunk(&self.buf[..n], &mut out).is_err() {
                         out.malformed += 1;
@@ -460,10 +485,17 @@ impl SockDiag {
         if self.buf.len() < 64 * 1024 {
             self.buf.resize(64 * 1024, 0);
         }
+        let mut stray = 0;
         loop {
-            let n = recv_into(&self.fd, &mut self.buf, 0)?;
+            let n = recv_from_kernel(&self.fd, &mut self.buf)?;
             let got = &self.buf[..n];
             if u32_at(got, 8) != Some(seq) {
+                stray += 1;
+                if stray > MAX_STRAY {
+                    return Err(io::Error::other(
+                        "sock_diag dump: replies of another sequence",
+                    ));
+                }
                 continue;
             }
             let done =
@@ -507,15 +539,18 @@ impl SockDiag {
         let seq = self.seq;
         let req = build_request(seq, family, proto, local, remote);
         self.send(&req)?;
-        loop {
-            let n = recv_into(&self.fd, &mut self.buf, 0)?;
+        // Stale replies of an earlier lookup that timed out are skipped, boundedly.
+        for _ in 0..MAX_STRAY {
+            let n = recv_from_kernel(&self.fd, &mut self.buf)?;
             let got = &self.buf[..n];
-            // Skip stale replies of an earlier lookup that timed out.
             if u32_at(got, 8) != Some(seq) {
                 continue;
             }
             return parse_reply(got).map_err(|e| io::Error::other(format!("{e:?}")));
         }
+        Err(io::Error::other(
+            "no sock_diag reply with our sequence number",
+        ))
     }
 }
 
@@ -553,6 +588,59 @@ mod tests {
         p[64..68].copy_from_slice(&uid.to_ne_bytes());
         p[68..72].copy_from_slice(&ino.to_ne_bytes());
         b
+    }
+
+    /// The port id the kernel gave a netlink socket.
+    fn port_id(fd: &OwnedFd) -> u32 {
+        // SAFETY: sockaddr_nl is plain old data; zeroed is a valid value.
+        let mut a: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        // SAFETY: `a` is writable for `len` bytes.
+        let rc = unsafe {
+            libc::getsockname(
+                fd.as_raw_fd(),
+                (&mut a as *mut libc::sockaddr_nl).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        a.nl_pid
+    }
+
+    #[test]
+    fn a_reply_forged_by_another_process_is_not_believed() {
+        let mut diag = SockDiag::open().unwrap();
+        // Nobody listens here: the kernel answers ENOENT.
+        let (l, r) = (sa("127.0.0.1:9"), sa("127.0.0.1:10"));
+        let family = libc::AF_INET as u8;
+        assert_eq!(diag.lookup(family, 6, l, r).unwrap(), DiagAnswer::NotFound);
+        // Any local process may unicast to our port id: it queues a "found"
+        // reply with the next sequence number before our request goes out.
+        let mut forged = reply_bytes(family, 1, l, r, 0, 4242);
+        forged[8..12].copy_from_slice(&(diag.seq + 1).to_ne_bytes());
+        let attacker = open_diag_socket(0).unwrap();
+        // SAFETY: sockaddr_nl is plain old data; zeroed is a valid value.
+        let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        to.nl_pid = port_id(&diag.fd);
+        // SAFETY: `forged` and `to` are valid for their lengths.
+        let sent = unsafe {
+            libc::sendto(
+                attacker.as_raw_fd(),
+                forged.as_ptr().cast(),
+                forged.len(),
+                0,
+                (&to as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            sent,
+            forged.len() as isize,
+            "{}",
+            io::Error::last_os_error()
+        );
+        assert_eq!(diag.lookup(family, 6, l, r).unwrap(), DiagAnswer::NotFound);
     }
 
     #[test]

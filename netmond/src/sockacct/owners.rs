@@ -92,6 +92,7 @@ impl OwnerCache {
             name: o.comm(),
             exe: String::new(),
             cmdline: String::new(),
+            cmdline_truncated: false,
             uid: o.uid,
             user: self.reader.user_name(o.uid),
             unit: String::new(),

@@ -765,6 +765,7 @@ fn open_and_migrate(path: &Path) -> Result<Connection, rusqlite::Error> {
 
 #[cfg(test)]
 mod tests {
+    use super::minute::tests::{proc_tick, tick};
     use super::*;
 
     #[test]
@@ -777,6 +778,56 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+
+    #[tokio::test]
+    async fn cut_command_lines_are_stored_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.db");
+        let s = Store::start(&p, StoreOptions::default());
+        let mut t = proc_tick(1, "a", 100, 50, "tcp");
+        t.identity.cmdline = "a".repeat(crate::procmap::CMDLINE_MAX);
+        t.identity.cmdline_truncated = true;
+        s.record_tick(tick(crate::clock::now_ms(), 1, vec![t]));
+        s.flush().await;
+        s.shutdown();
+        let conn = Connection::open(&p).unwrap();
+        let (len, cut): (i64, bool) = conn
+            .query_row(
+                "SELECT length(cmdline), cmdline_truncated FROM processes",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((len, cut), (crate::procmap::CMDLINE_MAX as i64, true));
+    }
+
+    #[test]
+    fn command_lines_stored_before_the_cap_are_cut_by_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            for sql in &MIGRATIONS[..2] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.pragma_update(None, "user_version", 2).unwrap();
+            c.execute(
+                "INSERT INTO processes (pid, start_time, name, exe, cmdline, uid, user, unit, first_seen_ms)
+                 VALUES (1, 1, 'a', '', ?1, 0, '', '', 0), (2, 2, 'b', '', 'short', 0, '', '', 0)",
+                [String::from("x").repeat(1 << 20)],
+            )
+            .unwrap();
+        }
+        let c = open(&p).unwrap();
+        let rows: Vec<(i64, bool)> = c
+            .prepare("SELECT length(cmdline), cmdline_truncated FROM processes ORDER BY pid")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rows, [(4096, true), (5, false)]);
     }
 
     #[test]

@@ -429,7 +429,7 @@ pub fn export_rows(
     let names = protocol_names(&conn)?;
     let mut stmt = conn.prepare(
         "SELECT s.ts_ms, s.proc_id, p.pid, p.start_time, p.name, p.exe, p.cmdline, p.uid, p.user, p.unit,
-                s.up_bytes, s.down_bytes, s.protocols
+                s.up_bytes, s.down_bytes, s.protocols, p.cmdline_truncated
          FROM process_minute s JOIN processes p ON p.id = s.proc_id
          WHERE (s.ts_ms > ?1 OR (s.ts_ms = ?1 AND s.proc_id > ?2)) AND s.ts_ms < ?3
          ORDER BY s.ts_ms, s.proc_id LIMIT ?4",
@@ -451,6 +451,7 @@ pub fn export_rows(
                     name: r.get(4)?,
                     exe: r.get(5)?,
                     cmdline: r.get(6)?,
+                    cmdline_truncated: r.get(13)?,
                     uid: r.get(7)?,
                     user: r.get(8)?,
                     unit: r.get(9)?,
@@ -747,6 +748,7 @@ mod bench {
                 name: name.clone(),
                 exe: format!("/usr/bin/{name}"),
                 cmdline: format!("/usr/bin/{name} --flag"),
+                cmdline_truncated: false,
                 uid: 1000 + p % 3,
                 user: format!("user{}", p % 3),
                 unit: String::new(),

@@ -142,4 +142,9 @@ pub const MIGRATIONS: &[&str] = &[
              CASE direction WHEN 1 THEN 'up' WHEN 2 THEN 'down' WHEN 3 THEN 'total' ELSE '' END AS direction,
              pid, process_name, value, threshold, peak, started_ms, ended_ms, message
       FROM alerts;",
+    // 3: command lines are capped (4 KiB) and marked when cut; rows written
+    // before the cap are cut here too.
+    "ALTER TABLE processes ADD COLUMN cmdline_truncated INTEGER NOT NULL DEFAULT 0;
+    UPDATE processes SET cmdline = substr(cmdline, 1, 4096), cmdline_truncated = 1
+      WHERE length(CAST(cmdline AS BLOB)) > 4096;",
 ];

@@ -73,10 +73,12 @@ fn proc_id(
     }
     let id = tx
         .prepare_cached(
-            "INSERT INTO processes (pid, start_time, name, exe, cmdline, uid, user, unit, first_seen_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+            "INSERT INTO processes (pid, start_time, name, exe, cmdline, uid, user, unit, first_seen_ms,
+                                    cmdline_truncated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT(pid, start_time) DO UPDATE SET name = excluded.name, exe = excluded.exe,
-               cmdline = excluded.cmdline, uid = excluded.uid, user = excluded.user, unit = excluded.unit
+               cmdline = excluded.cmdline, uid = excluded.uid, user = excluded.user, unit = excluded.unit,
+               cmdline_truncated = excluded.cmdline_truncated
              RETURNING id",
         )?
         .query_row(
@@ -89,7 +91,8 @@ fn proc_id(
                 p.uid,
                 p.user,
                 p.unit,
-                now_ms
+                now_ms,
+                p.cmdline_truncated
             ],
             |r| r.get(0),
         )?;

@@ -101,6 +101,9 @@ fn wait_alerts(
 fn sender_above_its_threshold_raises_one_alert_with_its_peak_and_runs_the_hook() {
     let lab = Lab::new();
     let hook_dir = tempfile::tempdir().expect("tempdir");
+    // The hook runs as 'nobody': it must be able to write its log here.
+    std::fs::set_permissions(hook_dir.path(), std::fs::Permissions::from_mode(0o777))
+        .expect("chmod");
     let hook_log = hook_dir.path().join("runs.txt");
     let script = hook_dir.path().join("hook.sh");
     std::fs::write(

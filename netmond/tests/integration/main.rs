@@ -10,5 +10,6 @@ mod basic;
 mod ebpf;
 mod flood;
 mod history;
+mod hostile;
 mod metrics;
 mod names;

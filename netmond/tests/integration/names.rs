@@ -86,6 +86,23 @@ fn host_row(d: &Daemon, addr: &str) -> Option<serde_json::Value> {
         .cloned()
 }
 
+/// Resolves `files.example.test` at the peer's responder from the host and
+/// connects to the answer on port 5401, holding it `hold` seconds.
+fn resolve_and_connect(lab: &Lab, hold: &str) -> std::process::Child {
+    Lab::spawn_in(
+        &lab.host,
+        "python3",
+        &[
+            "-c",
+            RESOLVE_AND_CONNECT,
+            &lab.peer_ip,
+            "files.example.test",
+            "5401",
+            hold,
+        ],
+    )
+}
+
 fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
@@ -107,18 +124,7 @@ fn dns_answer_names_host_and_connection_and_host_header_then_sni_name_another() 
     let _tcp = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5401"]);
     let _tls = start_server(&lab.peer, ACCEPT_AND_CLOSE, &[&lab.peer_ip6, "5443"]);
 
-    let client = Lab::spawn_in(
-        &lab.host,
-        "python3",
-        &[
-            "-c",
-            RESOLVE_AND_CONNECT,
-            &lab.peer_ip,
-            "files.example.test",
-            "5401",
-            "8",
-        ],
-    );
+    let client = resolve_and_connect(&lab, "8");
     let named = wait_for(15, || {
         host_row(&d, &lab.peer_ip).filter(|h| h["name"] == "files.example.test")
     });
@@ -204,4 +210,66 @@ fn names_can_be_turned_off() {
     std::thread::sleep(Duration::from_millis(2500));
     let row = host_row(&d, &lab.peer_ip).unwrap_or(row);
     assert!(row["name"].is_null(), "{row}");
+}
+
+/// Sends `count` unsolicited DNS answers from port 53 to argv[1] (ports
+/// 40000 + i, ids i): "bank.example.test is at argv[2]".
+const FORGED_ANSWERS: &str = r#"
+import socket, struct, sys
+dst, addr, count = sys.argv[1], socket.inet_aton(sys.argv[2]), int(sys.argv[3])
+name = b"".join(bytes([len(l)]) + l.encode() for l in "bank.example.test".split(".")) + b"\0"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[4], 53))
+for i in range(count):
+    m = struct.pack(">HHHHHH", i, 0x8180, 1, 1, 0, 0) + name + b"\0\x01\0\x01"
+    m += b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 3600, 4) + addr
+    s.sendto(m, (dst, 40000 + i))
+print("done", flush=True)
+"#;
+
+#[test]
+fn forged_dns_answers_do_not_name_hosts() {
+    let lab = Lab::new();
+    let d = lab.daemon(DaemonOpts::default());
+    let forged = Lab::spawn_in(
+        &lab.peer,
+        "python3",
+        &[
+            "-c",
+            FORGED_ANSWERS,
+            &lab.host_ip,
+            &lab.peer_ip,
+            "50",
+            &lab.peer_ip,
+        ],
+    );
+    let out = wait_output(forged, 20);
+    assert!(stdout(&out).contains("done"), "{}", stderr(&out));
+    // Traffic to the address the forgeries named, without any lookup.
+    let _tcp = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5401"]);
+    let client = Lab::spawn_in(
+        &lab.host,
+        "python3",
+        &[
+            "-c",
+            gen::TCP_CLIENT,
+            &lab.peer_ip,
+            "5401",
+            "up",
+            "1000",
+            "3",
+        ],
+    );
+    let row = wait_for(10, || host_row(&d, &lab.peer_ip)).expect("host row");
+    std::thread::sleep(Duration::from_millis(2500));
+    let row = host_row(&d, &lab.peer_ip).unwrap_or(row);
+    assert_ne!(row["name"], "bank.example.test", "{row}");
+    wait_output(client, 20);
+    // The name capture was listening all along: a lookup this host makes is believed.
+    let _dns = start_server(&lab.peer, DNS_RESPONDER, &[&lab.peer_ip, &lab.peer_ip]);
+    let client = resolve_and_connect(&lab, "3");
+    let named = wait_for(15, || {
+        host_row(&d, &lab.peer_ip).filter(|h| h["name"] == "files.example.test")
+    });
+    assert!(named.is_some(), "{}", d.ctl_json(&["hosts"]));
+    wait_output(client, 20);
 }
