@@ -226,6 +226,7 @@ pub enum ReportBy {
     Interface,
     User,
     Category,
+    Container,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

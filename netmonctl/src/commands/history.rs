@@ -133,6 +133,7 @@ fn group_by(by: ReportBy) -> v1::GroupBy {
         ReportBy::Interface => v1::GroupBy::Interface,
         ReportBy::User => v1::GroupBy::User,
         ReportBy::Category => v1::GroupBy::Category,
+        ReportBy::Container => v1::GroupBy::Container,
     }
 }
 
@@ -144,6 +145,7 @@ fn by_name(by: ReportBy) -> &'static str {
         ReportBy::Interface => "interface",
         ReportBy::User => "user",
         ReportBy::Category => "category",
+        ReportBy::Container => "container",
     }
 }
 
@@ -252,6 +254,7 @@ pub async fn report(
         ReportBy::Interface => "INTERFACE",
         ReportBy::User => "USER",
         ReportBy::Category => "CATEGORY",
+        ReportBy::Container => "CONTAINER",
     };
     let mut t = Table::new(&[
         (key_header, Align::Left),

@@ -26,6 +26,8 @@ pub struct ProcIdentity {
     pub uid: u32,
     pub user: String,
     pub unit: String,
+    /// Container from the cgroup path, or "".
+    pub container: String,
 }
 
 /// One process in a tick: cumulative totals (since start or reset) and rates.
@@ -105,6 +107,7 @@ impl TickRecord {
                             uid: id.uid,
                             user: id.user.clone(),
                             unit: id.unit.clone(),
+                            container: id.container.clone(),
                         },
                         up_bytes: t.up_bytes,
                         down_bytes: t.down_bytes,

@@ -217,7 +217,8 @@ pub fn report(
             _ => {
                 let mut stmt = conn.prepare_cached(&format!(
                     "SELECT s.proc_id, p.name, p.exe, p.user, p.uid, s.protocols,
-                            sum(s.up_bytes), sum(s.down_bytes), max(s.peak_up_bps), max(s.peak_down_bps)
+                            sum(s.up_bytes), sum(s.down_bytes), max(s.peak_up_bps), max(s.peak_down_bps),
+                            p.container
                      FROM process_{res} s JOIN processes p ON p.id = s.proc_id
                      WHERE s.ts_ms >= ?1 AND s.ts_ms < ?2 GROUP BY s.proc_id, s.protocols"
                 ))?;
@@ -231,6 +232,11 @@ pub fn report(
                             (format!("uid {}", row.get::<_, u32>(4)?), String::new())
                         }
                         v1::GroupBy::User => (user, String::new()),
+                        v1::GroupBy::Container => {
+                            let c: String = row.get(10)?;
+                            let key = if c.is_empty() { "(host)".to_owned() } else { c };
+                            (key, String::new())
+                        }
                         v1::GroupBy::Protocol => {
                             let p = mask_names(row.get(5)?, &names);
                             let key = if p.is_empty() {
@@ -528,6 +534,7 @@ mod tests {
             ];
             let mut other_user = proc_tick(5, "mid", 0, 100 * n, "dns");
             other_user.identity.user = "bob".into();
+            other_user.identity.container = "docker:3f2e5d001387".into();
             procs.push(other_user);
             let mut r = tick(t, 1, procs);
             r.hosts = vec![HostTick {
@@ -646,6 +653,13 @@ mod tests {
             keys(v1::GroupBy::Interface),
             vec![("eth0".to_owned(), 3 * n)]
         );
+        assert_eq!(
+            keys(v1::GroupBy::Container),
+            vec![
+                ("(host)".to_owned(), 2111 * n),
+                ("docker:3f2e5d001387".to_owned(), 100 * n)
+            ]
+        );
     }
 
     #[test]
@@ -752,6 +766,7 @@ mod bench {
                 uid: 1000 + p % 3,
                 user: format!("user{}", p % 3),
                 unit: String::new(),
+                container: String::new(),
             };
             for m in 0..1440 {
                 if rng.next(4) != 0 {

@@ -147,4 +147,6 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE processes ADD COLUMN cmdline_truncated INTEGER NOT NULL DEFAULT 0;
     UPDATE processes SET cmdline = substr(cmdline, 1, 4096), cmdline_truncated = 1
       WHERE length(CAST(cmdline AS BLOB)) > 4096;",
+    // 4: the container a process ran in (from its cgroup path), for reports.
+    "ALTER TABLE processes ADD COLUMN container TEXT NOT NULL DEFAULT '';",
 ];

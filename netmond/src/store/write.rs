@@ -74,11 +74,11 @@ fn proc_id(
     let id = tx
         .prepare_cached(
             "INSERT INTO processes (pid, start_time, name, exe, cmdline, uid, user, unit, first_seen_ms,
-                                    cmdline_truncated)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                                    cmdline_truncated, container)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT(pid, start_time) DO UPDATE SET name = excluded.name, exe = excluded.exe,
                cmdline = excluded.cmdline, uid = excluded.uid, user = excluded.user, unit = excluded.unit,
-               cmdline_truncated = excluded.cmdline_truncated
+               cmdline_truncated = excluded.cmdline_truncated, container = excluded.container
              RETURNING id",
         )?
         .query_row(
@@ -92,7 +92,8 @@ fn proc_id(
                 p.user,
                 p.unit,
                 now_ms,
-                p.cmdline_truncated
+                p.cmdline_truncated,
+                p.container
             ],
             |r| r.get(0),
         )?;
