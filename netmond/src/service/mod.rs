@@ -1,6 +1,7 @@
 //! The gRPC service on the Unix socket: access checks from the peer's
 //! credentials, RPC handlers, streams. The only place that builds a `Status`.
 
+pub mod authority;
 pub mod peer;
 pub mod socket;
 
@@ -464,10 +465,28 @@ pub async fn serve(
     let svc = NetmonServer::new(Service::new(engine, access, shutdown.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(netmon_proto::FILE_DESCRIPTOR_SET)
+    };
+    // grpcurl asks v1 first; grpcio-reflection's client and older tools v1alpha.
+    let (reflection_v1, reflection_v1alpha) = match (
+        reflection().build_v1(),
+        reflection().build_v1alpha(),
+    ) {
+        (Ok(a), Ok(b)) => (Some(a), Some(b)),
+        (Err(e), _) | (_, Err(e)) => {
+            warn!(error = %e, "gRPC reflection is off: the embedded descriptor set is unusable");
+            (None, None)
+        }
+    };
+    let incoming = UnixListenerStream::new(listener).map(|r| r.map(authority::AuthorityShim::new));
     let mut stop = shutdown;
     tonic::transport::Server::builder()
         .add_service(svc)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(incoming, async move {
             while !*stop.borrow() {
                 if stop.changed().await.is_err() {
                     break;

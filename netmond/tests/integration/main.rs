@@ -7,6 +7,7 @@ mod alerts;
 mod attribution;
 mod backbone;
 mod basic;
+mod grpc_clients;
 mod history;
 mod metrics;
 mod names;
