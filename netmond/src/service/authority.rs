@@ -394,9 +394,6 @@ impl<S> AuthorityShim<S> {
         }
     }
 
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for AuthorityShim<S> {
@@ -431,14 +428,6 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityShim<S> {
                 tracing::debug!("client sent an :authority h2 refuses (a Unix socket path); replaced with 'localhost'");
             }
         }
-    }
-}
-
-impl tonic::transport::server::Connected for AuthorityShim<tokio::net::UnixStream> {
-    type ConnectInfo = tonic::transport::server::UdsConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
     }
 }
 
