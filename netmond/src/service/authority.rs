@@ -393,7 +393,6 @@ impl<S> AuthorityShim<S> {
             logged: false,
         }
     }
-
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for AuthorityShim<S> {

@@ -93,7 +93,12 @@ impl Service {
         let p = self.check_read(req)?;
         if let Some(gid) = self.access.control_gid {
             if !p.in_group(gid) {
-                warn!(uid = p.uid, pid = p.pid, rpc = what, "control call denied: caller is not in control_group");
+                warn!(
+                    uid = p.uid,
+                    pid = p.pid,
+                    rpc = what,
+                    "control call denied: caller is not in control_group"
+                );
                 return Err(Status::permission_denied(format!(
                     "{what} needs membership of the control group (gid {gid}); read-only access is allowed"
                 )));

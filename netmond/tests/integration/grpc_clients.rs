@@ -74,13 +74,13 @@ fn python() -> PathBuf {
 
 /// Stubs generated from proto/netmon/v1/netmon.proto with grpcio-tools,
 /// plus the driver, in a directory any test user can read.
-struct Client {
-    dir: tempfile::TempDir,
-    python: PathBuf,
+pub struct Client {
+    pub dir: tempfile::TempDir,
+    pub python: PathBuf,
 }
 
 impl Client {
-    fn new() -> Client {
+    pub fn new() -> Client {
         let python = python();
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
@@ -101,6 +101,36 @@ impl Client {
         );
         std::fs::write(dir.path().join("client.py"), CLIENT_PY).expect("write driver");
         Client { dir, python }
+    }
+
+    /// `script` (written beside the stubs) as `user` with `args`; its
+    /// stdout parsed as one JSON document.
+    pub fn run_script(
+        &self,
+        user: &TempUser,
+        script: &str,
+        args: &[&str],
+        secs: u64,
+    ) -> serde_json::Value {
+        std::fs::write(self.dir.path().join("script.py"), script).expect("write script");
+        let child = user
+            .command(&self.python)
+            .current_dir(self.dir.path())
+            .arg("script.py")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run python");
+        let out = wait_output(child, secs);
+        assert!(
+            out.status.success(),
+            "python {args:?} failed: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("python {args:?}: bad JSON ({e}): {}", stdout(&out)))
     }
 
     fn run(&self, user: &TempUser, mode: &str, socket: &Path) -> serde_json::Value {

@@ -4,6 +4,7 @@
 mod harness;
 
 mod alerts;
+mod api_limits;
 mod attribution;
 mod backbone;
 mod basic;
