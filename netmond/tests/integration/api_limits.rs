@@ -293,30 +293,30 @@ fn fill_history(db: &std::path::Path, minutes: i64) {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).expect("history fixture");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
+        .expect("history fixture")
         .as_millis() as i64;
     let start = (now - minutes * 60_000) / 60_000 * 60_000;
-    conn.execute_batch("BEGIN").unwrap();
+    conn.execute_batch("BEGIN").expect("history fixture");
     for p in 0..10i64 {
         conn.execute(
             "INSERT INTO processes (id, pid, start_time, name, exe, cmdline, uid, user, unit, first_seen_ms)
              VALUES (?1, ?2, 1, ?3, '/usr/bin/x', 'x', 0, 'root', '', ?4)",
             rusqlite::params![1_000_000 + p, 40_000 + p, format!("hist{p}"), start],
         )
-        .unwrap();
+        .expect("history fixture");
         for m in 0..minutes {
             conn.execute(
                 "INSERT INTO process_minute (ts_ms, proc_id, up_bytes, down_bytes, peak_up_bps, peak_down_bps)
                  VALUES (?1, ?2, 6000, 6000, 100, 100)",
                 rusqlite::params![start + m * 60_000, 1_000_000 + p],
             )
-            .unwrap();
+            .expect("history fixture");
         }
     }
-    conn.execute_batch("COMMIT").unwrap();
+    conn.execute_batch("COMMIT").expect("history fixture");
 }
 
 /// User + system CPU time of `pid` in ms.
