@@ -293,7 +293,8 @@ fn fill_history(db: &std::path::Path, minutes: i64) {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    conn.busy_timeout(Duration::from_secs(10)).expect("history fixture");
+    conn.busy_timeout(Duration::from_secs(10))
+        .expect("history fixture");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("history fixture")
