@@ -19,7 +19,8 @@
 //!   authority. This layer keeps h2 upstream: h2 still validates every
 //!   header, limit and frame after us.
 //! - Requests are small and rare, so decoding them costs nothing that
-//!   matters; replies, the heavy direction, are never touched.
+//!   matters (the decoder in `hpack` does bounded work per byte); replies,
+//!   the heavy direction, are never touched.
 
 use std::io;
 use std::pin::Pin;
@@ -97,7 +98,7 @@ struct OpenBlock {
 /// The pure part: client-to-server HTTP/2 bytes in, the same bytes out with
 /// every header block re-encoded and a bad `:authority` replaced.
 pub struct Rewriter {
-    decoder: loona_hpack::Decoder<'static>,
+    decoder: super::hpack::Decoder,
     state: State,
     /// Input received but not yet consumed (a partial frame head/payload).
     pending: Vec<u8>,
@@ -111,10 +112,8 @@ pub struct Rewriter {
 
 impl Default for Rewriter {
     fn default() -> Self {
-        let mut decoder = loona_hpack::Decoder::new();
-        decoder.set_max_allowed_table_size(HPACK_TABLE_SIZE);
         Rewriter {
-            decoder,
+            decoder: super::hpack::Decoder::new(HPACK_TABLE_SIZE),
             state: State::Preface { left: PREFACE_LEN },
             pending: Vec::new(),
             open: None,
@@ -242,26 +241,15 @@ impl Rewriter {
             return Ok(());
         };
         let stream = open.stream;
-        self.headers.clear();
-        let mut size = 0usize;
-        let mut too_large = false;
-        let headers = &mut self.headers;
         self.decoder
-            .decode_with_cb(&self.block, |name, value| {
-                size += name.len() + value.len() + 32;
-                if size > MAX_HEADER_LIST {
-                    too_large = true;
-                } else {
-                    headers.push((name.into_owned(), value.into_owned()));
-                }
-            })
-            .map_err(|e| RewriteError::Hpack {
-                stream,
-                reason: e.to_string(),
+            .decode(&self.block, MAX_HEADER_LIST, &mut self.headers)
+            .map_err(|e| match e {
+                super::hpack::HpackError::ListTooLarge(_) => RewriteError::ListTooLarge { stream },
+                e => RewriteError::Hpack {
+                    stream,
+                    reason: e.to_string(),
+                },
             })?;
-        if too_large {
-            return Err(RewriteError::ListTooLarge { stream });
-        }
         self.encoded.clear();
         for (name, value) in &self.headers {
             let value: &[u8] = if name == b":authority" && !is_valid_authority(value) {
@@ -660,6 +648,82 @@ mod tests {
             let r = Rewriter::default().feed(&input, &mut Vec::new());
             assert!(r.is_err(), "case {i} accepted");
         }
+    }
+
+    impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected
+        for AuthorityShim<S>
+    {
+        type ConnectInfo = S::ConnectInfo;
+        fn connect_info(&self) -> S::ConnectInfo {
+            self.inner.connect_info()
+        }
+    }
+
+    /// What a tonic server answers on stream 1 to a request whose
+    /// `:authority` is a percent-encoded socket path, as the C core sends:
+    /// the frame type of the first frame on that stream.
+    async fn first_reply_frame(through_layer: bool) -> u8 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(netmon_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .unwrap();
+        let router = tonic::transport::Server::builder().add_service(reflection);
+        tokio::spawn(async move {
+            if through_layer {
+                let io = tokio_stream::iter([Ok::<_, io::Error>(AuthorityShim::new(server))]);
+                router.serve_with_incoming(io).await
+            } else {
+                let io = tokio_stream::iter([Ok::<_, io::Error>(server)]);
+                router.serve_with_incoming(io).await
+            }
+        });
+        let mut block = Vec::new();
+        for (n, v) in grpc_headers(b"tmp%2Fnm%2Fnetmond.sock") {
+            encode_literal(&mut block, n, &v);
+        }
+        let mut req = PREFACE.to_vec();
+        req.extend(frame(0x4, 0, 0, &[]));
+        req.extend(frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &block));
+        req.extend(frame(0x0, FLAG_END_STREAM, 1, &[0, 0, 0, 0, 0]));
+        client.write_all(&req).await.unwrap();
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n =
+                tokio::time::timeout(std::time::Duration::from_secs(10), client.read(&mut chunk))
+                    .await
+                    .expect("a reply within 10 s")
+                    .unwrap();
+            assert!(n > 0, "connection closed without a reply");
+            buf.extend_from_slice(&chunk[..n]);
+            let mut b = &buf[..];
+            while b.len() >= 9 {
+                let len = usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]);
+                if b.len() < 9 + len {
+                    break;
+                }
+                let stream = u32::from_be_bytes([b[5], b[6], b[7], b[8]]);
+                if stream == 1 {
+                    return b[3];
+                }
+                b = &b[9 + len..];
+            }
+        }
+    }
+
+    /// Guards the reason this layer exists: when an h2 release accepts such
+    /// an authority, the first assertion fails and the layer can go.
+    #[tokio::test]
+    async fn h2_resets_a_socket_path_authority_and_this_layer_lets_it_through() {
+        const RST_STREAM: u8 = 0x3;
+        assert_eq!(
+            first_reply_frame(false).await,
+            RST_STREAM,
+            "h2 now accepts a percent-encoded :authority: service::authority may be removed"
+        );
+        assert_eq!(first_reply_frame(true).await, TYPE_HEADERS);
     }
 
     #[test]

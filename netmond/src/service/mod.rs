@@ -3,6 +3,7 @@
 
 pub mod accept;
 pub mod authority;
+pub mod hpack;
 pub mod limits;
 pub mod peer;
 pub mod socket;
