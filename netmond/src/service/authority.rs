@@ -377,7 +377,7 @@ impl<S> AuthorityShim<S> {
             rewriter: Rewriter::default(),
             out: Vec::new(),
             out_pos: 0,
-            read_buf: vec![0; 8192].into_boxed_slice(),
+            read_buf: vec![0; 4096].into_boxed_slice(),
             logged: false,
         }
     }

@@ -332,12 +332,18 @@ fn cpu_ms(pid: u32) -> u64 {
     (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) * 10
 }
 
-fn threads_of(pid: u32) -> u64 {
+fn status_field(pid: u32, key: &str) -> String {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("netmond status");
     s.lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("Threads: line")
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+fn threads_of(pid: u32) -> u64 {
+    status_field(pid, "Threads:")
+        .parse()
+        .expect("Threads: is a number")
 }
 
 #[test]
@@ -382,6 +388,7 @@ fn client_load_target_ticking_goes_on_and_status_stays_fast() {
     assert_eq!(v["streams"], 250, "{v}");
 
     let threads = threads_of(d.pid());
+    let rss = status_field(d.pid(), "VmRSS:");
     let cpu0 = (cpu_ms(d.pid()), cpu_ms(load_pid));
     let window = Instant::now();
     let under_load = status_latencies(&d, 20);
@@ -410,7 +417,7 @@ fn client_load_target_ticking_goes_on_and_status_stays_fast() {
         seqs.push(f["seq"].as_u64().expect("seq"));
     }
     eprintln!(
-        "load: set up in {set_up:?}; netmond threads {threads}; status (connect + GetStatus, ms) idle {idle:?}, under load {under_load:?}; CPU ms netmond/load client/wall {cpu:?}; fresh subscriber seqs {seqs:?} in {:?}",
+        "load: set up in {set_up:?}; netmond threads {threads}, RSS {rss}; status (connect + GetStatus, ms) idle {idle:?}, under load {under_load:?}; CPU ms netmond/load client/wall {cpu:?}; fresh subscriber seqs {seqs:?} in {:?}",
         t.elapsed()
     );
     assert_eq!(
