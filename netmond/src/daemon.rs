@@ -97,6 +97,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .map(|g| group_gid(g, "daemon.control_group"))
         .transpose()?;
 
+    let nofile = service::limits::raise_fd_limit();
+    let limits = service::limits::Limits::for_fd_limit(nofile);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("netmond-rt")
@@ -124,7 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         let ticker = spawn_ticker(&engine);
         let listener = bound.listener.try_clone().context("cannot duplicate the listening socket")?;
-        let server = tokio::spawn(service::serve(engine.clone(), listener, Access { read_gid, control_gid }, stop_rx));
+        let server = tokio::spawn(service::serve(engine.clone(), listener, Access { read_gid, control_gid }, limits, stop_rx));
 
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;

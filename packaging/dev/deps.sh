@@ -11,6 +11,7 @@ APT_PACKAGES=(
   build-essential pkg-config libpcap-dev   # building (pcap crate links libpcap)
   iproute2 util-linux passwd procps        # lab namespaces, setpriv, useradd
   iperf3 curl python3 tmux                 # traffic generators and the TUI test
+  python3-venv                             # pyenv.sh: gRPC's own Python clients
 )
 
 missing=()

@@ -17,6 +17,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # End-to-end tests run the built binaries of every crate.
 cargo build --workspace --bins --locked
+# Third-party gRPC clients (Python grpcio from PyPI) for the API tests.
+source packaging/dev/pyenv.sh
 cargo test --workspace --locked -- --test-threads="${NETMON_TEST_THREADS:-4}"
 # The package test installs and purges the netmon package: never on a
 # machine where netmon is installed for real.

@@ -35,6 +35,7 @@ check "netmond in /usr/sbin, 0755" has '-rwxr-xr-x' 'usr/sbin/netmond'
 for b in netmonctl netmon-tui; do check "$b in /usr/bin, 0755" has '-rwxr-xr-x' "usr/bin/$b"; done
 check "config is /etc/netmon/netmond.toml, 0640" has '-rw-r-----' 'etc/netmon/netmond.toml'
 check "category rules shipped" has '-rw-r--r--' 'usr/share/netmon/categories.toml'
+check "API schema shipped for scripts" has '-rw-r--r--' 'usr/share/netmon/proto/netmon/v1/netmon.proto'
 check "systemd unit shipped" has '-rw-r--r--' 'usr/lib/systemd/system/netmond.service'
 check "copyright file" has '-rw-r--r--' 'usr/share/doc/netmon/copyright'
 check "man page netmond(8)" has '-rw-r--r--' 'usr/share/man/man8/netmond.8.gz'

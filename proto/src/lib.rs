@@ -6,6 +6,10 @@ pub mod v1 {
     tonic::include_proto!("netmon.v1");
 }
 
+/// The encoded `FileDescriptorSet` of `netmon.v1`, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/netmon_descriptor.bin"));
+
 #[cfg(feature = "cli-assets")]
 pub mod cli_assets;
 mod client;

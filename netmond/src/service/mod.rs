@@ -1,6 +1,10 @@
 //! The gRPC service on the Unix socket: access checks from the peer's
 //! credentials, RPC handlers, streams. The only place that builds a `Status`.
 
+pub mod accept;
+pub mod authority;
+pub mod hpack;
+pub mod limits;
 pub mod peer;
 pub mod socket;
 
@@ -10,15 +14,20 @@ use std::sync::Arc;
 
 use netmon_proto::v1::{self, netmon_server::Netmon, netmon_server::NetmonServer};
 use netmon_proto::MAX_MESSAGE_BYTES;
-use tokio::sync::{broadcast, mpsc, watch};
-use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
-use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 use tracing::{info, instrument, warn};
 
 use crate::engine::{Engine, EngineError, THRESHOLD_PRESETS};
+use accept::ConnInfo;
+use limits::{Limits, Slots};
 use peer::Peer;
+
+/// Read calls that need blocking work (socket tables) at once; more wait
+/// their turn without holding a thread.
+const BLOCKING_READS: usize = 4;
 
 /// Groups that gate access, resolved at start.
 #[derive(Debug, Clone, Copy)]
@@ -33,33 +42,44 @@ pub struct Service {
     engine: Arc<Engine>,
     access: Access,
     shutdown: watch::Receiver<bool>,
+    subscribers: Arc<Slots>,
+    exports: Arc<Slots>,
+    blocking_reads: Semaphore,
 }
 
 type RpcStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 impl Service {
-    pub fn new(engine: Arc<Engine>, access: Access, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        engine: Arc<Engine>,
+        access: Access,
+        limits: &Limits,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Service {
             engine,
             access,
             shutdown,
+            subscribers: Slots::new("Subscribe streams", limits.subscribers, 0),
+            exports: Slots::new("Export streams", limits.exports, 0),
+            blocking_reads: Semaphore::new(BLOCKING_READS),
         }
     }
 
-    fn peer<T>(req: &Request<T>) -> Result<Peer, Status> {
-        let cred = req
+    /// The caller as the kernel described it at connect(); a connection
+    /// over its cap gets the reason instead.
+    fn peer<T>(req: &Request<T>) -> Result<Arc<Peer>, Status> {
+        let info = req
             .extensions()
-            .get::<UdsConnectInfo>()
-            .and_then(|i| i.peer_cred)
+            .get::<ConnInfo>()
             .ok_or_else(|| Status::permission_denied("peer credentials unavailable"))?;
-        Ok(Peer {
-            uid: cred.uid(),
-            gid: cred.gid(),
-            pid: cred.pid(),
-        })
+        if let Some(why) = &info.refused {
+            return Err(Status::resource_exhausted(why.to_string()));
+        }
+        Ok(info.peer.clone())
     }
 
-    fn check_read<T>(&self, req: &Request<T>) -> Result<Peer, Status> {
+    fn check_read<T>(&self, req: &Request<T>) -> Result<Arc<Peer>, Status> {
         let p = Self::peer(req)?;
         if p.in_group(self.access.read_gid) {
             Ok(p)
@@ -70,17 +90,22 @@ impl Service {
         }
     }
 
-    fn check_control<T>(&self, req: &Request<T>, what: &str) -> Result<Peer, Status> {
+    fn check_control<T>(&self, req: &Request<T>, what: &str) -> Result<Arc<Peer>, Status> {
         let p = self.check_read(req)?;
         if let Some(gid) = self.access.control_gid {
             if !p.in_group(gid) {
-                warn!(uid = p.uid, pid = ?p.pid, rpc = what, "control call denied: caller is not in control_group");
+                warn!(
+                    uid = p.uid,
+                    pid = p.pid,
+                    rpc = what,
+                    "control call denied: caller is not in control_group"
+                );
                 return Err(Status::permission_denied(format!(
                     "{what} needs membership of the control group (gid {gid}); read-only access is allowed"
                 )));
             }
         }
-        info!(uid = p.uid, pid = ?p.pid, rpc = what, "control call");
+        info!(uid = p.uid, pid = p.pid, rpc = what, "control call");
         Ok(p)
     }
 }
@@ -232,7 +257,11 @@ impl Netmon for Service {
         &self,
         req: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        self.check_read(&req)?;
+        let peer = self.check_read(&req)?;
+        let slot = self
+            .subscribers
+            .try_take(peer.uid)
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let every = u64::from(req.get_ref().every_ticks.max(1));
         let (first, mut rx) = self.engine.subscribe();
         let guard = self.engine.subscriber_guard();
@@ -242,7 +271,7 @@ impl Netmon for Service {
         // its own task, never the tick or other clients.
         let (tx, out) = mpsc::channel::<Result<v1::Frame, Status>>(2);
         tokio::spawn(async move {
-            let _guard = guard;
+            let _guard = (guard, slot);
             if tx.send(Ok((*first).clone())).await.is_err() {
                 return;
             }
@@ -317,6 +346,11 @@ impl Netmon for Service {
         self.check_read(&req)?;
         let r = req.into_inner();
         let engine = self.engine.clone();
+        let _turn = self
+            .blocking_reads
+            .acquire()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         let mut conns = tokio::task::spawn_blocking(move || engine.connections())
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
@@ -432,14 +466,22 @@ impl Netmon for Service {
         &self,
         req: Request<v1::ExportRequest>,
     ) -> Result<Response<Self::ExportStream>, Status> {
-        self.check_read(&req)?;
+        let peer = self.check_read(&req)?;
         let r = req.into_inner();
         if r.until_ms != 0 && r.until_ms <= r.since_ms {
             return Err(Status::invalid_argument("since_ms must be before until_ms"));
         }
+        let slot = self
+            .exports
+            .try_take(peer.uid)
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let rows = self.engine.store().export(r.since_ms, r.until_ms).await;
-        // The reader stops when this stream (and so its receiver) is dropped.
-        let stream = ReceiverStream::new(rows).map(|r| r.map_err(store_status));
+        // The reader stops when this stream (and so its receiver) is dropped;
+        // the slot goes with it.
+        let stream = ReceiverStream::new(rows).map(move |r| {
+            let _held = &slot;
+            r.map_err(store_status)
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 }
@@ -449,6 +491,7 @@ pub async fn serve(
     engine: Arc<Engine>,
     listener: std::os::unix::net::UnixListener,
     access: Access,
+    limits: Limits,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
     let listener = listener
@@ -461,13 +504,39 @@ pub async fn serve(
             return Ok(());
         }
     };
-    let svc = NetmonServer::new(Service::new(engine, access, shutdown.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    info!(?limits, "API limits");
+    let svc = NetmonServer::new(Service::new(engine, access, &limits, shutdown.clone()))
+        .max_decoding_message_size(limits::MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(netmon_proto::FILE_DESCRIPTOR_SET)
+    };
+    // grpcurl asks v1 first; grpcio-reflection's client and older tools v1alpha.
+    let (reflection_v1, reflection_v1alpha) = match (
+        reflection().build_v1(),
+        reflection().build_v1alpha(),
+    ) {
+        (Ok(a), Ok(b)) => (Some(a), Some(b)),
+        (Err(e), _) | (_, Err(e)) => {
+            warn!(error = %e, "gRPC reflection is off: the embedded descriptor set is unusable");
+            (None, None)
+        }
+    };
+    let gate = Arc::new(accept::Gate::new(&limits));
+    let incoming = accept::incoming(listener, gate, shutdown.clone());
     let mut stop = shutdown;
+    // tonic leaves h2's stream cap off unless asked; windows bound what a
+    // client can make us buffer before a handler (and its checks) runs.
     tonic::transport::Server::builder()
+        .max_concurrent_streams(limits::STREAMS_PER_CONNECTION)
+        .initial_stream_window_size(limits::STREAM_WINDOW)
+        .initial_connection_window_size(limits::CONNECTION_WINDOW)
+        .http2_max_header_list_size(authority::MAX_HEADER_LIST as u32)
         .add_service(svc)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(incoming, async move {
             while !*stop.borrow() {
                 if stop.changed().await.is_err() {
                     break;

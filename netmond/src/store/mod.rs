@@ -296,12 +296,43 @@ impl Store {
         let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER);
         let path = self.path.clone();
         let mask = crate::privacy::ExportMask::new(self.export_addresses);
-        tokio::task::spawn_blocking(move || {
-            match query::export_rows(&path, since_ms, until, EXPORT_CHUNK, &mask, &tx) {
-                Ok(n) => debug!(rows = n, "export finished"),
-                Err(e) => {
-                    warn!(error = %format_chain(&e), "export failed");
-                    let _ = tx.blocking_send(Err(e));
+        // Only the queries run on the blocking pool, one short chunk at a
+        // time; rows are sent from here, so a client that stops reading holds
+        // no thread (an unread export used to pin one until the pool ran dry).
+        tokio::spawn(async move {
+            let opened = tokio::task::spawn_blocking(move || {
+                query::ExportReader::open(&path, since_ms, until, EXPORT_CHUNK)
+            })
+            .await;
+            let mut reader = match opened {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return export_failed(&tx, e).await,
+                Err(e) => return warn!(%e, "export task failed"),
+            };
+            let mut sent = 0u64;
+            loop {
+                let read = tokio::task::spawn_blocking(move || {
+                    let rows = reader.next_chunk();
+                    (reader, rows)
+                })
+                .await;
+                let rows = match read {
+                    Ok((r, Ok(rows))) => {
+                        reader = r;
+                        rows
+                    }
+                    Ok((_, Err(e))) => return export_failed(&tx, e).await,
+                    Err(e) => return warn!(%e, "export task failed"),
+                };
+                if rows.is_empty() {
+                    return debug!(rows = sent, "export finished");
+                }
+                for mut row in rows {
+                    mask.row(&mut row);
+                    if tx.send(Ok(row)).await.is_err() {
+                        return debug!(rows = sent, "export ended by the client");
+                    }
+                    sent += 1;
                 }
             }
         });
@@ -678,6 +709,14 @@ fn db_size(path: &Path) -> u64 {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     size(path) + size(Path::new(&wal))
+}
+
+async fn export_failed(
+    tx: &tokio::sync::mpsc::Sender<Result<v1::ExportRow, StoreError>>,
+    e: StoreError,
+) {
+    warn!(error = %format_chain(&e), "export failed");
+    let _ = tx.send(Err(e)).await;
 }
 
 fn format_chain(e: &dyn std::error::Error) -> String {

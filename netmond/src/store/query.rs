@@ -411,46 +411,64 @@ pub fn load_thresholds(conn: &Connection) -> Result<Vec<v1::Threshold>, StoreErr
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Streams the per-minute process samples of [since, until) into `tx`,
-/// `chunk` rows per query on a read-only connection of its own, so no read
-/// transaction stays open and memory stays flat. Stops when the receiver is
-/// gone (the client disconnected).
-pub fn export_rows(
-    path: &Path,
-    since: i64,
+/// Reads the per-minute process samples of [since, until) `chunk` rows per
+/// query on a read-only connection of its own, so no read transaction stays
+/// open and memory stays flat. Each call to [`ExportReader::next_chunk`] is
+/// short blocking work; the caller sends the rows without holding a thread,
+/// so a client that stops reading costs one chunk of memory, not a thread.
+pub struct ExportReader {
+    conn: Connection,
+    names: HashMap<u32, String>,
+    last_ts: i64,
+    last_id: i64,
     until: i64,
     chunk: u32,
-    mask: &crate::privacy::ExportMask,
-    tx: &tokio::sync::mpsc::Sender<Result<v1::ExportRow, StoreError>>,
-) -> Result<u64, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|source| StoreError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    conn.busy_timeout(std::time::Duration::from_secs(2))?;
-    let names = protocol_names(&conn)?;
-    let mut stmt = conn.prepare(
-        "SELECT s.ts_ms, s.proc_id, p.pid, p.start_time, p.name, p.exe, p.cmdline, p.uid, p.user, p.unit,
-                s.up_bytes, s.down_bytes, s.protocols, p.cmdline_truncated
+    done: bool,
+}
+
+impl ExportReader {
+    pub fn open(path: &Path, since: i64, until: i64, chunk: u32) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(2))?;
+        let names = protocol_names(&conn)?;
+        Ok(ExportReader {
+            conn,
+            names,
+            last_ts: since.saturating_sub(1),
+            last_id: i64::MAX,
+            until,
+            chunk,
+            done: false,
+        })
+    }
+
+    /// The next rows in (time, process) order; empty once everything is read.
+    pub fn next_chunk(&mut self) -> Result<Vec<v1::ExportRow>, StoreError> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT s.ts_ms, s.proc_id, p.pid, p.start_time, p.name, p.exe, p.cmdline, p.uid, p.user, p.unit,
+                s.up_bytes, s.down_bytes, s.protocols, p.cmdline_truncated, p.container
          FROM process_minute s JOIN processes p ON p.id = s.proc_id
          WHERE (s.ts_ms > ?1 OR (s.ts_ms = ?1 AND s.proc_id > ?2)) AND s.ts_ms < ?3
          ORDER BY s.ts_ms, s.proc_id LIMIT ?4",
-    )?;
-    let (mut last_ts, mut last_id) = (since.saturating_sub(1), i64::MAX);
-    let mut sent = 0u64;
-    loop {
-        let mut batch = Vec::with_capacity(chunk as usize);
-        let mut rows = stmt.query(params![last_ts, last_id, until, chunk])?;
+        )?;
+        let mut batch = Vec::with_capacity(self.chunk as usize);
+        let mut rows = stmt.query(params![self.last_ts, self.last_id, self.until, self.chunk])?;
         while let Some(r) = rows.next()? {
-            last_ts = r.get(0)?;
-            last_id = r.get(1)?;
+            self.last_ts = r.get(0)?;
+            self.last_id = r.get(1)?;
             let (up, down) = (u(r.get(10)?), u(r.get(11)?));
             batch.push(v1::ExportRow {
-                time_ms: last_ts,
+                time_ms: self.last_ts,
                 process: Some(v1::ProcessIdentity {
                     pid: r.get(2)?,
                     start_time: u(r.get(3)?),
@@ -461,28 +479,21 @@ pub fn export_rows(
                     uid: r.get(7)?,
                     user: r.get(8)?,
                     unit: r.get(9)?,
+                    container: r.get(14)?,
                     ..Default::default()
                 }),
                 up_bytes: up,
                 down_bytes: down,
                 up_bps: up / 60,
                 down_bps: down / 60,
-                protocols: mask_names(r.get(12)?, &names),
+                protocols: mask_names(r.get(12)?, &self.names),
                 ..Default::default()
             });
         }
-        drop(rows);
-        let n = batch.len();
-        for mut row in batch {
-            mask.row(&mut row);
-            if tx.blocking_send(Ok(row)).is_err() {
-                return Ok(sent);
-            }
-            sent += 1;
+        if batch.len() < self.chunk as usize {
+            self.done = true;
         }
-        if n < chunk as usize {
-            return Ok(sent);
-        }
+        Ok(batch)
     }
 }
 
@@ -660,6 +671,32 @@ mod tests {
                 ("docker:3f2e5d001387".to_owned(), 100 * n)
             ]
         );
+    }
+
+    /// Drains an [`ExportReader`] into `tx` as the service does, blocking.
+    fn export_rows(
+        path: &Path,
+        since: i64,
+        until: i64,
+        chunk: u32,
+        mask: &crate::privacy::ExportMask,
+        tx: &tokio::sync::mpsc::Sender<Result<v1::ExportRow, StoreError>>,
+    ) -> Result<u64, StoreError> {
+        let mut reader = ExportReader::open(path, since, until, chunk)?;
+        let mut sent = 0;
+        loop {
+            let rows = reader.next_chunk()?;
+            if rows.is_empty() {
+                return Ok(sent);
+            }
+            for mut row in rows {
+                mask.row(&mut row);
+                if tx.blocking_send(Ok(row)).is_err() {
+                    return Ok(sent);
+                }
+                sent += 1;
+            }
+        }
     }
 
     #[test]

@@ -4,11 +4,13 @@
 mod harness;
 
 mod alerts;
+mod api_limits;
 mod attribution;
 mod backbone;
 mod basic;
 mod ebpf;
 mod flood;
+mod grpc_clients;
 mod history;
 mod hostile;
 mod metrics;
