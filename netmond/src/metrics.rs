@@ -157,8 +157,8 @@ impl<K: std::hash::Hash + Eq + Clone + Ord> Fold<K> {
     }
 }
 
-/// A process series key: name, user, unit (aggregated over pids).
-type ProcKey = (String, String, String);
+/// A process series key: name, user, unit, container (aggregated over pids).
+type ProcKey = (String, String, String, String);
 
 /// Counters folded from frames and status; one per daemon, shared by scrapes.
 #[derive(Debug)]
@@ -238,7 +238,7 @@ impl Collector {
                 .get(&(p.pid, p.start_time))
                 .copied()
                 .unwrap_or([0, 0]);
-            let key = (p.name, p.user, p.unit);
+            let key = (p.name, p.user, p.unit, p.container);
             add(deltas.entry(key).or_default(), growth2(last, cur));
             rows.insert((p.pid, p.start_time), cur);
         }
@@ -343,17 +343,19 @@ impl Collector {
         for (k, v) in self.processes.series() {
             for (d, n) in dirs.iter().zip(v) {
                 let l = match k {
-                    Some((name, user, unit)) => Labels(vec![
+                    Some((name, user, unit, container)) => Labels(vec![
                         ("direction", (*d).to_owned()),
                         ("process", name.clone()),
                         ("user", user.clone()),
                         ("unit", unit.clone()),
+                        ("container", container.clone()),
                     ]),
                     None => Labels(vec![
                         ("direction", (*d).to_owned()),
                         ("process", OTHER.to_owned()),
                         ("user", String::new()),
                         ("unit", String::new()),
+                        ("container", String::new()),
                     ]),
                 };
                 procs.get_or_create(&l).inc_by(n);
@@ -361,7 +363,7 @@ impl Collector {
         }
         reg.register(
             "netmon_process_bytes",
-            "Layer-3 bytes per process name, user and unit; the top N by volume keep their own series, the rest add up in process=other",
+            "Layer-3 bytes per process name, user, unit and container; the top N by volume keep their own series, the rest add up in process=other",
             procs,
         );
 
