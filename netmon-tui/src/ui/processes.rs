@@ -225,7 +225,7 @@ impl Widget for &ProcessTable<'_> {
             } else {
                 Style::new()
             };
-            Row::new(cols.iter().map(|(c, _, _)| process_cell(row, *c))).style(style)
+            Row::new(cols.iter().map(|(c, _, _)| process_cell(row, *c, wide))).style(style)
         });
         let widths: Vec<Constraint> = cols.iter().map(|(_, _, w)| *w).collect();
         let empty = visible.is_empty();
@@ -267,17 +267,24 @@ fn column(c: SortColumn, wide: bool) -> (SortColumn, &'static str, Constraint) {
     (c, title, w)
 }
 
-fn process_cell(row: &v1::ProcessRow, c: SortColumn) -> Cell<'static> {
+/// On wide screens a process in a container shows it after its name.
+fn process_cell(row: &v1::ProcessRow, c: SortColumn, wide: bool) -> Cell<'static> {
     let t = row.traffic.unwrap_or_default();
     let (pid, name, user, uid) = row.process.as_ref().map_or((0, "", "", 0), |p| {
         (p.pid, p.name.as_str(), p.user.as_str(), p.uid)
     });
+    let container = row.process.as_ref().map_or("", |p| p.container.as_str());
     let text = match c {
         SortColumn::Pid => format!("{pid:>7}"),
         SortColumn::Name => {
             let mark = if row.over_threshold { "! " } else { "" };
             let exited = if row.alive { "" } else { " (exited)" };
-            format!("{mark}{}{exited}", terminal_safe(name))
+            let inside = if wide && !container.is_empty() {
+                format!(" [{}]", terminal_safe(container))
+            } else {
+                String::new()
+            };
+            format!("{mark}{}{inside}{exited}", terminal_safe(name))
         }
         SortColumn::User if user.is_empty() => uid.to_string(),
         SortColumn::User => terminal_safe(user).into_owned(),

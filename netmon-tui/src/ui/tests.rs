@@ -333,3 +333,22 @@ fn control_characters_in_names_are_shown_escaped_not_dropped() {
     );
     assert!(lines.iter().any(|l| l.contains("ev\\nil")), "{lines:#?}");
 }
+
+#[test]
+fn a_containers_process_names_its_container_on_wide_screens_only() {
+    let mut f = frame(1);
+    let mut r = crate::app::fixtures::row(4711, "nginx", "root", 5 << 20, 0, 0, 0, true);
+    if let Some(p) = r.process.as_mut() {
+        p.container = "docker:3f2e5d001387".to_owned();
+    }
+    f.processes.insert(0, r);
+    let mut a = App::new(PathBuf::from("/run/netmon/netmond.sock"), false);
+    a.on_frame(f);
+    let has = |w, h| {
+        screen_lines(&render(&a, w, h))
+            .iter()
+            .any(|l| l.contains("nginx [docker:3f2e5d"))
+    };
+    assert!(has(160, 48), "wide screens show the container");
+    assert!(!has(80, 24), "narrow screens keep the name alone");
+}
