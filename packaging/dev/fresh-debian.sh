@@ -104,6 +104,7 @@ command -v debootstrap >/dev/null || {
 
 mkdir -p "$parent"
 root=$(mktemp -d "$parent/netmon-fresh.XXXXXX")
+chmod 0755 "$root" # it is the user's /; mktemp made it 0700
 cleanup() {
   local rc=$?
   if [ "$keep" -eq 1 ]; then

@@ -102,6 +102,7 @@ impl Netns {
     }
 
     /// Starts `program args` inside the namespace.
+    #[track_caller]
     pub fn spawn(&self, program: &str, args: &[&str]) -> Child {
         require_command(program);
         command("ip")

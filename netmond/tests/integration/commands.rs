@@ -58,6 +58,7 @@ fn is_executable(path: &Path) -> bool {
 
 /// Panics with "command not found: X (package Y)" unless `command` resolves
 /// through PATH (or is a path to an executable).
+#[track_caller]
 pub fn require_command(command: &str) {
     let found = if command.contains('/') {
         is_executable(Path::new(command))
@@ -69,6 +70,7 @@ pub fn require_command(command: &str) {
 }
 
 /// `Command::new(program)` once `program` is known to resolve.
+#[track_caller]
 pub fn command(program: &str) -> Command {
     require_command(program);
     Command::new(program)
@@ -109,6 +111,7 @@ pub fn missing_command(out: &Output) -> Option<String> {
 
 /// Panics with "command not found: X (package Y)" when `out` is the output
 /// of a shell or `ip netns exec` that could not find X.
+#[track_caller]
 pub fn check_found(out: &Output) {
     if let Some(name) = missing_command(out) {
         panic!("{}", not_found(&name));
@@ -116,6 +119,7 @@ pub fn check_found(out: &Output) {
 }
 
 /// `sh -c cmd`; panics naming the package when a command in it is missing.
+#[track_caller]
 pub fn sh(cmd: &str) -> Output {
     let out = sh_unchecked(cmd);
     if out.status.code() == Some(127) && missing_command(&out).is_none() {
@@ -135,6 +139,7 @@ pub fn sh_unchecked(cmd: &str) -> Output {
 }
 
 /// `sh -c cmd`, which must succeed.
+#[track_caller]
 pub fn sh_ok(cmd: &str) {
     let out = sh(cmd);
     assert!(

@@ -131,6 +131,7 @@ impl Netns {
         Netns { name }
     }
 
+    #[track_caller]
     pub fn exec(&self, cmd: &str) -> Output {
         sh(&format!(
             "ip netns exec {} sh -c '{}'",
@@ -439,6 +440,7 @@ impl Lab {
     }
 
     /// Starts `program args` inside a namespace; the child's pid is the program's.
+    #[track_caller]
     pub fn spawn_in(ns: &Netns, program: &str, args: &[&str]) -> Child {
         require_command(program);
         command("ip")
