@@ -13,7 +13,7 @@
 # it; crates come from crates.io into the chroot's own CARGO_HOME. Everything
 # else, test.sh installs itself (apt, inside the chroot) from the Debian
 # mirror this machine's apt sources name, with this machine's Acquire::
-# settings. Nothing of netmon's is installed on the host (debootstrap is,
+# settings and local CAs. Nothing of netmon's is installed on the host (debootstrap is,
 # when missing). The chroot's mounts live in a private mount namespace and go
 # with it; the root directory is removed on exit unless --keep.
 #
@@ -132,6 +132,11 @@ rm -f "$root.debootstrap.log"
 } >"$root/etc/apt/sources.list"
 apt-config dump | grep '^Acquire::' >"$root/etc/apt/apt.conf.d/99host-acquire" || true
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+# This machine's own CAs (a TLS proxy on the way to crates.io, say): trusted
+# in the chroot once test.sh installs ca-certificates.
+if compgen -G '/usr/local/share/ca-certificates/*' >/dev/null; then
+  cp -r /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
+fi
 # As in Debian's container images: packages do not start daemons in here.
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 0755 "$root/usr/sbin/policy-rc.d"
