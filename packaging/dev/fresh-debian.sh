@@ -52,7 +52,7 @@ while [ $# -gt 0 ]; do
     --keep) keep=1; shift ;;
     --dir) parent=${2:?--dir needs a directory}; shift 2 ;;
     --log) log=${2:?--log needs a file}; shift 2 ;;
-    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "fresh-debian: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
