@@ -1,5 +1,7 @@
 //! The few lab helpers these tests need (copied from netmond's test lab, which
 //! another crate cannot import): namespaces, veth pair, group, user, daemon.
+//! Running commands (`sh`, the missing-package message) is netmond's own
+//! `commands` module, included by path.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
