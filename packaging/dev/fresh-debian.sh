@@ -24,8 +24,10 @@ set -euo pipefail
 if [ "${1:-}" = "--inner" ]; then
   root=$2 toolchain=$3
   # Private propagation (unshare): nothing mounted here shows on the host.
-  umount_all() { umount -R "$root/opt/rust" "$root/run" "$root/dev" "$root/sys" "$root/proc" 2>/dev/null || true; }
+  umount_all() { umount -R "$root" 2>/dev/null || true; }
   trap umount_all EXIT
+  # "/" must be a mount point: `ip netns` makes it a slave mount.
+  mount --bind "$root" "$root"
   mount -t proc proc "$root/proc"
   mount -t sysfs sysfs "$root/sys"
   mount --bind /sys/fs/cgroup "$root/sys/fs/cgroup"
