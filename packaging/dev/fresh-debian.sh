@@ -157,7 +157,11 @@ elapsed=$(($(date +%s) - start))
 
 echo "== fresh Debian 12 run of ./packaging/dev/test.sh at $head: exit $rc, $((elapsed / 60)) min $((elapsed % 60)) s (debootstrap included)"
 echo "== per test binary (cargo test):"
-awk '/^ *Running |^ *Doc-tests / { suite = $0; sub(/^ */, "", suite); sub(/ \(.*/, "", suite) }
+# "Running unittests src/lib.rs (target/debug/deps/netmond-HASH)" names the
+# crate; its integration binary ("integration-HASH") comes next.
+awk '/^ *Running / { b = $NF; gsub(/[()]/, "", b); sub(/.*\//, "", b); sub(/-[0-9a-f]+$/, "", b)
+       if ($2 == "unittests") { crate = b; suite = b " (" $3 ")" } else suite = crate " " b }
+     /^ *Doc-tests / { suite = $2 " doc-tests" }
      /^test result:/ { print "  " suite ": " $0 }' "$log"
 echo "== other steps:"
 grep -E '^[0-9]+ passed, [0-9]+ failed$|^netmon: (FAILED|command not found|every test passed|[0-9]+ step)' "$log" | sed 's/^/  /' || true
