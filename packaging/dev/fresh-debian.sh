@@ -5,7 +5,7 @@
 # user `dev` who may sudo, and runs ./packaging/dev/test.sh there as that
 # user, to the end. Prints the elapsed time and each suite's test counts, and
 # exits with test.sh's status. Run as root, on demand (CI does not run it:
-# it builds everything from nothing and takes about an hour).
+# it builds everything from nothing: about 40 minutes on 2 cores).
 #
 # The Rust toolchain cannot be downloaded on this workplace, so the host's
 # (rustup's active toolchain, else the one cargo is in) is bind-mounted
