@@ -6,13 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source packaging/dev/deps.sh
 
-missing=()
-for p in dpkg-dev liblzma-dev; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# deps.sh installed dpkg-dev (dpkg-shlibdeps) and liblzma-dev (cargo-deb).
+netmon_check_commands cargo cc dpkg-shlibdeps python3 >&2
 if ! cargo deb --version >/dev/null 2>&1; then
   echo "netmon: installing cargo-deb" >&2
   cargo install cargo-deb --locked --version 3.8.0 >&2

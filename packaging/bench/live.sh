@@ -67,9 +67,10 @@ done
 [[ -z $MAX_FLOWS || $MAX_FLOWS =~ ^[0-9]+$ ]] || die "--max-flows must be a whole number"
 
 [ "$(id -u)" -eq 0 ] || die "run as root: the lab needs network namespaces, pcap and groupadd (try: sudo $0)"
-for c in ip iperf3 curl python3 groupadd groupdel getconf timeout ss ping; do
-  command -v "$c" >/dev/null || die "'$c' is missing (apt-get install iproute2 iperf3 curl python3 passwd coreutils iputils-ping)"
-done
+# The same packages as the tests (and the command -> package table).
+source "$(dirname "${BASH_SOURCE[0]}")/../dev/deps.sh"
+netmon_check_commands ip iperf3 curl python3 groupadd groupdel getconf timeout ss ping ||
+  die "a command the benchmark runs is missing (see above)"
 
 # The helpers run from the source tree: leave no __pycache__ in it.
 export PYTHONDONTWRITEBYTECODE=1

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source packaging/dev/deps.sh
+netmon_check_commands cargo cc pkg-config getent groupadd seq ${SUDO:+sudo}
 
 cargo build --release --workspace --bins --locked
 getent group netmon >/dev/null || $SUDO groupadd --system netmon

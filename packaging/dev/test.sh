@@ -1,29 +1,56 @@
 #!/usr/bin/env bash
 # Runs every netmon test on a fresh Debian 12 / Ubuntu machine: installs what
-# is missing, checks formatting and lints, builds, runs unit and end-to-end
-# tests. End-to-end tests create network namespaces and users: run as root.
+# is missing, checks that every command the tests run is there, checks
+# formatting and lints, builds, runs unit and end-to-end tests and the .deb
+# test. End-to-end tests create network namespaces and users: run as root.
+# A failing step does not hide the later ones: every step runs, and the exit
+# status is the first failure's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source packaging/dev/deps.sh
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "netmon: the end-to-end tests need root; re-running under sudo" >&2
-  # Keep this user's Rust toolchain: sudo would otherwise reset PATH.
-  exec sudo env "PATH=$PATH" "CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}" \
+  # Keep this user's Rust toolchain: sudo would otherwise reset PATH. The
+  # sbin directories are root's (useradd, setpriv, ...), not in a user's PATH.
+  exec sudo env "PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin" "CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}" \
     "RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}" "$0" "$@"
 fi
 
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+netmon_check_commands
+
+first_rc=0
+failed=()
+# Runs one step; remembers its failure and goes on.
+step() {
+  local rc=0
+  "$@" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "netmon: FAILED (exit $rc): $*" >&2
+    failed+=("$* (exit $rc)")
+    [ "$first_rc" -ne 0 ] || first_rc=$rc
+  fi
+}
+
+step cargo fmt --all -- --check
+step cargo clippy --workspace --all-targets --locked -- -D warnings
 # End-to-end tests run the built binaries of every crate.
-cargo build --workspace --bins --locked
+step cargo build --workspace --bins --locked
 # Third-party gRPC clients (Python grpcio from PyPI) for the API tests.
-source packaging/dev/pyenv.sh
-cargo test --workspace --locked -- --test-threads="${NETMON_TEST_THREADS:-4}"
+step source packaging/dev/pyenv.sh
+# --no-fail-fast: a failing test binary does not keep the others from running.
+step cargo test --workspace --locked --no-fail-fast -- --test-threads="${NETMON_TEST_THREADS:-4}"
 # The package test installs and purges the netmon package: never on a
 # machine where netmon is installed for real.
 if dpkg-query -W -f='${Status}' netmon 2>/dev/null | grep -q "install ok installed"; then
   echo "netmon: the netmon package is installed here; skipping the .deb install test" >&2
 else
-  ./packaging/tests/deb.sh
+  step ./packaging/tests/deb.sh
 fi
+
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "netmon: ${#failed[@]} step(s) failed:" >&2
+  printf '  %s\n' "${failed[@]}" >&2
+  exit "$first_rc"
+fi
+echo "netmon: every test passed" >&2

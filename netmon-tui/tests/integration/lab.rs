@@ -1,11 +1,15 @@
 //! The few lab helpers these tests need (copied from netmond's test lab, which
 //! another crate cannot import): namespaces, veth pair, group, user, daemon.
+//! Running commands (`sh`, the missing-package message) is netmond's own
+//! `commands` module, included by path.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+pub use crate::commands::{command, require_command, sh_ok, sh_unchecked};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -16,7 +20,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub fn require_root() {
-    let out = Command::new("id").arg("-u").output().expect("run id -u");
+    let out = command("id").arg("-u").output().expect("run id -u");
     assert!(
         String::from_utf8_lossy(&out.stdout).trim() == "0",
         "this end-to-end test needs root (it creates namespaces, a group and a user, \
@@ -42,23 +46,6 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
-pub fn sh(cmd: &str) -> Output {
-    Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("run sh")
-}
-
-pub fn sh_ok(cmd: &str) {
-    let out = sh(cmd);
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A system group deleted on drop.
 pub struct TempGroup {
     pub name: String,
@@ -74,7 +61,7 @@ impl TempGroup {
 
 impl Drop for TempGroup {
     fn drop(&mut self) {
-        let _ = sh(&format!("groupdel {}", self.name));
+        let _ = sh_unchecked(&format!("groupdel {}", self.name));
     }
 }
 
@@ -97,8 +84,8 @@ impl TempUser {
 
 impl Drop for TempUser {
     fn drop(&mut self) {
-        let _ = sh(&format!("userdel {}", self.name));
-        let _ = sh(&format!("groupdel {} 2>/dev/null", self.name));
+        let _ = sh_unchecked(&format!("userdel {}", self.name));
+        let _ = sh_unchecked(&format!("groupdel {} 2>/dev/null", self.name));
     }
 }
 
@@ -117,8 +104,10 @@ impl Netns {
     }
 
     /// Starts `program args` inside the namespace.
+    #[track_caller]
     pub fn spawn(&self, program: &str, args: &[&str]) -> Child {
-        Command::new("ip")
+        require_command(program);
+        command("ip")
             .args(["netns", "exec", &self.name, program])
             .args(args)
             .stdin(Stdio::null())
@@ -131,7 +120,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = sh(&format!(
+        let _ = sh_unchecked(&format!(
             "ip netns pids {n} | xargs -r kill -9; ip netns del {n}",
             n = self.name
         ));
@@ -227,7 +216,7 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new("ip")
+        let child = command("ip")
             .args(["netns", "exec", &self.netns])
             .arg(bin("netmond"))
             .arg("--config")

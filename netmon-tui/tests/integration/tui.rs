@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::lab::{
-    bin, require_root, start_server, unique, ChildGuard, Daemon, Lab, TempGroup, TempUser,
+    bin, command, require_root, start_server, unique, ChildGuard, Daemon, Lab, TempGroup, TempUser,
     TCP_TRICKLE,
 };
 
@@ -16,13 +16,13 @@ struct Tmux {
 }
 
 impl Tmux {
-    fn start(cols: u16, rows: u16, command: &str) -> Tmux {
+    fn start(cols: u16, rows: u16, pane_command: &str) -> Tmux {
         let t = Tmux {
             server: unique("nmtui"),
             session: "tui".to_owned(),
         };
         // CI has no terminal of its own: give tmux a TERM to go by.
-        let out = Command::new("tmux")
+        let out = command("tmux")
             .env("TERM", "xterm-256color")
             .args(["-L", &t.server, "-f", "/dev/null", "new-session", "-d"])
             .args([
@@ -33,7 +33,7 @@ impl Tmux {
                 "-y",
                 &rows.to_string(),
             ])
-            .arg(command)
+            .arg(pane_command)
             .output()
             .expect("run tmux");
         assert!(
@@ -45,7 +45,7 @@ impl Tmux {
     }
 
     fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
+        let out = command("tmux")
             .args(["-L", &self.server])
             .args(args)
             .output()
@@ -182,7 +182,7 @@ fn tui_command(user: &TempUser, daemon: &Daemon) -> String {
 
 /// The pid of `user`'s netmon-tui, if one runs.
 fn tui_pid(user: &TempUser) -> Option<u32> {
-    let out = Command::new("pgrep")
+    let out = command("pgrep")
         .args(["-u", &user.name, "-x", "netmon-tui"])
         .output()
         .expect("pgrep");
@@ -201,7 +201,7 @@ fn assert_restored(tmux: &Tmux, user: &TempUser) {
 
 fn signal_tui(user: &TempUser, signal: &str) {
     let pid = tui_pid(user).expect("netmon-tui runs");
-    let st = Command::new("kill")
+    let st = command("kill")
         .args([&format!("-{signal}"), &pid.to_string()])
         .status()
         .expect("kill");

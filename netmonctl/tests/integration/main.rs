@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+#[path = "../../../netmond/tests/integration/commands.rs"]
+mod commands;
+
 fn missing_socket() -> PathBuf {
     std::env::temp_dir()
         .join(format!("netmonctl-it-{}", std::process::id()))
@@ -409,7 +412,7 @@ fn watch_ends_cleanly_on_ctrl_c() {
     let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
     reader.read_line(&mut first).expect("first frame");
     assert!(first.contains("\"seq\":1"), "{first}");
-    let killed = Command::new("kill")
+    let killed = commands::command("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .expect("kill runs");

@@ -9,6 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub use crate::commands::{command, require_command, sh, sh_ok, sh_unchecked};
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A short name unique to this test process and call, usable for
@@ -48,23 +50,6 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
-pub fn sh(cmd: &str) -> Output {
-    Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("run sh")
-}
-
-pub fn sh_ok(cmd: &str) {
-    let out = sh(cmd);
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A system group that is deleted on drop.
 pub struct TempGroup {
     pub name: String,
@@ -86,7 +71,7 @@ impl TempGroup {
 
 impl Drop for TempGroup {
     fn drop(&mut self) {
-        let _ = sh(&format!("groupdel {}", self.name));
+        let _ = sh_unchecked(&format!("groupdel {}", self.name));
     }
 }
 
@@ -111,7 +96,7 @@ impl TempUser {
 
     /// `cmd` run as this user with its supplementary groups.
     pub fn command(&self, program: &Path) -> Command {
-        let mut c = Command::new("setpriv");
+        let mut c = command("setpriv");
         c.args([
             "--reuid",
             &self.name,
@@ -127,8 +112,8 @@ impl TempUser {
 
 impl Drop for TempUser {
     fn drop(&mut self) {
-        let _ = sh(&format!("userdel {}", self.name));
-        let _ = sh(&format!("groupdel {} 2>/dev/null", self.name));
+        let _ = sh_unchecked(&format!("userdel {}", self.name));
+        let _ = sh_unchecked(&format!("groupdel {} 2>/dev/null", self.name));
     }
 }
 
@@ -146,6 +131,7 @@ impl Netns {
         Netns { name }
     }
 
+    #[track_caller]
     pub fn exec(&self, cmd: &str) -> Output {
         sh(&format!(
             "ip netns exec {} sh -c '{}'",
@@ -157,7 +143,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = sh(&format!(
+        let _ = sh_unchecked(&format!(
             "ip netns pids {} | xargs -r kill -9; ip netns del {}",
             self.name, self.name
         ));
@@ -271,7 +257,7 @@ impl Daemon {
     }
 
     pub fn command(&self) -> Command {
-        let mut c = Command::new("ip");
+        let mut c = command("ip");
         c.args(["netns", "exec", &self.netns])
             .args(&self.wrapper)
             .arg(bin("netmond"))
@@ -583,8 +569,10 @@ impl Lab {
     }
 
     /// Starts `program args` inside a namespace; the child's pid is the program's.
+    #[track_caller]
     pub fn spawn_in(ns: &Netns, program: &str, args: &[&str]) -> Child {
-        Command::new("ip")
+        require_command(program);
+        command("ip")
             .args(["netns", "exec", &ns.name, program])
             .args(args)
             .stdin(Stdio::null())

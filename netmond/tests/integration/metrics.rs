@@ -187,7 +187,7 @@ fn a_taken_metrics_port_is_a_start_error_naming_the_address() {
         format!("[daemon]\nautostart = false\n[metrics]\nlisten = \"127.0.0.1:{PORT}\"\n"),
     )
     .expect("config");
-    let out = std::process::Command::new("ip")
+    let out = command("ip")
         .args(["netns", "exec", &lab.host.name])
         .arg(bin("netmond"))
         .arg("--config")
