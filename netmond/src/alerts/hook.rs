@@ -334,10 +334,16 @@ mod tests {
         dir
     }
 
-    /// Writes an executable script.
+    /// Writes an executable script. A child process writes it, so no writable
+    /// descriptor of ours can leak into another test's fork and make the exec
+    /// fail with ETXTBSY.
     fn write_script(path: &std::path::Path, body: &str) {
-        std::fs::write(path, body).unwrap();
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let st = std::process::Command::new("sh")
+            .args(["-c", "printf '%s' \"$1\" > \"$2\" && chmod 755 \"$2\"", "_", body])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "writing {}", path.display());
     }
 
     /// A script that writes its environment to `out`.

@@ -209,9 +209,24 @@ impl SockAcct {
                 self.owner_by_lookup(cookie, &r, endpoints, &mut ask)
             };
             let hold = owner.is_none();
+            // A closed socket's record goes now: read it again right before
+            // deleting it, so bytes that arrived since the walk (its last ACKs,
+            // on a busy tick many ms later) are not deleted unread.
+            let mut deleted = false;
+            let r = if r.closed() && !hold {
+                let latest = self.socks.get(&cookie, 0).unwrap_or(r);
+                let _ = self.socks.remove(&cookie);
+                deleted = true;
+                latest
+            } else {
+                r
+            };
             let seen = self.tracker.observe(cookie, &r, hold);
-            if seen.remove {
+            if seen.remove && !deleted {
                 remove.push(cookie);
+            }
+            if deleted {
+                present.remove(&cookie);
             }
             let Some(owner) = owner else { continue };
             if seen.remove && r.closed() {
