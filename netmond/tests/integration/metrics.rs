@@ -105,12 +105,24 @@ fn scraped_process_counters_match_top_json() {
         before.1.saturating_sub(tick(dbps)) <= td && td <= after.1 + tick(dbps),
         "python3 down: metrics {before:?}..{after:?}, top {td}"
     );
-    // Once traffic has stopped, the two agree exactly.
-    std::thread::sleep(Duration::from_millis(2500));
-    let top = d.ctl_json(&["top", "--limit", "0"]);
-    let (tu, td, _, _) = top_bytes(&top, "python3");
-    let now = process_bytes(&scrape(&lab, &d), "python3");
+    // Once traffic has stopped, the two agree exactly (polled: the
+    // collector sees each tick's frame a little after `top` does).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (now, tu, td) = loop {
+        let top = d.ctl_json(&["top", "--limit", "0"]);
+        let (tu, td, _, _) = top_bytes(&top, "python3");
+        let now = process_bytes(&scrape(&lab, &d), "python3");
+        if now == (tu, td) || Instant::now() > deadline {
+            break (now, tu, td);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
     assert_eq!(now, (tu, td), "metrics vs top --json for python3");
+    // And both agree with the generators: N bytes each way, plus the other
+    // side's request line and ACKs, well under 2% + 64 KiB.
+    let hi = N + N / 50 + 64 * 1024;
+    assert_between(now.0, N, hi, "scraped python3 up bytes");
+    assert_between(now.1, N, hi, "scraped python3 down bytes");
 
     let one = |name: &str, labels: &[(&str, &str)]| {
         samples
