@@ -18,10 +18,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # End-to-end tests run the built binaries of every crate.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked -- --test-threads="${NETMON_TEST_THREADS:-4}"
-# The package test installs and purges the netmon package: never on a
-# machine where netmon is installed for real.
-if dpkg-query -W -f='${Status}' netmon 2>/dev/null | grep -q "install ok installed"; then
-  echo "netmon: the netmon package is installed here; skipping the .deb install test" >&2
+# The package test installs and purges the netmon package, so it refuses
+# (and this run fails) where netmon is installed for real, unless the skip
+# is asked for by name.
+if [ "${NETMON_SKIP_DEB_TEST:-0}" = 1 ]; then
+  echo "netmon: NETMON_SKIP_DEB_TEST=1: the .deb test was NOT run" >&2
 else
   ./packaging/tests/deb.sh
 fi

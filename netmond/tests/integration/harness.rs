@@ -783,6 +783,11 @@ pub fn proc_by_pid(top: &serde_json::Value, pid: u32) -> Option<serde_json::Valu
         .cloned()
 }
 
+/// The unsigned integer field `k` of `v`; panics when it is missing or not
+/// a number, so a renamed or dropped field fails "less than" checks instead
+/// of reading as 0.
 pub fn u(v: &serde_json::Value, k: &str) -> u64 {
-    v[k].as_u64().unwrap_or(0)
+    v.get(k)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("no unsigned field '{k}' in {v}"))
 }
