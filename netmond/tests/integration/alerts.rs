@@ -135,7 +135,20 @@ fn sender_above_its_threshold_raises_one_alert_with_its_peak_and_runs_the_hook()
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("netmonctl watch");
-    let watch = ChildGuard(watch);
+    let mut watch = ChildGuard(watch);
+    let frames = {
+        let out = watch.0.stdout.take().expect("watch stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
 
     let fast_rate = 1_000_000;
     let fast = paced(&lab, "5401", fast_rate, 6.0, 0.0);
@@ -190,22 +203,32 @@ fn sender_above_its_threshold_raises_one_alert_with_its_peak_and_runs_the_hook()
 
     // The stream carried both events (the 2 s interval skips every other
     // tick: alerts of skipped ticks ride on the next frame).
-    let mut watch = watch;
-    std::thread::sleep(Duration::from_millis(2500));
-    let _ = watch.0.kill();
-    let out = watch.0.stdout.take().map(|mut s| {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut s, &mut text).expect("watch output");
-        text
-    });
-    let streamed: Vec<(String, u64)> = out
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .flat_map(|f| f["alerts"].as_array().cloned().unwrap_or_default())
-        .filter(|x| x["pid"].as_u64() == Some(u64::from(fast_pid)))
-        .map(|x| (x["state"].as_str().unwrap_or("").to_owned(), u(&x, "id")))
-        .collect();
+    // Read until the close arrives, then one more frame (a duplicate
+    // would ride on it), with a deadline.
+    let mut streamed: Vec<(String, u64)> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut after_close = 0;
+    while after_close < 2 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = frames.recv_timeout(left) else {
+            break;
+        };
+        let Ok(f) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        streamed.extend(
+            f["alerts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|x| x["pid"].as_u64() == Some(u64::from(fast_pid)))
+                .map(|x| (x["state"].as_str().unwrap_or("").to_owned(), u(x, "id"))),
+        );
+        if streamed.iter().any(|(s, _)| s == "closed") {
+            after_close += 1;
+        }
+    }
+    drop(watch);
     let id = a["id"].as_u64().expect("id");
     assert_eq!(
         streamed,

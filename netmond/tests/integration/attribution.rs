@@ -217,8 +217,7 @@ fn two_thousand_short_connections_are_all_credited_to_their_process() {
     );
     let want = count * size;
     let got = settle(10, want, || {
-        proc_by_pid(&d.ctl_json(&["top", "--limit", "0"]), pid)
-            .map_or(0, |p| u(&p, "down_bytes"))
+        proc_by_pid(&d.ctl_json(&["top", "--limit", "0"]), pid).map_or(0, |p| u(&p, "down_bytes"))
     });
     // Each connection adds a handshake, ACKs and a FIN: well under 1 KiB.
     let hi = want + count * 1024;
@@ -291,7 +290,22 @@ fn an_interface_added_while_monitoring_is_captured_within_two_seconds() {
     let took = t0.elapsed();
     assert!(took <= Duration::from_millis(2500), "picked up in {took:?}");
     sh_ok(&format!("ip -n {} link del {a}", lab.host.name));
-    std::thread::sleep(Duration::from_millis(1500));
+    // The removal is noticed (its capture goes) while the lab interface's
+    // capture stays up at every read.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while captured(&d, &a) {
+        assert!(
+            captured(&d, &lab.host_if),
+            "the lab interface is still captured: {}",
+            d.ctl_json(&["status"])
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the deleted interface is still captured: {}",
+            d.ctl_json(&["status"])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         captured(&d, &lab.host_if),
         "the lab interface is still captured: {}",
