@@ -262,7 +262,10 @@ fn help_lists_every_mapped_key() {
     let mut words: Vec<&str> = Vec::new();
     for (keys, what) in super::help::KEYS {
         named.extend(keys.split_whitespace());
-        words.extend(what.split_whitespace().map(|w| w.trim_matches(|c| "(),;".contains(c))));
+        words.extend(
+            what.split_whitespace()
+                .map(|w| w.trim_matches(|c| "(),;".contains(c))),
+        );
         let mut rest = *what;
         while let Some((_, after)) = rest.split_once('(') {
             let (aside, tail) = after.split_once(')').unwrap_or((after, ""));
