@@ -183,6 +183,10 @@ struct Inner {
     /// eBPF socket accounting, when it owns attribution.
     sockacct: Option<SockAcct>,
     sockets_tracked: u64,
+    /// When the last tick's counts were taken, and the real length of the
+    /// tick being rolled: rates divide by it, not by the nominal tick.
+    last_boundary: Option<Instant>,
+    tick_ms: u64,
 }
 
 pub struct CaptureMonitor {
@@ -285,6 +289,8 @@ impl CaptureMonitor {
                 last_rollup: Default::default(),
                 sockacct,
                 sockets_tracked: 0,
+                last_boundary: None,
+                tick_ms: cfg.daemon.tick_ms,
             }),
             ifaces_dirty: dirty,
             watcher: Mutex::new(watcher),
@@ -517,6 +523,9 @@ impl CaptureMonitor {
             }
             inner.agg.apply_deltas(b.iface, &b.deltas, &b.size_hist);
         }
+        // The tick's counts end here: captures handed over at the epoch
+        // bump, eBPF counters are read just below.
+        inner.tick_ms = real_tick_ms(self.cfg.daemon.tick_ms, &mut inner.last_boundary);
         let now = crate::clock::now_ms();
         while let Ok(r) = inner.resolutions.try_recv() {
             match inner.sockacct.as_mut() {
@@ -573,11 +582,11 @@ impl CaptureMonitor {
                 self.refresh_local(l, false);
             }
         }
-        let tick_ms = self.cfg.daemon.tick_ms;
         let mut inner = lock(&self.inner);
         if let Some(n) = &self.names {
             n.with_lookup(|look| inner.agg.apply_names(look));
         }
+        let tick_ms = inner.tick_ms;
         let rollup = inner.agg.roll(tick_ms, crate::procmap::is_alive);
         let caps = lock(&self.captures);
         let rows = match &list {
@@ -792,6 +801,25 @@ fn start_sockacct(cfg: &Config) -> anyhow::Result<(Option<SockAcct>, (&'static s
     }
 }
 
+/// The length of the tick ending now, and `last` moved to now: a tick that
+/// runs late (a busy machine, a debug build) holds more than the nominal
+/// tick's traffic, and dividing that by the nominal length would overstate
+/// every rate. Kept within half to four times the nominal tick; the first
+/// tick of a run is nominal.
+fn real_tick_ms(nominal: u64, last: &mut Option<Instant>) -> u64 {
+    let now = Instant::now();
+    let ms = tick_length_ms(nominal, *last, now);
+    *last = Some(now);
+    ms
+}
+
+fn tick_length_ms(nominal: u64, last: Option<Instant>, now: Instant) -> u64 {
+    let real = last.map_or(nominal, |t| {
+        u64::try_from(now.saturating_duration_since(t).as_millis()).unwrap_or(u64::MAX)
+    });
+    real.clamp(nominal / 2, nominal.saturating_mul(4)).max(1)
+}
+
 fn names_for(cfg: &Config) -> Option<Arc<Names>> {
     info!(
         passive = cfg.names.enabled,
@@ -817,5 +845,22 @@ fn capture_stats(s: &capture::IfaceStats) -> v1::CaptureStats {
         packets_counted: s.counted_packets.load(Ordering::Relaxed),
         bytes_counted: s.counted_bytes.load(Ordering::Relaxed),
         packets_malformed: s.malformed.load(Ordering::Relaxed),
+    }
+}
+
+#[cfg(test)]
+mod tick_tests {
+    use super::tick_length_ms;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_late_tick_is_measured_at_its_real_length() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(tick_length_ms(1000, None, at(5000)), 1000, "first tick");
+        assert_eq!(tick_length_ms(1000, Some(t0), at(1000)), 1000);
+        assert_eq!(tick_length_ms(1000, Some(t0), at(1180)), 1180, "late");
+        assert_eq!(tick_length_ms(1000, Some(t0), at(100)), 500, "burst");
+        assert_eq!(tick_length_ms(1000, Some(t0), at(60_000)), 4000, "stall");
     }
 }

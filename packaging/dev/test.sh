@@ -40,10 +40,11 @@ step cargo build --workspace --bins --locked
 step source packaging/dev/pyenv.sh
 # --no-fail-fast: a failing test binary does not keep the others from running.
 step cargo test --workspace --locked --no-fail-fast -- --test-threads="${NETMON_TEST_THREADS:-4}"
-# The package test installs and purges the netmon package: never on a
-# machine where netmon is installed for real.
-if dpkg-query -W -f='${Status}' netmon 2>/dev/null | grep -q "install ok installed"; then
-  echo "netmon: the netmon package is installed here; skipping the .deb install test" >&2
+# The package test installs and purges the netmon package, so it refuses
+# (and this run fails) where netmon is installed for real, unless the skip
+# is asked for by name.
+if [ "${NETMON_SKIP_DEB_TEST:-0}" = 1 ]; then
+  echo "netmon: NETMON_SKIP_DEB_TEST=1: the .deb test was NOT run" >&2
 else
   step ./packaging/tests/deb.sh
 fi

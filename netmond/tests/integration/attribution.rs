@@ -111,12 +111,13 @@ fn udp_sender_is_credited_and_icmp_echo_is_counted() {
         "ping: {}",
         String::from_utf8_lossy(&ping.stderr)
     );
-    // 5 echo requests of 228 bytes each leave the host.
-    let top = wait_top(&d, 5, |t| u(&t["totals"], "up_bytes") >= before + 5 * 228);
-    assert!(
-        u(&top["totals"], "up_bytes") >= before + 5 * 228,
-        "ICMP echo counted: {top}"
-    );
+    // 5 echo requests of 228 bytes each leave the host; little else does
+    // (a neighbour solicitation or two), far less than a second copy.
+    let want = 5 * 228;
+    let got = settle(10, before + want, || {
+        u(&d.ctl_json(&["top", "--limit", "0"])["totals"], "up_bytes")
+    }) - before;
+    assert_between(got, want, want + 768, "ICMP echo requests, host up bytes");
 }
 
 #[test]
@@ -162,12 +163,17 @@ fn short_lived_curls_are_credited_to_curl() {
         String::from_utf8_lossy(&out.stderr)
     );
     let want = runs * 200 * 1024;
-    let top = wait_top(&d, 10, |t| curl_bytes(t) - base >= want);
-    let got = curl_bytes(&top) - base;
-    let un = &top["unattributed"];
+    let got = settle(10, want, || {
+        curl_bytes(&d.ctl_json(&["top", "--limit", "0"])) - base
+    });
+    let top = d.ctl_json(&["top", "--limit", "0"]);
+    // Above the bodies: HTTP response headers and, counted at layer 3,
+    // TCP/IP headers and the handshake (well under 2 KiB a run).
+    let hi = want + want / 50 + runs * 2048;
     assert!(
-        got * 100 >= want * 99,
-        "curl credited {got} of at least {want} bytes downloaded; unattributed: {un}; status: {}",
+        got * 100 >= want * 99 && got <= hi,
+        "curl credited {got} of {want} body bytes downloaded (allowed 99%..={hi}); unattributed: {}; status: {}",
+        top["unattributed"],
         d.ctl_json(&["status"])
     );
 }
@@ -210,14 +216,15 @@ fn two_thousand_short_connections_are_all_credited_to_their_process() {
         String::from_utf8_lossy(&out.stderr)
     );
     let want = count * size;
-    let top = wait_top(&d, 10, |t| {
-        proc_by_pid(t, pid).is_some_and(|p| u(&p, "down_bytes") >= want)
+    let got = settle(10, want, || {
+        proc_by_pid(&d.ctl_json(&["top", "--limit", "0"]), pid).map_or(0, |p| u(&p, "down_bytes"))
     });
-    let p = proc_by_pid(&top, pid).unwrap_or_else(|| panic!("client {pid} missing: {top}"));
+    // Each connection adds a handshake, ACKs and a FIN: well under 1 KiB.
+    let hi = want + count * 1024;
     assert!(
-        u(&p, "down_bytes") >= want,
-        "all {count} connections credited: {p}\nunattributed: {}",
-        top["unattributed"]
+        (want..=hi).contains(&got),
+        "{count} connections credited {got} down bytes, generator {want} (allowed ..={hi}); unattributed: {}",
+        d.ctl_json(&["top", "--limit", "0"])["unattributed"]
     );
 }
 
@@ -235,19 +242,19 @@ fn traffic_without_a_local_socket_is_unattributed_with_a_reason() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let top = wait_top(&d, 10, |t| {
-        t["unattributed"]["reasons"].as_array().is_some_and(|r| {
-            r.iter()
-                .any(|r| r["reason"] == "no_socket" && u(r, "down_bytes") >= 50 * 528)
-        })
+    let no_socket = |t: &serde_json::Value| {
+        t["unattributed"]["reasons"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["reason"] == "no_socket"))
+            .map_or(0, |r| u(r, "down_bytes"))
+    };
+    // 50 datagrams of 500 bytes plus IPv4 and UDP headers; the peer's
+    // neighbour discovery may add a little, a second copy would not fit.
+    let want = 50 * 528;
+    let got = settle(10, want, || {
+        no_socket(&d.ctl_json(&["top", "--limit", "0"]))
     });
-    let reasons = &top["unattributed"]["reasons"];
-    assert!(
-        reasons.as_array().is_some_and(|r| r
-            .iter()
-            .any(|r| r["reason"] == "no_socket" && u(r, "down_bytes") >= 50 * 528)),
-        "no_socket bucket holds the datagrams: {reasons}"
-    );
+    assert_between(got, want, want + want / 10, "no_socket down bytes");
     let conns = d.ctl_json(&["connections"]);
     assert!(
         conns["connections"].as_array().is_some_and(|c| c
@@ -283,7 +290,22 @@ fn an_interface_added_while_monitoring_is_captured_within_two_seconds() {
     let took = t0.elapsed();
     assert!(took <= Duration::from_millis(2500), "picked up in {took:?}");
     sh_ok(&format!("ip -n {} link del {a}", lab.host.name));
-    std::thread::sleep(Duration::from_millis(1500));
+    // The removal is noticed (its capture goes) while the lab interface's
+    // capture stays up at every read.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while captured(&d, &a) {
+        assert!(
+            captured(&d, &lab.host_if),
+            "the lab interface is still captured: {}",
+            d.ctl_json(&["status"])
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the deleted interface is still captured: {}",
+            d.ctl_json(&["status"])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         captured(&d, &lab.host_if),
         "the lab interface is still captured: {}",

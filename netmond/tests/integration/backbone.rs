@@ -118,7 +118,7 @@ fn outsider_gets_exit_3_with_group_hint_and_member_gets_data() {
 }
 
 #[test]
-fn control_group_denies_control_to_a_reader() {
+fn control_group_denies_every_control_call_to_a_reader() {
     let control = TempGroup::new();
     let d = Daemon::start(DaemonOpts {
         config_extra: format!("control_group = \"{}\"\n", control.name),
@@ -126,6 +126,7 @@ fn control_group_denies_control_to_a_reader() {
         ..Default::default()
     });
     let reader = TempUser::new(&[d.group.name()]);
+    let admin = TempUser::new(&[d.group.name(), &control.name]);
     let run = |u: &TempUser, args: &[&str]| {
         u.command(&bin("netmonctl"))
             .arg("--socket")
@@ -134,35 +135,64 @@ fn control_group_denies_control_to_a_reader() {
             .output()
             .unwrap()
     };
+    let refused = |args: &[&str]| {
+        let out = run(&reader, args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?} refused to a reader by the daemon: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).to_lowercase().contains("permission"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    };
+    let allowed = |args: &[&str]| {
+        let out = run(&admin, args);
+        assert!(
+            out.status.success(),
+            "{args:?} allowed to a control group member: {}",
+            stderr(&out)
+        );
+    };
+    let monitoring = || d.ctl_json(&["status"])["monitoring"].clone();
+    let rules = || {
+        d.ctl_json(&["threshold", "list"])["thresholds"]
+            .as_array()
+            .map(Vec::len)
+    };
     let out = run(&reader, &["status"]);
     assert!(out.status.success(), "reads stay open: {}", stderr(&out));
-    let out = run(&reader, &["stop"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "control refused by the daemon: {}",
-        stderr(&out)
-    );
-    assert!(
-        stderr(&out).to_lowercase().contains("permission"),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(
-        d.ctl_json(&["status"])["monitoring"],
-        true,
-        "the refused stop changed nothing"
-    );
 
-    let admin = TempUser::new(&[d.group.name(), &control.name]);
-    let out = run(&admin, &["stop"]);
-    assert!(
-        out.status.success(),
-        "control group member may stop: {}",
-        stderr(&out)
-    );
-    assert_eq!(d.ctl_json(&["status"])["monitoring"], false);
+    refused(&["stop"]);
+    assert_eq!(monitoring(), true, "the refused stop changed nothing");
+    refused(&["reset"]);
+    refused(&["threshold", "set", "1MiB/s"]);
+    assert_eq!(rules(), Some(0), "the refused set added nothing");
+    allowed(&["threshold", "set", "1MiB/s"]);
+    assert_eq!(rules(), Some(1));
+    refused(&["threshold", "clear", "--all"]);
+    assert_eq!(rules(), Some(1), "the refused clear removed nothing");
+    allowed(&["stop"]);
+    assert_eq!(monitoring(), false);
+    refused(&["start"]);
+    assert_eq!(monitoring(), false, "the refused start changed nothing");
+    allowed(&["start"]);
+    allowed(&["reset"]);
+    allowed(&["threshold", "clear", "--all"]);
+    assert_eq!(rules(), Some(0));
+
     let log = d.log_text();
+    for rpc in ["start", "stop", "reset", "threshold set", "threshold clear"] {
+        let field = format!("rpc=\"{rpc}\"");
+        assert!(
+            log.lines()
+                .any(|l| l.contains("control call denied") && l.contains(&field)),
+            "the refused {rpc} is logged: {log}"
+        );
+    }
     assert!(
         log.contains("control call") && log.contains("uid="),
         "control calls are logged with the caller: {log}"

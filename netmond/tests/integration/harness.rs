@@ -733,6 +733,36 @@ pub fn wait_top(
     }
 }
 
+/// Polls `read` until it reaches `lo`, then until it has held still for
+/// 2.5 s (two one-second ticks: a late tick's bytes have landed), so an
+/// upper bound sees everything that will be counted. Returns the last value;
+/// it may be below `lo` when `secs` pass first.
+pub fn settle(secs: u64, lo: u64, mut read: impl FnMut() -> u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut last = read();
+    let mut since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = read();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+        let quiet = since.elapsed() >= Duration::from_millis(2500);
+        if (last >= lo && quiet) || Instant::now() > deadline {
+            return last;
+        }
+    }
+}
+
+/// `lo <= got <= hi`, with `what` and context in the message.
+pub fn assert_between(got: u64, lo: u64, hi: u64, what: &str) {
+    println!("{what}: {got} (allowed {lo}..={hi})");
+    assert!(
+        (lo..=hi).contains(&got),
+        "{what}: {got} is outside the generator's {lo}..={hi}"
+    );
+}
+
 pub fn proc_by_pid(top: &serde_json::Value, pid: u32) -> Option<serde_json::Value> {
     top["processes"]
         .as_array()?
@@ -741,6 +771,11 @@ pub fn proc_by_pid(top: &serde_json::Value, pid: u32) -> Option<serde_json::Valu
         .cloned()
 }
 
+/// The unsigned integer field `k` of `v`; panics when it is missing or not
+/// a number, so a renamed or dropped field fails "less than" checks instead
+/// of reading as 0.
 pub fn u(v: &serde_json::Value, k: &str) -> u64 {
-    v[k].as_u64().unwrap_or(0)
+    v.get(k)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("no unsigned field '{k}' in {v}"))
 }

@@ -83,6 +83,18 @@ fn export_by_name(d: &Daemon) -> BTreeMap<String, (u64, u64)> {
     sums
 }
 
+/// python3's upload in history against the generator: `uploads` runs of
+/// `n` payload bytes each, plus at most 2% and 64 KiB a run of overhead.
+fn assert_uploaded(got: (u64, u64), uploads: u64, n: u64, what: &str) {
+    let lo = uploads * n;
+    let hi = lo + lo / 50 + uploads * 64 * 1024;
+    assert!(
+        (lo..=hi).contains(&got.0),
+        "{what}: python3 up {}, generator sent {lo} (allowed ..={hi})",
+        got.0
+    );
+}
+
 fn assert_close(got: (u64, u64), want: (u64, u64), what: &str) {
     let near = |a: u64, b: u64| a.abs_diff(b) <= 4096 + b / 200;
     assert!(
@@ -139,18 +151,30 @@ fn report_and_export_match_live_totals_and_history_survives_restarts() {
     let top = settled_top(&d, pid, N);
     let live = live_by_name(&top);
     let py = live.get("python3").copied().expect("python3 is in top");
-    assert!(py.0 >= N, "{top}");
+    assert_uploaded(py, 1, N, "live top");
 
     let report = report_by_name(&d);
     for (name, want) in &live {
         let got = report.get(name).copied().unwrap_or_default();
         assert_close(got, *want, &format!("report for '{name}'"));
     }
+    assert_uploaded(
+        report.get("python3").copied().unwrap_or_default(),
+        1,
+        N,
+        "report",
+    );
     let export = export_by_name(&d);
     for (name, want) in &live {
         let got = export.get(name).copied().unwrap_or_default();
         assert_close(got, *want, &format!("export for '{name}'"));
     }
+    assert_uploaded(
+        export.get("python3").copied().unwrap_or_default(),
+        1,
+        N,
+        "export",
+    );
 
     // SIGTERM: the session is closed and stored with its totals.
     let session = d.ctl_json(&["status"])["session"].clone();
@@ -167,12 +191,12 @@ fn report_and_export_match_live_totals_and_history_survives_restarts() {
         .clone();
     assert!(!old["ended"].is_null() && old["active"] == false, "{old}");
     assert!(u(&old, "up_bytes") >= py.0, "{old} vs python3 {py:?}");
-    let after = report_by_name(&d);
-    assert_close(
-        after.get("python3").copied().unwrap_or_default(),
-        py,
-        "report after SIGTERM and restart",
-    );
+    let after = report_by_name(&d)
+        .get("python3")
+        .copied()
+        .unwrap_or_default();
+    assert_close(after, py, "report after SIGTERM and restart");
+    assert_uploaded(after, 1, N, "report after SIGTERM and restart");
 
     // SIGKILL after more than a flush interval: nothing of it is lost.
     wait_top(&d, 10, |_| {
@@ -201,6 +225,7 @@ fn report_and_export_match_live_totals_and_history_survives_restarts() {
         py.1 + u(&second, "down_bytes"),
     );
     assert_close(got, want, "report after SIGKILL and restart");
+    assert_uploaded(got, 2, N, "report after SIGKILL and restart");
 }
 
 /// Polls `status` until the storage state is `want`; returns the storage object.

@@ -65,6 +65,19 @@ fn top_bytes(top: &serde_json::Value, name: &str) -> (u64, u64, u64, u64) {
         })
 }
 
+/// Every `_total` counter of a scrape, keyed by name and sorted labels.
+fn counters(samples: &[parse::Sample]) -> BTreeMap<String, f64> {
+    samples
+        .iter()
+        .filter(|(name, _, _)| name.ends_with("_total"))
+        .map(|(name, labels, v)| {
+            let mut l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            l.sort();
+            (format!("{name}{{{}}}", l.join(",")), *v)
+        })
+        .collect()
+}
+
 #[test]
 fn scraped_process_counters_match_top_json() {
     let lab = Lab::new();
@@ -105,12 +118,24 @@ fn scraped_process_counters_match_top_json() {
         before.1.saturating_sub(tick(dbps)) <= td && td <= after.1 + tick(dbps),
         "python3 down: metrics {before:?}..{after:?}, top {td}"
     );
-    // Once traffic has stopped, the two agree exactly.
-    std::thread::sleep(Duration::from_millis(2500));
-    let top = d.ctl_json(&["top", "--limit", "0"]);
-    let (tu, td, _, _) = top_bytes(&top, "python3");
-    let now = process_bytes(&scrape(&lab, &d), "python3");
+    // Once traffic has stopped, the two agree exactly (polled: the
+    // collector sees each tick's frame a little after `top` does).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (now, tu, td) = loop {
+        let top = d.ctl_json(&["top", "--limit", "0"]);
+        let (tu, td, _, _) = top_bytes(&top, "python3");
+        let now = process_bytes(&scrape(&lab, &d), "python3");
+        if now == (tu, td) || Instant::now() > deadline {
+            break (now, tu, td);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
     assert_eq!(now, (tu, td), "metrics vs top --json for python3");
+    // And both agree with the generators: N bytes each way, plus the other
+    // side's request line and ACKs, well under 2% + 64 KiB.
+    let hi = N + N / 50 + 64 * 1024;
+    assert_between(now.0, N, hi, "scraped python3 up bytes");
+    assert_between(now.1, N, hi, "scraped python3 down bytes");
 
     let one = |name: &str, labels: &[(&str, &str)]| {
         samples
@@ -164,6 +189,40 @@ fn scraped_process_counters_match_top_json() {
         "curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{PORT}/nope"
     )));
     assert_eq!(code, "404");
+
+    // Counters never go down: not across `reset`, not across stop/start
+    // (a new session), though netmond's own totals restart from zero.
+    let first = scrape(&lab, &d);
+    let python3 = process_bytes(&first, "python3");
+    let mut high = counters(&first);
+    let mut last = first;
+    for step in [&["reset"][..], &["stop"], &["start"]] {
+        let out = d.ctl(step);
+        assert!(out.status.success(), "{step:?}: {}", stderr(&out));
+        // Four ticks of scrapes after each step, each compared with the last.
+        let until = Instant::now() + Duration::from_millis(4000);
+        while Instant::now() < until {
+            last = scrape(&lab, &d);
+            // A series may pause (an interface's, while stopped), but never
+            // comes back below the highest value it ever had.
+            for (k, n) in counters(&last) {
+                let v = high.entry(k.clone()).or_insert(n);
+                assert!(n >= *v, "after {step:?}: {k} went from {v} down to {n}");
+                *v = n;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let st = d.ctl_json(&["top", "--limit", "0"]);
+    assert!(
+        top_bytes(&st, "python3").0 < N,
+        "netmond's own totals did restart: {st}"
+    );
+    assert_eq!(
+        process_bytes(&last, "python3"),
+        python3,
+        "python3 sent nothing more"
+    );
 
     // The endpoint ends with the daemon.
     let st = d.terminate();
