@@ -339,7 +339,12 @@ mod tests {
     /// fail with ETXTBSY.
     fn write_script(path: &std::path::Path, body: &str) {
         let st = std::process::Command::new("sh")
-            .args(["-c", "printf '%s' \"$1\" > \"$2\" && chmod 755 \"$2\"", "_", body])
+            .args([
+                "-c",
+                "printf '%s' \"$1\" > \"$2\" && chmod 755 \"$2\"",
+                "_",
+                body,
+            ])
             .arg(path)
             .status()
             .unwrap();

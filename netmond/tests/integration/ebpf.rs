@@ -178,6 +178,10 @@ fn five_thousand_sub_millisecond_processes_are_credited() {
     };
     let top = wait_top(&d, 15, |t| bash_up(t) >= sent * 99 / 100);
     let credited = bash_up(&top);
+    eprintln!(
+        "5,000 sub-ms processes: {credited} of {sent} bytes credited to bash ({:.2}%)",
+        credited as f64 * 100.0 / sent.max(1) as f64
+    );
     assert!(
         credited >= sent * 99 / 100 && credited <= sent,
         "bash processes credited {credited} of the {sent} bytes the interface sent \
