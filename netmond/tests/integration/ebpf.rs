@@ -127,6 +127,11 @@ fn container_process_is_credited_once(want: &str) {
                 d.log_text()
             )
         });
+        eprintln!(
+            "{want} {what}: credited {} for {payload} payload ({:.4}x)",
+            u(&p, key),
+            u(&p, key) as f64 / *payload as f64
+        );
         assert_credited(u(&p, key), *payload, what);
         assert_eq!(
             u(&p, "netns"),
@@ -138,6 +143,10 @@ fn container_process_is_credited_once(want: &str) {
     // Counted on the port, the bridge and the uplink: once in the totals.
     let totals = &top["totals"];
     let total = u(totals, "up_bytes") + u(totals, "down_bytes");
+    eprintln!(
+        "{want} host totals {total} for {payload_total} of traffic ({:.4}x)",
+        total as f64 / payload_total as f64
+    );
     assert!(
         total >= payload_total && total <= payload_total * 110 / 100,
         "host totals {total} for {payload_total} bytes of traffic (allowed 1.00..1.10x): {top}"
