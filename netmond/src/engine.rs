@@ -489,6 +489,10 @@ impl Engine {
             },
             attribution_reason: mon.attribution_reason,
             sockets_tracked: mon.sockets_tracked,
+            live_processes: mon.table.live_processes,
+            exited_processes: mon.table.exited_processes,
+            folded_programs: mon.table.folded_programs,
+            folded_processes: mon.table.folded_processes,
         }
     }
 

@@ -67,6 +67,8 @@ pub struct MonitorStatus {
     /// "per-flow" or "dump"; "" without a resolver.
     pub lookup_mode: &'static str,
     pub flows_evicted_half_open: u64,
+    /// Rows of the per-process table.
+    pub table: crate::aggregate::TableCounts,
 }
 
 /// One monitoring run, with packet capture or without it (basic mode).
@@ -247,6 +249,10 @@ impl CaptureMonitor {
         };
         let mut agg = Aggregator::with_max_flows(cfg.capture.max_flows);
         agg.set_socket_mode(sockacct.is_some());
+        agg.set_exited_retention(crate::aggregate::ExitedRetention {
+            keep_ms: cfg.daemon.exited_keep_secs.saturating_mul(1000),
+            keep_max: cfg.daemon.exited_keep_max,
+        });
         let others = OtherAddrs {
             // Socket accounting sees every namespace's sockets itself.
             enabled: sockacct.is_none(),
@@ -666,6 +672,7 @@ impl CaptureMonitor {
         let inner = lock(&self.inner);
         st.bytes_captured = inner.last_rollup.bytes_captured;
         st.bytes_attributed = inner.last_rollup.bytes_attributed;
+        st.table = inner.last_rollup.table;
         let (p50, p99) = inner.agg.latency_percentiles();
         st.attribution_p50_us = p50;
         st.attribution_p99_us = p99;

@@ -91,6 +91,9 @@ impl TickRecord {
             epoch,
             processes: processes
                 .iter()
+                // A program row holds exited processes whose bytes were
+                // recorded under their own pids already.
+                .filter(|p| p.folded_processes == 0)
                 .filter_map(|p| {
                     let t = p.traffic.unwrap_or_default();
                     let id = p.process.as_ref()?;
