@@ -273,10 +273,15 @@ fn process_cell(row: &v1::ProcessRow, c: SortColumn) -> Cell<'static> {
         (p.pid, p.name.as_str(), p.user.as_str(), p.uid)
     });
     let text = match c {
+        SortColumn::Pid if row.folded_processes > 0 => format!("{:>7}", "-"),
         SortColumn::Pid => format!("{pid:>7}"),
         SortColumn::Name => {
             let mark = if row.over_threshold { "! " } else { "" };
-            let exited = if row.alive { "" } else { " (exited)" };
+            let exited = match (row.alive, row.folded_processes) {
+                (true, _) => String::new(),
+                (false, 0) => " (exited)".to_owned(),
+                (false, n) => format!(" ({n} exited)"),
+            };
             format!("{mark}{}{exited}", terminal_safe(name))
         }
         SortColumn::User if user.is_empty() => uid.to_string(),
