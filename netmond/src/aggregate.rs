@@ -286,6 +286,9 @@ pub struct Aggregator {
     procs: HashMap<ProcKey, ProcRec>,
     /// Exited processes folded by program; see `ExitedRetention`.
     programs: HashMap<ProgramKey, ProgramRec>,
+    /// The program a name (and uid) first folded into with its exe known:
+    /// where processes gone before /proc could be read (name only) go.
+    program_of_name: HashMap<(String, u32), ProgramKey>,
     retention: ExitedRetention,
     unattributed: HashMap<&'static str, Meter>,
     hosts: HashMap<IpAddr, HostRec>,
@@ -820,6 +823,7 @@ impl Aggregator {
     pub fn reset(&mut self) {
         self.procs.retain(|_, p| p.alive);
         self.programs.clear();
+        self.program_of_name.clear();
         for p in self.procs.values_mut() {
             p.meter = Meter::default();
             p.protocols.clear();
@@ -1127,6 +1131,27 @@ impl Aggregator {
 
     fn fold(&mut self, p: ProcRec) {
         let mut key = ProgramKey::of(&p.info);
+        let by_name = (key.name.clone(), key.uid);
+        if key.exe.is_empty() {
+            // Known by the kernel's record only (exe, unit and container unread).
+            if let Some(k) = self.program_of_name.get(&by_name) {
+                key = k.clone();
+            }
+        } else if !self.program_of_name.contains_key(&by_name)
+            && self.program_of_name.len() < MAX_PROGRAMS
+        {
+            let partial = ProgramKey {
+                exe: String::new(),
+                unit: String::new(),
+                container: String::new(),
+                ..key.clone()
+            };
+            // Name-only processes folded before one was read: they join it.
+            if let Some(g) = self.programs.remove(&partial) {
+                self.programs.insert(key.clone(), g);
+            }
+            self.program_of_name.insert(by_name, key.clone());
+        }
         let overflow = !self.programs.contains_key(&key) && self.programs.len() >= MAX_PROGRAMS;
         if overflow {
             key = ProgramKey::other();
@@ -1158,7 +1183,10 @@ impl Aggregator {
             first_seen_ms: p.first_seen_ms,
             last_seen_ms: p.last_seen_ms,
         });
-        g.info = info;
+        // The row shows the last process folded in, unless it is name-only.
+        if !info.exe.is_empty() || g.info.exe.is_empty() {
+            g.info = info;
+        }
         g.meter.total.add(&p.meter.total);
         g.meter.tick.add(&p.meter.tick);
         g.protocols.extend(p.protocols);
@@ -1626,6 +1654,40 @@ mod tests {
             .processes
             .iter()
             .any(|p| p.process.as_ref().unwrap().pid == 22));
+    }
+
+    #[test]
+    fn processes_known_by_name_only_join_their_programs_row() {
+        let mut a = Aggregator::new();
+        a.set_exited_retention(ExitedRetention {
+            keep_ms: 0,
+            keep_max: 0,
+        });
+        // Gone before /proc was read: the kernel's record names it, no exe.
+        let gone = |pid: u32| {
+            let mut i = (*named(pid, "job")).clone();
+            i.exe.clear();
+            i.start_time = 0;
+            Arc::new(i)
+        };
+        a.apply_resolution(answer(41, Ok(gone(41))), 0);
+        a.apply_deltas(0, &[delta(41, 0, 10, true)], &[]);
+        a.roll(1000, |_, _| false);
+        run_and_exit(&mut a, &[(42, "job")]);
+        for _ in 0..5 {
+            a.roll(1000, |_, _| false);
+        }
+        a.apply_resolution(answer(43, Ok(gone(43))), 0);
+        a.apply_deltas(0, &[delta(43, 0, 20, true)], &[]);
+        for _ in 0..5 {
+            a.roll(1000, |_, _| false);
+        }
+        let r = a.roll(1000, |_, _| false);
+        assert_eq!(r.processes.len(), 1, "{:?}", r.processes);
+        let job = &r.processes[0];
+        assert_eq!(job.folded_processes, 3);
+        assert_eq!(job.process.as_ref().unwrap().exe, "/usr/bin/job");
+        assert_eq!(job.traffic.unwrap().down_bytes, 10 + 4_200 + 20);
     }
 
     #[test]
