@@ -17,6 +17,9 @@ use crate::sockacct;
 /// Program rows kept; exited processes of further programs fold into one
 /// catch-all row (a flood of random names must not grow the table).
 const MAX_PROGRAMS: usize = 10_000;
+/// An exited process folds only after this many ticks without a byte (the
+/// last packets of its closed sockets come a moment after it exits).
+const MIN_QUIET_TICKS: u32 = 3;
 /// Name of the catch-all program row.
 const OTHER_PROGRAMS: &str = "(other programs)";
 /// Remote hosts kept; beyond this the smallest go.
@@ -167,6 +170,9 @@ struct ProcRec {
     alive: bool,
     /// The tick its exit was noticed (when `alive` is false).
     exited_tick: u64,
+    /// Ticks in a row without a byte: the last packets of a process's closed
+    /// sockets may come a tick or two after it exited.
+    quiet_ticks: u32,
     first_seen_ms: i64,
     last_seen_ms: i64,
 }
@@ -623,6 +629,7 @@ impl Aggregator {
                         live_flows: 0,
                         alive: true,
                         exited_tick: 0,
+                        quiet_ticks: 0,
                         first_seen_ms: now_ms,
                         last_seen_ms: now_ms,
                     });
@@ -734,6 +741,7 @@ impl Aggregator {
                     live_flows: 0,
                     alive: true,
                     exited_tick: 0,
+                    quiet_ticks: 0,
                     first_seen_ms,
                     last_seen_ms: rec.last_seen_ms,
                 });
@@ -1054,7 +1062,14 @@ impl Aggregator {
     }
 
     fn rotate(&mut self) {
-        self.procs.values_mut().for_each(|p| p.meter.rotate());
+        self.procs.values_mut().for_each(|p| {
+            p.quiet_ticks = if p.meter.tick == Counts::default() {
+                p.quiet_ticks.saturating_add(1)
+            } else {
+                0
+            };
+            p.meter.rotate();
+        });
         self.programs.values_mut().for_each(|g| g.meter.rotate());
         self.unattributed.values_mut().for_each(Meter::rotate);
         self.hosts.values_mut().for_each(|h| h.meter.rotate());
@@ -1107,17 +1122,20 @@ impl Aggregator {
     /// only the per-pid split of old exited processes goes (history keeps it).
     fn fold_exited(&mut self, tick_ms: u64) {
         let keep_ticks = self.retention.keep_ms.div_ceil(tick_ms.max(1));
+        let mut count: usize = 0;
         let mut exited: Vec<(u64, i64, ProcKey)> = self
             .procs
             .iter()
             .filter(|(_, p)| !p.alive)
+            .inspect(|_| count += 1)
+            .filter(|(_, p)| p.quiet_ticks >= MIN_QUIET_TICKS)
             .map(|(k, p)| (p.exited_tick, p.last_seen_ms, *k))
             .collect();
         if exited.is_empty() {
             return;
         }
         exited.sort_unstable();
-        let over = exited.len().saturating_sub(self.retention.keep_max);
+        let over = count.saturating_sub(self.retention.keep_max);
         for (i, (since, _, k)) in exited.into_iter().enumerate() {
             if i >= over && self.ticks.saturating_sub(since) < keep_ticks {
                 // Sorted by exit: the rest left later.
@@ -1699,6 +1717,13 @@ mod tests {
         });
         run_and_exit(&mut a, &[(31, "x")]);
         let r = a.roll(1000, |_, _| false);
+        assert_eq!(
+            r.table.exited_processes, 1,
+            "a process that just moved bytes is not folded yet"
+        );
+        for _ in 0..MIN_QUIET_TICKS {
+            a.roll(1000, |_, _| false);
+        }
         assert_eq!(a.roll(1000, |_, _| false).table.folded_programs, 1);
         assert!(r.bytes_attributed > 0);
         a.reset();

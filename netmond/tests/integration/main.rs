@@ -13,3 +13,4 @@ mod history;
 mod hostile;
 mod metrics;
 mod names;
+mod soak;
