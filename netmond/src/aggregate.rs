@@ -262,6 +262,9 @@ pub struct Rollup {
     pub bytes_attributed: u64,
     pub flows_tracked: u64,
     pub table: TableCounts,
+    /// Processes (pid, start time) folded into program rows since the last
+    /// rollup: their own rows are gone for good.
+    pub folded: Vec<ProcKey>,
 }
 
 /// Rows of the per-process table, for `status`.
@@ -295,6 +298,8 @@ pub struct Aggregator {
     /// The program a name (and uid) first folded into with its exe known:
     /// where processes gone before /proc could be read (name only) go.
     program_of_name: HashMap<(String, u32), ProgramKey>,
+    /// Folded since the last rollup (see `Rollup::folded`).
+    folded_keys: Vec<ProcKey>,
     retention: ExitedRetention,
     unattributed: HashMap<&'static str, Meter>,
     hosts: HashMap<IpAddr, HostRec>,
@@ -1056,6 +1061,7 @@ impl Aggregator {
             bytes_attributed: attributed,
             flows_tracked: self.flows.len() as u64,
             table,
+            folded: std::mem::take(&mut self.folded_keys),
         };
         self.end_tick(tick_ms);
         rollup
@@ -1148,10 +1154,14 @@ impl Aggregator {
     }
 
     fn fold(&mut self, p: ProcRec) {
+        self.folded_keys.push((p.info.pid, p.info.start_time));
         let mut key = ProgramKey::of(&p.info);
         let by_name = (key.name.clone(), key.uid);
         if key.exe.is_empty() {
-            // Known by the kernel's record only (exe, unit and container unread).
+            // Gone (or a zombie) before /proc could be read: its name and uid
+            // are all that is sure, so it joins its name's program.
+            key.unit.clear();
+            key.container.clear();
             if let Some(k) = self.program_of_name.get(&by_name) {
                 key = k.clone();
             }

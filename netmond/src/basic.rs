@@ -419,6 +419,7 @@ impl BasicMonitor {
             lookup_queue: 0,
             lookup_dropped: 0,
             lookup_mode: "",
+            folded: Vec::new(),
         }
     }
 

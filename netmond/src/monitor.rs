@@ -22,6 +22,9 @@ use crate::netif;
 use crate::procmap::{Resolver, ResolverConfig, ResolverHandle};
 use crate::sockacct::SockAcct;
 
+/// Folded process rows after which freed memory is handed back to the system.
+const TRIM_AFTER_FOLDED: usize = 1000;
+
 /// What one tick hands the engine.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -37,6 +40,8 @@ pub struct Snapshot {
     pub lookup_queue: u64,
     pub lookup_dropped: u64,
     pub lookup_mode: &'static str,
+    /// Processes (pid, start time) whose rows folded into program rows.
+    pub folded: Vec<(u32, u64)>,
 }
 
 /// Counters for `status`.
@@ -182,6 +187,8 @@ struct Inner {
     resolutions: crate::procmap::Answers,
     kernel: KernelCounters,
     last_rollup: crate::aggregate::Rollup,
+    /// Process rows folded since memory was last given back to the system.
+    folded_since_trim: usize,
     /// eBPF socket accounting, when it owns attribution.
     sockacct: Option<SockAcct>,
     sockets_tracked: u64,
@@ -289,6 +296,7 @@ impl CaptureMonitor {
                 resolutions,
                 kernel: KernelCounters::default(),
                 last_rollup: Default::default(),
+                folded_since_trim: 0,
                 sockacct,
                 sockets_tracked: 0,
             }),
@@ -584,7 +592,12 @@ impl CaptureMonitor {
         if let Some(n) = &self.names {
             n.with_lookup(|look| inner.agg.apply_names(look));
         }
-        let rollup = inner.agg.roll(tick_ms, crate::procmap::is_alive);
+        let mut rollup = inner.agg.roll(tick_ms, crate::procmap::is_alive);
+        inner.folded_since_trim += rollup.folded.len();
+        if inner.folded_since_trim >= TRIM_AFTER_FOLDED {
+            inner.folded_since_trim = 0;
+            crate::memory::give_back();
+        }
         let caps = lock(&self.captures);
         let rows = match &list {
             Ok(list) => inner.kernel.rows(list, |name| {
@@ -622,6 +635,7 @@ impl CaptureMonitor {
             lookup_queue: lookups.low_queued,
             lookup_dropped: lookups.low_dropped,
             lookup_mode: lookups.mode.as_str(),
+            folded: std::mem::take(&mut rollup.folded),
         };
         inner.last_rollup = rollup;
         snap
