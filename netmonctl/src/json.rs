@@ -862,6 +862,7 @@ mod tests {
             "up_bytes",
             "down_bytes",
             "connections",
+            "folded_processes",
         ] {
             assert!(p[key].is_u64(), "{key} must be an integer: {}", p[key]);
         }

@@ -295,9 +295,9 @@ pub struct Aggregator {
     procs: HashMap<ProcKey, ProcRec>,
     /// Exited processes folded by program; see `ExitedRetention`.
     programs: HashMap<ProgramKey, ProgramRec>,
-    /// The program a name (and uid) first folded into with its exe known:
+    /// The program a name first folded into with its exe known:
     /// where processes gone before /proc could be read (name only) go.
-    program_of_name: HashMap<(String, u32), ProgramKey>,
+    program_of_name: HashMap<String, ProgramKey>,
     /// Folded since the last rollup (see `Rollup::folded`).
     folded_keys: Vec<ProcKey>,
     retention: ExitedRetention,
@@ -1156,10 +1156,12 @@ impl Aggregator {
     fn fold(&mut self, p: ProcRec) {
         self.folded_keys.push((p.info.pid, p.info.start_time));
         let mut key = ProgramKey::of(&p.info);
-        let by_name = (key.name.clone(), key.uid);
+        let by_name = key.name.clone();
         if key.exe.is_empty() {
-            // Gone (or a zombie) before /proc could be read: its name and uid
-            // are all that is sure, so it joins its name's program.
+            // Gone (or a zombie) before /proc could be read: its name is all
+            // that is sure (the uid may be unreadable), so it joins the first
+            // program of that name.
+            key.uid = u32::MAX;
             key.unit.clear();
             key.container.clear();
             if let Some(k) = self.program_of_name.get(&by_name) {
@@ -1170,6 +1172,7 @@ impl Aggregator {
         {
             let partial = ProgramKey {
                 exe: String::new(),
+                uid: u32::MAX,
                 unit: String::new(),
                 container: String::new(),
                 ..key.clone()
@@ -1677,7 +1680,10 @@ mod tests {
         let r = a.roll(1000, |_, _| false);
         assert_eq!(r.table.exited_processes, 2);
         assert_eq!(program(&r, "job").unwrap().folded_processes, 1);
-        assert_eq!(program(&r, "job").unwrap().traffic.unwrap().down_bytes, 2_100);
+        assert_eq!(
+            program(&r, "job").unwrap().traffic.unwrap().down_bytes,
+            2_100
+        );
         assert!(r
             .processes
             .iter()

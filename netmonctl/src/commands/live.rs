@@ -152,8 +152,7 @@ type RowKey = (u32, u64, Option<(String, String, u32, String, String)>);
 
 fn row_key(row: &v1::ProcessRow) -> RowKey {
     let p = row.process.clone().unwrap_or_default();
-    let program =
-        (row.folded_processes > 0).then_some((p.name, p.exe, p.uid, p.unit, p.container));
+    let program = (row.folded_processes > 0).then_some((p.name, p.exe, p.uid, p.unit, p.container));
     (p.pid, p.start_time, program)
 }
 
@@ -458,6 +457,36 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    fn program(name: &str, folded: u32) -> v1::ProcessRow {
+        v1::ProcessRow {
+            process: Some(v1::ProcessIdentity {
+                name: name.into(),
+                ..Default::default()
+            }),
+            folded_processes: folded,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn program_rows_show_no_pid_and_how_many_processes_they_hold() {
+        let cells = process_cells(&program("make", 1200));
+        assert_eq!(cells[0], "-");
+        assert_eq!(cells[1], "make (1200 exited)");
+    }
+
+    #[test]
+    fn program_rows_with_pid_zero_do_not_replace_each_other_in_watch() {
+        let mut state = WatchState::default();
+        let mut f = v1::Frame {
+            complete: true,
+            processes: vec![program("make", 3), program("cc", 9), row(5, 1)],
+            ..Default::default()
+        };
+        state.apply(&mut f);
+        assert_eq!(f.processes.len(), 3);
     }
 
     #[test]

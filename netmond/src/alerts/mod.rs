@@ -547,7 +547,10 @@ impl Evaluator {
             }
             // A flood of new names a day must not grow the counters without end.
             if self.day_bytes.len() >= MAX_DAY_NAMES
-                && !r.process.as_ref().is_some_and(|p| self.day_bytes.contains_key(&p.name))
+                && !r
+                    .process
+                    .as_ref()
+                    .is_some_and(|p| self.day_bytes.contains_key(&p.name))
             {
                 continue;
             }

@@ -96,7 +96,9 @@ fn soak_rows(top: &serde_json::Value) -> Vec<serde_json::Value> {
 #[test]
 fn twenty_thousand_short_lived_processes_fold_into_twenty_programs_and_memory_returns() {
     const TOTAL: u64 = 20_000;
-    const WARMUP: u64 = 1_000;
+    // Long enough at the same pace for every structure sized by the recent
+    // rate (closed sockets' owners are kept 75 s) to reach its working size.
+    const WARMUP: u64 = 10_000;
     let lab = Lab::new();
     // 20,000 connections closed by the client sit in TIME_WAIT for a minute.
     sh_ok(&format!(
@@ -119,8 +121,10 @@ fn twenty_thousand_short_lived_processes_fold_into_twenty_programs_and_memory_re
     };
     // A warm-up run of the same shape: the tables, caches and the allocator
     // reach their working size before the baseline is taken.
-    generate(&lab, "5701", WARMUP, 120);
+    generate(&lab, "5701", WARMUP, 300);
     folded(60, WARMUP);
+    // Closed sockets' owners are remembered 75 ticks.
+    std::thread::sleep(Duration::from_secs(80));
     d.ctl(&["reset"]);
     std::thread::sleep(Duration::from_secs(2));
     let rss_before = rss_kib(pid);
@@ -165,16 +169,15 @@ fn twenty_thousand_short_lived_processes_fold_into_twenty_programs_and_memory_re
         .map(|p| {
             format!(
                 "{} exe={} unit={} pid={} folded={} up={}",
-                p["name"],
-                p["exe"],
-                p["unit"],
-                p["pid"],
-                p["folded_processes"],
-                p["up_bytes"]
+                p["name"], p["exe"], p["unit"], p["pid"], p["folded_processes"], p["up_bytes"]
             )
         })
         .collect();
-    assert_eq!(rows.len(), NAMES as usize, "one row per program: {summary:#?}");
+    assert_eq!(
+        rows.len(),
+        NAMES as usize,
+        "one row per program: {summary:#?}"
+    );
     let per_name = TOTAL / NAMES;
     let mut credited_all = 0;
     for k in 0..NAMES {
