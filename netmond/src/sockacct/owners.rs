@@ -127,7 +127,7 @@ impl OwnerCache {
 
     pub fn end_tick(&mut self) {
         self.tick += 1;
-        if self.tick % 8 == 0 {
+        if self.tick.is_multiple_of(8) {
             let now = self.tick;
             self.by_tgid.retain(|_, e| now - e.used <= IDLE_TICKS);
             if self.by_tgid.capacity() > 4 * self.by_tgid.len().max(256) {
