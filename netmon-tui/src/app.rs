@@ -479,7 +479,8 @@ impl App {
             }
             Action::Open => {
                 if self.view == View::Processes && self.detail.is_none() {
-                    if let Some(pid) = self.selected_pid {
+                    // A program row (pid 0) has no connections to show.
+                    if let Some(pid) = self.selected_pid.filter(|&pid| pid != 0) {
                         self.detail = Some(Detail {
                             pid,
                             connections: None,

@@ -66,6 +66,10 @@ pub struct ProcessJson {
     pub over_threshold: bool,
     /// Rate threshold in force for it, bytes/s; `null` when none.
     pub threshold_bps: Option<u64>,
+    /// 0 for a process. A program row (`pid` 0, `alive` false) holds the
+    /// exact totals of this many exited processes of one name, exe, user,
+    /// unit and container.
+    pub folded_processes: u32,
 }
 
 impl From<&v1::ProcessRow> for ProcessJson {
@@ -93,6 +97,7 @@ impl From<&v1::ProcessRow> for ProcessJson {
             last_seen: rfc3339_ms(r.last_seen_ms),
             over_threshold: r.over_threshold,
             threshold_bps: (r.threshold_bps != 0).then_some(r.threshold_bps),
+            folded_processes: r.folded_processes,
         }
     }
 }
@@ -322,6 +327,13 @@ pub struct StatusJson {
     pub attribution: Option<String>,
     pub attribution_reason: Option<String>,
     pub sockets_tracked: u64,
+    /// Rows of the live per-process table: running processes, exited
+    /// processes with their own row, program rows and the exited processes
+    /// folded into them.
+    pub live_processes: u64,
+    pub exited_processes: u64,
+    pub folded_programs: u64,
+    pub folded_processes: u64,
 }
 
 impl From<&v1::Status> for StatusJson {
@@ -380,6 +392,10 @@ impl From<&v1::Status> for StatusJson {
             attribution: non_empty(&s.attribution),
             attribution_reason: non_empty(&s.attribution_reason),
             sockets_tracked: s.sockets_tracked,
+            live_processes: s.live_processes,
+            exited_processes: s.exited_processes,
+            folded_programs: s.folded_programs,
+            folded_processes: s.folded_processes,
         }
     }
 }
@@ -846,6 +862,7 @@ mod tests {
             "up_bytes",
             "down_bytes",
             "connections",
+            "folded_processes",
         ] {
             assert!(p[key].is_u64(), "{key} must be an integer: {}", p[key]);
         }

@@ -14,9 +14,14 @@ use crate::flows::{FlowDelta, FlowKey, Placement, TcpState};
 use crate::procmap::{Priority, ProcessInfo, Resolution, SocketQuery, Unattributed};
 use crate::sockacct;
 
-/// Exited processes kept as rows; beyond this the oldest rows go (their
-/// bytes stay in the totals).
-const MAX_DEAD_PROCESSES: usize = 5_000;
+/// Program rows kept; exited processes of further programs fold into one
+/// catch-all row (a flood of random names must not grow the table).
+const MAX_PROGRAMS: usize = 10_000;
+/// An exited process folds only after this many ticks without a byte (the
+/// last packets of its closed sockets come a moment after it exits).
+const MIN_QUIET_TICKS: u32 = 3;
+/// Name of the catch-all program row.
+const OTHER_PROGRAMS: &str = "(other programs)";
 /// Remote hosts kept; beyond this the smallest go.
 const MAX_HOSTS: usize = 20_000;
 /// Owner answers that arrived before the flow's first delta, kept this long.
@@ -163,8 +168,73 @@ struct ProcRec {
     protocols: BTreeSet<&'static str>,
     live_flows: u32,
     alive: bool,
+    /// The tick its exit was noticed (when `alive` is false).
+    exited_tick: u64,
+    /// Ticks in a row without a byte: the last packets of a process's closed
+    /// sockets may come a tick or two after it exited.
+    quiet_ticks: u32,
     first_seen_ms: i64,
     last_seen_ms: i64,
+}
+
+/// What makes processes one program: their exited rows fold into its row.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ProgramKey {
+    name: String,
+    exe: String,
+    uid: u32,
+    unit: String,
+    container: String,
+}
+
+impl ProgramKey {
+    fn of(p: &ProcessInfo) -> ProgramKey {
+        ProgramKey {
+            name: p.name.clone(),
+            exe: p.exe.clone(),
+            uid: p.uid,
+            unit: p.unit.clone(),
+            container: p.container.clone(),
+        }
+    }
+
+    fn other() -> ProgramKey {
+        ProgramKey {
+            name: OTHER_PROGRAMS.to_owned(),
+            exe: String::new(),
+            uid: 0,
+            unit: String::new(),
+            container: String::new(),
+        }
+    }
+}
+
+/// The exact totals of a program's exited processes, folded into one row.
+#[derive(Debug)]
+struct ProgramRec {
+    /// The last process folded in (its pid and start time are not shown).
+    info: Arc<ProcessInfo>,
+    meter: Meter,
+    protocols: BTreeSet<&'static str>,
+    folded: u32,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+}
+
+/// How long, and how many, exited processes keep their own rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitedRetention {
+    pub keep_ms: u64,
+    pub keep_max: usize,
+}
+
+impl Default for ExitedRetention {
+    fn default() -> Self {
+        ExitedRetention {
+            keep_ms: 600_000,
+            keep_max: 1000,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -191,6 +261,20 @@ pub struct Rollup {
     pub bytes_captured: u64,
     pub bytes_attributed: u64,
     pub flows_tracked: u64,
+    pub table: TableCounts,
+    /// Processes (pid, start time) folded into program rows since the last
+    /// rollup: their own rows are gone for good.
+    pub folded: Vec<ProcKey>,
+}
+
+/// Rows of the per-process table, for `status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableCounts {
+    pub live_processes: u64,
+    pub exited_processes: u64,
+    pub folded_programs: u64,
+    /// Exited processes held by the program rows.
+    pub folded_processes: u64,
 }
 
 /// Queries the aggregator wants (re)sent to the resolver, with their priority.
@@ -209,6 +293,14 @@ pub struct Aggregator {
     /// Half-open flows dropped from the table to make room for real ones.
     evicted_half_open: u64,
     procs: HashMap<ProcKey, ProcRec>,
+    /// Exited processes folded by program; see `ExitedRetention`.
+    programs: HashMap<ProgramKey, ProgramRec>,
+    /// The program a name first folded into with its exe known:
+    /// where processes gone before /proc could be read (name only) go.
+    program_of_name: HashMap<String, ProgramKey>,
+    /// Folded since the last rollup (see `Rollup::folded`).
+    folded_keys: Vec<ProcKey>,
+    retention: ExitedRetention,
     unattributed: HashMap<&'static str, Meter>,
     hosts: HashMap<IpAddr, HostRec>,
     ifaces: HashMap<u16, Meter>,
@@ -281,6 +373,11 @@ impl Aggregator {
             max_flows,
             ..Self::default()
         }
+    }
+
+    /// How long, and how many, exited processes keep their own rows.
+    pub fn set_exited_retention(&mut self, r: ExitedRetention) {
+        self.retention = r;
     }
 
     /// Process bytes come from socket accounting: see [`Aggregator::apply_sockets`].
@@ -536,6 +633,8 @@ impl Aggregator {
                         protocols: BTreeSet::new(),
                         live_flows: 0,
                         alive: true,
+                        exited_tick: 0,
+                        quiet_ticks: 0,
                         first_seen_ms: now_ms,
                         last_seen_ms: now_ms,
                     });
@@ -646,6 +745,8 @@ impl Aggregator {
                     protocols: BTreeSet::new(),
                     live_flows: 0,
                     alive: true,
+                    exited_tick: 0,
+                    quiet_ticks: 0,
                     first_seen_ms,
                     last_seen_ms: rec.last_seen_ms,
                 });
@@ -734,6 +835,8 @@ impl Aggregator {
     /// Zeroes live totals; owners and live flows stay known.
     pub fn reset(&mut self) {
         self.procs.retain(|_, p| p.alive);
+        self.programs.clear();
+        self.program_of_name.clear();
         for p in self.procs.values_mut() {
             p.meter = Meter::default();
             p.protocols.clear();
@@ -802,9 +905,13 @@ impl Aggregator {
         }
         // A process with no live flow may have exited; check now and then.
         if self.ticks % 5 == 1 {
+            let tick = self.ticks;
             for p in self.procs.values_mut() {
                 if p.alive && p.live_flows == 0 {
                     p.alive = is_alive(p.info.pid, p.info.start_time);
+                    if !p.alive {
+                        p.exited_tick = tick;
+                    }
                 }
             }
         }
@@ -821,7 +928,26 @@ impl Aggregator {
                 last_seen_ms: p.last_seen_ms,
                 over_threshold: false,
                 threshold_bps: 0,
+                folded_processes: 0,
             })
+            .chain(self.programs.values().map(|g| v1::ProcessRow {
+                process: Some(v1::ProcessIdentity {
+                    pid: 0,
+                    start_time: 0,
+                    netns: 0,
+                    started_ms: 0,
+                    ..identity(&g.info)
+                }),
+                traffic: Some(g.meter.traffic(tick_ms)),
+                protocols: g.protocols.iter().map(|s| (*s).to_owned()).collect(),
+                connections: 0,
+                alive: false,
+                first_seen_ms: g.first_seen_ms,
+                last_seen_ms: g.last_seen_ms,
+                over_threshold: false,
+                threshold_bps: 0,
+                folded_processes: g.folded,
+            }))
             .collect();
         processes.sort_by_key(|r| {
             let t = r.traffic.unwrap_or_default();
@@ -890,8 +1016,17 @@ impl Aggregator {
         let attributed: u64 = self
             .procs
             .values()
-            .map(|p| p.meter.total.up_bytes + p.meter.total.down_bytes)
+            .map(|p| &p.meter)
+            .chain(self.programs.values().map(|g| &g.meter))
+            .map(|m| m.total.up_bytes + m.total.down_bytes)
             .sum();
+        let live = self.procs.values().filter(|p| p.alive).count() as u64;
+        let table = TableCounts {
+            live_processes: live,
+            exited_processes: self.procs.len() as u64 - live,
+            folded_programs: self.programs.len() as u64,
+            folded_processes: self.programs.values().map(|g| u64::from(g.folded)).sum(),
+        };
         let tick_packets: u64 = self.packets_by_proto.values().sum();
         // packets_by_proto and size_hist count the tick just ended.
         let rollup = Rollup {
@@ -925,13 +1060,23 @@ impl Aggregator {
             },
             bytes_attributed: attributed,
             flows_tracked: self.flows.len() as u64,
+            table,
+            folded: std::mem::take(&mut self.folded_keys),
         };
-        self.end_tick();
+        self.end_tick(tick_ms);
         rollup
     }
 
     fn rotate(&mut self) {
-        self.procs.values_mut().for_each(|p| p.meter.rotate());
+        self.procs.values_mut().for_each(|p| {
+            p.quiet_ticks = if p.meter.tick == Counts::default() {
+                p.quiet_ticks.saturating_add(1)
+            } else {
+                0
+            };
+            p.meter.rotate();
+        });
+        self.programs.values_mut().for_each(|g| g.meter.rotate());
         self.unattributed.values_mut().for_each(Meter::rotate);
         self.hosts.values_mut().for_each(|h| h.meter.rotate());
         self.ifaces.values_mut().for_each(Meter::rotate);
@@ -941,7 +1086,7 @@ impl Aggregator {
         self.sock_seen.rotate();
     }
 
-    fn end_tick(&mut self) {
+    fn end_tick(&mut self, tick_ms: u64) {
         self.packets_by_proto.clear();
         self.size_hist = [0; SIZE_BOUNDS.len()];
         // Ended flows whose owner is settled are done; their bytes live on
@@ -956,19 +1101,7 @@ impl Aggregator {
                 .retain(|k| flows.get(k).is_some_and(|f| f.half_open));
             self.half_open.shrink_to(self.flows.len());
         }
-        let dead = self.procs.values().filter(|p| !p.alive).count();
-        if dead > MAX_DEAD_PROCESSES {
-            let mut old: Vec<(i64, ProcKey)> = self
-                .procs
-                .iter()
-                .filter(|(_, p)| !p.alive)
-                .map(|(k, p)| (p.last_seen_ms, *k))
-                .collect();
-            old.sort_unstable();
-            for (_, k) in old.into_iter().take(dead - MAX_DEAD_PROCESSES) {
-                self.procs.remove(&k);
-            }
-        }
+        self.fold_exited(tick_ms);
         if self.hosts.len() > MAX_HOSTS {
             let mut small: Vec<(u64, i64, IpAddr)> = self
                 .hosts
@@ -988,6 +1121,109 @@ impl Aggregator {
                 self.hosts.remove(&ip);
             }
         }
+    }
+
+    /// Exited processes gone longer than the retention, and the longest gone
+    /// beyond its count, fold into their programs' rows: totals stay exact,
+    /// only the per-pid split of old exited processes goes (history keeps it).
+    fn fold_exited(&mut self, tick_ms: u64) {
+        let keep_ticks = self.retention.keep_ms.div_ceil(tick_ms.max(1));
+        let mut count: usize = 0;
+        let mut exited: Vec<(u64, i64, ProcKey)> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| !p.alive)
+            .inspect(|_| count += 1)
+            .filter(|(_, p)| p.quiet_ticks >= MIN_QUIET_TICKS)
+            .map(|(k, p)| (p.exited_tick, p.last_seen_ms, *k))
+            .collect();
+        if exited.is_empty() {
+            return;
+        }
+        exited.sort_unstable();
+        let over = count.saturating_sub(self.retention.keep_max);
+        for (i, (since, _, k)) in exited.into_iter().enumerate() {
+            if i >= over && self.ticks.saturating_sub(since) < keep_ticks {
+                // Sorted by exit: the rest left later.
+                break;
+            }
+            if let Some(p) = self.procs.remove(&k) {
+                self.fold(p);
+            }
+        }
+    }
+
+    fn fold(&mut self, p: ProcRec) {
+        self.folded_keys.push((p.info.pid, p.info.start_time));
+        let mut key = ProgramKey::of(&p.info);
+        let by_name = key.name.clone();
+        if key.exe.is_empty() {
+            // Gone (or a zombie) before /proc could be read: its name is all
+            // that is sure (the uid may be unreadable), so it joins the first
+            // program of that name.
+            key.uid = u32::MAX;
+            key.unit.clear();
+            key.container.clear();
+            if let Some(k) = self.program_of_name.get(&by_name) {
+                key = k.clone();
+            }
+        } else if !self.program_of_name.contains_key(&by_name)
+            && self.program_of_name.len() < MAX_PROGRAMS
+        {
+            let partial = ProgramKey {
+                exe: String::new(),
+                uid: u32::MAX,
+                unit: String::new(),
+                container: String::new(),
+                ..key.clone()
+            };
+            // Name-only processes folded before one was read: they join it.
+            if let Some(g) = self.programs.remove(&partial) {
+                self.programs.insert(key.clone(), g);
+            }
+            self.program_of_name.insert(by_name, key.clone());
+        }
+        let overflow = !self.programs.contains_key(&key) && self.programs.len() >= MAX_PROGRAMS;
+        if overflow {
+            key = ProgramKey::other();
+        }
+        let info = if overflow {
+            Arc::new(ProcessInfo {
+                pid: 0,
+                start_time: 0,
+                name: OTHER_PROGRAMS.to_owned(),
+                exe: String::new(),
+                cmdline: String::new(),
+                cmdline_truncated: false,
+                uid: 0,
+                user: String::new(),
+                unit: String::new(),
+                cgroup: String::new(),
+                container: String::new(),
+                netns: 0,
+                started_ms: 0,
+            })
+        } else {
+            p.info.clone()
+        };
+        let g = self.programs.entry(key).or_insert_with(|| ProgramRec {
+            info: info.clone(),
+            meter: Meter::default(),
+            protocols: BTreeSet::new(),
+            folded: 0,
+            first_seen_ms: p.first_seen_ms,
+            last_seen_ms: p.last_seen_ms,
+        });
+        // The row shows the last process folded in, unless it is name-only.
+        if !info.exe.is_empty() || g.info.exe.is_empty() {
+            g.info = info;
+        }
+        g.meter.total.add(&p.meter.total);
+        g.meter.tick.add(&p.meter.tick);
+        g.protocols.extend(p.protocols);
+        g.folded = g.folded.saturating_add(1);
+        g.first_seen_ms = g.first_seen_ms.min(p.first_seen_ms);
+        g.last_seen_ms = g.last_seen_ms.max(p.last_seen_ms);
     }
 
     /// Live flows as API rows, with their owners.
@@ -1356,6 +1592,160 @@ mod tests {
             .find(|x| x.reason == "flow_table_full")
             .unwrap();
         assert_eq!(full.traffic.unwrap().down_bytes, 80);
+    }
+
+    fn named(pid: u32, name: &str) -> Arc<ProcessInfo> {
+        let mut i = (*info(pid)).clone();
+        i.name = name.to_owned();
+        i.exe = format!("/usr/bin/{name}");
+        i.start_time = u64::from(pid) * 3;
+        Arc::new(i)
+    }
+
+    /// Each of `who` sends `100 * pid` bytes down on its own flow and exits.
+    fn run_and_exit(a: &mut Aggregator, who: &[(u32, &str)]) {
+        for (pid, name) in who {
+            let port = u16::try_from(*pid).unwrap();
+            a.apply_resolution(answer(port, Ok(named(*pid, name))), 0);
+            a.apply_deltas(0, &[delta(port, 1, 100 * u64::from(*pid), true)], &[]);
+        }
+    }
+
+    fn program<'a>(r: &'a Rollup, name: &str) -> Option<&'a v1::ProcessRow> {
+        r.processes
+            .iter()
+            .find(|p| p.folded_processes > 0 && p.process.as_ref().unwrap().name == name)
+    }
+
+    #[test]
+    fn exited_processes_fold_into_their_program_after_the_keep_time() {
+        let mut a = Aggregator::new();
+        a.set_exited_retention(ExitedRetention {
+            keep_ms: 2_000,
+            keep_max: 100,
+        });
+        run_and_exit(&mut a, &[(11, "curl"), (12, "curl"), (13, "wget")]);
+        let r = a.roll(500, |_, _| false);
+        assert_eq!(r.table.exited_processes, 3, "exited rows are kept a while");
+        assert!(program(&r, "curl").is_none());
+        let attributed = r.bytes_attributed;
+        let mut r = r;
+        for _ in 0..5 {
+            r = a.roll(500, |_, _| false);
+        }
+        let curl = program(&r, "curl").expect("curl's program row");
+        let id = curl.process.as_ref().unwrap();
+        assert_eq!((id.pid, id.exe.as_str()), (0, "/usr/bin/curl"));
+        assert!(!curl.alive);
+        assert_eq!(curl.folded_processes, 2);
+        let t = curl.traffic.unwrap();
+        assert_eq!((t.up_bytes, t.down_bytes), (2, 2_300), "exact totals");
+        assert_eq!(program(&r, "wget").unwrap().folded_processes, 1);
+        assert_eq!(r.processes.len(), 2, "no per-pid rows left");
+        assert_eq!(r.bytes_attributed, attributed, "nothing lost");
+        assert_eq!(
+            r.table,
+            TableCounts {
+                live_processes: 0,
+                exited_processes: 0,
+                folded_programs: 2,
+                folded_processes: 3,
+            }
+        );
+        // More processes of the program add to the same row.
+        run_and_exit(&mut a, &[(14, "curl")]);
+        for _ in 0..10 {
+            r = a.roll(500, |_, _| false);
+        }
+        let curl = program(&r, "curl").unwrap();
+        assert_eq!(curl.folded_processes, 3);
+        assert_eq!(curl.traffic.unwrap().down_bytes, 3_700);
+    }
+
+    #[test]
+    fn beyond_the_keep_count_the_longest_gone_fold_first() {
+        let mut a = Aggregator::new();
+        a.set_exited_retention(ExitedRetention {
+            keep_ms: 3_600_000,
+            keep_max: 2,
+        });
+        run_and_exit(&mut a, &[(21, "job")]);
+        a.roll(1000, |_, _| false);
+        for _ in 0..4 {
+            a.roll(1000, |_, _| false);
+        }
+        run_and_exit(&mut a, &[(22, "job"), (23, "job")]);
+        let r = a.roll(1000, |_, _| false);
+        assert_eq!(r.table.exited_processes, 3);
+        let r = a.roll(1000, |_, _| false);
+        assert_eq!(r.table.exited_processes, 2);
+        assert_eq!(program(&r, "job").unwrap().folded_processes, 1);
+        assert_eq!(
+            program(&r, "job").unwrap().traffic.unwrap().down_bytes,
+            2_100
+        );
+        assert!(r
+            .processes
+            .iter()
+            .any(|p| p.process.as_ref().unwrap().pid == 22));
+    }
+
+    #[test]
+    fn processes_known_by_name_only_join_their_programs_row() {
+        let mut a = Aggregator::new();
+        a.set_exited_retention(ExitedRetention {
+            keep_ms: 0,
+            keep_max: 0,
+        });
+        // Gone before /proc was read: the kernel's record names it, no exe.
+        let gone = |pid: u32| {
+            let mut i = (*named(pid, "job")).clone();
+            i.exe.clear();
+            i.start_time = 0;
+            Arc::new(i)
+        };
+        a.apply_resolution(answer(41, Ok(gone(41))), 0);
+        a.apply_deltas(0, &[delta(41, 0, 10, true)], &[]);
+        a.roll(1000, |_, _| false);
+        run_and_exit(&mut a, &[(42, "job")]);
+        for _ in 0..5 {
+            a.roll(1000, |_, _| false);
+        }
+        a.apply_resolution(answer(43, Ok(gone(43))), 0);
+        a.apply_deltas(0, &[delta(43, 0, 20, true)], &[]);
+        for _ in 0..5 {
+            a.roll(1000, |_, _| false);
+        }
+        let r = a.roll(1000, |_, _| false);
+        assert_eq!(r.processes.len(), 1, "{:?}", r.processes);
+        let job = &r.processes[0];
+        assert_eq!(job.folded_processes, 3);
+        assert_eq!(job.process.as_ref().unwrap().exe, "/usr/bin/job");
+        assert_eq!(job.traffic.unwrap().down_bytes, 10 + 4_200 + 20);
+    }
+
+    #[test]
+    fn reset_forgets_program_rows() {
+        let mut a = Aggregator::new();
+        a.set_exited_retention(ExitedRetention {
+            keep_ms: 0,
+            keep_max: 0,
+        });
+        run_and_exit(&mut a, &[(31, "x")]);
+        let r = a.roll(1000, |_, _| false);
+        assert_eq!(
+            r.table.exited_processes, 1,
+            "a process that just moved bytes is not folded yet"
+        );
+        for _ in 0..MIN_QUIET_TICKS {
+            a.roll(1000, |_, _| false);
+        }
+        assert_eq!(a.roll(1000, |_, _| false).table.folded_programs, 1);
+        assert!(r.bytes_attributed > 0);
+        a.reset();
+        let r = a.roll(1000, |_, _| false);
+        assert!(r.processes.is_empty());
+        assert_eq!(r.bytes_attributed, 0);
     }
 
     #[test]

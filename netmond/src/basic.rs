@@ -357,6 +357,7 @@ impl BasicMonitor {
                 last_seen_ms: p.last_seen_ms,
                 over_threshold: false,
                 threshold_bps: 0,
+                folded_processes: 0,
             })
             .collect();
         processes.sort_by_key(|r| {
@@ -418,6 +419,7 @@ impl BasicMonitor {
             lookup_queue: 0,
             lookup_dropped: 0,
             lookup_mode: "",
+            folded: Vec::new(),
         }
     }
 

@@ -46,6 +46,12 @@ pub struct DaemonSection {
     pub tick_ms: u64,
     /// Log filter (tracing env-filter syntax), overridden by RUST_LOG.
     pub log_level: String,
+    /// Seconds an exited process keeps its own row in the live table before
+    /// its totals fold into its program's row.
+    pub exited_keep_secs: u64,
+    /// Most exited processes kept as their own rows; beyond it the longest
+    /// gone fold into their programs' rows first.
+    pub exited_keep_max: usize,
 }
 
 impl Default for DaemonSection {
@@ -57,6 +63,8 @@ impl Default for DaemonSection {
             autostart: true,
             tick_ms: 1000,
             log_level: "info".to_owned(),
+            exited_keep_secs: 600,
+            exited_keep_max: 1000,
         }
     }
 }
@@ -517,6 +525,16 @@ impl FileConfig {
                     "Log filter (tracing env-filter syntax); RUST_LOG overrides it.",
                     q(&d.daemon.log_level),
                 ),
+                (
+                    "exited_keep_secs",
+                    "Seconds an exited process keeps its own row in live totals; then its bytes fold into its program's row (name, exe, user, unit, container). The history database keeps every process.",
+                    d.daemon.exited_keep_secs.to_string(),
+                ),
+                (
+                    "exited_keep_max",
+                    "Most exited processes kept as their own rows; beyond it the longest gone fold into their programs' rows sooner.",
+                    d.daemon.exited_keep_max.to_string(),
+                ),
             ],
         );
         section(
@@ -726,6 +744,9 @@ impl Config {
         };
         if !(100..=60_000).contains(&self.daemon.tick_ms) {
             return bad("daemon.tick_ms", "must be between 100 and 60000");
+        }
+        if self.daemon.exited_keep_max > 1_000_000 {
+            return bad("daemon.exited_keep_max", "must be at most 1000000");
         }
         if self.daemon.group.is_empty() {
             return bad("daemon.group", "must not be empty");

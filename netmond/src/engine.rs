@@ -489,6 +489,10 @@ impl Engine {
             },
             attribution_reason: mon.attribution_reason,
             sockets_tracked: mon.sockets_tracked,
+            live_processes: mon.table.live_processes,
+            exited_processes: mon.table.exited_processes,
+            folded_programs: mon.table.folded_programs,
+            folded_processes: mon.table.folded_processes,
         }
     }
 
@@ -620,14 +624,17 @@ fn log_alert(a: &v1::Alert) {
 
 /// The store's per-tick feed from a snapshot (see `TickRecord::from_rows`).
 fn tick_record(s: &Snapshot, time_ms: i64, epoch: u64, only_moving: bool) -> TickRecord {
-    TickRecord::from_rows(
-        time_ms,
-        epoch,
-        &s.processes,
-        &s.hosts,
-        &s.interfaces,
-        only_moving,
-    )
+    TickRecord {
+        gone: s.folded.clone(),
+        ..TickRecord::from_rows(
+            time_ms,
+            epoch,
+            &s.processes,
+            &s.hosts,
+            &s.interfaces,
+            only_moving,
+        )
+    }
 }
 
 /// A stopped run's figures: totals stay, nothing is moving.

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod decode;
 pub mod engine;
 pub mod flows;
+pub mod memory;
 pub mod metrics;
 pub mod monitor;
 pub mod names;

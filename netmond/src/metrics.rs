@@ -230,7 +230,9 @@ impl Collector {
 
         let mut deltas: HashMap<ProcKey, Dir> = HashMap::new();
         let mut rows = HashMap::with_capacity(f.processes.len());
-        for r in &f.processes {
+        // A program row's bytes were counted under its processes' pids
+        // before they folded in: it adds nothing new.
+        for r in f.processes.iter().filter(|r| r.folded_processes == 0) {
             let p = r.process.clone().unwrap_or_default();
             let cur = traffic(r.traffic.as_ref());
             let last = self

@@ -22,6 +22,9 @@ use crate::netif;
 use crate::procmap::{Resolver, ResolverConfig, ResolverHandle};
 use crate::sockacct::SockAcct;
 
+/// Folded process rows after which freed memory is handed back to the system.
+const TRIM_AFTER_FOLDED: usize = 1000;
+
 /// What one tick hands the engine.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -37,6 +40,8 @@ pub struct Snapshot {
     pub lookup_queue: u64,
     pub lookup_dropped: u64,
     pub lookup_mode: &'static str,
+    /// Processes (pid, start time) whose rows folded into program rows.
+    pub folded: Vec<(u32, u64)>,
 }
 
 /// Counters for `status`.
@@ -67,6 +72,8 @@ pub struct MonitorStatus {
     /// "per-flow" or "dump"; "" without a resolver.
     pub lookup_mode: &'static str,
     pub flows_evicted_half_open: u64,
+    /// Rows of the per-process table.
+    pub table: crate::aggregate::TableCounts,
 }
 
 /// One monitoring run, with packet capture or without it (basic mode).
@@ -180,6 +187,8 @@ struct Inner {
     resolutions: crate::procmap::Answers,
     kernel: KernelCounters,
     last_rollup: crate::aggregate::Rollup,
+    /// Process rows folded since memory was last given back to the system.
+    folded_since_trim: usize,
     /// eBPF socket accounting, when it owns attribution.
     sockacct: Option<SockAcct>,
     sockets_tracked: u64,
@@ -251,6 +260,10 @@ impl CaptureMonitor {
         };
         let mut agg = Aggregator::with_max_flows(cfg.capture.max_flows);
         agg.set_socket_mode(sockacct.is_some());
+        agg.set_exited_retention(crate::aggregate::ExitedRetention {
+            keep_ms: cfg.daemon.exited_keep_secs.saturating_mul(1000),
+            keep_max: cfg.daemon.exited_keep_max,
+        });
         let others = OtherAddrs {
             // Socket accounting sees every namespace's sockets itself.
             enabled: sockacct.is_none(),
@@ -287,6 +300,7 @@ impl CaptureMonitor {
                 resolutions,
                 kernel: KernelCounters::default(),
                 last_rollup: Default::default(),
+                folded_since_trim: 0,
                 sockacct,
                 sockets_tracked: 0,
                 last_boundary: None,
@@ -587,7 +601,12 @@ impl CaptureMonitor {
             n.with_lookup(|look| inner.agg.apply_names(look));
         }
         let tick_ms = inner.tick_ms;
-        let rollup = inner.agg.roll(tick_ms, crate::procmap::is_alive);
+        let mut rollup = inner.agg.roll(tick_ms, crate::procmap::is_alive);
+        inner.folded_since_trim += rollup.folded.len();
+        if inner.folded_since_trim >= TRIM_AFTER_FOLDED {
+            inner.folded_since_trim = 0;
+            crate::memory::give_back();
+        }
         let caps = lock(&self.captures);
         let rows = match &list {
             Ok(list) => inner.kernel.rows(list, |name| {
@@ -625,6 +644,7 @@ impl CaptureMonitor {
             lookup_queue: lookups.low_queued,
             lookup_dropped: lookups.low_dropped,
             lookup_mode: lookups.mode.as_str(),
+            folded: std::mem::take(&mut rollup.folded),
         };
         inner.last_rollup = rollup;
         snap
@@ -675,6 +695,7 @@ impl CaptureMonitor {
         let inner = lock(&self.inner);
         st.bytes_captured = inner.last_rollup.bytes_captured;
         st.bytes_attributed = inner.last_rollup.bytes_attributed;
+        st.table = inner.last_rollup.table;
         let (p50, p99) = inner.agg.latency_percentiles();
         st.attribution_p50_us = p50;
         st.attribution_p99_us = p99;

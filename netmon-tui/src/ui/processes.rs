@@ -275,10 +275,15 @@ fn process_cell(row: &v1::ProcessRow, c: SortColumn, wide: bool) -> Cell<'static
     });
     let container = row.process.as_ref().map_or("", |p| p.container.as_str());
     let text = match c {
+        SortColumn::Pid if row.folded_processes > 0 => format!("{:>7}", "-"),
         SortColumn::Pid => format!("{pid:>7}"),
         SortColumn::Name => {
             let mark = if row.over_threshold { "! " } else { "" };
-            let exited = if row.alive { "" } else { " (exited)" };
+            let exited = match (row.alive, row.folded_processes) {
+                (true, _) => String::new(),
+                (false, 0) => " (exited)".to_owned(),
+                (false, n) => format!(" ({n} exited)"),
+            };
             let inside = if wide && !container.is_empty() {
                 format!(" [{}]", terminal_safe(container))
             } else {

@@ -85,6 +85,11 @@ fn write_status(s: &v1::Status, out: &mut dyn Write) -> std::io::Result<()> {
         format_bytes(s.bytes_attributed),
         format_bytes(s.bytes_captured)
     )?;
+    writeln!(
+        out,
+        "processes:   {} live, {} exited, {} program rows ({} exited processes folded in)",
+        s.live_processes, s.exited_processes, s.folded_programs, s.folded_processes
+    )?;
     if s.attribution == "ebpf" {
         writeln!(
             out,

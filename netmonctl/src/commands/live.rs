@@ -90,20 +90,27 @@ fn process_table() -> Table {
     ])
 }
 
-/// Exited processes keep their totals and are marked `(exited)`; `!` marks a
-/// process over one of its thresholds.
+/// Exited processes keep their totals and are marked `(exited)`; a program
+/// row (exited processes folded together) shows `-` for its pid and how many
+/// it holds; `!` marks a process over one of its thresholds.
 fn process_cells(row: &v1::ProcessRow) -> Vec<String> {
     let p = row.process.clone().unwrap_or_default();
     let tr = TrafficJson::from(row.traffic.as_ref());
     let mut name = ellipsize(&p.name, 24);
-    if !row.alive {
+    if row.folded_processes > 0 {
+        name.push_str(&format!(" ({} exited)", row.folded_processes));
+    } else if !row.alive {
         name.push_str(" (exited)");
     }
     if row.over_threshold {
         name.push_str(" !");
     }
     vec![
-        p.pid.to_string(),
+        if row.folded_processes > 0 {
+            "-".to_owned()
+        } else {
+            p.pid.to_string()
+        },
         name,
         if p.user.is_empty() {
             p.uid.to_string()
@@ -137,7 +144,16 @@ fn traffic_cells(label: &str, tr: &TrafficJson) -> Vec<String> {
 /// partial one updates the rows it carries.
 #[derive(Default)]
 struct WatchState {
-    rows: HashMap<(u32, u64), v1::ProcessRow>,
+    rows: HashMap<RowKey, v1::ProcessRow>,
+}
+
+/// A process is (pid, start time); a program row (pid 0) is its program.
+type RowKey = (u32, u64, Option<(String, String, u32, String, String)>);
+
+fn row_key(row: &v1::ProcessRow) -> RowKey {
+    let p = row.process.clone().unwrap_or_default();
+    let program = (row.folded_processes > 0).then_some((p.name, p.exe, p.uid, p.unit, p.container));
+    (p.pid, p.start_time, program)
 }
 
 impl WatchState {
@@ -146,17 +162,15 @@ impl WatchState {
             self.rows.clear();
         }
         for row in frame.processes.drain(..) {
-            let key = row
-                .process
-                .as_ref()
-                .map_or((0, 0), |p| (p.pid, p.start_time));
-            self.rows.insert(key, row);
+            self.rows.insert(row_key(&row), row);
         }
         let mut rows: Vec<v1::ProcessRow> = self.rows.values().cloned().collect();
-        rows.sort_by_key(|r| {
+        rows.sort_by_cached_key(|r| {
             let tr = TrafficJson::from(r.traffic.as_ref());
-            let p = r.process.as_ref().map_or((0, 0), |p| (p.pid, p.start_time));
-            (std::cmp::Reverse(tr.up_bps.saturating_add(tr.down_bps)), p)
+            (
+                std::cmp::Reverse(tr.up_bps.saturating_add(tr.down_bps)),
+                row_key(r),
+            )
         });
         frame.processes = rows;
     }
@@ -443,6 +457,36 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    fn program(name: &str, folded: u32) -> v1::ProcessRow {
+        v1::ProcessRow {
+            process: Some(v1::ProcessIdentity {
+                name: name.into(),
+                ..Default::default()
+            }),
+            folded_processes: folded,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn program_rows_show_no_pid_and_how_many_processes_they_hold() {
+        let cells = process_cells(&program("make", 1200));
+        assert_eq!(cells[0], "-");
+        assert_eq!(cells[1], "make (1200 exited)");
+    }
+
+    #[test]
+    fn program_rows_with_pid_zero_do_not_replace_each_other_in_watch() {
+        let mut state = WatchState::default();
+        let mut f = v1::Frame {
+            complete: true,
+            processes: vec![program("make", 3), program("cc", 9), row(5, 1)],
+            ..Default::default()
+        };
+        state.apply(&mut f);
+        assert_eq!(f.processes.len(), 3);
     }
 
     #[test]

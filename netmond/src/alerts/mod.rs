@@ -13,6 +13,8 @@ use netmon_proto::v1::{self, Direction, ThresholdKind};
 pub const DAY_MS: i64 = 86_400_000;
 /// Executables remembered for the new-process notice; the oldest are forgotten.
 pub const MAX_SEEN_EXES: usize = 4096;
+/// Process names whose bytes are counted toward daily quotas, per UTC day.
+const MAX_DAY_NAMES: usize = 65_536;
 /// First id given to an API rule; config rules are numbered 1.. below it.
 const FIRST_API_ID: u64 = 100;
 const DIRECTIONS: [Direction; 3] = [Direction::Up, Direction::Down, Direction::Total];
@@ -539,6 +541,19 @@ impl Evaluator {
         // Process that moved the most bytes this tick, per name: named in quota alerts.
         let mut mover: HashMap<String, (u64, usize)> = HashMap::new();
         for (i, r) in rows.iter().enumerate() {
+            // A program row's bytes were counted under its processes' pids.
+            if r.folded_processes > 0 {
+                continue;
+            }
+            // A flood of new names a day must not grow the counters without end.
+            if self.day_bytes.len() >= MAX_DAY_NAMES
+                && !r
+                    .process
+                    .as_ref()
+                    .is_some_and(|p| self.day_bytes.contains_key(&p.name))
+            {
+                continue;
+            }
             let (Some(p), Some(t)) = (r.process.as_ref(), r.traffic.as_ref()) else {
                 continue;
             };
@@ -562,7 +577,7 @@ impl Evaluator {
         self.last_totals = last;
 
         // Per-process rates.
-        for r in rows.iter_mut() {
+        for r in rows.iter_mut().filter(|r| r.folded_processes == 0) {
             let Some(p) = r.process.clone() else { continue };
             let traffic = r.traffic.unwrap_or_default();
             let mut over = false;

@@ -13,6 +13,10 @@ use crate::procmap::ProcessInfo;
 
 /// Processes remembered; past this the least recently used half is dropped.
 const MAX_OWNERS: usize = 16_384;
+/// A process none of whose sockets was seen for this many ticks is forgotten
+/// (read again if it comes back): thousands of short-lived processes must
+/// not stay in memory until the bound.
+const IDLE_TICKS: u64 = 30;
 
 struct Entry {
     /// Process start, CLOCK_BOOTTIME ns (floor of /proc's clock ticks).
@@ -123,6 +127,13 @@ impl OwnerCache {
 
     pub fn end_tick(&mut self) {
         self.tick += 1;
+        if self.tick.is_multiple_of(8) {
+            let now = self.tick;
+            self.by_tgid.retain(|_, e| now - e.used <= IDLE_TICKS);
+            if self.by_tgid.capacity() > 4 * self.by_tgid.len().max(256) {
+                self.by_tgid.shrink_to_fit();
+            }
+        }
     }
 
     pub fn len(&self) -> usize {

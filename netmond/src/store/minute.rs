@@ -73,6 +73,9 @@ pub struct TickRecord {
     pub processes: Vec<ProcTick>,
     pub hosts: Vec<HostTick>,
     pub interfaces: Vec<IfaceTick>,
+    /// Processes whose rows are gone for good (folded into program rows):
+    /// their baselines are dropped.
+    pub gone: Vec<ProcKey>,
 }
 
 impl TickRecord {
@@ -91,8 +94,12 @@ impl TickRecord {
         TickRecord {
             time_ms,
             epoch,
+            gone: Vec::new(),
             processes: processes
                 .iter()
+                // A program row holds exited processes whose bytes were
+                // recorded under their own pids already.
+                .filter(|p| p.folded_processes == 0)
                 .filter_map(|p| {
                     let t = p.traffic.unwrap_or_default();
                     let id = p.process.as_ref()?;
@@ -261,6 +268,9 @@ impl Accumulator {
         }
         self.ticks += 1;
         let tick = self.ticks;
+        for k in &rec.gone {
+            self.procs.map.remove(k);
+        }
         let minute = floor_to(rec.time_ms, MINUTE_MS);
         for p in &rec.processes {
             let key = (p.identity.pid, p.identity.start_time);
@@ -342,6 +352,22 @@ pub(crate) mod tests {
             processes: procs,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn baselines_of_processes_folded_into_program_rows_are_dropped() {
+        let mut a = Accumulator::default();
+        let procs = (1..=50)
+            .map(|pid| proc_tick(pid, "job", 10, 10, "tcp"))
+            .collect();
+        a.record(&tick(1_000, 1, procs));
+        assert_eq!(a.procs.map.len(), 50);
+        let gone = (1..=40).map(|pid| (pid, u64::from(pid) * 10)).collect();
+        a.record(&TickRecord {
+            gone,
+            ..tick(2_000, 1, Vec::new())
+        });
+        assert_eq!(a.procs.map.len(), 10);
     }
 
     #[test]

@@ -35,6 +35,9 @@ impl Default for Retention {
     }
 }
 
+/// Row ids remembered per dimension table.
+const MAX_IDS: usize = 50_000;
+
 /// Row ids of the dimension tables already known to exist.
 #[derive(Debug, Default)]
 pub struct Ids {
@@ -46,6 +49,13 @@ pub struct Ids {
 impl Ids {
     /// Ids learnt in a transaction become known once it committed.
     pub fn merge(&mut self, staged: Ids) {
+        // A cache: past its bound it starts over (ids are looked up again).
+        if self.procs.len() + staged.procs.len() > MAX_IDS {
+            self.procs.clear();
+        }
+        if self.hosts.len() + staged.hosts.len() > MAX_IDS {
+            self.hosts.clear();
+        }
         self.procs.extend(staged.procs);
         self.hosts.extend(staged.hosts);
         self.protos.extend(staged.protos);

@@ -16,3 +16,4 @@ mod history;
 mod hostile;
 mod metrics;
 mod names;
+mod soak;

@@ -1,0 +1,221 @@
+//! A long-running daemon's memory: thousands of short-lived network
+//! processes fold into program rows once gone, RSS comes back to where it
+//! was, and the program rows keep the exact totals. Ground truth: what each
+//! generator child sent, and the kernel's interface counters. Needs root.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// Forks `total` children, at most `conc` at a time; child `i` is named
+/// `nmsoakNN` (NN = i % names), connects, sends `payload(NN)` bytes and
+/// exits. Prints the number of children that failed.
+const SOAK_GENERATOR: &str = r#"
+import os, socket, sys
+host, port, total, names, conc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+running = failed = 0
+for i in range(total):
+    if running >= conc:
+        _, st = os.wait(); running -= 1; failed += st != 0
+    k = i % names
+    if os.fork() == 0:
+        code = 1
+        try:
+            open("/proc/self/comm", "w").write("nmsoak%02d" % k)
+            s = socket.create_connection((host, port)); s.sendall(b"s" * (500 + 100 * k)); s.close()
+            code = 0
+        finally:
+            os._exit(code)
+    running += 1
+while running:
+    _, st = os.wait(); running -= 1; failed += st != 0
+print(failed, flush=True)
+"#;
+
+const NAMES: u64 = 20;
+
+fn payload(k: u64) -> u64 {
+    500 + 100 * k
+}
+
+/// Header bytes one connection may add upward: SYN, ACKs, FIN, the IP and
+/// TCP headers of its one data segment (about 270 in practice).
+const HEADER_ALLOWANCE: u64 = 400;
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("daemon status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+fn iface_tx(ns: &Netns, iface: &str) -> (u64, u64) {
+    let read = |what: &str| -> u64 {
+        let out = ns.exec(&format!("cat /sys/class/net/{iface}/statistics/tx_{what}"));
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    (read("bytes"), read("packets"))
+}
+
+/// Runs `total` generator children; panics unless all of them succeeded.
+fn generate(lab: &Lab, port: &str, total: u64, secs: u64) {
+    let gen = Lab::spawn_in(
+        &lab.host,
+        "python3",
+        &[
+            "-c",
+            SOAK_GENERATOR,
+            &lab.peer_ip,
+            port,
+            &total.to_string(),
+            &NAMES.to_string(),
+            "32",
+        ],
+    );
+    let out = wait_output(gen, secs);
+    assert!(
+        out.status.success() && stdout(&out).trim() == "0",
+        "generator failed: {out:?}"
+    );
+}
+
+fn soak_rows(top: &serde_json::Value) -> Vec<serde_json::Value> {
+    top["processes"].as_array().map_or_else(Vec::new, |a| {
+        a.iter()
+            .filter(|p| p["name"].as_str().is_some_and(|n| n.starts_with("nmsoak")))
+            .cloned()
+            .collect()
+    })
+}
+
+#[test]
+fn twenty_thousand_short_lived_processes_fold_into_twenty_programs_and_memory_returns() {
+    const TOTAL: u64 = 20_000;
+    // Long enough at the same pace for every structure sized by the recent
+    // rate (closed sockets' owners are kept 75 s) to reach its working size.
+    const WARMUP: u64 = 10_000;
+    let lab = Lab::new();
+    // 20,000 connections closed by the client sit in TIME_WAIT for a minute.
+    sh_ok(&format!(
+        "ip netns exec {} sysctl -qw net.ipv4.ip_local_port_range='10000 65000'",
+        lab.host.name
+    ));
+    let d = lab.daemon(DaemonOpts {
+        config_extra: "exited_keep_secs = 5\nexited_keep_max = 300\n".to_owned(),
+        ..DaemonOpts::default()
+    });
+    let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5701"]);
+    let pid = u32::try_from(u(&d.ctl_json(&["status"]), "daemon_pid")).expect("pid");
+    // Every soak row is a program row, and they hold `n` processes.
+    let folded = |secs: u64, n: u64| {
+        wait_top(&d, secs, |t| {
+            let rows = soak_rows(t);
+            rows.iter().all(|p| u(p, "folded_processes") > 0)
+                && rows.iter().map(|p| u(p, "folded_processes")).sum::<u64>() == n
+        })
+    };
+    // A warm-up run of the same shape: the tables, caches and the allocator
+    // reach their working size before the baseline is taken.
+    generate(&lab, "5701", WARMUP, 300);
+    folded(60, WARMUP);
+    // Closed sockets' owners are remembered 75 ticks.
+    std::thread::sleep(Duration::from_secs(80));
+    d.ctl(&["reset"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_before = rss_kib(pid);
+    let (tx0, txp0) = iface_tx(&lab.host, &lab.host_if);
+
+    let started = Instant::now();
+    let mut peak = rss_before;
+    let gen = std::thread::scope(|s| {
+        let run = s.spawn(|| generate(&lab, "5701", TOTAL, 600));
+        while !run.is_finished() {
+            peak = peak.max(rss_kib(pid));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        run.join()
+    });
+    if let Err(e) = gen {
+        std::panic::resume_unwind(e);
+    }
+    let gen_secs = started.elapsed().as_secs_f64();
+    // Time-wait ACKs follow for a moment; then the interface is quiet.
+    std::thread::sleep(Duration::from_secs(3));
+    let (tx1, txp1) = iface_tx(&lab.host, &lab.host_if);
+    let sent_l3 = (tx1 - tx0) - 14 * (txp1 - txp0);
+
+    // Past the keep time every soak process is in its program's row.
+    let top = folded(60, TOTAL);
+    let rows = soak_rows(&top);
+    // Owners of closed sockets are remembered for 75 ticks for their last
+    // packets; then the memory of the processes is given back.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut rss_after = rss_kib(pid);
+    while rss_after > rss_before + 5 * 1024 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(2));
+        rss_after = rss_kib(pid);
+    }
+    eprintln!(
+        "soak: {TOTAL} processes in {gen_secs:.1} s; RSS {rss_before} KiB before, peak {peak}, \
+         {rss_after} after"
+    );
+    let summary: Vec<String> = rows
+        .iter()
+        .map(|p| {
+            format!(
+                "{} exe={} unit={} pid={} folded={} up={}",
+                p["name"], p["exe"], p["unit"], p["pid"], p["folded_processes"], p["up_bytes"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows.len(),
+        NAMES as usize,
+        "one row per program: {summary:#?}"
+    );
+    let per_name = TOTAL / NAMES;
+    let mut credited_all = 0;
+    for k in 0..NAMES {
+        let name = format!("nmsoak{k:02}");
+        let row = rows
+            .iter()
+            .find(|p| p["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("no row for {name}: {rows:#?}"));
+        assert_eq!(row["pid"], 0, "{row}");
+        assert_eq!(row["alive"], false, "{row}");
+        assert_eq!(
+            u(row, "folded_processes"),
+            per_name,
+            "{name}: every process folded in once"
+        );
+        let sent = per_name * payload(k);
+        let credited = u(row, "up_bytes");
+        let (lo, hi) = (sent, sent + per_name * HEADER_ALLOWANCE);
+        assert!(
+            (lo..=hi).contains(&credited),
+            "{name}: credited {credited} up, its processes sent {sent} bytes of payload \
+             (allowed {lo}..={hi})"
+        );
+        credited_all += credited;
+    }
+    // Every layer-3 byte the interface sent, at most; at least 97% of them
+    // (98.1% measured: the last ACK of a connection is sent by the kernel's
+    // time-wait socket after the process's socket is gone).
+    assert!(
+        credited_all <= sent_l3 && credited_all >= sent_l3 * 97 / 100,
+        "programs credited {credited_all} of the {sent_l3} bytes the interface sent"
+    );
+    let st = d.ctl_json(&["status"]);
+    assert!(u(&st, "exited_processes") <= 300, "{st}");
+    assert_eq!(u(&st, "folded_programs"), NAMES, "{st}");
+    assert_eq!(u(&st, "folded_processes"), TOTAL, "{st}");
+    assert!(
+        rss_after <= rss_before + 5 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB (peak {peak}) over {TOTAL} exited processes"
+    );
+}
