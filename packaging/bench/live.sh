@@ -5,9 +5,10 @@
 # namespaces joined by a veth pair on 10.232.X.0/24) and measures, on the same
 # run and the same link:
 #   1. iperf3 alone (10 s TCP, monitored namespace -> peer)
-#   2. iperf3 with netmond / bandwhich / nethogs capturing the veth: throughput,
-#      slowdown, bytes counted vs the link's own counters, bytes credited to
-#      the iperf3 pid, monitor CPU s per GB, peak RSS
+#   2. iperf3 with netmond (eBPF and socket-lookup attribution) / bandwhich /
+#      nethogs on the veth: throughput, slowdown, bytes counted vs the link's
+#      own counters, bytes credited to the iperf3 pid, CPU s per GB of the
+#      monitor and of the whole machine (marginal over iperf3 alone), peak RSS
 #   3. short-lived attribution: 200 curl runs, 2,000 short TCP connections
 #   4. netmond attribution latency p50/p99
 #   5. netmond memory with 10k live flows and under a 1M distinct-flow flood
@@ -16,10 +17,11 @@
 #
 # Usage: sudo packaging/bench/live.sh [--out FILE] [--raw-dir DIR] [--no-build]
 #          [--skip netmond|bandwhich|nethogs]... [--iperf-secs N] [--max-flows N]
+#          [--netmond-modes ebpf,socket-lookup]
 set -euo pipefail
 
 usage() {
-  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   cat <<'EOF'
 Options:
   --out FILE         also write the results as JSON to FILE
@@ -29,7 +31,10 @@ Options:
   --skip TOOL        leave out netmond, bandwhich or nethogs (repeatable)
   --iperf-secs N     iperf3 duration (default 10)
   --max-flows N      run netmond with capture.max_flows = N (default: netmond's
-                     own default, 200000) via a generated --config file
+                     own default) in its generated --config file
+  --netmond-modes M  comma-separated attribution modes netmond is measured in,
+                     each a tool of its own: ebpf, socket-lookup (default
+                     both, eBPF first); the memory phase runs in the first
 EOF
 }
 
@@ -45,6 +50,7 @@ RAW_DIR=""
 NO_BUILD=0
 IPERF_SECS=10
 MAX_FLOWS=""
+NETMOND_MODES="ebpf,socket-lookup"
 declare -A SKIP=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -59,12 +65,23 @@ while [ $# -gt 0 ]; do
       shift 2 ;;
     --iperf-secs) IPERF_SECS=${2:?}; shift 2 ;;
     --max-flows) MAX_FLOWS=${2:?}; shift 2 ;;
+    --netmond-modes) NETMOND_MODES=${2:?--netmond-modes needs a list}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
 done
 [[ $IPERF_SECS =~ ^[0-9]+$ ]] || die "--iperf-secs must be a whole number"
 [[ -z $MAX_FLOWS || $MAX_FLOWS =~ ^[0-9]+$ ]] || die "--max-flows must be a whole number"
+MODES=()
+IFS=, read -r -a mode_list <<<"$NETMOND_MODES"
+for m in "${mode_list[@]}"; do
+  case "$m" in
+    ebpf | socket-lookup) ;;
+    *) die "--netmond-modes takes ebpf and/or socket-lookup, comma-separated (got '$m')" ;;
+  esac
+  [[ " ${MODES[*]} " == *" $m "* ]] || MODES+=("$m")
+done
+[ "${#MODES[@]}" -gt 0 ] || die "--netmond-modes needs at least one mode"
 
 [ "$(id -u)" -eq 0 ] || die "run as root: the lab needs network namespaces, pcap and groupadd (try: sudo $0)"
 # The same packages as the tests (and the command -> package table).
@@ -204,10 +221,13 @@ ensure_bandwhich() {
   BANDWHICH="$CACHE/bin/bandwhich"
 }
 
+# netmond is one tool per attribution mode: "netmond-ebpf",
+# "netmond-socket-lookup" (directories and report rows carry the name).
 TOOLS=()
 for t in netmond bandwhich nethogs; do
   [ -n "${SKIP[$t]:-}" ] && continue
   case $t in
+    netmond) for m in "${MODES[@]}"; do TOOLS+=("netmond-$m"); done; continue ;;
     nethogs) ensure_nethogs || { warn "nethogs unavailable; it is left out"; continue; } ;;
     bandwhich) ensure_bandwhich || { warn "bandwhich unavailable; it is left out"; continue; } ;;
   esac
@@ -309,6 +329,13 @@ cpu_snap() {
   set -- $rest
   echo $((${12} + ${13})) >"$out"
 }
+# The whole machine's CPU time: the "cpu" line of /proc/stat (clock ticks,
+# all CPUs). In eBPF mode netmond's cost is mostly in the kernel, in the
+# context of the sender (cgroup_skb programs), so its own utime+stime is not
+# the whole cost; the machine's non-idle time, against the paired
+# iperf3-alone run, is.
+stat_snap() { grep -m1 '^cpu ' /proc/stat >"$1"; }
+is_netmond() { [[ $1 == netmond-* ]]; }
 status_snap() {
   "$NETMONCTL" --socket "$SOCK" --json status >"$1" || die "netmonctl status failed (netmond log: $(dirname "$1")/tool.log)"
 }
@@ -325,18 +352,23 @@ start_monitor() { # tool dir
   local tool=$1 dir=$2 i
   MON_TOOL=$tool
   case $tool in
-    netmond)
+    netmond-*)
+      local mode=${tool#netmond-} got
       mkdir -p "$dir/netmond"
       SOCK="$dir/netmond/netmond.sock"
-      local cfg=()
-      if [ -n "$MAX_FLOWS" ]; then
-        printf '[capture]\nmax_flows = %s\n' "$MAX_FLOWS" >"$dir/netmond/netmond.toml"
-        cfg=(--config "$dir/netmond/netmond.toml")
-      fi
-      # Started exactly as a user would, in the monitored namespace; ip netns
-      # exec execs, so $! is netmond's own pid.
-      ip netns exec "$NS_MON" "$NETMOND" "${cfg[@]}" --socket "$SOCK" --db "$dir/netmond/netmon.db" --group "$GROUP" \
-        >"$dir/tool.log" 2>&1 &
+      # The attribution mode is asked for explicitly (never "auto"), and the
+      # peer namespace is excluded: eBPF accounting sees the sockets of every
+      # namespace, and the lab's servers are not this host's.
+      {
+        echo "[capture]"
+        echo "attribution = \"$mode\""
+        echo "exclude_netns = [\"$NS_PEER\"]"
+        [ -n "$MAX_FLOWS" ] && echo "max_flows = $MAX_FLOWS"
+      } >"$dir/netmond/netmond.toml"
+      # Started as a user would, in the monitored namespace; ip netns exec
+      # execs, so $! is netmond's own pid.
+      ip netns exec "$NS_MON" "$NETMOND" --config "$dir/netmond/netmond.toml" --socket "$SOCK" \
+        --db "$dir/netmond/netmon.db" --group "$GROUP" >"$dir/tool.log" 2>&1 &
       MON_PID=$!
       PIDS+=("$MON_PID")
       for ((i = 0; i < 300; i++)); do
@@ -349,6 +381,10 @@ start_monitor() { # tool dir
       done
       python3 "$LIB" iface-capturing "$dir/status_start.json" "$IF_MON" ||
         die "netmond did not report $IF_MON capturing within 30 s: $(tail -n 20 "$dir/tool.log")"
+      # A figure filed under the wrong mode is worse than no figure.
+      got=$(python3 "$LIB" get "$dir/status_start.json" attribution)
+      [ "$got" = "$mode" ] ||
+        die "netmond was asked for attribution '$mode' but status says '$got' ($(python3 "$LIB" get "$dir/status_start.json" attribution_reason))"
       ;;
     bandwhich)
       ip netns exec "$NS_MON" "$BANDWHICH" --raw --no-resolve -i "$IF_MON" >"$dir/tool.log" 2>&1 &
@@ -374,6 +410,14 @@ start_monitor() { # tool dir
 
 stop_monitor() { # dir
   cp "/proc/$MON_PID/status" "$1/proc_status" 2>/dev/null || true
+  # eBPF maps and programs live in kernel memory, outside RSS: their
+  # memlock (from the fdinfo of netmond's bpf descriptors) is kept apart.
+  if is_netmond "$MON_TOOL"; then
+    local f
+    for f in /proc/"$MON_PID"/fdinfo/*; do
+      grep -qE '^(map_type|prog_type):' "$f" 2>/dev/null && grep -E '^(map_type|prog_type|memlock):' "$f"
+    done >"$1/bpf_fdinfo" 2>/dev/null || true
+  fi
   # nethogs flushes its buffered trace output on SIGINT; bandwhich --raw
   # ignores SIGINT (and prints line by line); netmond closes its session on
   # SIGTERM.
@@ -400,21 +444,30 @@ bulk_phase() { # tool
   # A paired "alone" run right before each monitored run: on a machine whose
   # speed drifts, each slowdown is measured against its own neighbour.
   log "iperf3 alone (${IPERF_SECS} s, paired with $tool)"
+  # The same window as the monitored run below (start to 1 s after), so the
+  # machine's CPU per GB of the two can be subtracted.
+  link_snap "$alone/link_before.json"
+  stat_snap "$alone/stat_before"
   run_iperf "$alone"
+  sleep 1
+  link_snap "$alone/link_after.json"
+  stat_snap "$alone/stat_after"
   log "  -> $(gbps "$alone/iperf.json") Gbit/s"
   log "iperf3 with $tool"
   start_monitor "$tool" "$dir"
+  is_netmond "$tool" && status_snap "$dir/status_before.json"
   link_snap "$dir/link_before.json"
   cpu_snap "$MON_PID" "$dir/cpu_before"
-  [ "$tool" = netmond ] && status_snap "$dir/status_before.json"
+  stat_snap "$dir/stat_before"
   run_iperf "$dir"
   # CPU counted up to 1 s after the traffic: what the monitor spends catching
   # up belongs to the run, its idle ticks afterwards do not.
   sleep 1
   link_snap "$dir/link_after.json"
   cpu_snap "$MON_PID" "$dir/cpu_after"
+  stat_snap "$dir/stat_after"
   sleep "$(settle_secs "$tool")"
-  if [ "$tool" = netmond ]; then
+  if is_netmond "$tool"; then
     status_snap "$dir/status_after.json"
     "$NETMONCTL" --socket "$SOCK" --json top --limit 0 >"$dir/top.json" || die "netmonctl top failed"
   fi
@@ -430,6 +483,7 @@ short_phase() { # tool
   start_monitor "$tool" "$dir"
   link_snap "$dir/link_0.json"
   cpu_snap "$MON_PID" "$dir/cpu_0"
+  stat_snap "$dir/stat_0"
   # One curl at a time, each bounded to 5 s, the whole loop to 3 min.
   # shellcheck disable=SC2016 # $1 and $2 expand in the inner bash
   in_mon timeout 180 bash -c '
@@ -444,19 +498,20 @@ short_phase() { # tool
   sleep 1
   link_snap "$dir/link_2.json"
   cpu_snap "$MON_PID" "$dir/cpu_2"
+  stat_snap "$dir/stat_2"
   sleep "$(settle_secs "$tool")"
-  if [ "$tool" = netmond ]; then
+  if is_netmond "$tool"; then
     status_snap "$dir/status.json"
     "$NETMONCTL" --socket "$SOCK" --json top --limit 0 >"$dir/top.json" || die "netmonctl top failed"
   fi
   stop_monitor "$dir"
 }
 
-memory_phase() {
+memory_phase() { # netmond tool (netmond-MODE)
   local dir="$WORK/memory" i n
   mkdir -p "$dir"
-  log "memory: $FLOWS_LIVE live flows, then a flood of $FLOOD_PACKETS distinct flows"
-  start_monitor netmond "$dir"
+  log "memory ($1): $FLOWS_LIVE live flows, then a flood of $FLOOD_PACKETS distinct flows"
+  start_monitor "$1" "$dir"
   status_snap "$dir/status_idle.json"
   cp "/proc/$MON_PID/status" "$dir/proc_idle"
   # A sink on the peer so it sends no ICMP port-unreachable (extra flows).
@@ -548,6 +603,9 @@ json.dump({
     "bandwhich_version": first_line(["$BANDWHICH", "--version"]) if "$BANDWHICH" else None,
     "nethogs_version": first_line(["nethogs", "-V"]) if "nethogs" in "${TOOLS[*]}" else None,
     "tools": "${TOOLS[*]}".split(),
+    "netmond_modes": "${MODES[*]}".split() if "$NETMOND" else [],
+    "memory_tool": "netmond-${MODES[0]}" if "$NETMOND" else None,
+    "peer_netns": "$NS_PEER",
     "iface": "$IF_MON", "clk_tck": $CLK_TCK, "iperf_secs": $IPERF_SECS,
     "curl_runs": $CURL_RUNS, "file_size": $FILE_SIZE,
     "rr_conns": $RR_CONNS, "rr_req": $RR_REQ, "rr_resp": $RR_RESP, "rr_rate": $RR_RATE,
@@ -558,7 +616,10 @@ EOF
 
 for t in "${TOOLS[@]}"; do bulk_phase "$t"; done
 for t in "${TOOLS[@]}"; do short_phase "$t"; done
-[ -z "${SKIP[netmond]:-}" ] && memory_phase
+# Memory in one mode only (the first asked for; eBPF by default): the flood
+# stresses the capture flow table, which both modes share.
+[ -z "${SKIP[netmond]:-}" ] && memory_phase "netmond-${MODES[0]}"
+python3 -c 'import json,sys; print(json.dumps(open("/proc/loadavg").read().split()[:3]))' >"$WORK/loadavg_end.json"
 
 echo "$(($(date +%s) - START))" >"$WORK/runtime_secs"
 report_args=("$WORK")

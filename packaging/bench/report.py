@@ -18,6 +18,13 @@ link sent in the run (the iperf3 client is the only sender in the namespace),
 plus one MSS (1448 bytes at the lab's MTU 1500) per retransmitted segment that
 iperf3 reports: retransmissions cross the wire again but are not in iperf3's
 sent count (0.05% of a run at ~15k retransmits).
+
+netmond is measured once per attribution mode, as tools named
+`netmond-ebpf` and `netmond-socket-lookup` (plain `netmond` in raw dirs of
+older runs). In eBPF mode most of its cost is kernel time in the sender's
+context, so besides the monitor's own CPU each run gives the whole machine's
+non-idle CPU per GB (/proc/stat over the same window) and its margin over
+the paired iperf3-alone run.
 """
 
 import argparse
@@ -35,6 +42,12 @@ MSS = 1500 - IP4 - TCP_TS  # lab veth MTU 1500
 OVERHEAD = {"l3": ETH, "l4": ETH + IP4, "frame": 0}
 HDR = {"l3": IP4 + TCP_TS, "l4": TCP_TS, "frame": ETH + IP4 + TCP_TS}
 UNIT = {"netmond": "l3", "bandwhich": "l4", "nethogs": "frame"}
+
+
+def base(tool):
+    """The program a tool name runs: netmond-ebpf and netmond-socket-lookup
+    are both netmond."""
+    return "netmond" if tool.startswith("netmond") else tool
 UNIT_TEXT = {"l3": "layer-3 bytes", "l4": "IP payload bytes", "frame": "frame bytes"}
 
 
@@ -129,6 +142,47 @@ def cpu_secs(a, b, clk):
     return (y - x) / clk
 
 
+def machine_ticks(path):
+    """(non-idle, all) clock ticks of the machine from a saved "cpu" line of
+    /proc/stat: user nice system idle iowait irq softirq steal [guest...];
+    guest time is already inside user, idle and iowait are not busy."""
+    f = read_text(path).split()
+    if len(f) < 9 or f[0] != "cpu":
+        return None
+    v = [int(x) for x in f[1:9]]
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7], sum(v))
+
+
+def machine_cpu(a, b, clk):
+    """Non-idle CPU seconds of the whole machine (all CPUs) between two
+    snapshots, and the busy share of the window."""
+    x, y = machine_ticks(a), machine_ticks(b)
+    if x is None or y is None:
+        return None, None
+    busy, total = y[0] - x[0], y[1] - x[1]
+    return busy / clk, (busy / total if total else None)
+
+
+def bpf_memlock(path):
+    """Kernel memory of netmond's eBPF maps and programs (memlock lines of the
+    fdinfo of its bpf descriptors, bytes) and how many maps / programs."""
+    t = read_text(path, None)
+    if t is None:
+        return None
+    maps = len(re.findall(r"^map_type:", t, re.M))
+    progs = len(re.findall(r"^prog_type:", t, re.M))
+    mem = sum(int(x) for x in re.findall(r"^memlock:\s+(\d+)", t, re.M))
+    return {"maps": maps, "programs": progs, "memlock_bytes": mem}
+
+
+def iperf_cpu(path):
+    """iperf3's own CPU figures (% of one CPU: client, server)."""
+    d = load(path) or {}
+    c = (d.get("end") or {}).get("cpu_utilization_percent") or {}
+    return {"client_total_pct": c.get("host_total"), "client_system_pct": c.get("host_system"),
+            "server_total_pct": c.get("remote_total")}
+
+
 # ------------------------------------------------------------ tool output
 
 
@@ -202,12 +256,25 @@ def bulk(raw, meta, tool):
                          if r["alone_gbps"] and r["gbps"] is not None else None)
     ld = link_delta(f"{d}/link_before.json", f"{d}/link_after.json")
     r["link"] = ld
-    unit = UNIT[tool]
+    unit = UNIT[base(tool)]
     r["unit"] = UNIT_TEXT[unit]
     cpu = cpu_secs(f"{d}/cpu_before", f"{d}/cpu_after", clk)
     r["cpu_secs"] = cpu
     r["gb_observed"] = ld and ld["bytes"] / 1e9  # link bytes, the same for every tool
     r["cpu_s_per_gb"] = cpu / r["gb_observed"] if cpu is not None and ld and ld["bytes"] else None
+    # The whole machine, this run and its paired alone run (same window).
+    mc, busy = machine_cpu(f"{d}/stat_before", f"{d}/stat_after", clk)
+    r["machine_cpu_secs"], r["machine_busy_share"] = mc, busy
+    r["machine_cpu_s_per_gb"] = mc / r["gb_observed"] if mc is not None and ld and ld["bytes"] else None
+    la = link_delta(f"{a}/link_before.json", f"{a}/link_after.json")
+    amc, abusy = machine_cpu(f"{a}/stat_before", f"{a}/stat_after", clk)
+    r["alone_machine_cpu_secs"], r["alone_machine_busy_share"] = amc, abusy
+    r["alone_machine_cpu_s_per_gb"] = amc / (la["bytes"] / 1e9) if amc is not None and la and la["bytes"] else None
+    r["marginal_machine_cpu_s_per_gb"] = (
+        r["machine_cpu_s_per_gb"] - r["alone_machine_cpu_s_per_gb"]
+        if r["machine_cpu_s_per_gb"] is not None and r["alone_machine_cpu_s_per_gb"] is not None else None)
+    r["iperf3_cpu"] = iperf_cpu(f"{d}/iperf.json")
+    r["alone_iperf3_cpu"] = iperf_cpu(f"{a}/iperf.json")
     ps = proc_status(f"{d}/proc_status")
     r["peak_rss_mb"] = mb(ps["VmHWM"])
     r["rss_mb"] = mb(ps["VmRSS"])
@@ -222,7 +289,9 @@ def bulk(raw, meta, tool):
     r["expected_iperf3_up_bytes"] = expected_up
     link_unit = in_unit(ld, unit) if ld else None
     r["link_bytes_in_unit"] = link_unit
-    if tool == "netmond":
+    if base(tool) == "netmond":
+        r["attribution"] = (load(f"{d}/status_start.json") or {}).get("attribution")
+        r["bpf"] = bpf_memlock(f"{d}/bpf_fdinfo")
         b = netmond_iface(load(f"{d}/status_before.json"), meta["iface"])
         e = netmond_iface(load(f"{d}/status_after.json"), meta["iface"])
         if b is not None and e is not None:
@@ -267,7 +336,7 @@ def short(raw, meta, tool):
     d = os.path.join(raw, f"short-{tool}")
     if not os.path.isdir(d):
         return None
-    unit = UNIT[tool]
+    unit = UNIT[base(tool)]
     clk = meta["clk_tck"]
     r = {"tool": tool, "unit": UNIT_TEXT[unit]}
     curls = [ln.split() for ln in read_text(f"{d}/curl.txt").splitlines() if ln.strip()]
@@ -283,10 +352,12 @@ def short(raw, meta, tool):
     rr = load(f"{d}/rr.json", {}) or {}
     r["rr"] = rr
     r["cpu_secs"] = cpu_secs(f"{d}/cpu_0", f"{d}/cpu_2", clk)
+    # Same workload for every tool: the machine's busy seconds compare them.
+    r["machine_cpu_secs"], r["machine_busy_share"] = machine_cpu(f"{d}/stat_0", f"{d}/stat_2", clk)
     ps = proc_status(f"{d}/proc_status")
     r["peak_rss_mb"] = mb(ps["VmHWM"])
     rr_pid = str(rr.get("pid"))
-    if tool == "netmond":
+    if base(tool) == "netmond":
         top = load(f"{d}/top.json")
         rows = top_rows(top)
         cu = [p for p in rows if p.get("name") == "curl"]
@@ -300,6 +371,7 @@ def short(raw, meta, tool):
         r["unattributed_reasons"] = {x.get("reason"): x.get("up_bytes", 0) + x.get("down_bytes", 0)
                                      for x in un.get("reasons", [])}
         st = load(f"{d}/status.json") or {}
+        r["attribution"] = st.get("attribution")
         r["attribution_p50_us"] = st.get("attribution_p50_us")
         r["attribution_p99_us"] = st.get("attribution_p99_us")
         r["coverage"] = st.get("coverage")
@@ -331,7 +403,7 @@ def memory(raw, meta):
     d = os.path.join(raw, "memory")
     if not os.path.isdir(d):
         return None
-    r = {}
+    r = {"tool": meta.get("memory_tool", "netmond")}
     idle = proc_status(f"{d}/proc_idle")
     k10 = proc_status(f"{d}/proc_10k")
     after = proc_status(f"{d}/proc_status")
@@ -353,6 +425,7 @@ def memory(raw, meta):
     # Seconds after the flood until flows_active + flows_evicted stopped
     # growing (every flood flow filed), as live.sh waited for it.
     r["flood_drain_secs"] = read_int(f"{d}/drain_secs")
+    r["bpf"] = bpf_memlock(f"{d}/bpf_fdinfo")
     r["packets_dropped_during_flood"] = sa.get("packets_dropped", 0) - s10.get("packets_dropped", 0)
     r["handoff_dropped_during_flood"] = sa.get("handoff_dropped", 0) - s10.get("handoff_dropped", 0)
     probes = []
@@ -390,33 +463,46 @@ def main():
         s = short(a.raw, meta, t)
         if s:
             res["short"][t] = s
-    if "netmond" in tools:
+    netmonds = [t for t in tools if base(t) == "netmond"]
+    if netmonds:
         res["memory"] = memory(a.raw, meta)
-        s = res["short"].get("netmond") or {}
-        res["attribution_latency_us"] = {"p50": s.get("attribution_p50_us"),
-                                         "p99": s.get("attribution_p99_us")}
+        # Per mode: the socket-lookup path's latency is the one with a target.
+        res["attribution_latency_us"] = {
+            t: {"p50": (res["short"].get(t) or {}).get("attribution_p50_us"),
+                "p99": (res["short"].get(t) or {}).get("attribution_p99_us")} for t in netmonds}
     alone = [b["alone_gbps"] for b in res["bulk"].values() if b.get("alone_gbps")]
     res["alone_gbps"] = {"mean": statistics.mean(alone) if alone else None,
                          "min": min(alone, default=None), "max": max(alone, default=None),
                          "runs": alone}
+    amc = [b["alone_machine_cpu_s_per_gb"] for b in res["bulk"].values()
+           if b.get("alone_machine_cpu_s_per_gb") is not None]
+    res["alone_machine_cpu_s_per_gb"] = {"mean": statistics.mean(amc) if amc else None,
+                                         "min": min(amc, default=None), "max": max(amc, default=None),
+                                         "runs": amc}
+    la = read_text(os.path.join(a.raw, "loadavg_end.json"), None)
+    res["loadavg_end"] = json.loads(la) if la else None
 
     # ------------------------------------------------------------ print
     w = sys.stdout.write
-    w("\nnetmon live benchmark  (%s, kernel %s, %s CPUs, load at start %s)\n" % (
+    w("\nnetmon live benchmark  (%s, kernel %s, %s CPUs, load at start %s, at end %s)\n" % (
         meta.get("started"), meta["host"]["kernel"], meta["host"]["cpus"],
-        " ".join(meta["host"]["loadavg_start"])))
+        " ".join(meta["host"]["loadavg_start"]), " ".join(res["loadavg_end"] or ["n/a"])))
     hdr = ["tool", "iperf3 Gbit/s", "slowdown %", "counted % of link", "credited to iperf3 %",
-           "CPU s/GB", "peak RSS MB"]
+           "tool CPU s/GB", "machine CPU s/GB", "marginal machine s/GB", "peak RSS MB"]
     rows = []
     al = res["alone_gbps"]
+    am = res["alone_machine_cpu_s_per_gb"]
     rows.append(["iperf3 alone", "%s (%s-%s)" % (fmt(al["mean"]), fmt(al["min"]), fmt(al["max"])),
-                 "-", "-", "-", "-", "-"])
+                 "-", "-", "-", "-", "%s (%s-%s)" % (fmt(am["mean"], "{:.3f}"), fmt(am["min"], "{:.3f}"),
+                                                     fmt(am["max"], "{:.3f}")), "-", "-"])
     for t in tools:
         b = res["bulk"].get(t)
         if not b:
             continue
         rows.append([t, fmt(b["gbps"]), fmt(b["slowdown_pct"], "{:.1f}"), fmt(b.get("counted_pct"), "{:.2f}"),
                      fmt(b.get("credited_pct"), "{:.2f}"), fmt(b["cpu_s_per_gb"], "{:.4f}"),
+                     fmt(b["machine_cpu_s_per_gb"], "{:.3f}"),
+                     fmt(b["marginal_machine_cpu_s_per_gb"], "{:+.3f}"),
                      fmt(b["peak_rss_mb"], "{:.1f}")])
     widths = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(len(hdr))]
     line = lambda r: "| " + " | ".join(str(c).ljust(widths[i]) for i, c in enumerate(r)) + " |\n"
@@ -425,42 +511,62 @@ def main():
     for r in rows:
         w(line(r))
     w("\n(slowdown: against the paired iperf3-alone run just before; counted and credited: in\n"
-      " each tool's own byte unit, see report.py; CPU s per GB of link bytes in the run)\n")
-    nb = res["bulk"].get("netmond")
-    if nb and nb.get("capture"):
+      " each tool's own byte unit, see report.py; CPU s per GB of link bytes in the run: the\n"
+      " tool's own process, the whole machine's non-idle time, and that minus the paired\n"
+      " iperf3-alone run's = the tool's marginal cost, kernel work included)\n")
+    for t in netmonds:
+        nb = res["bulk"].get(t)
+        if not (nb and nb.get("capture")):
+            continue
         c, ld = nb["capture"], nb["link"]
-        w("netmond on the veth: %d of %d link packets (%s%%), %d bytes = %s%% of link layer-3 bytes "
+        bp = nb.get("bpf") or {}
+        w("%s on the veth: %d of %d link packets (%s%%), %d bytes = %s%% of link layer-3 bytes "
           "(%s%% of link bytes with Ethernet headers), kernel drops %d; credited to iperf3 %s B = "
           "%s%% of iperf3 payload+headers, %s%% of link tx layer-3 bytes\n" % (
-              c["packets_counted"], ld["packets"], fmt(nb.get("counted_packets_pct")), c["bytes_counted"],
+              t, c["packets_counted"], ld["packets"], fmt(nb.get("counted_packets_pct")), c["bytes_counted"],
               fmt(nb.get("counted_pct")), fmt(nb.get("counted_pct_of_link_bytes_incl_ethernet")),
               nb.get("kernel_drops", 0), nb.get("credited_up_bytes"), fmt(nb.get("credited_pct")),
               fmt(nb.get("credited_pct_of_link_tx"))))
+        w("  attribution %s; eBPF %d maps + %d programs, %s MB locked kernel memory (outside RSS); "
+          "machine busy %s%% (alone %s%%); iperf3 CPU client %s%% + server %s%% "
+          "(alone %s%% + %s%%)\n" % (
+              nb.get("attribution"), bp.get("maps", 0), bp.get("programs", 0),
+              fmt(bp.get("memlock_bytes", 0) / 1048576.0, "{:.1f}"),
+              fmt(nb["machine_busy_share"] and 100 * nb["machine_busy_share"], "{:.0f}"),
+              fmt(nb["alone_machine_busy_share"] and 100 * nb["alone_machine_busy_share"], "{:.0f}"),
+              fmt(nb["iperf3_cpu"]["client_total_pct"], "{:.0f}"),
+              fmt(nb["iperf3_cpu"]["server_total_pct"], "{:.0f}"),
+              fmt(nb["alone_iperf3_cpu"]["client_total_pct"], "{:.0f}"),
+              fmt(nb["alone_iperf3_cpu"]["server_total_pct"], "{:.0f}")))
     w("\nshort-lived (credited to the process, % of the link bytes of the run in the tool's unit):\n")
     for t in tools:
         s = res["short"].get(t)
         if not s:
             continue
         who = ("%d curl pids" % s["curl_processes"]) if "curl_processes" in s else "matched by name"
-        w("  %-9s %d curl (%d ok): %s%% credited to curl (%s; down = %s%% of "
-          "%d x %d B payload); %s short TCP conns (%s ok): %s%% credited to the client; CPU %s s\n" % (
+        w("  %-21s %d curl (%d ok): %s%% credited to curl (%s; down = %s%% of "
+          "%d x %d B payload); %s short TCP conns (%s ok): %s%% credited to the client; CPU %s s "
+          "(machine %s s)\n" % (
               t, s["curl_runs"], s["curl_ok"], fmt(s["curl_credited_pct"], "{:.1f}"), who,
               fmt(s["curl_credited_down_pct_of_payload"], "{:.1f}"), meta["curl_runs"], meta["file_size"],
               meta["rr_conns"], s["rr"].get("conns_ok"), fmt(s["rr_credited_pct"], "{:.1f}"),
-              fmt(s["cpu_secs"])))
-        if t == "netmond":
-            w("            unattributed by reason (bytes): %s; coverage %s\n" % (
-                s.get("unattributed_reasons"), fmt(s.get("coverage"), "{:.4f}")))
-    if "netmond" in tools:
-        lat = res["attribution_latency_us"]
-        w("attribution latency (netmond status after the short-lived runs): p50 %s us, p99 %s us\n" % (
-            lat["p50"], lat["p99"]))
+              fmt(s["cpu_secs"]), fmt(s["machine_cpu_secs"])))
+        if base(t) == "netmond":
+            w("  %-21s unattributed by reason (bytes): %s; coverage %s\n" % (
+                "", s.get("unattributed_reasons"), fmt(s.get("coverage"), "{:.4f}")))
+    if netmonds:
+        for t, lat in res["attribution_latency_us"].items():
+            # eBPF records the owner when the socket is made: no lookup to time.
+            note = (" (no lookups: owners recorded at socket creation)"
+                    if (res["short"].get(t) or {}).get("attribution") == "ebpf" else "")
+            w("attribution latency (%s status after the short-lived runs): p50 %s us, p99 %s us%s\n" % (
+                t, lat["p50"], lat["p99"], note))
         m = res["memory"]
         if m:
             fl = m["flood"] or {}
-            w("memory: idle RSS %s MB (anon %s); %s live flows: RSS %s MB (HWM %s MB; anon %s MB, "
+            w("memory (%s): idle RSS %s MB (anon %s); %s live flows: RSS %s MB (HWM %s MB; anon %s MB, "
               "file-backed %s MB = mostly the mmapped pcap ring)\n" % (
-                fmt(m["idle_rss_mb"], "{:.1f}"), fmt(m["idle_anon_mb"], "{:.1f}"), m["flows_10k_active"],
+                m["tool"], fmt(m["idle_rss_mb"], "{:.1f}"), fmt(m["idle_anon_mb"], "{:.1f}"), m["flows_10k_active"],
                 fmt(m["flows_10k_rss_mb"], "{:.1f}"), fmt(m["flows_10k_hwm_mb"], "{:.1f}"),
                 fmt(m["flows_10k_anon_mb"], "{:.1f}"), fmt(m["flows_10k_file_mb"], "{:.1f}")))
             w("flood: %s distinct-flow datagrams in %s s: peak RSS %s MB (HWM), RSS after %s MB, "
