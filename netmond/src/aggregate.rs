@@ -322,8 +322,6 @@ pub struct Aggregator {
     /// Bytes of sockets in other network namespaces, held until a captured
     /// flow shows their traffic crosses this host (then credited) or dropped.
     foreign_wait: HashMap<FlowKey, Held>,
-    /// Bytes of other namespaces' sockets that never crossed a captured interface.
-    foreign_ignored: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -578,8 +576,6 @@ impl Aggregator {
                         since_ms: now_ms,
                     });
                     h.counts.add(&c);
-                } else {
-                    self.foreign_ignored += c.up_bytes + c.down_bytes;
                 }
                 continue;
             }
@@ -596,21 +592,9 @@ impl Aggregator {
         self.sock_index
             .retain(|_, e| now_ms - e.at_ms < SOCKET_INDEX_TTL_MS);
         self.match_sockets(now_ms);
-        let mut ignored = 0;
-        self.foreign_wait.retain(|_, h| {
-            let keep = now_ms - h.since_ms < SOCKET_MATCH_GRACE_MS * 2;
-            if !keep {
-                ignored += h.counts.up_bytes + h.counts.down_bytes;
-            }
-            keep
-        });
-        self.foreign_ignored += ignored;
-    }
-
-    /// Bytes of other namespaces' sockets left out because their traffic never
-    /// crossed a captured interface (socket mode).
-    pub fn foreign_ignored(&self) -> u64 {
-        self.foreign_ignored
+        // Never seen crossing this host: another machine's or namespace's business.
+        self.foreign_wait
+            .retain(|_, h| now_ms - h.since_ms < SOCKET_MATCH_GRACE_MS * 2);
     }
 
     fn credit_socket(

@@ -72,8 +72,6 @@ pub struct SockDelta {
     /// unconnected socket.
     pub endpoints: Option<(SocketAddr, SocketAddr)>,
     pub counts: Counts,
-    /// The socket was closed (its record is gone after this tick).
-    pub closed: bool,
     /// The socket lives in another network namespace than netmond's: it is
     /// this host's only if its traffic crosses a captured interface.
     pub foreign: bool,
@@ -243,7 +241,6 @@ impl SockAcct {
                     proto: r.protocol,
                     endpoints,
                     counts: seen.delta,
-                    closed: r.closed(),
                     foreign: r.netns_cookie != self.own_netns,
                 });
             }
