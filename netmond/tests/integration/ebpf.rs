@@ -9,9 +9,9 @@ use std::time::Duration;
 use crate::harness::*;
 
 /// Bytes credited for `payload` bytes of payload: at least the payload, at
-/// most 6% more (IP/TCP headers of a bulk transfer, plus the handshake).
+/// most the headers and handshake more (`tcp_credit_hi`).
 fn assert_credited(credited: u64, payload: u64, what: &str) {
-    let (lo, hi) = (payload, payload + payload * 6 / 100 + 16 * 1024);
+    let (lo, hi) = (payload, tcp_credit_hi(payload));
     assert!(
         (lo..=hi).contains(&credited),
         "{what}: credited {credited}, generator payload {payload} (allowed {lo}..={hi})"

@@ -755,6 +755,17 @@ pub fn settle(secs: u64, lo: u64, mut read: impl FnMut() -> u64) -> u64 {
 }
 
 /// `lo <= got <= hi`, with `what` and context in the message.
+/// The most a TCP transfer of `payload` bytes may be credited: IPv4/IPv6 and
+/// TCP headers with timestamps are 52–72 bytes a segment of up to 1448
+/// payload bytes on the lab's 1500-byte MTU, at most 5% when nothing is
+/// coalesced (eBPF sees each segment; pcap on veth often sees GSO
+/// super-packets and far less), plus 16 KiB for the handshake, the request
+/// line and the ACKs of the other direction. Counting a flow twice, or a
+/// forged length, lands far above it.
+pub fn tcp_credit_hi(payload: u64) -> u64 {
+    payload + payload * 6 / 100 + 16 * 1024
+}
+
 pub fn assert_between(got: u64, lo: u64, hi: u64, what: &str) {
     println!("{what}: {got} (allowed {lo}..={hi})");
     assert!(

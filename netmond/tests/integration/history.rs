@@ -84,10 +84,11 @@ fn export_by_name(d: &Daemon) -> BTreeMap<String, (u64, u64)> {
 }
 
 /// python3's upload in history against the generator: `uploads` runs of
-/// `n` payload bytes each, plus at most 2% and 64 KiB a run of overhead.
+/// `n` payload bytes each, plus at most the headers and handshake of each
+/// run (`tcp_credit_hi`).
 fn assert_uploaded(got: (u64, u64), uploads: u64, n: u64, what: &str) {
     let lo = uploads * n;
-    let hi = lo + lo / 50 + uploads * 64 * 1024;
+    let hi = uploads * tcp_credit_hi(n);
     assert!(
         (lo..=hi).contains(&got.0),
         "{what}: python3 up {}, generator sent {lo} (allowed ..={hi})",

@@ -147,7 +147,7 @@ fn process_with_a_non_utf8_name_is_credited_and_named_lossily() {
         )
     });
     let up = u(&p, "up_bytes");
-    let hi = N + N / 100 + 16 * 1024;
+    let hi = tcp_credit_hi(N);
     assert!((N..=hi).contains(&up), "credited {up} of {N}: {p}");
     eprintln!("odd name: credited {up} of {N} as {}", p["name"]);
     assert_eq!(p["name"], "nmx\u{fffd}\u{fffd}", "{p}");

@@ -132,8 +132,8 @@ fn scraped_process_counters_match_top_json() {
     };
     assert_eq!(now, (tu, td), "metrics vs top --json for python3");
     // And both agree with the generators: N bytes each way, plus the other
-    // side's request line and ACKs, well under 2% + 64 KiB.
-    let hi = N + N / 50 + 64 * 1024;
+    // side's request line and ACKs.
+    let hi = tcp_credit_hi(N);
     assert_between(now.0, N, hi, "scraped python3 up bytes");
     assert_between(now.1, N, hi, "scraped python3 down bytes");
 
