@@ -16,6 +16,8 @@ APT_PACKAGES=(
   dpkg-dev liblzma-dev lintian             # .deb build (cargo-deb) and its test
   iproute2 iputils-ping util-linux passwd procps  # lab namespaces, users, setpriv
   iperf3 python3 tmux sqlite3 systemd      # traffic, TUI test, DB shell, unit check
+  python3-seccomp                          # the unit's sandbox, emulated in the .deb test
+  mount e2fsprogs                          # storage fault tests (tmpfs, immutable dir)
   python3-venv python3-pip                 # Python client tests (venv)
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev  # eBPF attribution
 )
@@ -38,6 +40,7 @@ COMMAND_PACKAGES=(
   ip iproute2            ss iproute2
   ping iputils-ping
   setpriv util-linux     runuser util-linux
+  mount mount            umount mount             chattr e2fsprogs
   useradd passwd         userdel passwd           usermod passwd
   groupadd passwd        groupdel passwd
   kill procps            pgrep procps

@@ -414,9 +414,26 @@ fn self_test(ebpf: &mut Ebpf) -> Result<u64, SockAcctError> {
 fn open_cgroup2_root() -> Result<(String, std::fs::File), SockAcctError> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     if let Some(path) = rec::cgroup2_root(&text) {
-        return std::fs::File::open(&path)
-            .map(|f| (path.clone(), f))
-            .map_err(|source| SockAcctError::OpenCgroup { path, source });
+        let file = std::fs::File::open(&path).map_err(|source| SockAcctError::OpenCgroup {
+            path: path.clone(),
+            source,
+        })?;
+        // mountinfo also lists mounts that a later mount on a parent hides
+        // (a non-recursive bind of a hybrid host's /sys/fs/cgroup): the
+        // kernel would then refuse the plain directory with a bare EBADF.
+        let fs = nix::sys::statfs::fstatfs(&file).map_err(|e| SockAcctError::OpenCgroup {
+            path: path.clone(),
+            source: std::io::Error::from_raw_os_error(e as i32),
+        })?;
+        if fs.filesystem_type() != nix::sys::statfs::CGROUP2_SUPER_MAGIC {
+            return Err(SockAcctError::OpenCgroup {
+                path,
+                source: std::io::Error::other(
+                    "not a cgroup2 file system here (hidden by another mount)",
+                ),
+            });
+        }
+        return Ok((path, file));
     }
     let private = || -> Result<std::fs::File, SockAcctError> {
         use nix::mount::{mount, MsFlags};
