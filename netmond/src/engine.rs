@@ -309,12 +309,11 @@ impl Engine {
                 ..(*frame).clone()
             })
         };
-        if st.seq.is_multiple_of(10) {
-            if let Some(s) = &st.session {
-                if st.monitoring {
-                    self.store.session(s.clone());
-                }
-            }
+        // Every tick: the store keeps only the newest state and writes it at
+        // the next flush, so a crash loses at most one flush of the
+        // session's totals, as it does of everything else.
+        if let Some(s) = st.session.as_ref().filter(|_| st.monitoring) {
+            self.store.session(s.clone());
         }
         drop(st);
         for a in &frame.alerts {

@@ -559,9 +559,25 @@ impl Worker {
                     info!(sessions = n, "closed sessions left open by an earlier run")
                 }
                 Ok(_) => {}
+                Err(e) if is_corruption(&e) => {
+                    self.replace_corrupt(&e);
+                }
                 Err(e) => warn!(%e, "cannot close earlier sessions"),
             }
         }
+    }
+
+    /// A database that opened but whose pages turn out corrupt on use: the
+    /// same as one found corrupt when opened. True when a new one is open.
+    fn replace_corrupt(&mut self, e: &rusqlite::Error) -> bool {
+        // Close it first, so no handle writes into the renamed file.
+        self.conn = None;
+        if let Err(err) = move_aside(&self.path, e) {
+            self.set_health("failed", format_chain(&err));
+            return false;
+        }
+        self.last_open_attempt = None;
+        self.ensure_open()
     }
 
     /// Moves what was gathered into the pending queue and writes the queue.
@@ -583,7 +599,13 @@ impl Worker {
             self.set_health("failed", err);
             return;
         }
-        match self.write_pending() {
+        let mut written = self.write_pending();
+        if let Err(e) = &written {
+            if is_corruption(e) && self.replace_corrupt(e) {
+                written = self.write_pending();
+            }
+        }
+        match written {
             Ok(()) => self.set_health("ok", String::new()),
             Err(e) => {
                 let busy = matches!(
@@ -741,17 +763,7 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     match open_and_migrate(path) {
         Ok(c) => Ok(c),
         Err(e) if is_corruption(&e) => {
-            let aside = aside_name(path);
-            error!(db = %path.display(), moved_to = %aside.display(), error = %e, "database is corrupt; moving it aside and starting a new one");
-            std::fs::rename(path, &aside).map_err(|source| StoreError::MoveAside {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            for suffix in ["-wal", "-shm"] {
-                let mut p = path.as_os_str().to_owned();
-                p.push(suffix);
-                let _ = std::fs::remove_file(Path::new(&p));
-            }
+            move_aside(path, &e)?;
             open_and_migrate(path).map_err(|source| StoreError::Open {
                 path: path.to_path_buf(),
                 source,
@@ -762,6 +774,23 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
             source,
         }),
     }
+}
+
+/// Renames a corrupt database (and drops its WAL and index files) so that a
+/// new one can take its place; the old file stays for inspection.
+fn move_aside(path: &Path, e: &rusqlite::Error) -> Result<(), StoreError> {
+    let aside = aside_name(path);
+    error!(db = %path.display(), moved_to = %aside.display(), error = %e, "database is corrupt; moving it aside and starting a new one");
+    std::fs::rename(path, &aside).map_err(|source| StoreError::MoveAside {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    for suffix in ["-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(Path::new(&p));
+    }
+    Ok(())
 }
 
 fn is_corruption(e: &rusqlite::Error) -> bool {
@@ -950,6 +979,56 @@ mod fault_tests {
     fn state(w: &Worker) -> (&'static str, u64) {
         let h = w.health.lock().unwrap();
         (h.state, h.pending)
+    }
+
+    #[test]
+    fn pages_found_corrupt_on_write_move_the_file_aside_and_keep_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.db");
+        let mut w = worker(&p);
+        w.handle(Cmd::Tick(Box::new(tick(
+            0,
+            1,
+            vec![proc_tick(1, "a", 100, 0, "tcp")],
+        ))));
+        w.flush();
+        assert_eq!(state(&w), ("ok", 0));
+        // Close, overwrite the root page of every table and index, open
+        // again: the schema is intact, so SQLite opens it and fails on use.
+        w.conn = None;
+        let roots: Vec<i64> = {
+            let c = Connection::open(&p).unwrap();
+            let mut st = c
+                .prepare("SELECT rootpage FROM sqlite_master WHERE rootpage > 1")
+                .unwrap();
+            let roots = st.query_map([], |r| r.get(0)).unwrap();
+            roots.map(Result::unwrap).collect()
+        };
+        let mut bytes = std::fs::read(&p).unwrap();
+        for page in roots {
+            let at = (page as usize - 1) * 4096;
+            for (i, b) in bytes[at..at + 4096].iter_mut().enumerate() {
+                *b = (i as u8).wrapping_mul(37) ^ 0x5a;
+            }
+        }
+        std::fs::write(&p, &bytes).unwrap();
+        w.last_open_attempt = None;
+        assert!(w.ensure_open(), "the schema alone opens");
+        w.handle(Cmd::Tick(Box::new(tick(
+            60_000,
+            1,
+            vec![proc_tick(1, "a", 150, 0, "tcp")],
+        ))));
+        w.flush();
+        assert_eq!(state(&w), ("ok", 0));
+        let aside: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("t.db.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        // The new file holds the batch that met the corruption.
+        assert_eq!(stored_up(&p), 50);
     }
 
     #[test]

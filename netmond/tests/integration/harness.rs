@@ -165,6 +165,8 @@ pub struct DaemonOpts {
     pub exclude_netns: Vec<String>,
     /// A command the daemon runs under, e.g. `setpriv --bounding-set ...`.
     pub wrapper: Vec<String>,
+    /// The database path (default: `lib/netmon.db` in the daemon's temp dir).
+    pub db: Option<PathBuf>,
 }
 
 /// `extra` with `exclude_netns` set in its `[capture]` section (added if missing).
@@ -217,7 +219,10 @@ impl Daemon {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
         let socket = dir.path().join("run/netmond.sock");
-        let db = dir.path().join("lib/netmon.db");
+        let db = opts
+            .db
+            .clone()
+            .unwrap_or_else(|| dir.path().join("lib/netmon.db"));
         let config = dir.path().join("netmond.toml");
         let log = dir.path().join("netmond.log");
         let group = match &opts.group {
@@ -789,4 +794,42 @@ pub fn u(v: &serde_json::Value, k: &str) -> u64 {
     v.get(k)
         .and_then(serde_json::Value::as_u64)
         .unwrap_or_else(|| panic!("no unsigned field '{k}' in {v}"))
+}
+
+/// Uploads `n` bytes from the lab host to the peer's `gen::TCP_SERVER` on
+/// `port` with `gen::TCP_CLIENT`; returns the uploader's pid once it is done.
+pub fn upload(lab: &Lab, port: &str, n: u64) -> u32 {
+    let up = Lab::spawn_in(
+        &lab.host,
+        "python3",
+        &[
+            "-c",
+            gen::TCP_CLIENT,
+            &lab.peer_ip,
+            port,
+            "up",
+            &n.to_string(),
+        ],
+    );
+    let pid = up.id();
+    wait_output(up, 60);
+    pid
+}
+
+/// Polls `status` until the storage state is `want`; returns the storage object.
+pub fn wait_storage(d: &Daemon, want: &str, secs: u64) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let st = d.ctl_json(&["status"]);
+        if st["storage"]["state"] == want {
+            return st["storage"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "storage never became '{want}': {}\n{}",
+            st["storage"],
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -10,6 +10,7 @@ mod attribution;
 mod backbone;
 mod basic;
 mod ebpf;
+mod faults;
 mod flood;
 mod grpc_clients;
 mod history;
