@@ -552,7 +552,7 @@ impl Worker {
     fn close_crashed_sessions(&mut self) {
         if let Some(c) = &self.conn {
             match c.execute(
-                "UPDATE sessions SET ended_ms = updated_ms WHERE ended_ms = 0",
+                "UPDATE monitoring_sessions SET ended_ms = updated_ms WHERE ended_ms = 0",
                 [],
             ) {
                 Ok(n) if n > 0 => {
@@ -674,7 +674,7 @@ impl Worker {
         let conn = self.conn_ref()?;
         let limit = if limit == 0 { 1000 } else { limit };
         let mut stmt = conn.prepare_cached(
-            "SELECT id, started_ms, ended_ms, interfaces, up_bytes, down_bytes FROM sessions
+            "SELECT id, started_ms, ended_ms, interfaces, up_bytes, down_bytes FROM monitoring_sessions
              WHERE started_ms >= ?1 OR ended_ms = 0 OR ended_ms >= ?1 ORDER BY started_ms DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![since_ms, limit], |r| {

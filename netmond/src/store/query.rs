@@ -362,7 +362,7 @@ pub fn list_alerts(
     let mut stmt = conn.prepare_cached(
         "SELECT id, kind, state, direction, pid, start_time, process_name, exe, uid, user,
                 threshold, value, peak, started_ms, ended_ms, message
-         FROM alerts WHERE started_ms >= ?1 OR ended_ms = 0 OR ended_ms >= ?1
+         FROM alert_events WHERE started_ms >= ?1 OR ended_ms = 0 OR ended_ms >= ?1
          ORDER BY started_ms DESC LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![since_ms, limit], |r| {

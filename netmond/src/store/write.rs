@@ -247,7 +247,7 @@ pub fn write_sessions(
     now_ms: i64,
 ) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
-        "INSERT INTO sessions (id, started_ms, ended_ms, updated_ms, interfaces, up_bytes, down_bytes)
+        "INSERT INTO monitoring_sessions (id, started_ms, ended_ms, updated_ms, interfaces, up_bytes, down_bytes)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT(id) DO UPDATE SET ended_ms = excluded.ended_ms, updated_ms = excluded.updated_ms,
            interfaces = excluded.interfaces, up_bytes = excluded.up_bytes, down_bytes = excluded.down_bytes",
@@ -272,7 +272,7 @@ pub fn write_alerts(
     alerts: &BTreeMap<u64, v1::Alert>,
 ) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
-        "INSERT OR REPLACE INTO alerts (id, kind, state, direction, pid, start_time, process_name, exe,
+        "INSERT OR REPLACE INTO alert_events (id, kind, state, direction, pid, start_time, process_name, exe,
            uid, user, threshold, value, peak, started_ms, ended_ms, message)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?;
@@ -355,7 +355,7 @@ pub fn apply_retention(
     }
     let cut = now_ms - i64::from(r.day_days) * DAY_MS;
     out.alerts = tx.execute(
-        "DELETE FROM alerts WHERE state != 1 AND started_ms < ?1",
+        "DELETE FROM alert_events WHERE state != 1 AND started_ms < ?1",
         [cut],
     )? as u64;
     if sweep {
