@@ -111,10 +111,15 @@ pub enum Command {
         /// The last DUR (30m, 2h, 7d, 1w)
         #[arg(long, value_name = "DUR", value_parser = when::parse_duration)]
         since: Option<std::time::Duration>,
-        #[arg(long, value_enum, default_value_t = ReportBy::Process)]
-        by: ReportBy,
+        /// What a row is [default: process]
+        #[arg(long, value_enum)]
+        by: Option<ReportBy>,
+        /// Rows (per period with --every)
         #[arg(long, short = 'n', default_value_t = 10, value_name = "N")]
         limit: u32,
+        /// One row of totals per UTC hour, day or calendar month (UTC for now); with --by, each period's top rows
+        #[arg(long, value_enum, value_name = "PERIOD")]
+        every: Option<Every>,
     },
     /// Export per-minute history as CSV or JSON, streamed
     Export {
@@ -227,6 +232,24 @@ pub enum ReportBy {
     User,
     Category,
     Container,
+}
+
+/// Calendar periods of `report --every`, in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Every {
+    Hour,
+    Day,
+    Month,
+}
+
+impl Every {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Every::Hour => "hour",
+            Every::Day => "day",
+            Every::Month => "month",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

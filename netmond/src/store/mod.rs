@@ -48,6 +48,8 @@ pub enum StoreError {
     Unavailable { path: PathBuf },
     #[error("empty range: since {since_ms} is not before until {until_ms}")]
     BadRange { since_ms: i64, until_ms: i64 },
+    #[error("the report would have {periods} periods; at most {max} (use a shorter range or a longer period)")]
+    TooManyPeriods { periods: i64, max: i64 },
 }
 
 /// One monitoring session as stored.

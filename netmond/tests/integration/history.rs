@@ -514,3 +514,50 @@ fn the_sql_of_older_tools_reads_real_traffic_from_the_daemon_database() {
     );
     assert_eq!(a[0], utc_plus_3(int(&a[6]) as i64), "{a:?}");
 }
+
+#[test]
+fn report_every_hour_splits_real_traffic_at_utc_hours() {
+    let lab = Lab::new();
+    let d = lab.daemon(DaemonOpts {
+        config_extra: "[store]\nflush_interval_secs = 1\n".into(),
+        ..Default::default()
+    });
+    let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5404"]);
+    const N: u64 = 4 * 1024 * 1024;
+    let pid = upload(&lab, "5404", N);
+    settled_top(&d, pid, N);
+    let rep = d.ctl_json(&[
+        "report", "--since", "3h", "--every", "hour", "--by", "process", "--limit", "1000",
+    ]);
+    assert_eq!(rep["every"], "hour", "{rep}");
+    let periods = rep["periods"].as_array().expect("periods[]");
+    // 3 hours from a time inside an hour: 3 whole hours and 2 cut ones at most.
+    assert!((3..=4).contains(&periods.len()), "{rep}");
+    let ms = |v: &serde_json::Value| -> i64 {
+        let s = v.as_str().expect("an RFC 3339 time");
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .expect("RFC 3339")
+            .unix_timestamp()
+            * 1000
+    };
+    assert_eq!(periods[0]["since"], rep["since"]);
+    let (mut up, mut total) = (0, 0);
+    for (i, p) in periods.iter().enumerate() {
+        if i > 0 {
+            assert_eq!(p["since"], periods[i - 1]["until"], "contiguous: {rep}");
+            assert_eq!(ms(&p["since"]) % 3_600_000, 0, "starts on an hour: {p}");
+        }
+        total += u(&p["totals"], "total_bytes");
+        for r in p["rows"].as_array().into_iter().flatten() {
+            if r["key"] == "python3" {
+                up += u(r, "up_bytes");
+            }
+        }
+    }
+    assert_eq!(
+        total,
+        u(&rep["totals"], "total_bytes"),
+        "periods add up: {rep}"
+    );
+    assert_between(up, N, tcp_credit_hi(N), "python3 upload over the hours");
+}
