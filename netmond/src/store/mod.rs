@@ -84,7 +84,6 @@ enum Cmd {
     Tick(Box<TickRecord>),
     Session(SessionRecord),
     Alert(Box<v1::Alert>),
-    SaveThresholds(Vec<v1::Threshold>),
     ListSessions {
         since_ms: i64,
         limit: u32,
@@ -95,7 +94,6 @@ enum Cmd {
         limit: u32,
         reply: Reply<Vec<v1::Alert>>,
     },
-    LoadThresholds(Reply<Vec<v1::Threshold>>),
     Report {
         req: v1::ReportRequest,
         reply: Reply<v1::ReportReply>,
@@ -112,8 +110,6 @@ pub struct StoreOptions {
     /// `privacy.history_hosts`: false = no remote addresses or host names are
     /// written (only per-process and per-interface samples).
     pub history_hosts: bool,
-    /// `privacy.export_addresses`: how export rows show remote addresses.
-    pub export_addresses: crate::privacy::AddrExport,
 }
 
 impl Default for StoreOptions {
@@ -122,7 +118,6 @@ impl Default for StoreOptions {
             flush_interval: Duration::from_secs(10),
             retention: Retention::default(),
             history_hosts: true,
-            export_addresses: crate::privacy::AddrExport::Full,
         }
     }
 }
@@ -136,7 +131,6 @@ pub struct Store {
     dropped_ticks: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
     history_hosts: bool,
-    export_addresses: crate::privacy::AddrExport,
 }
 
 const QUEUE: usize = 4096;
@@ -162,7 +156,7 @@ impl Store {
         }));
         let h = health.clone();
         let p = path.to_path_buf();
-        let (history_hosts, export_addresses) = (opts.history_hosts, opts.export_addresses);
+        let history_hosts = opts.history_hosts;
         let thread = std::thread::Builder::new()
             .name("netmond-store".into())
             .spawn(move || Worker::new(p, h, opts).run(rx))
@@ -175,7 +169,6 @@ impl Store {
             dropped_ticks: Arc::new(AtomicU64::new(0)),
             thread,
             history_hosts,
-            export_addresses,
         }
     }
 
@@ -220,11 +213,6 @@ impl Store {
     /// Records an alert, inserting it or updating the row with its id.
     pub fn record_alert(&self, a: v1::Alert) {
         self.send(Cmd::Alert(Box::new(a)));
-    }
-
-    /// Replaces every stored threshold of source "api" with the "api" ones in `list`.
-    pub fn save_thresholds(&self, list: Vec<v1::Threshold>) {
-        self.send(Cmd::SaveThresholds(list));
     }
 
     fn send(&self, cmd: Cmd) {
@@ -272,10 +260,6 @@ impl Store {
         .await
     }
 
-    pub async fn load_thresholds(&self) -> Result<Vec<v1::Threshold>, StoreError> {
-        self.ask(Cmd::LoadThresholds).await
-    }
-
     /// Everything pending is written first, so the report covers up to now.
     pub async fn report(&self, req: v1::ReportRequest) -> Result<v1::ReportReply, StoreError> {
         self.ask(|reply| Cmd::Report { req, reply }).await
@@ -297,7 +281,6 @@ impl Store {
         };
         let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER);
         let path = self.path.clone();
-        let mask = crate::privacy::ExportMask::new(self.export_addresses);
         // Only the queries run on the blocking pool, one short chunk at a
         // time; rows are sent from here, so a client that stops reading holds
         // no thread (an unread export used to pin one until the pool ran dry).
@@ -329,8 +312,7 @@ impl Store {
                 if rows.is_empty() {
                     return debug!(rows = sent, "export finished");
                 }
-                for mut row in rows {
-                    mask.row(&mut row);
+                for row in rows {
                     if tx.send(Ok(row)).await.is_err() {
                         return debug!(rows = sent, "export ended by the client");
                     }
@@ -383,7 +365,6 @@ struct Worker {
     /// so a write that fails is simply retried with the newest state.
     pending_sessions: BTreeMap<u64, SessionRecord>,
     pending_alerts: BTreeMap<u64, v1::Alert>,
-    pending_thresholds: Option<Vec<v1::Threshold>>,
     ids: Ids,
     last_open_attempt: Option<Instant>,
     last_retention: Option<Instant>,
@@ -403,7 +384,6 @@ impl Worker {
             dropped_batches: 0,
             pending_sessions: BTreeMap::new(),
             pending_alerts: BTreeMap::new(),
-            pending_thresholds: None,
             ids: Ids::default(),
             last_open_attempt: None,
             last_retention: None,
@@ -446,7 +426,6 @@ impl Worker {
             Cmd::Alert(a) => {
                 self.pending_alerts.insert(a.id, *a);
             }
-            Cmd::SaveThresholds(list) => self.pending_thresholds = Some(list),
             Cmd::ListSessions {
                 since_ms,
                 limit,
@@ -465,10 +444,6 @@ impl Worker {
                     self.conn_ref()
                         .and_then(|c| query::list_alerts(c, since_ms, limit)),
                 );
-            }
-            Cmd::LoadThresholds(reply) => {
-                self.flush();
-                let _ = reply.send(self.conn_ref().and_then(query::load_thresholds));
             }
             Cmd::Report { req, reply } => {
                 self.flush();
@@ -602,7 +577,6 @@ impl Worker {
         if self.pending.is_empty()
             && self.pending_sessions.is_empty()
             && self.pending_alerts.is_empty()
-            && self.pending_thresholds.is_none()
         {
             return Ok(());
         }
@@ -614,9 +588,6 @@ impl Worker {
         let mut staged = Ids::default();
         write::write_sessions(&tx, &self.pending_sessions, now)?;
         write::write_alerts(&tx, &self.pending_alerts)?;
-        if let Some(t) = &self.pending_thresholds {
-            write::write_thresholds(&tx, t)?;
-        }
         for b in &self.pending {
             write::write_batch(&tx, b, &self.ids, &mut staged, now)?;
         }
@@ -625,7 +596,6 @@ impl Worker {
         self.pending.clear();
         self.pending_sessions.clear();
         self.pending_alerts.clear();
-        self.pending_thresholds = None;
         Ok(())
     }
 
@@ -1055,7 +1025,7 @@ mod fault_tests {
     }
 
     #[tokio::test]
-    async fn ticks_alerts_and_thresholds_round_trip_through_the_thread() {
+    async fn ticks_and_alerts_round_trip_through_the_thread() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.db");
         let s = Store::start(&p, StoreOptions::default());
@@ -1068,13 +1038,6 @@ mod fault_tests {
             started_ms: now,
             ..Default::default()
         });
-        s.save_thresholds(vec![v1::Threshold {
-            id: 9,
-            kind: 1,
-            value: 5,
-            source: "api".into(),
-            ..Default::default()
-        }]);
         let rep = s
             .report(v1::ReportRequest {
                 since_ms: now - 60_000,
@@ -1085,7 +1048,6 @@ mod fault_tests {
         assert_eq!(rep.rows.len(), 1);
         assert_eq!((rep.rows[0].up_bytes, rep.rows[0].down_bytes), (100, 50));
         assert_eq!(s.list_alerts(now - 1, 0).await.unwrap()[0].id, 3);
-        assert_eq!(s.load_thresholds().await.unwrap()[0].id, 9);
         let mut rx = s.export(0, 0).await;
         let row = rx.recv().await.unwrap().unwrap();
         assert_eq!(row.up_bytes, 100);

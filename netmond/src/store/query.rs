@@ -1,5 +1,5 @@
 //! Reading history: reports over the finest tables that cover a range,
-//! alerts and thresholds, and the chunked export reader (own connection).
+//! alerts, and the chunked export reader (own connection).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -475,26 +475,6 @@ pub fn list_alerts(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn load_thresholds(conn: &Connection) -> Result<Vec<v1::Threshold>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, kind, direction, value, process_name, pid, source, created_ms
-         FROM thresholds ORDER BY id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(v1::Threshold {
-            id: u(r.get(0)?),
-            kind: r.get(1)?,
-            direction: r.get(2)?,
-            value: u(r.get(3)?),
-            process_name: r.get(4)?,
-            pid: r.get(5)?,
-            source: r.get(6)?,
-            created_ms: r.get(7)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 /// Reads the per-minute process samples of [since, until) `chunk` rows per
 /// query on a read-only connection of its own, so no read transaction stays
 /// open and memory stays flat. Each call to [`ExportReader::next_chunk`] is
@@ -939,7 +919,6 @@ mod tests {
         since: i64,
         until: i64,
         chunk: u32,
-        mask: &crate::privacy::ExportMask,
         tx: &tokio::sync::mpsc::Sender<Result<v1::ExportRow, StoreError>>,
     ) -> Result<u64, StoreError> {
         let mut reader = ExportReader::open(path, since, until, chunk)?;
@@ -949,8 +928,7 @@ mod tests {
             if rows.is_empty() {
                 return Ok(sent);
             }
-            for mut row in rows {
-                mask.row(&mut row);
+            for row in rows {
                 if tx.blocking_send(Ok(row)).is_err() {
                     return Ok(sent);
                 }
@@ -967,17 +945,7 @@ mod tests {
         let since = NOW - 10 * MINUTE_MS;
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
         let p = path.clone();
-        let reader = std::thread::spawn(move || {
-            export_rows(
-                &p,
-                since,
-                NOW,
-                3,
-                &crate::privacy::ExportMask::new(Default::default()),
-                &tx,
-            )
-            .unwrap()
-        });
+        let reader = std::thread::spawn(move || export_rows(&p, since, NOW, 3, &tx).unwrap());
         let mut rows = Vec::new();
         while let Some(r) = rx.blocking_recv() {
             rows.push(r.unwrap());
@@ -999,17 +967,7 @@ mod tests {
         assert_eq!(first_big.protocols, vec!["https".to_owned()]);
         // A client that reads two rows and goes away ends the export.
         let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-        let reader = std::thread::spawn(move || {
-            export_rows(
-                &path,
-                0,
-                NOW,
-                3,
-                &crate::privacy::ExportMask::new(Default::default()),
-                &tx,
-            )
-            .unwrap()
-        });
+        let reader = std::thread::spawn(move || export_rows(&path, 0, NOW, 3, &tx).unwrap());
         rx.blocking_recv().unwrap().unwrap();
         rx.blocking_recv().unwrap().unwrap();
         drop(rx);

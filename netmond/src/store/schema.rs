@@ -218,6 +218,9 @@ pub const MIGRATIONS: &[&str] = &[
              CASE direction WHEN 1 THEN 'up' WHEN 2 THEN 'down' WHEN 3 THEN 'total' ELSE '' END AS direction,
              pid, process_name, value, threshold, peak, started_ms, ended_ms, message
       FROM alert_events;",
+    // 6: threshold rules live in one place, `thresholds.json` beside the
+    // database (with the seen-executables set); this table was never written.
+    "DROP TABLE thresholds;",
 ];
 
 #[cfg(test)]
@@ -478,7 +481,8 @@ mod tests {
         );
         let tables = rows(
             &c,
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('sessions', 'alerts')",
+            "SELECT name FROM sqlite_master WHERE type = 'table'
+               AND name IN ('sessions', 'alerts', 'thresholds')",
         );
         assert!(tables.is_empty(), "{tables:?}");
     }

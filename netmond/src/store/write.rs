@@ -1,5 +1,5 @@
 //! Writing: per-minute samples with their hourly and daily rollups (upserts in
-//! one transaction), sessions, alerts, thresholds; retention and VACUUM.
+//! one transaction), sessions, alerts; retention and VACUUM.
 //! Runs only on the store thread.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -300,30 +300,6 @@ pub fn write_alerts(
     Ok(())
 }
 
-/// Replaces every threshold of source "api" with `list` (its "api" rows).
-pub fn write_thresholds(tx: &Transaction<'_>, list: &[v1::Threshold]) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM thresholds WHERE source = 'api'", [])?;
-    let mut stmt = tx.prepare_cached(
-        "INSERT OR REPLACE INTO thresholds (id, kind, direction, value, process_name, pid, source, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'api', ?7)",
-    )?;
-    for t in list
-        .iter()
-        .filter(|t| t.source.is_empty() || t.source == "api")
-    {
-        stmt.execute(params![
-            i(t.id),
-            t.kind,
-            t.direction,
-            i(t.value),
-            t.process_name,
-            t.pid,
-            t.created_ms
-        ])?;
-    }
-    Ok(())
-}
-
 /// Rows removed by one retention pass.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pruned {
@@ -529,24 +505,9 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn thresholds_of_the_api_are_replaced_and_alerts_upserted() {
+    fn alerts_are_upserted_by_id() {
         let (_d, mut c) = db();
-        let t = |id, source: &str| v1::Threshold {
-            id,
-            kind: 1,
-            direction: 3,
-            value: 100,
-            source: source.into(),
-            ..Default::default()
-        };
-        c.execute(
-            "INSERT INTO thresholds (id, kind, direction, value, source, created_ms) VALUES (99, 1, 3, 5, 'config', 0)",
-            [],
-        )
-        .unwrap();
         let tx = c.transaction().unwrap();
-        write_thresholds(&tx, &[t(1, "api"), t(2, "api")]).unwrap();
-        write_thresholds(&tx, &[t(3, "api"), t(4, "config")]).unwrap();
         let mut a = BTreeMap::new();
         a.insert(
             7,
@@ -564,14 +525,6 @@ pub(crate) mod tests {
         a.get_mut(&7).unwrap().peak = 50;
         write_alerts(&tx, &a).unwrap();
         tx.commit().unwrap();
-        let ids: Vec<i64> = c
-            .prepare("SELECT id FROM thresholds ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(ids, vec![3, 99]);
         let (state, peak, ty): (String, i64, String) = c
             .query_row("SELECT state, peak, type FROM alert_log", [], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
