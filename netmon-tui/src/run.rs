@@ -310,6 +310,7 @@ async fn execute(effect: Effect, mut c: Client) -> Msg {
                     until_ms: 0,
                     group_by: v1::GroupBy::Process as i32,
                     limit: 50,
+                    ..Default::default()
                 })
                 .await
                 .map(tonic::Response::into_inner)

@@ -111,10 +111,15 @@ pub enum Command {
         /// The last DUR (30m, 2h, 7d, 1w)
         #[arg(long, value_name = "DUR", value_parser = when::parse_duration)]
         since: Option<std::time::Duration>,
-        #[arg(long, value_enum, default_value_t = ReportBy::Process)]
-        by: ReportBy,
+        /// What a row is [default: process]
+        #[arg(long, value_enum)]
+        by: Option<ReportBy>,
+        /// Rows (per period with --every)
         #[arg(long, short = 'n', default_value_t = 10, value_name = "N")]
         limit: u32,
+        /// One row of totals per UTC hour, day or calendar month (UTC for now); with --by, each period's top rows
+        #[arg(long, value_enum, value_name = "PERIOD")]
+        every: Option<Every>,
     },
     /// Export per-minute history as CSV or JSON, streamed
     Export {
@@ -229,6 +234,24 @@ pub enum ReportBy {
     Container,
 }
 
+/// Calendar periods of `report --every`, in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Every {
+    Hour,
+    Day,
+    Month,
+}
+
+impl Every {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Every::Hour => "hour",
+            Every::Day => "day",
+            Every::Month => "month",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
     /// RFC 4180 CSV with a header row
@@ -264,6 +287,160 @@ mod tests {
                 .is_err()
         );
         assert!(Cli::try_parse_from(["netmonctl", "threshold", "clear", "--pid", "3"]).is_ok());
+    }
+
+    /// A flag as written in a synopsis: its values (`[]` for a switch;
+    /// `["N"]`, or the choices `["up", "down"]`).
+    type Flags = std::collections::BTreeMap<String, Vec<String>>;
+
+    /// The flags of one synopsis segment (`top [--limit N] [--sort up|down]`,
+    /// `--all|--id N|--pid PID`): a flag's values are the leading
+    /// non-flag alternatives of the next word.
+    fn synopsis_flags(words: &[&str]) -> Flags {
+        let mut flags = Flags::new();
+        for (i, w) in words.iter().enumerate() {
+            let pieces: Vec<&str> = w.split('|').collect();
+            for (k, p) in pieces.iter().enumerate() {
+                let Some(name) = p.strip_prefix("--") else {
+                    continue;
+                };
+                // A value is inside the flag's brackets: `[--json] <command>` has none.
+                let values = match words.get(i + 1).filter(|n| **n != "]") {
+                    Some(next) if k == pieces.len() - 1 => next
+                        .split('|')
+                        .take_while(|v| !v.starts_with("--"))
+                        .map(str::to_owned)
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                flags.insert(name.to_owned(), values);
+            }
+        }
+        flags
+    }
+
+    /// `netmonctl` commands in README's synopsis: "top" or "threshold set"
+    /// -> its flags; "" -> the global ones.
+    fn readme_synopsis() -> std::collections::BTreeMap<String, Flags> {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("```\nnetmonctl [")
+            .expect("README has the netmonctl synopsis block");
+        let block = &readme[start + 4..];
+        let block = &block[..block.find("```").expect("the block ends")];
+        // Continuation lines start with '|' or '['.
+        let mut lines: Vec<String> = Vec::new();
+        for l in block.lines() {
+            let t = l.trim();
+            match lines.last_mut() {
+                Some(last) if t.starts_with('|') || t.starts_with('[') => {
+                    last.push(' ');
+                    last.push_str(t);
+                }
+                _ => lines.push(t.to_owned()),
+            }
+        }
+        let top: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        let mut out = std::collections::BTreeMap::new();
+        let clean = |s: &str| s.replace('[', " ").replace(']', " ] ").replace("...", " ");
+        let first = clean(&lines[0]);
+        let words: Vec<&str> = first.split_whitespace().collect();
+        out.insert(String::new(), synopsis_flags(&words));
+        for line in &lines[1..] {
+            let mut parent = String::new();
+            for seg in line.split(" | ") {
+                let seg = clean(seg);
+                let words: Vec<&str> = seg.split_whitespace().collect();
+                let Some(&name) = words.first() else { continue };
+                let (key, rest) = if top.iter().any(|t| t == name) {
+                    parent = name.to_owned();
+                    let sub = Cli::command()
+                        .find_subcommand(name)
+                        .is_some_and(|c| c.has_subcommands());
+                    if sub {
+                        (format!("{name} {}", words[1]), &words[2..])
+                    } else {
+                        (name.to_owned(), &words[1..])
+                    }
+                } else {
+                    (format!("{parent} {name}"), &words[1..])
+                };
+                assert!(
+                    out.insert(key.clone(), synopsis_flags(rest)).is_none(),
+                    "{key} twice"
+                );
+            }
+        }
+        out
+    }
+
+    /// The same from clap: every leaf command's long flags and their values.
+    fn clap_synopsis() -> std::collections::BTreeMap<String, Flags> {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let flags = |c: &clap::Command, globals: bool| -> Flags {
+            c.get_arguments()
+                .filter(|a| a.is_global_set() == globals)
+                .filter_map(|a| {
+                    let long = a.get_long()?;
+                    if matches!(long, "help" | "version") {
+                        return None;
+                    }
+                    let values = if !a.get_action().takes_values() {
+                        Vec::new()
+                    } else if !a.get_possible_values().is_empty() {
+                        a.get_possible_values()
+                            .iter()
+                            .map(|v| v.get_name().to_owned())
+                            .collect()
+                    } else {
+                        a.get_value_names()
+                            .map(|v| v.iter().map(ToString::to_string).collect())
+                            .unwrap_or_else(|| vec![a.get_id().as_str().to_uppercase()])
+                    };
+                    Some((long.to_owned(), values))
+                })
+                .collect()
+        };
+        let mut out = std::collections::BTreeMap::new();
+        out.insert(String::new(), flags(&cmd, true));
+        for c in cmd.get_subcommands().filter(|c| c.get_name() != "help") {
+            if c.has_subcommands() {
+                for s in c.get_subcommands().filter(|s| s.get_name() != "help") {
+                    out.insert(
+                        format!("{} {}", c.get_name(), s.get_name()),
+                        flags(s, false),
+                    );
+                }
+            } else {
+                out.insert(c.get_name().to_owned(), flags(c, false));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn readme_synopsis_is_the_help() {
+        let readme = readme_synopsis();
+        let clap = clap_synopsis();
+        for (cmd, want) in &clap {
+            let got = readme
+                .get(cmd)
+                .unwrap_or_else(|| panic!("README's synopsis lacks '{cmd}'"));
+            assert_eq!(
+                got, want,
+                "README's synopsis of '{cmd}' differs from --help"
+            );
+        }
+        for cmd in readme.keys() {
+            assert!(
+                clap.contains_key(cmd),
+                "README's synopsis has '{cmd}', --help does not"
+            );
+        }
     }
 
     #[test]

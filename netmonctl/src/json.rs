@@ -733,9 +733,24 @@ pub struct ReportJson {
     pub until: Option<String>,
     /// The `--by` value.
     pub by: &'static str,
+    /// The `--every` value; `null` without it.
+    pub every: Option<&'static str>,
     pub totals: ReportTotalsJson,
     pub rows: Vec<ReportRowJson>,
     /// Rows beyond `--limit`, folded; `null` when nothing was folded.
+    pub others: Option<ReportRowJson>,
+    /// With `--every`: one per UTC period, oldest first; `[]` without it.
+    pub periods: Vec<ReportPeriodJson>,
+}
+
+/// One period of `report --every`: grouped and limited like the whole range,
+/// shares of the period's total.
+#[derive(Debug, Serialize)]
+pub struct ReportPeriodJson {
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub totals: ReportTotalsJson,
+    pub rows: Vec<ReportRowJson>,
     pub others: Option<ReportRowJson>,
 }
 
@@ -744,6 +759,16 @@ pub struct ReportTotalsJson {
     pub up_bytes: u64,
     pub down_bytes: u64,
     pub total_bytes: u64,
+}
+
+impl ReportTotalsJson {
+    pub fn new(up_bytes: u64, down_bytes: u64) -> Self {
+        ReportTotalsJson {
+            up_bytes,
+            down_bytes,
+            total_bytes: up_bytes.saturating_add(down_bytes),
+        }
+    }
 }
 
 /// One per-minute sample of one process, as a JSON export element.

@@ -626,7 +626,6 @@ impl FileConfig {
             "privacy",
             &[
                 ("history_hosts", "Keep remote addresses and host names in the history database; false stores only per-process (and per-interface) totals.", d.privacy.history_hosts.to_string()),
-                ("export_addresses", "How `export` shows remote addresses: \"full\", \"hash\" (a pseudonym keyed per export: equal within one export, unlinkable across) or \"truncate\" (the /24 or /48 network). Host names are left out unless \"full\".", q(d.privacy.export_addresses.as_str())),
             ],
         );
         out
@@ -668,7 +667,6 @@ impl Config {
                 day_days: self.store.daily_retention_days,
             },
             history_hosts: self.privacy.history_hosts,
-            export_addresses: self.privacy.export_addresses,
         }
     }
 
@@ -851,7 +849,10 @@ mod tests {
         let c = Config::resolve(f, None, Overrides::default()).unwrap();
         let o = c.store_options();
         assert!(!o.history_hosts);
-        assert_eq!(o.export_addresses, crate::privacy::AddrExport::Truncate);
+        assert!(
+            c.privacy.deprecation().is_some(),
+            "export_addresses is warned about"
+        );
         assert!(crate::store::StoreOptions::default().history_hosts);
         let msg = FileConfig::parse("[privacy]\nhistory_hosts = 1\n", Path::new("t"))
             .expect_err("bad value")

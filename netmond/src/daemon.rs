@@ -85,6 +85,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     init_logging(&cfg.daemon.log_level);
+    if let Some(w) = cfg.privacy.deprecation() {
+        warn!("{w}");
+    }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
     if !nix::unistd::geteuid().is_root() {
         warn!("not running as root: packet capture and attribution will not work");

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use netmon_proto::v1;
 
 use super::Client;
-use crate::cli::{ExportFormat, ReportBy};
+use crate::cli::{Every, ExportFormat, ReportBy};
 use crate::error::{CtlError, Result};
 use crate::json::{
-    share, AlertJson, AlertsJson, ExportRowJson, ReportJson, ReportRowJson, ReportTotalsJson,
-    SessionJson, SessionsJson,
+    share, AlertJson, AlertsJson, ExportRowJson, ReportJson, ReportPeriodJson, ReportRowJson,
+    ReportTotalsJson, SessionJson, SessionsJson,
 };
 use crate::output::{write_csv_record, write_json, Align, Table};
 use crate::units::{format_bytes, format_rate};
@@ -156,6 +156,7 @@ pub fn report_request(
     since: Option<std::time::Duration>,
     by: ReportBy,
     limit: u32,
+    every: Option<Every>,
     now_ms: i64,
 ) -> v1::ReportRequest {
     let (since_ms, until_ms) = match (day, since) {
@@ -163,67 +164,100 @@ pub fn report_request(
         (None, Some(d)) => (When::Ago(d).to_ms(now_ms), 0),
         (None, None) => (now_ms - now_ms.rem_euclid(DAY_MS), 0),
     };
+    let every = match every {
+        None => v1::ReportEvery::Unspecified,
+        Some(Every::Hour) => v1::ReportEvery::Hour,
+        Some(Every::Day) => v1::ReportEvery::Day,
+        Some(Every::Month) => v1::ReportEvery::Month,
+    };
     v1::ReportRequest {
         since_ms,
         until_ms,
         group_by: group_by(by) as i32,
         limit,
+        every: every as i32,
+    }
+}
+
+/// (up, down) of a report or period: its totals, else the sum of its rows.
+fn up_down(
+    totals: Option<&v1::Traffic>,
+    rows: &[v1::ReportRow],
+    others: Option<&v1::ReportRow>,
+) -> (u64, u64) {
+    match totals {
+        Some(t) => (t.up_bytes, t.down_bytes),
+        None => rows.iter().chain(others).fold((0u64, 0u64), |(u, d), row| {
+            (
+                u.saturating_add(row.up_bytes),
+                d.saturating_add(row.down_bytes),
+            )
+        }),
+    }
+}
+
+/// The folded row, unless it is empty.
+fn shown(others: Option<&v1::ReportRow>) -> Option<&v1::ReportRow> {
+    others.filter(|o| o.up_bytes != 0 || o.down_bytes != 0 || o.processes != 0)
+}
+
+/// The API's time, or what was asked when the daemon left it 0.
+fn or_asked(got: i64, asked: i64) -> i64 {
+    if got == 0 {
+        asked
+    } else {
+        got
     }
 }
 
 pub async fn report(
     mut client: Client,
     req: v1::ReportRequest,
-    by: ReportBy,
+    by: Option<ReportBy>,
+    every: Option<Every>,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
     let (asked_since, asked_until) = (req.since_ms, req.until_ms);
     let r = client.report(req).await?.into_inner();
-    let since_ms = if r.since_ms == 0 {
-        asked_since
-    } else {
-        r.since_ms
-    };
-    let until_ms = if r.until_ms == 0 {
-        asked_until
-    } else {
-        r.until_ms
-    };
-    let (up, down) = match &r.totals {
-        Some(t) => (t.up_bytes, t.down_bytes),
-        None => r
-            .rows
-            .iter()
-            .chain(&r.others)
-            .fold((0u64, 0u64), |(u, d), row| {
-                (
-                    u.saturating_add(row.up_bytes),
-                    d.saturating_add(row.down_bytes),
-                )
-            }),
-    };
+    let since_ms = or_asked(r.since_ms, asked_since);
+    let until_ms = or_asked(r.until_ms, asked_until);
+    let (up, down) = up_down(r.totals.as_ref(), &r.rows, r.others.as_ref());
     let grand = up.saturating_add(down);
-    let others = r
-        .others
-        .as_ref()
-        .filter(|o| o.up_bytes != 0 || o.down_bytes != 0 || o.processes != 0);
+    let others = shown(r.others.as_ref());
+    let by_shown = by.unwrap_or(ReportBy::Process);
     if json {
         let doc = ReportJson {
             since: rfc3339_ms(since_ms),
             until: rfc3339_ms(until_ms),
-            by: by_name(by),
-            totals: ReportTotalsJson {
-                up_bytes: up,
-                down_bytes: down,
-                total_bytes: grand,
-            },
+            by: by_name(by_shown),
+            every: every.map(Every::as_str),
+            totals: ReportTotalsJson::new(up, down),
             rows: r
                 .rows
                 .iter()
                 .map(|row| ReportRowJson::new(row, grand))
                 .collect(),
             others: others.map(|o| ReportRowJson::new(o, grand)),
+            periods: r
+                .periods
+                .iter()
+                .map(|p| {
+                    let (up, down) = up_down(p.totals.as_ref(), &p.rows, p.others.as_ref());
+                    let total = up.saturating_add(down);
+                    ReportPeriodJson {
+                        since: rfc3339_ms(p.since_ms),
+                        until: rfc3339_ms(p.until_ms),
+                        totals: ReportTotalsJson::new(up, down),
+                        rows: p
+                            .rows
+                            .iter()
+                            .map(|row| ReportRowJson::new(row, total))
+                            .collect(),
+                        others: shown(p.others.as_ref()).map(|o| ReportRowJson::new(o, total)),
+                    }
+                })
+                .collect(),
         };
         return write_json(out, &doc);
     }
@@ -232,13 +266,23 @@ pub async fn report(
     } else {
         human_time(until_ms)
     };
-    writeln!(
-        out,
-        "traffic by {} from {} to {} (UTC)",
-        by_name(by),
-        human_time(since_ms),
-        until
-    )?;
+    match every {
+        Some(e) => writeln!(
+            out,
+            "traffic every {}{} from {} to {} (UTC)",
+            e.as_str(),
+            by.map_or(String::new(), |b| format!(" by {}", by_name(b))),
+            human_time(since_ms),
+            until
+        )?,
+        None => writeln!(
+            out,
+            "traffic by {} from {} to {} (UTC)",
+            by_name(by_shown),
+            human_time(since_ms),
+            until
+        )?,
+    }
     writeln!(
         out,
         "total: {} (up {}, down {})",
@@ -247,6 +291,59 @@ pub async fn report(
         format_bytes(down)
     )?;
     writeln!(out)?;
+    let Some(_) = every else {
+        return write_rows(out, by_shown, &r.rows, others, grand);
+    };
+    match by {
+        None => {
+            let mut t = Table::new(&[
+                ("PERIOD (UTC)", Align::Left),
+                ("UP", Align::Right),
+                ("DOWN", Align::Right),
+                ("TOTAL", Align::Right),
+            ]);
+            for p in &r.periods {
+                let (up, down) = up_down(p.totals.as_ref(), &p.rows, p.others.as_ref());
+                t.row(vec![
+                    human_time(p.since_ms),
+                    format_bytes(up),
+                    format_bytes(down),
+                    format_bytes(up.saturating_add(down)),
+                ]);
+            }
+            t.write_to(out)?;
+        }
+        Some(by) => {
+            for (i, p) in r.periods.iter().enumerate() {
+                let (up, down) = up_down(p.totals.as_ref(), &p.rows, p.others.as_ref());
+                let total = up.saturating_add(down);
+                if i > 0 {
+                    writeln!(out)?;
+                }
+                writeln!(
+                    out,
+                    "{} to {}: {} (up {}, down {})",
+                    human_time(p.since_ms),
+                    human_time(p.until_ms),
+                    format_bytes(total),
+                    format_bytes(up),
+                    format_bytes(down)
+                )?;
+                write_rows(out, by, &p.rows, shown(p.others.as_ref()), total)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The table of report rows, shares of `grand`.
+fn write_rows(
+    out: &mut dyn Write,
+    by: ReportBy,
+    rows: &[v1::ReportRow],
+    others: Option<&v1::ReportRow>,
+    grand: u64,
+) -> Result<()> {
     let key_header = match by {
         ReportBy::Process => "PROCESS",
         ReportBy::Host => "HOST",
@@ -279,7 +376,7 @@ pub async fn report(
             row.processes.to_string(),
         ]
     };
-    for row in &r.rows {
+    for row in rows {
         let label = if row.label.is_empty() {
             row.key.clone()
         } else {
@@ -522,17 +619,20 @@ mod tests {
     #[test]
     fn report_defaults_to_today_utc() {
         let now = 1_767_225_600_000 + 3_600_000;
-        let req = report_request(None, None, ReportBy::Host, 5, now);
+        let req = report_request(None, None, ReportBy::Host, 5, None, now);
         assert_eq!((req.since_ms, req.until_ms), (1_767_225_600_000, 0));
         assert_eq!(req.group_by, v1::GroupBy::Host as i32);
+        assert_eq!(req.every, v1::ReportEvery::Unspecified as i32);
         let req = report_request(
             None,
             Some(std::time::Duration::from_secs(60)),
             ReportBy::Process,
             5,
+            Some(Every::Month),
             now,
         );
         assert_eq!(req.since_ms, now - 60_000);
+        assert_eq!(req.every, v1::ReportEvery::Month as i32);
     }
 
     #[test]

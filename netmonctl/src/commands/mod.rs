@@ -14,7 +14,7 @@ use std::path::Path;
 use netmon_proto::v1::netmon_client::NetmonClient;
 use tonic::transport::Channel;
 
-use crate::cli::{Cli, Command, ThresholdCmd};
+use crate::cli::{Cli, Command, ReportBy, ThresholdCmd};
 use crate::error::Result;
 
 pub type Client = NetmonClient<Channel>;
@@ -74,9 +74,17 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             since,
             by,
             limit,
+            every,
         } => {
-            let req = history::report_request(day, since, by, limit, crate::when::now_ms());
-            history::report(connect(socket).await?, req, by, json, out).await
+            let req = history::report_request(
+                day,
+                since,
+                by.unwrap_or(ReportBy::Process),
+                limit,
+                every,
+                crate::when::now_ms(),
+            );
+            history::report(connect(socket).await?, req, by, every, json, out).await
         }
         Command::Export {
             format,

@@ -329,6 +329,35 @@ impl Netmon for Fake {
                 ..Default::default()
             }),
             others: Some(row("", 50, 150)),
+            // Two UTC months when asked for months.
+            periods: if r.every == ReportEvery::Month as i32 {
+                vec![
+                    ReportPeriod {
+                        since_ms: T0,
+                        until_ms: T0 + 31 * 86_400_000,
+                        totals: Some(Traffic {
+                            up_bytes: 100,
+                            down_bytes: 300,
+                            ..Default::default()
+                        }),
+                        rows: vec![row("firefox", 100, 300)],
+                        others: None,
+                    },
+                    ReportPeriod {
+                        since_ms: T0 + 31 * 86_400_000,
+                        until_ms: T0 + 59 * 86_400_000,
+                        totals: Some(Traffic {
+                            up_bytes: 100,
+                            down_bytes: 500,
+                            ..Default::default()
+                        }),
+                        rows: vec![row("curl", 50, 150)],
+                        others: Some(row("", 50, 350)),
+                    },
+                ]
+            } else {
+                Vec::new()
+            },
         }))
     }
 

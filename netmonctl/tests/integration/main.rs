@@ -338,6 +338,67 @@ fn report_shows_shares_and_others() {
 }
 
 #[test]
+fn report_every_month_gives_a_row_per_period() {
+    let d = FakeDaemon::start();
+    let v = json_of(&against(
+        &d,
+        &["report", "--json", "--since", "60d", "--every", "month"],
+    ));
+    assert_eq!(v["every"], "month");
+    // The whole range is still there, as without --every.
+    assert_eq!(v["totals"]["total_bytes"], 1000);
+    let p = v["periods"].as_array().expect("periods[]");
+    assert_eq!(p.len(), 2, "{v}");
+    assert_eq!(p[0]["since"], "2026-01-01T00:00:00.000Z");
+    assert_eq!(p[0]["until"], "2026-02-01T00:00:00.000Z");
+    assert_eq!(p[1]["since"], "2026-02-01T00:00:00.000Z");
+    assert_eq!(p[0]["totals"]["total_bytes"], 400);
+    assert_eq!(p[1]["totals"]["total_bytes"], 600);
+    assert_eq!(p[1]["rows"][0]["key"], "curl");
+    assert_eq!(p[1]["rows"][0]["share"], 200.0 / 600.0);
+    assert_eq!(p[1]["others"]["total_bytes"], 400);
+    assert_eq!(p[0]["others"], Value::Null);
+    // Without --every: no periods, every null.
+    let v = json_of(&against(&d, &["report", "--json"]));
+    assert_eq!(v["every"], Value::Null);
+    assert_eq!(v["periods"], serde_json::json!([]));
+
+    let o = against(&d, &["report", "--since", "60d", "--every", "month"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("PERIOD (UTC)"), "{text}");
+    let line = |start: &str| {
+        text.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no row for {start}:\n{text}"))
+            .to_owned()
+    };
+    assert!(line("2026-01-01T00:00:00Z").ends_with("400 B"), "{text}");
+    assert!(line("2026-02-01T00:00:00Z").ends_with("600 B"), "{text}");
+    assert!(!text.contains("firefox"), "no rows without --by:\n{text}");
+
+    let o = against(
+        &d,
+        &[
+            "report", "--since", "60d", "--every", "month", "--by", "process",
+        ],
+    );
+    let text = stdout(&o);
+    for want in [
+        "2026-01-01T00:00:00Z to 2026-02-01T00:00:00Z: 400 B",
+        "2026-02-01T00:00:00Z to 2026-03-01T00:00:00Z: 600 B",
+        "firefox",
+        "curl",
+        "33.3%",
+        "(others)",
+    ] {
+        assert!(text.contains(want), "missing {want}:\n{text}");
+    }
+    let bad = against(&d, &["report", "--every", "week"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
 fn when_is_sent_as_since_ms() {
     let d = FakeDaemon::start();
     let v = json_of(&against(&d, &["alerts", "--since", "2026-01-01", "--json"]));

@@ -48,6 +48,8 @@ pub enum StoreError {
     Unavailable { path: PathBuf },
     #[error("empty range: since {since_ms} is not before until {until_ms}")]
     BadRange { since_ms: i64, until_ms: i64 },
+    #[error("the report would have {periods} periods; at most {max} (use a shorter range or a longer period)")]
+    TooManyPeriods { periods: i64, max: i64 },
 }
 
 /// One monitoring session as stored.
@@ -82,7 +84,6 @@ enum Cmd {
     Tick(Box<TickRecord>),
     Session(SessionRecord),
     Alert(Box<v1::Alert>),
-    SaveThresholds(Vec<v1::Threshold>),
     ListSessions {
         since_ms: i64,
         limit: u32,
@@ -93,7 +94,6 @@ enum Cmd {
         limit: u32,
         reply: Reply<Vec<v1::Alert>>,
     },
-    LoadThresholds(Reply<Vec<v1::Threshold>>),
     Report {
         req: v1::ReportRequest,
         reply: Reply<v1::ReportReply>,
@@ -110,8 +110,6 @@ pub struct StoreOptions {
     /// `privacy.history_hosts`: false = no remote addresses or host names are
     /// written (only per-process and per-interface samples).
     pub history_hosts: bool,
-    /// `privacy.export_addresses`: how export rows show remote addresses.
-    pub export_addresses: crate::privacy::AddrExport,
 }
 
 impl Default for StoreOptions {
@@ -120,7 +118,6 @@ impl Default for StoreOptions {
             flush_interval: Duration::from_secs(10),
             retention: Retention::default(),
             history_hosts: true,
-            export_addresses: crate::privacy::AddrExport::Full,
         }
     }
 }
@@ -134,7 +131,6 @@ pub struct Store {
     dropped_ticks: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
     history_hosts: bool,
-    export_addresses: crate::privacy::AddrExport,
 }
 
 const QUEUE: usize = 4096;
@@ -160,7 +156,7 @@ impl Store {
         }));
         let h = health.clone();
         let p = path.to_path_buf();
-        let (history_hosts, export_addresses) = (opts.history_hosts, opts.export_addresses);
+        let history_hosts = opts.history_hosts;
         let thread = std::thread::Builder::new()
             .name("netmond-store".into())
             .spawn(move || Worker::new(p, h, opts).run(rx))
@@ -173,7 +169,6 @@ impl Store {
             dropped_ticks: Arc::new(AtomicU64::new(0)),
             thread,
             history_hosts,
-            export_addresses,
         }
     }
 
@@ -218,11 +213,6 @@ impl Store {
     /// Records an alert, inserting it or updating the row with its id.
     pub fn record_alert(&self, a: v1::Alert) {
         self.send(Cmd::Alert(Box::new(a)));
-    }
-
-    /// Replaces every stored threshold of source "api" with the "api" ones in `list`.
-    pub fn save_thresholds(&self, list: Vec<v1::Threshold>) {
-        self.send(Cmd::SaveThresholds(list));
     }
 
     fn send(&self, cmd: Cmd) {
@@ -270,10 +260,6 @@ impl Store {
         .await
     }
 
-    pub async fn load_thresholds(&self) -> Result<Vec<v1::Threshold>, StoreError> {
-        self.ask(Cmd::LoadThresholds).await
-    }
-
     /// Everything pending is written first, so the report covers up to now.
     pub async fn report(&self, req: v1::ReportRequest) -> Result<v1::ReportReply, StoreError> {
         self.ask(|reply| Cmd::Report { req, reply }).await
@@ -295,7 +281,6 @@ impl Store {
         };
         let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER);
         let path = self.path.clone();
-        let mask = crate::privacy::ExportMask::new(self.export_addresses);
         // Only the queries run on the blocking pool, one short chunk at a
         // time; rows are sent from here, so a client that stops reading holds
         // no thread (an unread export used to pin one until the pool ran dry).
@@ -327,8 +312,7 @@ impl Store {
                 if rows.is_empty() {
                     return debug!(rows = sent, "export finished");
                 }
-                for mut row in rows {
-                    mask.row(&mut row);
+                for row in rows {
                     if tx.send(Ok(row)).await.is_err() {
                         return debug!(rows = sent, "export ended by the client");
                     }
@@ -381,7 +365,6 @@ struct Worker {
     /// so a write that fails is simply retried with the newest state.
     pending_sessions: BTreeMap<u64, SessionRecord>,
     pending_alerts: BTreeMap<u64, v1::Alert>,
-    pending_thresholds: Option<Vec<v1::Threshold>>,
     ids: Ids,
     last_open_attempt: Option<Instant>,
     last_retention: Option<Instant>,
@@ -401,7 +384,6 @@ impl Worker {
             dropped_batches: 0,
             pending_sessions: BTreeMap::new(),
             pending_alerts: BTreeMap::new(),
-            pending_thresholds: None,
             ids: Ids::default(),
             last_open_attempt: None,
             last_retention: None,
@@ -444,7 +426,6 @@ impl Worker {
             Cmd::Alert(a) => {
                 self.pending_alerts.insert(a.id, *a);
             }
-            Cmd::SaveThresholds(list) => self.pending_thresholds = Some(list),
             Cmd::ListSessions {
                 since_ms,
                 limit,
@@ -463,10 +444,6 @@ impl Worker {
                     self.conn_ref()
                         .and_then(|c| query::list_alerts(c, since_ms, limit)),
                 );
-            }
-            Cmd::LoadThresholds(reply) => {
-                self.flush();
-                let _ = reply.send(self.conn_ref().and_then(query::load_thresholds));
             }
             Cmd::Report { req, reply } => {
                 self.flush();
@@ -552,7 +529,7 @@ impl Worker {
     fn close_crashed_sessions(&mut self) {
         if let Some(c) = &self.conn {
             match c.execute(
-                "UPDATE sessions SET ended_ms = updated_ms WHERE ended_ms = 0",
+                "UPDATE monitoring_sessions SET ended_ms = updated_ms WHERE ended_ms = 0",
                 [],
             ) {
                 Ok(n) if n > 0 => {
@@ -622,7 +599,6 @@ impl Worker {
         if self.pending.is_empty()
             && self.pending_sessions.is_empty()
             && self.pending_alerts.is_empty()
-            && self.pending_thresholds.is_none()
         {
             return Ok(());
         }
@@ -634,9 +610,6 @@ impl Worker {
         let mut staged = Ids::default();
         write::write_sessions(&tx, &self.pending_sessions, now)?;
         write::write_alerts(&tx, &self.pending_alerts)?;
-        if let Some(t) = &self.pending_thresholds {
-            write::write_thresholds(&tx, t)?;
-        }
         for b in &self.pending {
             write::write_batch(&tx, b, &self.ids, &mut staged, now)?;
         }
@@ -645,7 +618,6 @@ impl Worker {
         self.pending.clear();
         self.pending_sessions.clear();
         self.pending_alerts.clear();
-        self.pending_thresholds = None;
         Ok(())
     }
 
@@ -696,7 +668,7 @@ impl Worker {
         let conn = self.conn_ref()?;
         let limit = if limit == 0 { 1000 } else { limit };
         let mut stmt = conn.prepare_cached(
-            "SELECT id, started_ms, ended_ms, interfaces, up_bytes, down_bytes FROM sessions
+            "SELECT id, started_ms, ended_ms, interfaces, up_bytes, down_bytes FROM monitoring_sessions
              WHERE started_ms >= ?1 OR ended_ms = 0 OR ended_ms >= ?1 ORDER BY started_ms DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![since_ms, limit], |r| {
@@ -1132,7 +1104,7 @@ mod fault_tests {
     }
 
     #[tokio::test]
-    async fn ticks_alerts_and_thresholds_round_trip_through_the_thread() {
+    async fn ticks_and_alerts_round_trip_through_the_thread() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.db");
         let s = Store::start(&p, StoreOptions::default());
@@ -1145,13 +1117,6 @@ mod fault_tests {
             started_ms: now,
             ..Default::default()
         });
-        s.save_thresholds(vec![v1::Threshold {
-            id: 9,
-            kind: 1,
-            value: 5,
-            source: "api".into(),
-            ..Default::default()
-        }]);
         let rep = s
             .report(v1::ReportRequest {
                 since_ms: now - 60_000,
@@ -1162,7 +1127,6 @@ mod fault_tests {
         assert_eq!(rep.rows.len(), 1);
         assert_eq!((rep.rows[0].up_bytes, rep.rows[0].down_bytes), (100, 50));
         assert_eq!(s.list_alerts(now - 1, 0).await.unwrap()[0].id, 3);
-        assert_eq!(s.load_thresholds().await.unwrap()[0].id, 9);
         let mut rx = s.export(0, 0).await;
         let row = rx.recv().await.unwrap().unwrap();
         assert_eq!(row.up_bytes, 100);

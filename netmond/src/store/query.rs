@@ -1,5 +1,5 @@
 //! Reading history: reports over the finest tables that cover a range,
-//! alerts and thresholds, and the chunked export reader (own connection).
+//! alerts, and the chunked export reader (own connection).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -123,8 +123,91 @@ fn mask_names(mask: i64, names: &HashMap<u32, String>) -> Vec<String> {
     out
 }
 
-/// The report for `req` as of `now`.
+/// Most periods one report may be split into (over a year of hours).
+pub const MAX_PERIODS: i64 = 10_000;
+
+/// The report for `req` as of `now`; with `every`, also per UTC period.
 pub fn report(
+    conn: &Connection,
+    req: &v1::ReportRequest,
+    now: i64,
+    r: &Retention,
+) -> Result<v1::ReportReply, StoreError> {
+    let every = v1::ReportEvery::try_from(req.every).unwrap_or(v1::ReportEvery::Unspecified);
+    if every != v1::ReportEvery::Unspecified {
+        let until = if req.until_ms == 0 { now } else { req.until_ms };
+        let step = match every {
+            v1::ReportEvery::Hour => HOUR_MS,
+            v1::ReportEvery::Month => 28 * DAY_MS,
+            _ => DAY_MS,
+        };
+        // Counted before any work: a month is at least 28 days.
+        let periods = (until - req.since_ms) / step + 1;
+        if periods > MAX_PERIODS {
+            return Err(StoreError::TooManyPeriods {
+                periods,
+                max: MAX_PERIODS,
+            });
+        }
+    }
+    let mut whole = report_range(conn, req, now, r)?;
+    if every == v1::ReportEvery::Unspecified {
+        return Ok(whole);
+    }
+    let mut start = whole.since_ms;
+    while start < whole.until_ms {
+        let end = next_period(start, every).min(whole.until_ms);
+        let part = report_range(
+            conn,
+            &v1::ReportRequest {
+                since_ms: start,
+                until_ms: end,
+                group_by: req.group_by,
+                limit: req.limit,
+                every: 0,
+            },
+            now,
+            r,
+        )?;
+        // A period past its finer rows' retention was widened to the
+        // coarser bucket: the next one starts after it, so none overlap.
+        start = end.max(part.until_ms);
+        whole.periods.push(v1::ReportPeriod {
+            since_ms: part.since_ms,
+            until_ms: part.until_ms,
+            totals: part.totals,
+            rows: part.rows,
+            others: part.others,
+        });
+    }
+    Ok(whole)
+}
+
+/// The start of the UTC hour, day or month after the one holding `ms`.
+pub fn next_period(ms: i64, every: v1::ReportEvery) -> i64 {
+    match every {
+        v1::ReportEvery::Hour => floor_to(ms, HOUR_MS) + HOUR_MS,
+        v1::ReportEvery::Month => {
+            let Ok(t) = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) else {
+                return i64::MAX;
+            };
+            let (y, m) = match t.month() {
+                time::Month::December => (t.year() + 1, time::Month::January),
+                m => (t.year(), m.next()),
+            };
+            time::Date::from_calendar_date(y, m, 1).map_or(i64::MAX, |d| {
+                d.midnight()
+                    .assume_utc()
+                    .unix_timestamp()
+                    .saturating_mul(1000)
+            })
+        }
+        _ => floor_to(ms, DAY_MS) + DAY_MS,
+    }
+}
+
+/// The report for [since, until) of `req`, as one range.
+fn report_range(
     conn: &Connection,
     req: &v1::ReportRequest,
     now: i64,
@@ -350,6 +433,7 @@ fn fold(
         rows: all.into_iter().map(|(k, g)| row(k, &g)).collect(),
         totals: Some(totals),
         others,
+        periods: Vec::new(),
     }
 }
 
@@ -362,7 +446,7 @@ pub fn list_alerts(
     let mut stmt = conn.prepare_cached(
         "SELECT id, kind, state, direction, pid, start_time, process_name, exe, uid, user,
                 threshold, value, peak, started_ms, ended_ms, message
-         FROM alerts WHERE started_ms >= ?1 OR ended_ms = 0 OR ended_ms >= ?1
+         FROM alert_events WHERE started_ms >= ?1 OR ended_ms = 0 OR ended_ms >= ?1
          ORDER BY started_ms DESC LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![since_ms, limit], |r| {
@@ -386,26 +470,6 @@ pub fn list_alerts(
             started_ms: r.get(13)?,
             ended_ms: r.get(14)?,
             message: r.get(15)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-pub fn load_thresholds(conn: &Connection) -> Result<Vec<v1::Threshold>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, kind, direction, value, process_name, pid, source, created_ms
-         FROM thresholds ORDER BY id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(v1::Threshold {
-            id: u(r.get(0)?),
-            kind: r.get(1)?,
-            direction: r.get(2)?,
-            value: u(r.get(3)?),
-            process_name: r.get(4)?,
-            pid: r.get(5)?,
-            source: r.get(6)?,
-            created_ms: r.get(7)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -572,6 +636,7 @@ mod tests {
             until_ms: 0,
             group_by: by as i32,
             limit,
+            every: 0,
         }
     }
 
@@ -608,6 +673,7 @@ mod tests {
                 until_ms: NOW,
                 group_by: v1::GroupBy::Process as i32,
                 limit: 10,
+                every: 0,
             },
             NOW + 1,
             &r,
@@ -673,13 +739,186 @@ mod tests {
         );
     }
 
+    fn utc(t: time::OffsetDateTime) -> i64 {
+        t.unix_timestamp() * 1000
+    }
+
+    #[test]
+    fn periods_end_at_utc_hours_days_and_month_ends() {
+        use time::macros::datetime;
+        let next = |t, e| next_period(utc(t), e);
+        let (h, d, m) = (
+            v1::ReportEvery::Hour,
+            v1::ReportEvery::Day,
+            v1::ReportEvery::Month,
+        );
+        assert_eq!(
+            next(datetime!(2026-01-31 23:59:59.999 UTC), h),
+            utc(datetime!(2026-02-01 00:00 UTC))
+        );
+        assert_eq!(
+            next(datetime!(2026-01-31 10:00 UTC), h),
+            utc(datetime!(2026-01-31 11:00 UTC))
+        );
+        assert_eq!(
+            next(datetime!(2026-01-31 10:00 UTC), d),
+            utc(datetime!(2026-02-01 00:00 UTC))
+        );
+        assert_eq!(
+            next(datetime!(2026-01-31 23:59 UTC), m),
+            utc(datetime!(2026-02-01 00:00 UTC))
+        );
+        assert_eq!(
+            next(datetime!(2026-02-01 00:00 UTC), m),
+            utc(datetime!(2026-03-01 00:00 UTC))
+        );
+        assert_eq!(
+            next(datetime!(2024-02-29 12:00 UTC), m),
+            utc(datetime!(2024-03-01 00:00 UTC))
+        );
+        assert_eq!(
+            next(datetime!(2026-12-31 23:00 UTC), m),
+            utc(datetime!(2027-01-01 00:00 UTC))
+        );
+        assert_eq!(next(datetime!(1969-12-31 12:00 UTC), m), 0);
+    }
+
+    fn every(since: i64, until: i64, e: v1::ReportEvery) -> v1::ReportRequest {
+        v1::ReportRequest {
+            since_ms: since,
+            until_ms: until,
+            group_by: v1::GroupBy::Process as i32,
+            limit: 1,
+            every: e as i32,
+        }
+    }
+
+    /// (since, until, up bytes, top row's key) of each period.
+    fn periods(rep: &v1::ReportReply) -> Vec<(i64, i64, u64, String)> {
+        rep.periods
+            .iter()
+            .map(|p| {
+                (
+                    p.since_ms,
+                    p.until_ms,
+                    p.totals.unwrap_or_default().up_bytes,
+                    p.rows.first().map(|r| r.key.clone()).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_report_splits_into_hours_days_and_months_across_a_month_end() {
+        use time::macros::datetime;
+        let (_d, mut c) = db();
+        // One byte a minute from 2026-01-31 22:30 to 2026-02-01 01:30 (UTC),
+        // "jan" before midnight and "feb" after; "big" 1000 in the first minute.
+        let start = utc(datetime!(2026-01-31 22:30 UTC));
+        let midnight = utc(datetime!(2026-02-01 00:00 UTC));
+        let mut ticks = Vec::new();
+        for m in 0..180 {
+            let t = start + m * MINUTE_MS;
+            let mut procs = vec![if t < midnight {
+                proc_tick(1, "jan", (m + 1) as u64, 0, "tcp")
+            } else {
+                proc_tick(2, "feb", (m + 1 - 90) as u64, 0, "tcp")
+            }];
+            if m == 0 {
+                procs.push(proc_tick(3, "big", 1000, 0, "tcp"));
+            }
+            ticks.push(tick(t + 1_000, 1, procs));
+        }
+        write_ticks(&mut c, &ticks);
+        let now = start + 200 * MINUTE_MS;
+        let r = Retention::default();
+        let (from, to) = (
+            utc(datetime!(2026-01-31 22:00 UTC)),
+            utc(datetime!(2026-02-01 02:00 UTC)),
+        );
+        let hour = |h: i64| from + h * HOUR_MS;
+        let rep = report(&c, &every(from, to, v1::ReportEvery::Hour), now, &r).unwrap();
+        assert_eq!(
+            periods(&rep),
+            vec![
+                (hour(0), hour(1), 1030, "big".to_owned()),
+                (hour(1), hour(2), 60, "jan".to_owned()),
+                (hour(2), hour(3), 60, "feb".to_owned()),
+                (hour(3), hour(4), 30, "feb".to_owned()),
+            ]
+        );
+        // The whole range is still answered as before.
+        assert_eq!(rep.totals.unwrap().up_bytes, 1180);
+        assert_eq!((rep.since_ms, rep.until_ms), (from, to));
+        for e in [v1::ReportEvery::Day, v1::ReportEvery::Month] {
+            let rep = report(&c, &every(from, to, e), now, &r).unwrap();
+            assert_eq!(
+                periods(&rep),
+                vec![
+                    (from, midnight, 1090, "big".to_owned()),
+                    (midnight, to, 90, "feb".to_owned()),
+                ],
+                "{e:?}"
+            );
+        }
+        // No split without `every`.
+        let rep = report(&c, &every(from, to, v1::ReportEvery::Unspecified), now, &r).unwrap();
+        assert!(rep.periods.is_empty());
+    }
+
+    #[test]
+    fn hourly_periods_past_the_hour_retention_widen_to_days_without_overlap() {
+        let (_d, c) = filled();
+        let r = Retention {
+            minute_days: 1,
+            hour_days: 1,
+            day_days: 365,
+        };
+        let since = floor_to(NOW, DAY_MS) - 2 * DAY_MS + 5 * HOUR_MS;
+        let until = floor_to(NOW, DAY_MS) - DAY_MS + 3 * HOUR_MS;
+        let rep = report(&c, &every(since, until, v1::ReportEvery::Hour), NOW, &r).unwrap();
+        let p = periods(&rep);
+        let day0 = floor_to(NOW, DAY_MS) - 2 * DAY_MS;
+        assert_eq!(
+            p.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(),
+            vec![(day0, day0 + DAY_MS), (day0 + DAY_MS, day0 + 2 * DAY_MS)]
+        );
+        let sum: u64 = p.iter().map(|p| p.2).sum();
+        assert_eq!(sum, rep.totals.unwrap().up_bytes);
+    }
+
+    #[test]
+    fn too_many_periods_are_refused_before_any_work() {
+        let (_d, c) = db();
+        let r = Retention::default();
+        let err = report(
+            &c,
+            &every(NOW - 2 * 365 * DAY_MS, NOW, v1::ReportEvery::Hour),
+            NOW,
+            &r,
+        )
+        .unwrap_err();
+        assert!(matches!(err, StoreError::TooManyPeriods { .. }), "{err}");
+        let ok = report(
+            &c,
+            &every(NOW - 2 * 365 * DAY_MS, NOW, v1::ReportEvery::Month),
+            NOW,
+            &r,
+        )
+        .unwrap();
+        assert!(
+            (24..=26).contains(&ok.periods.len()),
+            "{}",
+            ok.periods.len()
+        );
+    }
+
     /// Drains an [`ExportReader`] into `tx` as the service does, blocking.
     fn export_rows(
         path: &Path,
         since: i64,
         until: i64,
         chunk: u32,
-        mask: &crate::privacy::ExportMask,
         tx: &tokio::sync::mpsc::Sender<Result<v1::ExportRow, StoreError>>,
     ) -> Result<u64, StoreError> {
         let mut reader = ExportReader::open(path, since, until, chunk)?;
@@ -689,8 +928,7 @@ mod tests {
             if rows.is_empty() {
                 return Ok(sent);
             }
-            for mut row in rows {
-                mask.row(&mut row);
+            for row in rows {
                 if tx.blocking_send(Ok(row)).is_err() {
                     return Ok(sent);
                 }
@@ -707,17 +945,7 @@ mod tests {
         let since = NOW - 10 * MINUTE_MS;
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
         let p = path.clone();
-        let reader = std::thread::spawn(move || {
-            export_rows(
-                &p,
-                since,
-                NOW,
-                3,
-                &crate::privacy::ExportMask::new(Default::default()),
-                &tx,
-            )
-            .unwrap()
-        });
+        let reader = std::thread::spawn(move || export_rows(&p, since, NOW, 3, &tx).unwrap());
         let mut rows = Vec::new();
         while let Some(r) = rx.blocking_recv() {
             rows.push(r.unwrap());
@@ -739,17 +967,7 @@ mod tests {
         assert_eq!(first_big.protocols, vec!["https".to_owned()]);
         // A client that reads two rows and goes away ends the export.
         let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-        let reader = std::thread::spawn(move || {
-            export_rows(
-                &path,
-                0,
-                NOW,
-                3,
-                &crate::privacy::ExportMask::new(Default::default()),
-                &tx,
-            )
-            .unwrap()
-        });
+        let reader = std::thread::spawn(move || export_rows(&path, 0, NOW, 3, &tx).unwrap());
         rx.blocking_recv().unwrap().unwrap();
         rx.blocking_recv().unwrap().unwrap();
         drop(rx);
@@ -923,6 +1141,7 @@ mod bench {
                     until_ms: 0,
                     group_by: by as i32,
                     limit: 10,
+                    every: 0,
                 };
                 let t = Instant::now();
                 let rep = report(&c, &req, now, &r).unwrap();

@@ -1,5 +1,5 @@
 //! Writing: per-minute samples with their hourly and daily rollups (upserts in
-//! one transaction), sessions, alerts, thresholds; retention and VACUUM.
+//! one transaction), sessions, alerts; retention and VACUUM.
 //! Runs only on the store thread.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -247,7 +247,7 @@ pub fn write_sessions(
     now_ms: i64,
 ) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
-        "INSERT INTO sessions (id, started_ms, ended_ms, updated_ms, interfaces, up_bytes, down_bytes)
+        "INSERT INTO monitoring_sessions (id, started_ms, ended_ms, updated_ms, interfaces, up_bytes, down_bytes)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT(id) DO UPDATE SET ended_ms = excluded.ended_ms, updated_ms = excluded.updated_ms,
            interfaces = excluded.interfaces, up_bytes = excluded.up_bytes, down_bytes = excluded.down_bytes",
@@ -272,7 +272,7 @@ pub fn write_alerts(
     alerts: &BTreeMap<u64, v1::Alert>,
 ) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
-        "INSERT OR REPLACE INTO alerts (id, kind, state, direction, pid, start_time, process_name, exe,
+        "INSERT OR REPLACE INTO alert_events (id, kind, state, direction, pid, start_time, process_name, exe,
            uid, user, threshold, value, peak, started_ms, ended_ms, message)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?;
@@ -295,30 +295,6 @@ pub fn write_alerts(
             a.started_ms,
             a.ended_ms,
             a.message
-        ])?;
-    }
-    Ok(())
-}
-
-/// Replaces every threshold of source "api" with `list` (its "api" rows).
-pub fn write_thresholds(tx: &Transaction<'_>, list: &[v1::Threshold]) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM thresholds WHERE source = 'api'", [])?;
-    let mut stmt = tx.prepare_cached(
-        "INSERT OR REPLACE INTO thresholds (id, kind, direction, value, process_name, pid, source, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'api', ?7)",
-    )?;
-    for t in list
-        .iter()
-        .filter(|t| t.source.is_empty() || t.source == "api")
-    {
-        stmt.execute(params![
-            i(t.id),
-            t.kind,
-            t.direction,
-            i(t.value),
-            t.process_name,
-            t.pid,
-            t.created_ms
         ])?;
     }
     Ok(())
@@ -355,7 +331,7 @@ pub fn apply_retention(
     }
     let cut = now_ms - i64::from(r.day_days) * DAY_MS;
     out.alerts = tx.execute(
-        "DELETE FROM alerts WHERE state != 1 AND started_ms < ?1",
+        "DELETE FROM alert_events WHERE state != 1 AND started_ms < ?1",
         [cut],
     )? as u64;
     if sweep {
@@ -529,24 +505,9 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn thresholds_of_the_api_are_replaced_and_alerts_upserted() {
+    fn alerts_are_upserted_by_id() {
         let (_d, mut c) = db();
-        let t = |id, source: &str| v1::Threshold {
-            id,
-            kind: 1,
-            direction: 3,
-            value: 100,
-            source: source.into(),
-            ..Default::default()
-        };
-        c.execute(
-            "INSERT INTO thresholds (id, kind, direction, value, source, created_ms) VALUES (99, 1, 3, 5, 'config', 0)",
-            [],
-        )
-        .unwrap();
         let tx = c.transaction().unwrap();
-        write_thresholds(&tx, &[t(1, "api"), t(2, "api")]).unwrap();
-        write_thresholds(&tx, &[t(3, "api"), t(4, "config")]).unwrap();
         let mut a = BTreeMap::new();
         a.insert(
             7,
@@ -564,14 +525,6 @@ pub(crate) mod tests {
         a.get_mut(&7).unwrap().peak = 50;
         write_alerts(&tx, &a).unwrap();
         tx.commit().unwrap();
-        let ids: Vec<i64> = c
-            .prepare("SELECT id FROM thresholds ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(ids, vec![3, 99]);
         let (state, peak, ty): (String, i64, String) = c
             .query_row("SELECT state, peak, type FROM alert_log", [], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))

@@ -175,6 +175,12 @@ fn without_history_hosts_the_database_keeps_no_remote_address() {
             .to_owned(),
         ..DaemonOpts::default()
     });
+    // An old config's export_addresses still starts the daemon, which says it does nothing.
+    let log = d.log_text();
+    assert!(
+        log.contains("export_addresses = 'hash' has no effect"),
+        "{log}"
+    );
     let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5403"]);
     let up = Lab::spawn_in(
         &lab.host,

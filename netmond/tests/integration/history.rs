@@ -323,3 +323,230 @@ fn a_locked_database_degrades_then_catches_up_and_a_broken_one_keeps_live_data()
         stderr(&out)
     );
 }
+
+/// `sql` through the `sqlite3` shell on the daemon's live database, as a
+/// user's dashboard reads it, with `TZ` set: rows of '|'-separated cells
+/// (NULL is an empty cell), the header first when `header`.
+fn sqlite3(db: &std::path::Path, tz: &str, header: bool, sql: &str) -> Vec<Vec<String>> {
+    let out = command("sqlite3")
+        .env("TZ", tz)
+        .arg("-batch")
+        .arg(if header { "-header" } else { "-noheader" })
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("run sqlite3");
+    assert!(out.status.success(), "sqlite3 '{sql}': {}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| l.split('|').map(str::to_owned).collect())
+        .collect()
+}
+
+/// `ms` as the views write local time in a zone 3 hours east of UTC.
+fn utc_plus_3(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000) + 3 * 3600)
+        .expect("a time in range");
+    t.format(time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second]"
+    ))
+    .expect("format")
+}
+
+fn int(s: &str) -> u64 {
+    s.parse()
+        .unwrap_or_else(|_| panic!("'{s}' is not an unsigned integer"))
+}
+
+#[test]
+fn the_sql_of_older_tools_reads_real_traffic_from_the_daemon_database() {
+    let lab = Lab::new();
+    let d = lab.daemon(DaemonOpts {
+        config_extra: "[store]\nflush_interval_secs = 1\n[alerts]\nopen_after_ticks = 1\n".into(),
+        ..Default::default()
+    });
+    let set = d.ctl(&["threshold", "set", "100KB/s", "--process", "python3"]);
+    assert!(set.status.success(), "{}", stderr(&set));
+    let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5403"]);
+    const N: u64 = 8 * 1024 * 1024;
+    let pid = upload(&lab, "5403", N);
+    settled_top(&d, pid, N);
+    // Stopping closes the session with its totals; `report` writes the rest.
+    let stop = d.ctl(&["stop"]);
+    assert!(stop.status.success(), "{}", stderr(&stop));
+    d.ctl_json(&["report"]);
+    // The other direction carries the ACKs: one 52-byte header per segment
+    // of at most 1448 bytes is under 4% of the payload.
+    let both_hi = tcp_credit_hi(N) + N * 4 / 100;
+    const TZ: &str = "XYZ-3";
+
+    // The dashboard's two queries, exactly.
+    let apps = sqlite3(
+        &d.db,
+        TZ,
+        false,
+        "SELECT app_name, SUM(packet_size) AS total FROM connections GROUP BY app_name",
+    );
+    let py = apps
+        .iter()
+        .find(|r| r[0] == "python3")
+        .unwrap_or_else(|| panic!("no python3 in connections: {apps:?}"));
+    assert_between(int(&py[1]), N, both_hi, "python3 in connections");
+    let cats = sqlite3(
+        &d.db,
+        TZ,
+        false,
+        "SELECT category, COUNT(*) FROM connections GROUP BY category",
+    );
+    let minutes = sqlite3(&d.db, TZ, false, "SELECT count(*) FROM traffic_log");
+    assert_eq!(cats.len(), 1, "{cats:?}");
+    assert_eq!(cats[0][0], "uncategorized");
+    assert_eq!(
+        cats[0][1], minutes[0][0],
+        "one connections row per traffic_log row"
+    );
+    assert!(int(&cats[0][1]) >= 1);
+
+    // traffic_log: SELECT * carries the older columns; python3's rows add up
+    // to the generator's upload; times are local.
+    let all = sqlite3(&d.db, TZ, true, "SELECT * FROM traffic_log");
+    let head = &all[0];
+    let col = |name: &str| {
+        head.iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("traffic_log has no column {name}: {head:?}"))
+    };
+    let (ts, ts_ms, pid_c, name_c) = (
+        col("timestamp"),
+        col("timestamp_ms"),
+        col("pid"),
+        col("process_name"),
+    );
+    let (ub, db_, ur, dr) = (
+        col("upload_bytes"),
+        col("download_bytes"),
+        col("upload_rate"),
+        col("download_rate"),
+    );
+    let mut up = 0;
+    let mut down = 0;
+    for r in all[1..].iter().filter(|r| r[pid_c] == pid.to_string()) {
+        assert_eq!(r[name_c], "python3", "{r:?}");
+        assert_eq!(
+            r[ts],
+            utc_plus_3(int(&r[ts_ms]) as i64),
+            "local time: {r:?}"
+        );
+        assert_eq!(int(&r[ur]), int(&r[ub]) / 60, "{r:?}");
+        assert_eq!(int(&r[dr]), int(&r[db_]) / 60, "{r:?}");
+        up += int(&r[ub]);
+        down += int(&r[db_]);
+    }
+    assert_between(
+        up,
+        N,
+        tcp_credit_hi(N),
+        "python3 upload_bytes in traffic_log",
+    );
+    assert_between(
+        up + down,
+        N,
+        both_hi,
+        "python3 upload + download in traffic_log",
+    );
+
+    // sessions: the stopped session with its totals.
+    let sessions = sqlite3(
+        &d.db,
+        TZ,
+        false,
+        "SELECT start_time, end_time, total_upload, total_download, started_ms, ended_ms FROM sessions",
+    );
+    let s = sessions
+        .iter()
+        .find(|r| !r[1].is_empty())
+        .unwrap_or_else(|| panic!("no ended session: {sessions:?}"));
+    assert_eq!(s[0], utc_plus_3(int(&s[4]) as i64), "{s:?}");
+    assert_eq!(s[1], utc_plus_3(int(&s[5]) as i64), "{s:?}");
+    // Everything the lab interface carried: the upload and little else.
+    assert_between(
+        int(&s[2]),
+        N,
+        tcp_credit_hi(N) + 64 * 1024,
+        "session total_upload",
+    );
+
+    // alerts: python3 crossed 100 KB/s.
+    let alerts = sqlite3(
+        &d.db,
+        TZ,
+        false,
+        "SELECT timestamp, pid, process_name, alert_type, bandwidth_value, threshold, started_ms FROM alerts",
+    );
+    let a = alerts
+        .iter()
+        .find(|r| r[1] == pid.to_string())
+        .unwrap_or_else(|| panic!("no alert for python3 ({pid}): {alerts:?}"));
+    assert_eq!(
+        (a[2].as_str(), a[3].as_str()),
+        ("python3", "process_rate"),
+        "{a:?}"
+    );
+    assert_eq!(int(&a[5]), 100_000, "{a:?}");
+    // A rate over one tick, above the threshold: at most all it sent, over
+    // a tick that may run somewhat short of its second (the real tick is used).
+    assert_between(
+        int(&a[4]),
+        100_001,
+        both_hi * 3 / 2,
+        "alert bandwidth_value",
+    );
+    assert_eq!(a[0], utc_plus_3(int(&a[6]) as i64), "{a:?}");
+}
+
+#[test]
+fn report_every_hour_splits_real_traffic_at_utc_hours() {
+    let lab = Lab::new();
+    let d = lab.daemon(DaemonOpts {
+        config_extra: "[store]\nflush_interval_secs = 1\n".into(),
+        ..Default::default()
+    });
+    let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5404"]);
+    const N: u64 = 4 * 1024 * 1024;
+    let pid = upload(&lab, "5404", N);
+    settled_top(&d, pid, N);
+    let rep = d.ctl_json(&[
+        "report", "--since", "3h", "--every", "hour", "--by", "process", "--limit", "1000",
+    ]);
+    assert_eq!(rep["every"], "hour", "{rep}");
+    let periods = rep["periods"].as_array().expect("periods[]");
+    // 3 hours from a time inside an hour: 3 whole hours and 2 cut ones at most.
+    assert!((3..=4).contains(&periods.len()), "{rep}");
+    let ms = |v: &serde_json::Value| -> i64 {
+        let s = v.as_str().expect("an RFC 3339 time");
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .expect("RFC 3339")
+            .unix_timestamp()
+            * 1000
+    };
+    assert_eq!(periods[0]["since"], rep["since"]);
+    let (mut up, mut total) = (0, 0);
+    for (i, p) in periods.iter().enumerate() {
+        if i > 0 {
+            assert_eq!(p["since"], periods[i - 1]["until"], "contiguous: {rep}");
+            assert_eq!(ms(&p["since"]) % 3_600_000, 0, "starts on an hour: {p}");
+        }
+        total += u(&p["totals"], "total_bytes");
+        for r in p["rows"].as_array().into_iter().flatten() {
+            if r["key"] == "python3" {
+                up += u(r, "up_bytes");
+            }
+        }
+    }
+    assert_eq!(
+        total,
+        u(&rep["totals"], "total_bytes"),
+        "periods add up: {rep}"
+    );
+    assert_between(up, N, tcp_credit_hi(N), "python3 upload over the hours");
+}
