@@ -21,7 +21,7 @@ pub struct Cli {
     /// netmond's socket [default: $NETMON_SOCKET, else /run/netmon/netmond.sock]
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Print one JSON document on stdout (JSON lines for `watch`)
+    /// Print one JSON document on stdout (JSON lines for `watch` and `alerts --follow`)
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]

@@ -43,7 +43,7 @@ impl Default for Settings {
 /// cleared over the API; an API rule with the same selector overrides them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigRules {
-    /// Rate for every process, bytes/s, direction total.
+    /// Rate for every program (its processes summed), bytes/s, direction total.
     pub default_process_rate: Option<u64>,
     /// Rate of the whole host, bytes/s, direction total.
     pub host_rate: Option<u64>,
