@@ -10,9 +10,9 @@ use std::time::Duration;
 use netmon_proto::text::terminal_safe;
 use netmon_proto::v1;
 use netmon_proto::ConnectError;
-use tonic::Code;
 
 use super::history::pid_cell;
+use super::live::is_gone;
 use super::Client;
 use crate::error::{CtlError, Result};
 use crate::json::AlertJson;
@@ -83,13 +83,6 @@ fn write_event(a: &v1::Alert, json: bool, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-fn gone_status(status: &tonic::Status) -> bool {
-    matches!(
-        status.code(),
-        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Aborted
-    )
-}
-
 async fn connect(socket: &Path) -> std::result::Result<Client, ConnectError> {
     netmon_proto::connect(socket).await
 }
@@ -143,7 +136,7 @@ async fn follow_one(
         .await
     {
         Ok(s) => s.into_inner(),
-        Err(s) if gone_status(&s) => return Ok(()),
+        Err(s) if is_gone(&s) => return Ok(()),
         Err(s) => return Err(s.into()),
     };
     // Subscribed first, listed second: an event in between is in both, and
@@ -157,7 +150,7 @@ async fn follow_one(
             .await
         {
             Ok(l) => l.into_inner().alerts,
-            Err(s) if gone_status(&s) => return Ok(()),
+            Err(s) if is_gone(&s) => return Ok(()),
             Err(s) => return Err(s.into()),
         };
         let mut missed: Vec<&v1::Alert> = list
@@ -175,7 +168,7 @@ async fn follow_one(
         let frame = match stream.message().await {
             Ok(Some(f)) => f,
             Ok(None) => return Ok(()),
-            Err(s) if gone_status(&s) => return Ok(()),
+            Err(s) if is_gone(&s) => return Ok(()),
             Err(s) => return Err(CtlError::from(s)),
         };
         if frame.time_ms > 0 {
