@@ -93,6 +93,16 @@ pub async fn follow(socket: Option<&Path>, json: bool, out: &mut dyn Write) -> R
     let path = netmon_proto::resolve_socket(socket);
     let mut client = connect(&path).await?;
     let mut printed = Printed::default();
+    // Alerts open before we start are not news (their close is): listed
+    // before subscribing, so one that opens in between is not taken for old.
+    for a in list(&mut client, crate::when::now_ms())
+        .await?
+        .unwrap_or_default()
+        .iter()
+        .filter(|a| a.state == v1::AlertState::Open as i32)
+    {
+        printed.insert(event_of(a));
+    }
     // Time of the last frame: after a reconnect, events from then on that the
     // stream could not carry are caught up from the alert list.
     let mut since_ms: Option<i64> = None;
@@ -142,28 +152,11 @@ async fn follow_one(
     // Subscribed first, listed second: an event in between is in both, and
     // printed once.
     if let Some(since) = *since_ms {
-        let list = match client
-            .list_alerts(v1::ListAlertsRequest {
-                since_ms: since,
-                limit: 0,
-            })
-            .await
-        {
-            Ok(l) => l.into_inner().alerts,
-            Err(s) if is_gone(&s) => return Ok(()),
-            Err(s) => return Err(s.into()),
-        };
-        let mut missed: Vec<&v1::Alert> = list
-            .iter()
-            .filter(|a| event_ms(a) >= since && a.state != v1::AlertState::Unspecified as i32)
-            .collect();
-        missed.sort_by_key(|a| event_ms(a));
-        for a in missed {
-            if printed.insert(event_of(a)) {
-                write_event(a, json, out)?;
-            }
+        if !catch_up(client, since, printed, json, out).await? {
+            return Ok(());
         }
     }
+    let mut last_seq: Option<u64> = None;
     loop {
         let frame = match stream.message().await {
             Ok(Some(f)) => f,
@@ -171,6 +164,15 @@ async fn follow_one(
             Err(s) if is_gone(&s) => return Ok(()),
             Err(s) => return Err(CtlError::from(s)),
         };
+        // A subscriber that fell behind skips frames, and their alerts with
+        // them: the list has them.
+        let skipped = last_seq.is_some_and(|l| frame.seq > l + 1);
+        last_seq = Some(frame.seq);
+        if let (true, Some(since)) = (skipped, *since_ms) {
+            if !catch_up(client, since, printed, json, out).await? {
+                return Ok(());
+            }
+        }
         if frame.time_ms > 0 {
             *since_ms = Some(frame.time_ms);
         }
@@ -180,6 +182,48 @@ async fn follow_one(
             }
         }
     }
+}
+
+/// ListAlerts from `since_ms`; `None` when the daemon went away.
+async fn list(client: &mut Client, since_ms: i64) -> Result<Option<Vec<v1::Alert>>> {
+    match client
+        .list_alerts(v1::ListAlertsRequest { since_ms, limit: 0 })
+        .await
+    {
+        Ok(l) => Ok(Some(l.into_inner().alerts)),
+        Err(s) if is_gone(&s) => Ok(None),
+        Err(s) => Err(s.into()),
+    }
+}
+
+/// Prints the events since `since_ms` not printed yet, oldest first: alerts
+/// closed since then, and alerts open now (a rate alert's start is the start
+/// of its run, before it opened). False when the daemon went away.
+async fn catch_up(
+    client: &mut Client,
+    since_ms: i64,
+    printed: &mut Printed,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<bool> {
+    let Some(all) = list(client, since_ms).await? else {
+        return Ok(false);
+    };
+    let mut missed: Vec<&v1::Alert> = all
+        .iter()
+        .filter(|a| match v1::AlertState::try_from(a.state) {
+            Ok(v1::AlertState::Open) => true,
+            Ok(v1::AlertState::Closed) => a.ended_ms >= since_ms,
+            _ => false,
+        })
+        .collect();
+    missed.sort_by_key(|a| event_ms(a));
+    for a in missed {
+        if printed.insert(event_of(a)) {
+            write_event(a, json, out)?;
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
