@@ -103,8 +103,8 @@ struct Program {
 
 /// Groups rows into programs by name and exe. A row whose exe is unknown
 /// (the process was gone before /proc could be read) joins the program of
-/// its name with the first exe in byte order, as the aggregator's folding does
-/// for the first it met: a guess only when one name runs several exes.
+/// its name with the first exe in byte order: deterministic, and a guess only
+/// when one name runs several exes.
 fn programs_of(rows: &[v1::ProcessRow]) -> Vec<Program> {
     let mut exes: HashMap<&str, &str> = HashMap::new();
     for p in rows.iter().filter_map(|r| r.process.as_ref()) {
