@@ -21,7 +21,7 @@ pub struct Cli {
     /// netmond's socket [default: $NETMON_SOCKET, else /run/netmon/netmond.sock]
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Print one JSON document on stdout (JSON lines for `watch`)
+    /// Print one JSON document on stdout (JSON lines for `watch` and `alerts --follow`)
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
@@ -87,13 +87,17 @@ pub enum Command {
         #[arg(long, short = 'n', default_value_t = 10, value_name = "N")]
         limit: u32,
     },
-    /// Alerts opened or closed since WHEN
+    /// Alerts opened or closed since WHEN, or as they happen (--follow)
     Alerts {
         /// A duration back (30m, 2h, 7d, 1w), a date YYYY-MM-DD (UTC) or RFC 3339 [default: 1d]
         #[arg(long, value_name = "WHEN", value_parser = when::parse_when)]
         since: Option<When>,
         #[arg(long, short = 'n', default_value_t = 0, value_name = "N")]
         limit: u32,
+        /// Print one line per alert opened or closed from now on (JSON lines with
+        /// --json) until interrupted; reconnects when netmond restarts
+        #[arg(long, short = 'f', conflicts_with_all = ["since", "limit"])]
+        follow: bool,
     },
     /// Monitoring sessions
     Sessions {

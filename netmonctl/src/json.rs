@@ -636,9 +636,15 @@ pub struct AlertJson {
     /// "open" or "closed".
     pub state: &'static str,
     pub direction: Option<&'static str>,
+    /// `null` for a program alert (a name or default rate rule).
     pub pid: Option<u32>,
     pub name: Option<String>,
     pub exe: Option<String>,
+    /// A program alert's processes that moved bytes while it was above
+    /// (ascending, at most 64); empty otherwise.
+    pub pids: Vec<u32>,
+    /// Distinct pids seen (counted up to 1024).
+    pub pids_seen: u32,
     /// The limit, and the value that crossed it / the peak while open
     /// (bytes/s, or bytes for "quota").
     pub threshold: u64,
@@ -668,6 +674,8 @@ impl From<&v1::Alert> for AlertJson {
             pid: p.map(|p| p.pid).filter(|&pid| pid != 0),
             name: p.and_then(|p| non_empty(&p.name)),
             exe: p.and_then(|p| non_empty(&p.exe)),
+            pids: a.pids.clone(),
+            pids_seen: a.pids_seen,
             threshold: a.threshold,
             value: a.value,
             peak: a.peak,

@@ -264,7 +264,7 @@ pub struct AlertsSection {
     pub open_after_ticks: u32,
     /// Consecutive ticks below before it closes.
     pub close_after_ticks: u32,
-    /// Rate limit for every process (direction total), unless a name or pid rule overrides it.
+    /// Rate limit for every program (direction total), unless a name rule overrides it.
     pub default_process_rate: Option<AmountValue>,
     /// Rate limit for the whole host (direction total).
     pub host_rate: Option<AmountValue>,
@@ -587,7 +587,7 @@ impl FileConfig {
             &[
                 ("open_after_ticks", "Consecutive ticks above a threshold before an alert opens.", a.open_after_ticks.to_string()),
                 ("close_after_ticks", "Consecutive ticks below it before the alert closes.", a.close_after_ticks.to_string()),
-                ("default_process_rate", "Rate limit for every process (up + down), unless a rule for its name or pid overrides it. Bytes/s or a rate like \"1MiB/s\", \"20Mbit/s\". Not set: none.", q("5MiB/s")),
+                ("default_process_rate", "Rate limit for every program (its processes of one name and exe summed, up + down), unless a rule for its name overrides it; a pid rule judges its process alone. Bytes/s or a rate like \"1MiB/s\", \"20Mbit/s\". Not set: none.", q("5MiB/s")),
                 ("host_rate", "Rate limit for the whole host (up + down). Not set: none.", q("50MiB/s")),
                 ("default_daily_quota", "Bytes per UTC day per process name (up + down); override per name with `netmonctl threshold set --kind quota --process NAME`. Not set: none.", q("2GiB")),
                 ("new_process_notice", "Notice the first time an executable sends on the network.", a.new_process_notice.to_string()),

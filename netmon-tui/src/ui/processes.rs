@@ -331,7 +331,19 @@ pub fn alert_line(a: &v1::Alert, p: &Palette) -> Line<'static> {
     let who = a
         .process
         .as_ref()
-        .map(|id| format!("{} ({})", terminal_safe(&id.name), id.pid))
+        .map(|id| match (id.pid, a.pids.as_slice()) {
+            // A program alert: its processes, not one pid.
+            (0, []) => terminal_safe(&id.name).into_owned(),
+            (0, pids) => format!(
+                "{} (pids {})",
+                terminal_safe(&id.name),
+                pids.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            (pid, _) => format!("{} ({pid})", terminal_safe(&id.name)),
+        })
         .unwrap_or_else(|| "host".to_owned());
     let text = if a.message.is_empty() {
         format!(

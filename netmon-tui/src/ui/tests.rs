@@ -394,3 +394,20 @@ fn a_containers_process_names_its_container_on_wide_screens_only() {
     assert!(has(160, 48), "wide screens show the container");
     assert!(!has(80, 24), "narrow screens keep the name alone");
 }
+
+#[test]
+fn a_program_alert_without_a_message_names_its_pids() {
+    let a = v1::Alert {
+        state: v1::AlertState::Open as i32,
+        process: Some(v1::ProcessIdentity {
+            name: "fetch".into(),
+            ..Default::default()
+        }),
+        pids: vec![4, 5],
+        pids_seen: 2,
+        ..Default::default()
+    };
+    let line = super::processes::alert_line(&a, super::style::palette(false));
+    let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
+    assert!(text.contains("fetch (pids 4, 5):"), "{text}");
+}

@@ -20,6 +20,16 @@ use crate::when::{human_time, rfc3339_ms, When};
 
 const DAY_MS: i64 = 86_400_000;
 
+/// One pid, or how many a program alert saw (the message lists them).
+pub fn pid_cell(a: &AlertJson) -> String {
+    match (a.pid, a.pids.as_slice(), a.pids_seen) {
+        (Some(pid), _, _) => pid.to_string(),
+        (None, [one], 1) => one.to_string(),
+        (None, _, 0) => "-".to_owned(),
+        (None, _, n) => format!("{n} pids"),
+    }
+}
+
 pub async fn alerts(
     mut client: Client,
     since: Option<When>,
@@ -68,7 +78,7 @@ pub async fn alerts(
             human_time(a.ended_ms),
             j.state.to_owned(),
             j.kind.to_owned(),
-            j.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            pid_cell(&j),
             j.name.clone().unwrap_or_else(|| "-".to_owned()),
             amount(a.threshold),
             amount(a.peak),

@@ -177,7 +177,7 @@ impl WatchState {
 }
 
 /// Whether a stream error means the daemon went away rather than refused.
-fn is_gone(status: &tonic::Status) -> bool {
+pub(super) fn is_gone(status: &tonic::Status) -> bool {
     matches!(
         status.code(),
         Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Aborted

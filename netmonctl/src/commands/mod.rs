@@ -3,6 +3,7 @@
 //! when the daemon is down.
 
 mod control;
+mod follow;
 mod history;
 mod live;
 mod stats;
@@ -63,7 +64,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             )
             .await
         }
-        Command::Alerts { since, limit } => {
+        Command::Alerts { follow: true, .. } => follow::follow(socket, json, out).await,
+        Command::Alerts { since, limit, .. } => {
             history::alerts(connect(socket).await?, since, limit, json, out).await
         }
         Command::Sessions { since, limit } => {

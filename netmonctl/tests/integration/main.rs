@@ -1,11 +1,15 @@
-//! Runs the built netmonctl binary for the behaviour that needs no daemon:
-//! exit codes and messages for an unreachable daemon and for usage errors.
+//! Runs the built netmonctl binary: exit codes and messages with no daemon,
+//! output against a canned one (`fake`), and `alerts --follow` against a real
+//! netmond in the lab of netmond's tests (`follow`, root).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 #[path = "../../../netmond/tests/integration/commands.rs"]
 mod commands;
+mod follow;
+#[path = "../../../netmond/tests/integration/harness.rs"]
+mod harness;
 
 fn missing_socket() -> PathBuf {
     std::env::temp_dir()

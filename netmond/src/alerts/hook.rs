@@ -96,6 +96,13 @@ fn env_raw(a: &v1::Alert) -> Vec<(&'static str, String)> {
     } else {
         p.pid.to_string()
     };
+    // A program alert's processes, space-separated.
+    let pids = a
+        .pids
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(" ");
     vec![
         ("NETMON_ALERT_ID", a.id.to_string()),
         (
@@ -104,6 +111,7 @@ fn env_raw(a: &v1::Alert) -> Vec<(&'static str, String)> {
         ),
         ("NETMON_ALERT_STATE", state.to_owned()),
         ("NETMON_ALERT_PID", pid),
+        ("NETMON_ALERT_PIDS", pids),
         ("NETMON_ALERT_PROCESS", p.name),
         ("NETMON_ALERT_EXE", p.exe),
         ("NETMON_ALERT_USER", p.user),
@@ -315,6 +323,7 @@ mod tests {
             started_ms: 1_700_000_000_000,
             ended_ms: 0,
             message: "python3 (pid 4242): up rate over".into(),
+            ..Default::default()
         }
     }
 
@@ -388,6 +397,7 @@ mod tests {
             ("NETMON_ALERT_KIND", "rate"),
             ("NETMON_ALERT_STATE", "open"),
             ("NETMON_ALERT_PID", "4242"),
+            ("NETMON_ALERT_PIDS", ""),
             ("NETMON_ALERT_PROCESS", "python3"),
             ("NETMON_ALERT_EXE", "/usr/bin/python3"),
             ("NETMON_ALERT_USER", "alice"),

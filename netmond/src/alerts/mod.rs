@@ -5,7 +5,7 @@
 pub mod hook;
 pub mod state;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use netmon_proto::v1::{self, Direction, ThresholdKind};
 
@@ -15,6 +15,10 @@ pub const DAY_MS: i64 = 86_400_000;
 pub const MAX_SEEN_EXES: usize = 4096;
 /// Process names whose bytes are counted toward daily quotas, per UTC day.
 const MAX_DAY_NAMES: usize = 65_536;
+/// Pids a program alert lists; `pids_seen` counts on.
+pub const MAX_ALERT_PIDS: usize = 64;
+/// Distinct pids remembered per program alert (what `pids_seen` counts to).
+const MAX_TRACK_PIDS: usize = 1024;
 /// First id given to an API rule; config rules are numbered 1.. below it.
 const FIRST_API_ID: u64 = 100;
 const DIRECTIONS: [Direction; 3] = [Direction::Up, Direction::Down, Direction::Total];
@@ -39,7 +43,7 @@ impl Default for Settings {
 /// cleared over the API; an API rule with the same selector overrides them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigRules {
-    /// Rate for every process, bytes/s, direction total.
+    /// Rate for every program (its processes summed), bytes/s, direction total.
     pub default_process_rate: Option<u64>,
     /// Rate of the whole host, bytes/s, direction total.
     pub host_rate: Option<u64>,
@@ -60,10 +64,12 @@ pub struct Persisted {
 #[error("{0}")]
 pub struct RuleError(pub String);
 
-/// What an alert is about: one process, one process name (quotas), the host.
+/// What an alert is about: one process (pid rules), one program (name and
+/// default rules), one process name (quotas), the host.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Subject {
     Process { pid: u32, start_time: u64 },
+    Program { name: String, exe: String },
     Name(String),
     Host,
 }
@@ -78,7 +84,114 @@ struct Track {
     /// When the current run above began, and its highest value.
     run_start_ms: i64,
     run_peak: u64,
+    /// A program's pids that moved bytes in the run above and while open.
+    pids: BTreeSet<u32>,
     open: Option<v1::Alert>,
+}
+
+/// One program in a tick: its rows (processes of one name and exe, exited
+/// ones and folded program rows included) and their summed rates.
+struct Program {
+    name: String,
+    exe: String,
+    /// Who the alert names: the busiest process's identity without its pid.
+    identity: v1::ProcessIdentity,
+    up_bps: u64,
+    down_bps: u64,
+    rows: Vec<usize>,
+}
+
+/// Groups rows into programs by name and exe. A row whose exe is unknown
+/// (the process was gone before /proc could be read) joins the program of
+/// its name with the first exe in byte order: deterministic, and a guess only
+/// when one name runs several exes.
+fn programs_of(rows: &[v1::ProcessRow]) -> Vec<Program> {
+    let mut exes: HashMap<&str, &str> = HashMap::new();
+    for p in rows.iter().filter_map(|r| r.process.as_ref()) {
+        if !p.exe.is_empty() {
+            let e = exes.entry(p.name.as_str()).or_insert(p.exe.as_str());
+            if p.exe.as_str() < *e {
+                *e = p.exe.as_str();
+            }
+        }
+    }
+    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut out: Vec<Program> = Vec::new();
+    let mut busiest: Vec<u64> = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        let Some(p) = r.process.as_ref() else {
+            continue;
+        };
+        let exe = if p.exe.is_empty() {
+            exes.get(p.name.as_str()).copied().unwrap_or("")
+        } else {
+            p.exe.as_str()
+        };
+        let t = r.traffic.unwrap_or_default();
+        let k = *index.entry((p.name.as_str(), exe)).or_insert_with(|| {
+            out.push(Program {
+                name: p.name.clone(),
+                exe: exe.to_owned(),
+                identity: program_identity(p),
+                up_bps: 0,
+                down_bps: 0,
+                rows: Vec::new(),
+            });
+            busiest.push(0);
+            out.len() - 1
+        });
+        let g = &mut out[k];
+        g.up_bps = g.up_bps.saturating_add(t.up_bps);
+        g.down_bps = g.down_bps.saturating_add(t.down_bps);
+        g.rows.push(i);
+        let rate = t.up_bps.saturating_add(t.down_bps);
+        if rate > busiest[k] && !p.exe.is_empty() {
+            busiest[k] = rate;
+            g.identity = program_identity(p);
+        }
+    }
+    out
+}
+
+/// A process's identity as the program's: what one process alone has (pid,
+/// start, cmdline) is left out.
+fn program_identity(p: &v1::ProcessIdentity) -> v1::ProcessIdentity {
+    v1::ProcessIdentity {
+        pid: 0,
+        start_time: 0,
+        cmdline: String::new(),
+        cmdline_truncated: false,
+        netns: 0,
+        started_ms: 0,
+        ..p.clone()
+    }
+}
+
+/// The pids an alert lists, and how many were seen.
+fn listed(pids: &BTreeSet<u32>) -> (Vec<u32>, u32) {
+    (
+        pids.iter().copied().take(MAX_ALERT_PIDS).collect(),
+        pids.len() as u32,
+    )
+}
+
+/// `curl (pids 10, 11 and 3 more)`: a program alert's subject in messages.
+fn who_program(name: &str, pids: &[u32], seen: u32) -> String {
+    if pids.is_empty() {
+        return name.to_owned();
+    }
+    let list = pids
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = (seen as usize).saturating_sub(pids.len());
+    let word = if seen == 1 { "pid" } else { "pids" };
+    if more > 0 {
+        format!("{name} ({word} {list} and {more} more)")
+    } else {
+        format!("{name} ({word} {list})")
+    }
 }
 
 /// Result of one tick.
@@ -360,6 +473,7 @@ impl Evaluator {
     }
 
     /// The rule in force: pid beats name beats default; API beats config.
+    /// `pid` 0 asks for a program's rule (name or default) only.
     fn rule(
         &self,
         kind: ThresholdKind,
@@ -371,7 +485,7 @@ impl Evaluator {
             if t.kind != kind as i32 || t.direction != direction as i32 {
                 None
             } else if t.pid != 0 {
-                (t.pid == pid).then_some(3)
+                (pid != 0 && t.pid == pid).then_some(3)
             } else if !t.process_name.is_empty() {
                 (t.process_name == name).then_some(2)
             } else {
@@ -385,6 +499,13 @@ impl Evaluator {
             .filter_map(|(t, api)| rank(t).map(|r| ((r, api), t)))
             .max_by_key(|(r, _)| *r)
             .map(|(_, t)| t)
+    }
+
+    /// The pid rule for one process, if there is one.
+    fn pid_rule(&self, kind: ThresholdKind, direction: Direction, pid: u32) -> Option<u64> {
+        self.rule(kind, direction, pid, "")
+            .filter(|t| pid != 0 && t.pid == pid)
+            .map(|t| t.value)
     }
 
     fn notices_enabled(&self) -> bool {
@@ -426,12 +547,14 @@ impl Evaluator {
     }
 
     /// One hysteresis step for a rate; returns an alert that opened or closed.
+    /// `pids` is given for a program: the processes that moved bytes this tick.
     fn step_rate(
         &mut self,
         key: Key,
         value: u64,
         threshold: u64,
         process: Option<&v1::ProcessIdentity>,
+        pids: Option<&[u32]>,
         now_ms: i64,
     ) -> Option<v1::Alert> {
         let (open_after, close_after) = (
@@ -440,8 +563,15 @@ impl Evaluator {
         );
         let id = self.next_alert_id;
         let (kind, direction) = (key.1, key.2);
-        let t = self.tracks.entry(key.clone()).or_default();
+        let program = match &key.0 {
+            Subject::Program { name, .. } => Some(name.clone()),
+            _ => None,
+        };
+        let t = self.tracks.entry(key).or_default();
         if value > threshold {
+            if t.above == 0 && t.open.is_none() {
+                t.pids.clear();
+            }
             if t.above == 0 {
                 t.run_start_ms = now_ms;
                 t.run_peak = 0;
@@ -449,14 +579,38 @@ impl Evaluator {
             t.above = t.above.saturating_add(1);
             t.below = 0;
             t.run_peak = t.run_peak.max(value);
+        } else if t.open.is_none() {
+            t.above = 0;
+            t.run_peak = 0;
+            t.pids.clear();
+            return None;
+        }
+        let mut grew = false;
+        for &pid in pids.unwrap_or_default() {
+            if t.pids.len() < MAX_TRACK_PIDS && t.pids.insert(pid) {
+                grew = true;
+            }
+        }
+        if value > threshold {
             if let Some(a) = t.open.as_mut() {
                 a.peak = a.peak.max(value);
+                if grew {
+                    (a.pids, a.pids_seen) = listed(&t.pids);
+                }
                 return None;
             }
             if t.above < open_after {
                 return None;
             }
-            let what = who(process);
+            let (pids, pids_seen) = if program.is_some() {
+                listed(&t.pids)
+            } else {
+                (Vec::new(), 0)
+            };
+            let what = match &program {
+                Some(name) => who_program(name, &pids[..pids.len().min(8)], pids_seen),
+                None => who(process),
+            };
             let dir = direction_name(direction);
             let a = v1::Alert {
                 id,
@@ -474,6 +628,8 @@ impl Evaluator {
                     human_bytes(value),
                     human_bytes(threshold)
                 ),
+                pids,
+                pids_seen,
             };
             t.open = Some(a.clone());
             self.next_alert_id += 1;
@@ -481,18 +637,26 @@ impl Evaluator {
         } else {
             t.above = 0;
             t.run_peak = 0;
-            t.open.as_ref()?;
+            if grew {
+                if let Some(a) = t.open.as_mut() {
+                    (a.pids, a.pids_seen) = listed(&t.pids);
+                }
+            }
             t.below = t.below.saturating_add(1);
             if t.below < close_after {
                 return None;
             }
             let mut a = t.open.take()?;
             t.below = 0;
+            t.pids.clear();
             a.state = v1::AlertState::Closed as i32;
             a.ended_ms = now_ms;
+            let what = match &program {
+                Some(name) => who_program(name, &a.pids[..a.pids.len().min(8)], a.pids_seen),
+                None => who(a.process.as_ref()),
+            };
             a.message = format!(
-                "{}: {} rate back under {}/s (peak {}/s)",
-                who(a.process.as_ref()),
+                "{what}: {} rate back under {}/s (peak {}/s)",
                 direction_name(direction),
                 human_bytes(threshold),
                 human_bytes(a.peak)
@@ -576,25 +740,29 @@ impl Evaluator {
         }
         self.last_totals = last;
 
-        // Per-process rates.
-        for r in rows.iter_mut().filter(|r| r.folded_processes == 0) {
-            let Some(p) = r.process.clone() else { continue };
+        // Rates. A pid rule judges its one process; a name or default rule
+        // judges the program: its processes summed, exited ones included
+        // (their rows keep the rate of their last tick), so a program whose
+        // processes each live less than the hysteresis is still judged.
+        // A row shows the rule that judges it and whether that is over.
+        let mut row_rule: Vec<(bool, Option<u64>)> = vec![(false, None); rows.len()];
+        let in_force = |prev: Option<u64>, d: Direction, th: u64| match (d, prev) {
+            (Direction::Total, _) | (_, None) => th,
+            (_, Some(prev)) => prev.min(th),
+        };
+        for (i, r) in rows.iter().enumerate() {
+            if r.folded_processes > 0 {
+                continue;
+            }
+            let Some(p) = r.process.as_ref() else {
+                continue;
+            };
             let traffic = r.traffic.unwrap_or_default();
-            let mut over = false;
-            let mut in_force: Option<u64> = None;
             for d in DIRECTIONS {
-                let Some(th) = self
-                    .rule(ThresholdKind::ProcessRate, d, p.pid, &p.name)
-                    .map(|t| t.value)
-                else {
+                let Some(th) = self.pid_rule(ThresholdKind::ProcessRate, d, p.pid) else {
                     continue;
                 };
                 let value = pick(&traffic, d);
-                over |= value > th;
-                in_force = Some(match (d, in_force) {
-                    (Direction::Total, _) | (_, None) => th,
-                    (_, Some(prev)) => prev.min(th),
-                });
                 let key = (
                     Subject::Process {
                         pid: p.pid,
@@ -604,13 +772,70 @@ impl Evaluator {
                     d,
                 );
                 visited.insert(key.clone());
-                if let Some(a) = self.step_rate(key.clone(), value, th, Some(&p), now_ms) {
+                if let Some(a) = self.step_rate(key.clone(), value, th, Some(p), None, now_ms) {
                     out.alerts.push(a);
                 }
-                over |= self.tracks.get(&key).is_some_and(|t| t.open.is_some());
+                let open = self.tracks.get(&key).is_some_and(|t| t.open.is_some());
+                let (over, rule) = &mut row_rule[i];
+                *over |= value > th || open;
+                *rule = Some(in_force(*rule, d, th));
             }
+        }
+        for g in programs_of(rows) {
+            for d in DIRECTIONS {
+                let Some(th) = self
+                    .rule(ThresholdKind::ProcessRate, d, 0, &g.name)
+                    .map(|t| t.value)
+                else {
+                    continue;
+                };
+                let value = match d {
+                    Direction::Up => g.up_bps,
+                    Direction::Down => g.down_bps,
+                    _ => g.up_bps.saturating_add(g.down_bps),
+                };
+                let pids: Vec<u32> = g
+                    .rows
+                    .iter()
+                    .filter_map(|&i| rows.get(i))
+                    .filter(|r| pick(&r.traffic.unwrap_or_default(), d) > 0)
+                    .filter_map(|r| r.process.as_ref().map(|p| p.pid))
+                    .filter(|&pid| pid != 0)
+                    .collect();
+                let key = (
+                    Subject::Program {
+                        name: g.name.clone(),
+                        exe: g.exe.clone(),
+                    },
+                    ThresholdKind::ProcessRate,
+                    d,
+                );
+                visited.insert(key.clone());
+                if let Some(a) = self.step_rate(
+                    key.clone(),
+                    value,
+                    th,
+                    Some(&g.identity),
+                    Some(&pids),
+                    now_ms,
+                ) {
+                    out.alerts.push(a);
+                }
+                let open = self.tracks.get(&key).is_some_and(|t| t.open.is_some());
+                for &i in &g.rows {
+                    let pid = rows[i].process.as_ref().map_or(0, |p| p.pid);
+                    if self.pid_rule(ThresholdKind::ProcessRate, d, pid).is_some() {
+                        continue;
+                    }
+                    let (over, rule) = &mut row_rule[i];
+                    *over |= value > th || open;
+                    *rule = Some(in_force(*rule, d, th));
+                }
+            }
+        }
+        for (r, (over, rule)) in rows.iter_mut().zip(row_rule) {
             r.over_threshold = over;
-            r.threshold_bps = in_force.unwrap_or(0);
+            r.threshold_bps = rule.unwrap_or(0);
         }
 
         // Daily quotas per process name.
@@ -665,6 +890,8 @@ impl Evaluator {
                         peak: value,
                         started_ms: now_ms,
                         ended_ms: 0,
+                        pids: Vec::new(),
+                        pids_seen: 0,
                     };
                     t.open = Some(a.clone());
                     self.next_alert_id += 1;
@@ -697,7 +924,7 @@ impl Evaluator {
             };
             let key = (Subject::Host, ThresholdKind::HostRate, d);
             visited.insert(key.clone());
-            if let Some(a) = self.step_rate(key, pick(totals, d), th, None, now_ms) {
+            if let Some(a) = self.step_rate(key, pick(totals, d), th, None, None, now_ms) {
                 out.alerts.push(a);
             }
         }
@@ -729,7 +956,7 @@ impl Evaluator {
                 self.tracks.remove(&key);
                 continue;
             }
-            if let Some(a) = self.step_rate(key.clone(), 0, threshold, None, now_ms) {
+            if let Some(a) = self.step_rate(key.clone(), 0, threshold, None, None, now_ms) {
                 out.alerts.push(a);
             }
         }
@@ -767,6 +994,8 @@ impl Evaluator {
                     started_ms: now_ms,
                     ended_ms: now_ms,
                     message: format!("new on the network: {exe} ({})", who(Some(p))),
+                    pids: Vec::new(),
+                    pids_seen: 0,
                 });
             }
         }

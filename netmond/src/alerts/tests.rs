@@ -91,7 +91,11 @@ fn sustained_spike_opens_exactly_one_alert_and_closes_after_the_quiet_ticks() {
     assert_eq!(closed.id, open.id);
     assert_eq!(closed.peak, 5000);
     assert_eq!(closed.ended_ms, T0 + 8 * SEC, "third tick below");
-    assert_eq!(closed.process.as_ref().unwrap().pid, 100);
+    // The default rule judges the program: named, pid-less, its pids listed.
+    let p = closed.process.as_ref().unwrap();
+    assert_eq!((p.pid, p.name.as_str()), (0, "curl"));
+    assert_eq!(closed.pids, [100]);
+    assert_eq!(closed.pids_seen, 1);
     assert_eq!(closed.threshold, 1000);
     assert!(e.open_alerts().is_empty());
 }
@@ -206,12 +210,22 @@ fn pid_override_beats_name_beats_default() {
             [1000, 5000, 5000, 20_000]
         );
     }
-    let pids: Vec<u32> = all
-        .iter()
-        .map(|a| a.process.as_ref().unwrap().pid)
-        .collect();
-    assert_eq!(pids.len(), 2, "{all:#?}");
-    assert!(pids.contains(&5) && pids.contains(&8), "{pids:?}");
+    // Two program alerts: wget by the default, curl by its name rule over
+    // the sum of its processes (pid 7's rule judges pid 7 alone, and it
+    // stays under it); no alert for pid 7 itself.
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let by_name = |n: &str| {
+        all.iter()
+            .find(|a| a.process.as_ref().unwrap().name == n)
+            .unwrap_or_else(|| panic!("no alert for {n}: {all:#?}"))
+    };
+    let wget = by_name("wget");
+    assert_eq!((wget.threshold, wget.value), (1000, 3000));
+    assert_eq!(wget.pids, [5]);
+    let curl = by_name("curl");
+    assert_eq!((curl.threshold, curl.value), (5000, 26_000));
+    assert_eq!(curl.pids, [6, 7, 8]);
+    assert!(all.iter().all(|a| a.process.as_ref().unwrap().pid == 0));
 }
 
 #[test]
@@ -460,7 +474,165 @@ fn a_process_that_disappears_closes_its_alert() {
     }
     assert_eq!(closed.len(), 1);
     assert_eq!(state(&closed[0]), v1::AlertState::Closed);
-    assert_eq!(closed[0].process.as_ref().unwrap().pid, 100);
+    assert_eq!(closed[0].process.as_ref().unwrap().name, "curl");
+    assert_eq!(closed[0].pids, [100]);
+}
+
+/// One tick of a program whose processes each live one tick: pid `new`
+/// moves `rate` down, the earlier ones are exited rows with no rate.
+fn churn_rows(pids: &[u32], rate: u64) -> Vec<v1::ProcessRow> {
+    let last = pids.len().saturating_sub(1);
+    pids.iter()
+        .enumerate()
+        .map(|(i, &pid)| {
+            let mut r = row(pid, "fetcher", 0, if i == last { rate } else { 0 });
+            r.alive = i == last;
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn a_program_of_short_lived_processes_is_judged_as_one_across_pid_churn() {
+    let mut e = eval();
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Down,
+        1000,
+        "fetcher",
+        0,
+    );
+    // A pid rule on one of the short processes judges that process alone.
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Down,
+        1000,
+        "",
+        202,
+    );
+    let mut pids = Vec::new();
+    let mut all = Vec::new();
+    // Five ticks, a new process each (2000 B/s for its one tick), then quiet.
+    for i in 0..9u32 {
+        let rate = if i < 5 {
+            pids.push(201 + i);
+            2000
+        } else {
+            0
+        };
+        let mut rows = if rate > 0 {
+            churn_rows(&pids, rate)
+        } else {
+            churn_rows(&pids, 0)
+                .into_iter()
+                .map(|mut r| {
+                    r.alive = false;
+                    r
+                })
+                .collect()
+        };
+        let out = e.evaluate(&mut rows, &v1::Traffic::default(), T0 + i64::from(i) * SEC);
+        if i == 2 {
+            let row = rows.iter().find(|r| r.alive).unwrap();
+            assert!(row.over_threshold, "the live process's program is over");
+            assert_eq!(row.threshold_bps, 1000);
+        }
+        all.extend(out.alerts);
+    }
+    assert_eq!(all.len(), 2, "one open, one close: {all:#?}");
+    let (open, closed) = (&all[0], &all[1]);
+    assert_eq!(state(open), v1::AlertState::Open);
+    assert_eq!(open.started_ms, T0, "the run began with the first process");
+    assert_eq!(open.pids, [201, 202, 203], "the pids of the run so far");
+    assert_eq!(open.value, 2000);
+    assert!(
+        open.message.contains("fetcher (pids 201, 202, 203)"),
+        "{}",
+        open.message
+    );
+    assert_eq!(state(closed), v1::AlertState::Closed);
+    assert_eq!(closed.id, open.id);
+    assert_eq!(closed.pids, [201, 202, 203, 204, 205]);
+    assert_eq!(closed.pids_seen, 5);
+    assert_eq!(closed.ended_ms, T0 + 7 * SEC, "third quiet tick");
+    assert!(
+        all.iter().all(|a| a.process.as_ref().unwrap().pid == 0),
+        "pid 202 never had 3 ticks above its own rule: {all:#?}"
+    );
+    assert!(e.open_alerts().is_empty());
+}
+
+#[test]
+fn a_program_sums_its_processes_of_one_name_and_exe() {
+    let mut e = eval();
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Up,
+        1000,
+        "",
+        0,
+    );
+    let mut all = Vec::new();
+    for i in 0..3 {
+        let mut other_exe = row(3, "curl", 900, 0);
+        other_exe.process.as_mut().unwrap().exe = "/usr/local/bin/curl".into();
+        // Gone before /proc could be read: joins the program of its name.
+        let mut no_exe = row(4, "curl", 100, 0);
+        no_exe.process.as_mut().unwrap().exe.clear();
+        let mut rows = vec![
+            row(1, "curl", 600, 0),
+            row(2, "curl", 600, 0),
+            other_exe,
+            no_exe,
+            row(5, "wget", 900, 0),
+        ];
+        all.extend(
+            e.evaluate(&mut rows, &v1::Traffic::default(), T0 + i * SEC)
+                .alerts,
+        );
+        assert_eq!(
+            rows.iter().map(|r| r.over_threshold).collect::<Vec<_>>(),
+            [true, true, false, true, false]
+        );
+    }
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let a = &all[0];
+    assert_eq!(a.value, 1300);
+    assert_eq!(a.pids, [1, 2, 4]);
+    let p = a.process.as_ref().unwrap();
+    assert_eq!((p.name.as_str(), p.exe.as_str()), ("curl", "/usr/bin/curl"));
+}
+
+#[test]
+fn daily_quota_counts_the_exited_processes_of_the_program() {
+    let mut e = eval();
+    set(
+        &mut e,
+        ThresholdKind::DailyQuota,
+        Direction::Down,
+        10_000,
+        "fetcher",
+        0,
+    );
+    // Each process moves 3000 bytes in its one tick and stays as an exited row.
+    let mut pids = Vec::new();
+    let mut all = Vec::new();
+    for i in 0..4u32 {
+        pids.push(301 + i);
+        let mut rows: Vec<v1::ProcessRow> = churn_rows(&pids, 3000)
+            .into_iter()
+            .map(|r| with_totals(r, 0, 3000))
+            .collect();
+        all.extend(
+            e.evaluate(&mut rows, &v1::Traffic::default(), T0 + i64::from(i) * SEC)
+                .alerts,
+        );
+    }
+    assert_eq!(all.len(), 1, "crossed with the fourth process: {all:#?}");
+    assert_eq!(all[0].value, 12_000);
 }
 
 #[test]

@@ -470,6 +470,9 @@ pub fn list_alerts(
             started_ms: r.get(13)?,
             ended_ms: r.get(14)?,
             message: r.get(15)?,
+            // Not stored: the message names the pids of a program alert.
+            pids: Vec::new(),
+            pids_seen: 0,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -1,6 +1,7 @@
 //! Thresholds and alerts end to end: paced senders in the lab against
-//! per-process rules (one alert per event, peak, pid override, daily quota),
-//! the hook, and rules that survive a daemon restart.
+//! per-process and per-program rules (one alert per event, peak, pid override,
+//! a program of short-lived processes, daily quota), the hook, and rules that
+//! survive a daemon restart.
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
@@ -29,6 +30,16 @@ while True:
 print(sent, flush=True)
 "#;
 
+/// Prefix for a generator script: the process renames itself (comm) to its
+/// first argument, so its program is its own, apart from every other python3.
+const RENAME: &str =
+    "import sys\nwith open('/proc/self/comm', 'w') as f: f.write(sys.argv.pop(1))\n";
+
+/// A program name unique to this test run (comm holds 15 bytes).
+fn program_name(tag: &str) -> String {
+    format!("nm{tag}{}", std::process::id() % 100_000)
+}
+
 const SIZE: u64 = 1000;
 /// IPv4 + UDP headers: the layer-3 bytes of a datagram are payload + 28.
 const HEADERS: u64 = 28;
@@ -39,13 +50,22 @@ fn l3_rate(payload_rate: u64) -> u64 {
     per_step * 100 * (SIZE + HEADERS)
 }
 
-fn paced(lab: &Lab, port: &str, payload_rate: u64, secs: f64, delay: f64) -> std::process::Child {
+/// The paced sender as program `name`.
+fn paced(
+    lab: &Lab,
+    name: &str,
+    port: &str,
+    payload_rate: u64,
+    secs: f64,
+    delay: f64,
+) -> std::process::Child {
     Lab::spawn_in(
         &lab.host,
         "python3",
         &[
             "-c",
-            PACED_UDP,
+            &format!("{RENAME}{PACED_UDP}"),
+            name,
             &lab.peer_ip,
             port,
             &payload_rate.to_string(),
@@ -63,10 +83,21 @@ fn alerts(d: &Daemon) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
+/// Alerts about `pid`: its own (a pid rule) or its program's.
 fn alerts_for(all: &[serde_json::Value], pid: u32) -> Vec<serde_json::Value> {
-    all.iter()
-        .filter(|a| a["pid"].as_u64() == Some(u64::from(pid)))
-        .cloned()
+    all.iter().filter(|a| about(a, pid)).cloned().collect()
+}
+
+fn about(a: &serde_json::Value, pid: u32) -> bool {
+    a["pid"].as_u64() == Some(u64::from(pid)) || pids_of(a).contains(&pid)
+}
+
+fn pids_of(a: &serde_json::Value) -> Vec<u32> {
+    a["pids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_u64().and_then(|p| u32::try_from(p).ok()))
         .collect()
 }
 
@@ -150,9 +181,11 @@ fn sender_above_its_threshold_raises_one_alert_with_its_peak_and_runs_the_hook()
         rx
     };
 
+    // The default rule judges programs: each sender is its own.
+    let (fast_name, slow_name) = (program_name("fast"), program_name("slow"));
     let fast_rate = 1_000_000;
-    let fast = paced(&lab, "5401", fast_rate, 6.0, 0.0);
-    let slow = paced(&lab, "5401", 100_000, 6.0, 0.0);
+    let fast = paced(&lab, &fast_name, "5401", fast_rate, 6.0, 0.0);
+    let slow = paced(&lab, &slow_name, "5401", 100_000, 6.0, 0.0);
     let (fast_pid, slow_pid) = (fast.id(), slow.id());
     // While it runs, its row says it is over the threshold in force.
     let top = wait_top(&d, 8, |t| {
@@ -185,7 +218,9 @@ fn sender_above_its_threshold_raises_one_alert_with_its_peak_and_runs_the_hook()
     assert_eq!(a["state"], "closed", "{a}");
     assert_eq!(a["kind"], "rate");
     assert_eq!(a["direction"], "up");
-    assert_eq!(a["name"], "python3");
+    assert_eq!(a["name"], fast_name.as_str());
+    assert_eq!(a["pid"], serde_json::Value::Null, "a program alert: {a}");
+    assert_eq!(pids_of(a), [fast_pid], "{a}");
     assert_eq!(u(a, "threshold"), threshold);
     let want = l3_rate(fast_rate);
     let peak = u(a, "peak");
@@ -221,7 +256,7 @@ fn sender_above_its_threshold_raises_one_alert_with_its_peak_and_runs_the_hook()
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter(|x| x["pid"].as_u64() == Some(u64::from(fast_pid)))
+                .filter(|x| about(x, fast_pid))
                 .map(|x| (x["state"].as_str().unwrap_or("").to_owned(), u(x, "id"))),
         );
         if streamed.iter().any(|(s, _)| s == "closed") {
@@ -252,8 +287,9 @@ fn sender_above_its_threshold_raises_one_alert_with_its_peak_and_runs_the_hook()
             .unwrap_or_else(|| panic!("no hook run for {state}: {runs}"));
         for want in [
             format!("NETMON_ALERT_ID={id}\n"),
-            format!("NETMON_ALERT_PID={fast_pid}\n"),
-            "NETMON_ALERT_PROCESS=python3\n".to_owned(),
+            "NETMON_ALERT_PID=\n".to_owned(),
+            format!("NETMON_ALERT_PIDS={fast_pid}\n"),
+            format!("NETMON_ALERT_PROCESS={fast_name}\n"),
             "NETMON_ALERT_KIND=rate\n".to_owned(),
             "NETMON_ALERT_DIRECTION=up\n".to_owned(),
             format!("NETMON_ALERT_THRESHOLD={threshold}\n"),
@@ -271,14 +307,13 @@ fn pid_override_beats_name_and_default_rules() {
     let lab = Lab::new();
     let d = lab.daemon(DaemonOpts::default());
     let _sink = start_server(&lab.peer, gen::UDP_SINK, &[&lab.peer_ip, "5402"]);
+    let name = program_name("pair");
     set_ok(&d, &["100KiB/s", "--direction", "up"]);
-    set_ok(
-        &d,
-        &["200KiB/s", "--direction", "up", "--process", "python3"],
-    );
-    // Both send 400 KB/s; the first is allowed 1 MiB/s by pid before it starts.
-    let a = paced(&lab, "5402", 400_000, 6.0, 2.0);
-    let b = paced(&lab, "5402", 400_000, 6.0, 2.0);
+    set_ok(&d, &["200KiB/s", "--direction", "up", "--process", &name]);
+    // Both send 400 KB/s as one program; the first is allowed 1 MiB/s by
+    // pid before it starts, which judges it alone.
+    let a = paced(&lab, &name, "5402", 400_000, 6.0, 2.0);
+    let b = paced(&lab, &name, "5402", 400_000, 6.0, 2.0);
     let (a_pid, b_pid) = (a.id(), b.id());
     set_ok(
         &d,
@@ -297,15 +332,115 @@ fn pid_override_beats_name_and_default_rules() {
         alerts_for(x, b_pid).iter().any(|a| a["state"] == "closed")
     });
     assert!(
-        alerts_for(&all, a_pid).is_empty(),
+        !all.iter()
+            .any(|x| x["pid"].as_u64() == Some(u64::from(a_pid))),
         "the pid rule allows {a_pid}: {all:#?}"
     );
     let mine = alerts_for(&all, b_pid);
     assert_eq!(mine.len(), 1, "{all:#?}");
+    assert_eq!(mine[0]["name"], name.as_str());
     assert_eq!(
         u(&mine[0], "threshold"),
         200 * 1024,
         "the name rule, not the default"
+    );
+    // The program is both processes, the one with its own pid rule too.
+    let mut pids = pids_of(&mine[0]);
+    pids.sort_unstable();
+    let mut want = vec![a_pid, b_pid];
+    want.sort_unstable();
+    assert_eq!(pids, want, "{:#}", mine[0]);
+}
+
+/// The user's case: a program that downloads 8 MB every 0.2 s for 5 s from
+/// short processes, each gone before three ticks, against a 1 MiB/s rule on
+/// its name. The program is over; no one process is, long enough.
+#[test]
+fn program_of_short_lived_downloaders_raises_one_alert_listing_its_pids() {
+    use std::io::Write;
+    let lab = Lab::new();
+    let d = lab.daemon(DaemonOpts::default());
+    let _server = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5404"]);
+    let name = program_name("burst");
+    set_ok(&d, &["1MiB/s", "--process", &name, "--direction", "down"]);
+    let n: u64 = 8_000_000;
+    let mut prog = spawn_bursts(&lab, &name, "5404", n, 0.2, 5.0, true);
+    // The first process waits: give it a pid rule of the same 1 MiB/s first.
+    let first: u32 = {
+        let mut line = String::new();
+        let stdout = prog.stdout.as_mut().expect("stdout");
+        let mut r = std::io::BufReader::new(stdout);
+        std::io::BufRead::read_line(&mut r, &mut line).expect("first pid");
+        line.trim()
+            .strip_prefix("pid ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("not a pid line: {line:?}"))
+    };
+    set_ok(
+        &d,
+        &["1MiB/s", "--pid", &first.to_string(), "--direction", "down"],
+    );
+    let mut stdin = prog.stdin.take().expect("stdin");
+    stdin.write_all(b"go\n").expect("go");
+    drop(stdin);
+    let out = wait_output(prog, 60);
+    let text = format!("pid {first}\n{}", stdout(&out));
+    let run = Bursts::parse(&text);
+    assert_eq!(
+        run.bytes,
+        25 * n,
+        "every download completed: {text}\n{}",
+        stderr(&out)
+    );
+    let rate = run.bytes as f64 / run.elapsed;
+    println!(
+        "{} processes, {} B in {:.3} s: {rate:.0} B/s",
+        run.pids.len(),
+        run.bytes,
+        run.elapsed
+    );
+
+    let mine = |all: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        all.iter()
+            .filter(|a| a["name"] == name.as_str() && a["kind"] == "rate")
+            .cloned()
+            .collect()
+    };
+    let all = wait_alerts(&d, 15, |a| mine(a).iter().any(|x| x["state"] == "closed"));
+    let program = mine(&all);
+    assert_eq!(
+        program.len(),
+        1,
+        "one alert for the program: {all:#?}\n{}",
+        d.log_text()
+    );
+    let a = &program[0];
+    assert_eq!(a["state"], "closed", "{a}");
+    assert_eq!(a["direction"], "down");
+    assert_eq!(a["pid"], serde_json::Value::Null, "{a}");
+    assert_eq!(u(a, "threshold"), 1 << 20);
+    let pids = pids_of(a);
+    assert!(pids.len() >= 2, "several processes listed: {a}");
+    assert!(
+        pids.iter().all(|p| run.pids.contains(p)),
+        "only the program's processes: {pids:?} vs {:?}",
+        run.pids
+    );
+    assert!(u(a, "pids_seen") >= pids.len() as u64, "{a}");
+    assert!(a["message"].as_str().unwrap_or("").contains(&name), "{a}");
+    // One tick's rate against the generator's mean: ticks hold 4 to 6 of
+    // the 5-a-second downloads when the schedule holds; TCP/IP headers add
+    // up to 6% (tcp_credit_hi) to the payload.
+    let (value, peak) = (u(a, "value"), u(a, "peak"));
+    let lo = (rate * 0.5) as u64;
+    let hi = tcp_credit_hi((rate * 1.6) as u64);
+    assert_between(value, lo, hi, "rate of the tick that opened the alert");
+    assert_between(peak, value, hi, "peak while open");
+    // The pid rule judged that one process alone: it never lasted 3 ticks.
+    assert!(
+        !all.iter()
+            .any(|x| x["pid"].as_u64() == Some(u64::from(first))),
+        "no alert for pid {first} on its own: {all:#?}"
     );
 }
 
@@ -327,7 +462,7 @@ fn daily_quota_fires_once_when_crossed() {
         ],
     );
     // About 3 MB in 3 s: crosses 1 MiB after one second, then keeps going.
-    let tx = paced(&lab, "5403", 1_000_000, 3.0, 0.0);
+    let tx = paced(&lab, "python3", "5403", 1_000_000, 3.0, 0.0);
     let pid = tx.id();
     let out = wait_output(tx, 30);
     let sent: u64 = stdout(&out).trim().parse().expect("datagram count");

@@ -38,8 +38,9 @@ pub fn bin_dir() -> PathBuf {
 }
 
 pub fn bin(name: &str) -> PathBuf {
-    if name == "netmond" {
-        return PathBuf::from(env!("CARGO_BIN_EXE_netmond"));
+    // Set in netmond's own tests; other crates' tests find it in target/debug.
+    if let Some(p) = option_env!("CARGO_BIN_EXE_netmond").filter(|_| name == "netmond") {
+        return PathBuf::from(p);
     }
     let p = bin_dir().join(name);
     assert!(
@@ -588,6 +589,77 @@ impl Lab {
     }
 }
 
+/// A program of short-lived downloaders: see [`gen::BURSTS`]. Its stdin is
+/// piped (the "go" when `hold`), stdout too.
+pub fn spawn_bursts(
+    lab: &Lab,
+    name: &str,
+    port: &str,
+    n: u64,
+    period: f64,
+    secs: f64,
+    hold: bool,
+) -> Child {
+    require_command("python3");
+    command("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.host.name,
+            "python3",
+            "-u",
+            "-c",
+            gen::BURSTS,
+            name,
+        ])
+        .args([
+            &lab.peer_ip,
+            port,
+            &n.to_string(),
+            &period.to_string(),
+            &secs.to_string(),
+        ])
+        .arg(if hold { "hold" } else { "go" })
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the burst program")
+}
+
+/// What the burst program reported at its end.
+#[derive(Debug)]
+pub struct Bursts {
+    pub pids: Vec<u32>,
+    /// Payload bytes received by its processes, all told.
+    pub bytes: u64,
+    /// Seconds from the first download's start to the last one's end.
+    pub elapsed: f64,
+}
+
+impl Bursts {
+    pub fn parse(out: &str) -> Bursts {
+        let mut b = Bursts {
+            pids: Vec::new(),
+            bytes: 0,
+            elapsed: 0.0,
+        };
+        for line in out.lines() {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            match w.as_slice() {
+                ["pid", p] => b.pids.push(p.parse().expect("pid")),
+                ["done", bytes, secs] => {
+                    b.bytes = bytes.parse().expect("bytes");
+                    b.elapsed = secs.parse().expect("secs");
+                }
+                _ => {}
+            }
+        }
+        assert!(b.elapsed > 0.0, "the burst program did not finish: {out}");
+        b
+    }
+}
+
 /// Waits for a child with a deadline, returning its output.
 pub fn wait_output(child: Child, secs: u64) -> Output {
     let pid = child.id();
@@ -668,6 +740,51 @@ for i in range(count):
     if i % 200 == 0: time.sleep(0.002)
 time.sleep(float(sys.argv[5]) if len(sys.argv) > 5 else 0)
 print("done", flush=True)
+"#;
+
+    /// A program of short-lived processes: renames itself (comm) to argv[1],
+    /// then every `period` s for `secs` s forks a child that downloads `n`
+    /// bytes from a TCP_SERVER at host:port and exits. Prints "pid P" per
+    /// child, then "done BYTES SECS": payload bytes the children received and
+    /// the seconds from the first download's start to the last one's end.
+    /// With "hold", the first child waits for a line on stdin before it
+    /// downloads (a test can set a rule on its pid first).
+    pub const BURSTS: &str = r#"
+import os, socket, sys, time
+name, host, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+period, secs, hold = float(sys.argv[5]), float(sys.argv[6]), sys.argv[7] == "hold"
+with open("/proc/self/comm", "w") as f: f.write(name)
+r, w = os.pipe()
+def fetch():
+    c = socket.socket(); c.connect((host, port)); c.sendall(b"GET %d\n" % n); got = 0
+    while True:
+        b = c.recv(1 << 20)
+        if not b: break
+        got += len(b)
+    c.close()
+    return got
+def spawn(wait):
+    pid = os.fork()
+    if pid == 0:
+        if wait: os.read(r, 1)
+        os._exit(0 if fetch() == n else 1)
+    print("pid", pid, flush=True)
+    return pid
+pids = [spawn(hold)]
+if hold: sys.stdin.readline()
+t0 = time.monotonic()
+if hold: os.write(w, b"g")
+count = max(1, round(secs / period))
+for k in range(1, count):
+    target = t0 + k * period
+    now = time.monotonic()
+    if target > now: time.sleep(target - now)
+    pids.append(spawn(False))
+ok = 0
+for p in pids:
+    _, st = os.waitpid(p, 0)
+    ok += os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0
+print("done", ok * n, "%.3f" % (time.monotonic() - t0), flush=True)
 "#;
 
     /// UDP sink that reads forever.
