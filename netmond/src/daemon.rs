@@ -73,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", crate::config::FileConfig::example());
         return Ok(());
     }
+    crate::memory::limit_arenas();
     let flags = Overrides {
         socket: cli.socket,
         db: cli.db,

@@ -24,6 +24,9 @@ use crate::sockacct::SockAcct;
 
 /// Folded process rows after which freed memory is handed back to the system.
 const TRIM_AFTER_FOLDED: usize = 1000;
+/// Ticks between trims while processes fold, and without any.
+const TRIM_EVERY_TICKS: u32 = 60;
+const TRIM_IDLE_TICKS: u32 = 600;
 
 /// What one tick hands the engine.
 #[derive(Debug, Clone, Default)]
@@ -189,6 +192,7 @@ struct Inner {
     last_rollup: crate::aggregate::Rollup,
     /// Process rows folded since memory was last given back to the system.
     folded_since_trim: usize,
+    ticks_since_trim: u32,
     /// eBPF socket accounting, when it owns attribution.
     sockacct: Option<SockAcct>,
     sockets_tracked: u64,
@@ -301,6 +305,7 @@ impl CaptureMonitor {
                 kernel: KernelCounters::default(),
                 last_rollup: Default::default(),
                 folded_since_trim: 0,
+                ticks_since_trim: 0,
                 sockacct,
                 sockets_tracked: 0,
                 last_boundary: None,
@@ -603,8 +608,16 @@ impl CaptureMonitor {
         let tick_ms = inner.tick_ms;
         let mut rollup = inner.agg.roll(tick_ms, crate::procmap::is_alive);
         inner.folded_since_trim += rollup.folded.len();
-        if inner.folded_since_trim >= TRIM_AFTER_FOLDED {
+        inner.ticks_since_trim += 1;
+        // After a burst of folds, and once a minute after any: what exited
+        // processes leave in caches with their own expiry (closed sockets'
+        // owners, lookups) is freed ticks after the fold itself.
+        if inner.folded_since_trim >= TRIM_AFTER_FOLDED
+            || (inner.folded_since_trim > 0 && inner.ticks_since_trim >= TRIM_EVERY_TICKS)
+            || inner.ticks_since_trim >= TRIM_IDLE_TICKS
+        {
             inner.folded_since_trim = 0;
+            inner.ticks_since_trim = 0;
             crate::memory::give_back();
         }
         let caps = lock(&self.captures);
