@@ -7,10 +7,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use netmon_proto::v1;
+use netmon_wire::classify::{transport_name, AppProto};
+use netmon_wire::flows::{FlowDelta, FlowKey, Placement, TcpState};
 
 use crate::capture::SIZE_BOUNDS;
-use crate::classify::{transport_name, AppProto};
-use crate::flows::{FlowDelta, FlowKey, Placement, TcpState};
 use crate::procmap::{Priority, ProcessInfo, Resolution, SocketQuery, Unattributed};
 use crate::sockacct;
 

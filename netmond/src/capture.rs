@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use netmon_wire::decode::{self, LinkType, PacketMeta};
+use netmon_wire::flows::{FlowDelta, FlowKey, FlowTable, Ingest, LocalSet};
 use tracing::{debug, warn};
 
-use crate::decode::{self, LinkType, PacketMeta};
-use crate::flows::{FlowDelta, FlowKey, FlowTable, Ingest, LocalSet};
 use crate::procmap::{Priority, ResolverHandle, SocketQuery};
 
 /// Packet-size histogram bounds (layer-3 bytes, inclusive upper bounds).
@@ -724,7 +724,7 @@ mod tests {
             fragment: decode::Fragment::None,
             frag_id: 0,
             dir_hint: decode::PktDir::Unknown,
-            app: crate::classify::AppProto::Unknown,
+            app: netmon_wire::classify::AppProto::Unknown,
         };
         let syn = decode::TCP_SYN;
         let synack = decode::TCP_SYN | decode::TCP_ACK;
@@ -794,7 +794,7 @@ mod tests {
             u.extend_from_slice(&[0; 12]);
             u
         };
-        let hello = crate::names::sniff::build_client_hello("a.test");
+        let hello = netmon_testkit::tls::build_client_hello("a.test");
         let pass = |f: &[u8]| prog.filter(f);
         assert!(pass(&v4(17, &udp(53))));
         // Queries too: an answer is believed only for a query seen going out.

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use netmon_proto::v1;
+use netmon_wire::flows::LocalSet;
 use tracing::{info, warn};
 
 use crate::aggregate::Aggregator;
 use crate::basic::BasicMonitor;
 use crate::capture::{self, Batch, CaptureHandle, CaptureSettings, Shared};
 use crate::config::{Attribution, CaptureMode, Config};
-use crate::flows::LocalSet;
 use crate::names::{Names, NamesSettings};
 use crate::netif;
 use crate::procmap::{Resolver, ResolverConfig, ResolverHandle};

@@ -3,10 +3,8 @@
 //! and optional rate-limited reverse DNS. Fed by the name capture, read per tick.
 
 pub mod category;
-pub mod dns;
 pub mod pending;
 pub mod reverse;
-pub mod sniff;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -16,8 +14,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use category::Categories;
 
-use crate::decode::PacketMeta;
-use crate::flows::LocalSet;
+use netmon_wire::decode::PacketMeta;
+use netmon_wire::flows::LocalSet;
+use netmon_wire::{dns, sniff};
+
 use pending::Pending;
 
 /// Shortest time a DNS-learned name is kept, seconds.
@@ -385,8 +385,8 @@ impl Names {
 #[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests {
     use super::*;
-    use crate::classify::AppProto;
-    use crate::decode::{Fragment, PktDir};
+    use netmon_wire::classify::AppProto;
+    use netmon_wire::decode::{Fragment, PktDir};
     use std::net::Ipv4Addr;
 
     fn ip(a: u8, b: u8) -> IpAddr {
@@ -487,7 +487,7 @@ mod tests {
     }
 
     fn answer() -> Vec<u8> {
-        dns::build::response(
+        netmon_testkit::dns::response(
             "files.example.test",
             &["edge.cdn.test"],
             &[[10, 0, 9, 1], [10, 0, 9, 2]],
@@ -499,7 +499,7 @@ mod tests {
     fn observe_dns_answer_to_our_query_names_every_final_address() {
         let n = names();
         let now = crate::clock::now_ms();
-        let q = dns::build::query("files.example.test", 1);
+        let q = netmon_testkit::dns::query("files.example.test", 1);
         n.observe(&meta(17, ip(0, 1), 40000, ip(0, 53), 53), &q, now, &here());
         n.observe(
             &meta(17, ip(0, 53), 53, ip(0, 1), 40000),
@@ -526,7 +526,7 @@ mod tests {
     #[test]
     fn forged_dns_answers_teach_nothing() {
         let now = crate::clock::now_ms();
-        let q = dns::build::query("files.example.test", 1);
+        let q = netmon_testkit::dns::query("files.example.test", 1);
         let to_us = meta(17, ip(0, 53), 53, ip(0, 1), 40000);
         let cases: [(&str, Option<PacketMeta>, PacketMeta, i64); 6] = [
             ("no query at all", None, to_us, now),
@@ -584,7 +584,7 @@ mod tests {
         let mut other_id = answer();
         other_id[1] ^= 1;
         n.observe(&to_us, &other_id, now, &here());
-        let other_q = dns::build::response("bank.example", &[], &[[10, 0, 9, 1]], 30);
+        let other_q = netmon_testkit::dns::response("bank.example", &[], &[[10, 0, 9, 1]], 30);
         n.observe(&to_us, &other_q, now, &here());
         assert_eq!(n.table_stats().0, 0);
         // The real answer still matches, once.
@@ -596,7 +596,7 @@ mod tests {
     fn observe_client_hello_and_http_name_the_destination() {
         let n = names();
         let now = crate::clock::now_ms();
-        let ch = sniff::build_client_hello("sni.example.test");
+        let ch = netmon_testkit::tls::build_client_hello("sni.example.test");
         n.observe(&meta(6, ip(0, 1), 40000, ip(7, 7), 443), &ch, now, &here());
         let req = b"GET / HTTP/1.1\r\nHost: www.youtube.com\r\n\r\n";
         n.observe(&meta(6, ip(0, 1), 40001, ip(7, 8), 80), req, now, &here());
@@ -619,7 +619,7 @@ mod tests {
     #[test]
     fn aggregator_names_hosts_and_connections_and_keeps_names_after_expiry() {
         use crate::aggregate::Aggregator;
-        use crate::flows::{FlowDelta, FlowKey, Placement, TcpState};
+        use netmon_wire::flows::{FlowDelta, FlowKey, Placement, TcpState};
         let key = FlowKey {
             proto: 6,
             local: ip(0, 1),

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use super::dns::Question;
+use netmon_wire::dns::Question;
 
 /// How long a query waits for its answer. Stub resolvers retry after 5 s.
 pub const QUERY_TIMEOUT_MS: i64 = 10_000;

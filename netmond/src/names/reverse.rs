@@ -142,7 +142,9 @@ fn worker(rx: Receiver<IpAddr>, table: Arc<Mutex<NameTable>>, per_sec: u32) {
         }
         // The system resolver's own timeout (resolv.conf) bounds this call;
         // it runs here, never on the tick.
-        if let Some(name) = lookup_ptr(ip).and_then(|n| super::sniff::clean_host(n.as_bytes())) {
+        if let Some(name) =
+            lookup_ptr(ip).and_then(|n| netmon_wire::sniff::clean_host(n.as_bytes()))
+        {
             table.lock().unwrap_or_else(|p| p.into_inner()).insert(
                 ip,
                 &name,

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use netmond::metrics::parse;
+use netmon_testkit::openmetrics as parse;
 
 use crate::harness::*;
 

@@ -5,9 +5,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use netmond::decode::{decode, LinkType};
-use netmond::flows::{FlowDelta, FlowTable, LocalSet};
-use netmond::synth::{self, Frame, SynthConfig};
+use netmon_testkit::synth::{self, Frame, SynthConfig};
+use netmon_wire::decode::{decode, LinkType};
+use netmon_wire::flows::{FlowDelta, FlowTable, LocalSet};
 
 /// One replay of the capture as a capture thread would run it: decode, ingest,
 /// and one drain (a tick) at the end. Time advances 1 ms per 1000 packets.

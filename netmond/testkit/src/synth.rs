@@ -1,4 +1,4 @@
-//! Deterministic synthetic Ethernet capture for benchmarks, tests and `--replay`.
+//! Deterministic synthetic Ethernet capture for benchmarks and tests.
 //! Generation is pure (seeded, no clock, no randomness from the OS); the only
 //! I/O is `write_pcap`, into a writer the caller owns.
 
@@ -398,9 +398,9 @@ pub fn write_pcap<W: Write>(mut out: W, frames: &[Frame]) -> io::Result<()> {
 #[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests {
     use super::*;
-    use crate::classify::AppProto;
-    use crate::decode::{decode, Fragment, LinkType};
-    use crate::flows::{FlowTable, LocalSet};
+    use netmon_wire::classify::AppProto;
+    use netmon_wire::decode::{decode, Fragment, LinkType};
+    use netmon_wire::flows::{FlowTable, LocalSet};
 
     fn small() -> SynthConfig {
         SynthConfig {
@@ -472,7 +472,7 @@ mod tests {
         );
         assert!(out
             .iter()
-            .all(|d| d.placement == crate::flows::Placement::Local));
+            .all(|d| d.placement == netmon_wire::flows::Placement::Local));
         assert_eq!(t.stats().unmatched_fragments, 0);
         assert!(t.len() > 300 && t.len() <= 500, "flows {}", t.len());
     }

@@ -1,0 +1,8 @@
+//! Test-only helpers shared by netmon's tests and benchmarks: synthetic
+//! captures, DNS and TLS ClientHello builders, a strict OpenMetrics reader.
+//! Never shipped: crates take it as a dev-dependency only.
+
+pub mod dns;
+pub mod openmetrics;
+pub mod synth;
+pub mod tls;
