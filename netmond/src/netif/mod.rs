@@ -18,7 +18,7 @@
 
 pub mod others;
 mod parse;
-mod sock;
+mod wait;
 mod watch;
 
 use std::collections::HashMap;
@@ -26,11 +26,12 @@ use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-pub use parse::{parse_proc_net_dev, ParseError};
+pub use crate::netlink::ParseError;
+pub use parse::parse_proc_net_dev;
 pub use watch::Watcher;
 
+use crate::netlink::{self, Socket};
 use parse::{AddrMsg, LinkMsg, NlMsg};
-use sock::NlSocket;
 
 /// One network interface as the kernel sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,11 +191,11 @@ impl Request {
     }
 }
 
-fn open() -> Result<NlSocket, NetifError> {
-    NlSocket::open(0, false).map_err(|source| NetifError::Socket { source })
+fn open() -> Result<Socket, NetifError> {
+    Socket::open(netlink::Protocol::Route, 0).map_err(|source| NetifError::Socket { source })
 }
 
-fn dump_links(sock: &mut NlSocket) -> Result<Vec<LinkMsg>, NetifError> {
+fn dump_links(sock: &mut Socket) -> Result<Vec<LinkMsg>, NetifError> {
     dump(sock, Request::Link, |m| {
         parse::parse_link(m.payload).map(|l| vec![l])
     })
@@ -204,7 +205,7 @@ fn dump_links(sock: &mut NlSocket) -> Result<Vec<LinkMsg>, NetifError> {
 /// overran our socket buffer (then on a fresh socket: the old one may still
 /// hold the rest of the abandoned dump).
 fn dump<T>(
-    sock: &mut NlSocket,
+    sock: &mut Socket,
     req: Request,
     mut each: impl FnMut(&NlMsg<'_>) -> Result<Vec<T>, ParseError>,
 ) -> Result<Vec<T>, NetifError> {
@@ -233,7 +234,7 @@ fn dump<T>(
 
 /// One dump: returns the items and whether the kernel marked it interrupted.
 fn dump_once<T>(
-    sock: &NlSocket,
+    sock: &Socket,
     req: Request,
     each: &mut impl FnMut(&NlMsg<'_>) -> Result<Vec<T>, ParseError>,
 ) -> Result<(Vec<T>, bool), NetifError> {
@@ -245,7 +246,7 @@ fn dump_once<T>(
     };
     sock.send(&parse::dump_request(ty, seq, body))
         .map_err(|source| NetifError::Send { request, source })?;
-    let mut buf = vec![0u8; sock::RECV_BUF];
+    let mut buf = vec![0u8; netlink::RECV_BUF];
     let mut items = Vec::new();
     let mut interrupted = false;
     loop {

@@ -6,7 +6,9 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use crate::netlink::{self, Protocol, Socket};
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
@@ -323,85 +325,25 @@ pub fn mapped(a: SocketAddr) -> SocketAddr {
     }
 }
 
-fn open_diag_socket(flags: i32) -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2) call; the result is checked before use.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | flags,
-            libc::NETLINK_SOCK_DIAG,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a freshly created, valid descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
-
-/// Datagrams from other senders skipped per receive before giving up: a local
-/// process flooding our port cannot keep a lookup spinning.
+/// Replies of another sequence (a dump or lookup abandoned after a timeout)
+/// skipped before giving up.
 const MAX_STRAY: usize = 256;
-
-/// Receives one datagram sent by the kernel (`nl_pid` 0). Any local process
-/// may unicast to a netlink socket's port id; what it sends is dropped.
-pub(super) fn recv_from_kernel(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
-    for _ in 0..MAX_STRAY {
-        // SAFETY: sockaddr_nl is plain old data; zeroed is a valid value.
-        let mut from: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        let mut from_len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-        // SAFETY: `buf` is writable for its length, `from` for `from_len`.
-        let n = unsafe {
-            libc::recvfrom(
-                fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                (&mut from as *mut libc::sockaddr_nl).cast(),
-                &mut from_len,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if from.nl_pid == 0 {
-            return Ok(n as usize);
-        }
-    }
-    Err(io::Error::other(
-        "netlink socket flooded by a process other than the kernel",
-    ))
-}
 
 /// Subscription to the kernel's TCP destroy notifications (needs CAP_NET_ADMIN):
 /// the final counters of sockets that went away between two dumps.
 pub struct DestroyListener {
-    fd: OwnedFd,
+    sock: Socket,
     buf: Vec<u8>,
 }
 
 impl DestroyListener {
     pub fn open() -> io::Result<DestroyListener> {
-        let fd = open_diag_socket(libc::SOCK_NONBLOCK)?;
-        // SAFETY: sockaddr_nl is plain old data; zeroed is a valid value.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        addr.nl_groups =
-            (1 << (SKNLGRP_INET_TCP_DESTROY - 1)) | (1 << (SKNLGRP_INET6_TCP_DESTROY - 1));
-        // SAFETY: `addr` is valid for the given length during the call.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let groups = (1 << (SKNLGRP_INET_TCP_DESTROY - 1)) | (1 << (SKNLGRP_INET6_TCP_DESTROY - 1));
+        let sock = Socket::open(Protocol::SockDiag, groups)?;
+        sock.set_nonblocking()?;
         Ok(DestroyListener {
-            fd,
-            buf: vec![0u8; 64 * 1024],
+            sock,
+            buf: vec![0u8; netlink::RECV_BUF],
         })
     }
 
@@ -410,7 +352,7 @@ impl DestroyListener {
     pub fn drain(&mut self) -> DumpChunk {
         let mut out = DumpChunk::default();
         loop {
-            match recv_from_kernel(&self.fd, &mut self.buf) {
+            match self.sock.recv(&mut self.buf) {
                 Ok(n) => {
                     if parse_dump_chunk(&self.buf[..n], &mut out).is_err() {
                         out.malformed += 1;
@@ -426,23 +368,18 @@ impl DestroyListener {
 
 /// A NETLINK_SOCK_DIAG socket doing one synchronous exact lookup at a time.
 pub struct SockDiag {
-    fd: OwnedFd,
+    sock: Socket,
     seq: u32,
     buf: Vec<u8>,
 }
 
 impl SockDiag {
     pub fn open() -> io::Result<SockDiag> {
-        let fd = open_diag_socket(0)?;
+        let sock = Socket::open(Protocol::SockDiag, 0)?;
         // A receive timeout so a lost reply can never wedge the resolver thread.
-        nix::sys::socket::setsockopt(
-            &fd,
-            nix::sys::socket::sockopt::ReceiveTimeout,
-            &nix::sys::time::TimeVal::new(0, 200_000),
-        )
-        .map_err(io::Error::from)?;
+        sock.set_recv_timeout(Duration::from_millis(200))?;
         Ok(SockDiag {
-            fd,
+            sock,
             seq: 0,
             buf: vec![0u8; 8192],
         })
@@ -482,12 +419,12 @@ impl SockDiag {
     ) -> io::Result<()> {
         let seq = self.seq;
         self.send(req)?;
-        if self.buf.len() < 64 * 1024 {
-            self.buf.resize(64 * 1024, 0);
+        if self.buf.len() < netlink::RECV_BUF {
+            self.buf.resize(netlink::RECV_BUF, 0);
         }
         let mut stray = 0;
         loop {
-            let n = recv_from_kernel(&self.fd, &mut self.buf)?;
+            let n = self.sock.recv(&mut self.buf)?;
             let got = &self.buf[..n];
             if u32_at(got, 8) != Some(seq) {
                 stray += 1;
@@ -507,24 +444,7 @@ impl SockDiag {
     }
 
     fn send(&self, req: &[u8]) -> io::Result<()> {
-        // SAFETY: sockaddr_nl is plain old data; zeroed is a valid value.
-        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: `req` and `kernel` are valid for the given lengths during the call.
-        let sent = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                req.as_ptr().cast(),
-                req.len(),
-                0,
-                (&kernel as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        self.sock.send(req)
     }
 
     /// One exact lookup. `family` is libc::AF_INET or AF_INET6 (as u8).
@@ -541,7 +461,7 @@ impl SockDiag {
         self.send(&req)?;
         // Stale replies of an earlier lookup that timed out are skipped, boundedly.
         for _ in 0..MAX_STRAY {
-            let n = recv_from_kernel(&self.fd, &mut self.buf)?;
+            let n = self.sock.recv(&mut self.buf)?;
             let got = &self.buf[..n];
             if u32_at(got, 8) != Some(seq) {
                 continue;
@@ -590,23 +510,6 @@ mod tests {
         b
     }
 
-    /// The port id the kernel gave a netlink socket.
-    fn port_id(fd: &OwnedFd) -> u32 {
-        // SAFETY: sockaddr_nl is plain old data; zeroed is a valid value.
-        let mut a: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-        // SAFETY: `a` is writable for `len` bytes.
-        let rc = unsafe {
-            libc::getsockname(
-                fd.as_raw_fd(),
-                (&mut a as *mut libc::sockaddr_nl).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!(rc, 0);
-        a.nl_pid
-    }
-
     #[test]
     fn a_reply_forged_by_another_process_is_not_believed() {
         let mut diag = SockDiag::open().unwrap();
@@ -618,28 +521,10 @@ mod tests {
         // reply with the next sequence number before our request goes out.
         let mut forged = reply_bytes(family, 1, l, r, 0, 4242);
         forged[8..12].copy_from_slice(&(diag.seq + 1).to_ne_bytes());
-        let attacker = open_diag_socket(0).unwrap();
-        // SAFETY: sockaddr_nl is plain old data; zeroed is a valid value.
-        let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        to.nl_pid = port_id(&diag.fd);
-        // SAFETY: `forged` and `to` are valid for their lengths.
-        let sent = unsafe {
-            libc::sendto(
-                attacker.as_raw_fd(),
-                forged.as_ptr().cast(),
-                forged.len(),
-                0,
-                (&to as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(
-            sent,
-            forged.len() as isize,
-            "{}",
-            io::Error::last_os_error()
-        );
+        let attacker = Socket::open(Protocol::SockDiag, 0).unwrap();
+        attacker
+            .send_to(&forged, diag.sock.port_id().unwrap())
+            .unwrap();
         assert_eq!(diag.lookup(family, 6, l, r).unwrap(), DiagAnswer::NotFound);
     }
 

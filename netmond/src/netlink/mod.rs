@@ -1,0 +1,153 @@
+//! The one netlink socket type of netmond (rtnetlink, sock_diag, proc
+//! connector): open, bind, send to the kernel, receive only from the kernel.
+//! Message layouts and walking live in `msg`; callers own their protocols.
+
+pub mod msg;
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
+
+use nix::sys::socket::{setsockopt, sockopt};
+
+pub use msg::ParseError;
+
+/// Datagrams from other senders skipped per receive before giving up: a local
+/// process flooding our port id cannot keep a reader spinning.
+const MAX_STRAY: usize = 256;
+
+/// Buffer that holds any one datagram the kernel sends us: it sizes dump
+/// datagrams from our `recv` length but caps them at about 32 KiB.
+pub const RECV_BUF: usize = 64 * 1024;
+
+/// The netlink families netmond speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// `NETLINK_ROUTE`: links and addresses.
+    Route,
+    /// `NETLINK_SOCK_DIAG`: socket lookups, dumps and destroy notifications.
+    SockDiag,
+    /// `NETLINK_CONNECTOR`: the proc connector's process events.
+    Connector,
+}
+
+impl Protocol {
+    fn number(self) -> isize {
+        match self {
+            Protocol::Route => netlink_sys::protocols::NETLINK_ROUTE,
+            Protocol::SockDiag => netlink_sys::protocols::NETLINK_SOCK_DIAG,
+            Protocol::Connector => netlink_sys::protocols::NETLINK_CONNECTOR,
+        }
+    }
+}
+
+/// A netlink socket bound to a port id the kernel picks. A netlink socket
+/// stays in the network namespace of the thread that created it.
+#[derive(Debug)]
+pub struct Socket {
+    sock: netlink_sys::Socket,
+}
+
+impl Socket {
+    /// Opens a socket of `protocol` bound to the multicast `groups` (a bit
+    /// mask; 0: only replies to our own requests).
+    pub fn open(protocol: Protocol, groups: u32) -> io::Result<Socket> {
+        let mut sock = netlink_sys::Socket::new(protocol.number())?;
+        sock.bind(&netlink_sys::SocketAddr::new(0, groups))?;
+        Ok(Socket { sock })
+    }
+
+    /// Makes `recv` return `WouldBlock` instead of waiting.
+    pub fn set_nonblocking(&self) -> io::Result<()> {
+        self.sock.set_non_blocking(true)
+    }
+
+    /// Asks for a receive buffer of `bytes` (capped by `rmem_max`).
+    pub fn set_recv_buffer(&self, bytes: usize) -> io::Result<()> {
+        setsockopt(&self.sock, sockopt::RcvBuf, &bytes).map_err(io::Error::from)
+    }
+
+    /// Sets a receive buffer of `bytes` beyond `rmem_max` (needs CAP_NET_ADMIN).
+    pub fn force_recv_buffer(&self, bytes: usize) -> io::Result<()> {
+        setsockopt(&self.sock, sockopt::RcvBufForce, &bytes).map_err(io::Error::from)
+    }
+
+    /// Bounds how long a blocking `recv` waits (then `WouldBlock`).
+    pub fn set_recv_timeout(&self, timeout: Duration) -> io::Result<()> {
+        let tv = nix::sys::time::TimeVal::new(
+            timeout.as_secs().try_into().unwrap_or(i64::MAX),
+            timeout.subsec_micros().into(),
+        );
+        setsockopt(&self.sock, sockopt::ReceiveTimeout, &tv).map_err(io::Error::from)
+    }
+
+    /// The port id the kernel bound this socket to.
+    pub fn port_id(&self) -> io::Result<u32> {
+        let mut addr = netlink_sys::SocketAddr::new(0, 0);
+        self.sock.get_address(&mut addr)?;
+        Ok(addr.port_number())
+    }
+
+    /// Sends one whole request to the kernel (port id 0), retrying on EINTR.
+    pub fn send(&self, req: &[u8]) -> io::Result<()> {
+        self.send_to(req, 0)
+    }
+
+    /// Sends one datagram to port id `port` (0: the kernel).
+    pub fn send_to(&self, req: &[u8], port: u32) -> io::Result<()> {
+        let to = netlink_sys::SocketAddr::new(port, 0);
+        loop {
+            match self.sock.send_to(req, &to, 0) {
+                Ok(n) if n == req.len() => return Ok(()),
+                Ok(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "short netlink send",
+                    ))
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Receives one datagram sent by the kernel (port id 0) into `buf` and
+    /// returns its length. Any local process may unicast to our port id: what
+    /// it sends is dropped, and after `MAX_STRAY` such datagrams in a row this
+    /// gives up with an error of kind `Other`. Retries on EINTR. A datagram
+    /// larger than `buf` is an `InvalidData` error (its tail is lost).
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut stray = 0;
+        loop {
+            let capacity = buf.len();
+            let mut into: &mut [u8] = buf;
+            let (n, from) = match self.sock.recv_from(&mut into, libc::MSG_TRUNC) {
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if from.port_number() != 0 {
+                stray += 1;
+                if stray >= MAX_STRAY {
+                    return Err(io::Error::other(
+                        "netlink socket flooded by a process other than the kernel",
+                    ));
+                }
+                continue;
+            }
+            if n > capacity {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("netlink datagram of {n} bytes truncated to {capacity}"),
+                ));
+            }
+            return Ok(n);
+        }
+    }
+}
+
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
