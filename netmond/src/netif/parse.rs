@@ -2,6 +2,7 @@
 //! from `&[u8]` to plain values (framing is `netlink::msg`). No I/O, no logging, no panics
 //! on malformed input (a bad message is an error or is skipped, never a crash).
 
+use std::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::Counters;
@@ -44,12 +45,34 @@ const ARPHRD_LOOPBACK: u16 = 772;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
-/// Size of `struct ifinfomsg`.
-pub(crate) const IFINFOMSG_LEN: usize = 16;
-/// Size of `struct ifaddrmsg`.
-pub(crate) const IFADDRMSG_LEN: usize = 8;
+/// `struct ifinfomsg` (include/uapi/linux/rtnetlink.h), the head of a link message.
+#[repr(C)]
+#[allow(dead_code, reason = "a layout: fields are read by offset_of!")]
+struct IfInfoMsg {
+    family: u8,
+    pad: u8,
+    link_type: u16,
+    index: i32,
+    flags: u32,
+    change: u32,
+}
+pub(crate) const IFINFOMSG_LEN: usize = size_of::<IfInfoMsg>();
+const _: () = assert!(IFINFOMSG_LEN == 16);
+
+/// `struct ifaddrmsg` (include/uapi/linux/if_addr.h), the head of an address message.
+#[repr(C)]
+#[allow(dead_code, reason = "a layout: fields are read by offset_of!")]
+struct IfAddrMsg {
+    family: u8,
+    prefix_len: u8,
+    flags: u8,
+    scope: u8,
+    index: u32,
+}
+pub(crate) const IFADDRMSG_LEN: usize = size_of::<IfAddrMsg>();
+const _: () = assert!(IFADDRMSG_LEN == 8);
 /// Bytes of `struct rtnl_link_stats64` we read (its first eight `__u64`s).
-const STATS64_MIN_LEN: usize = 8 * 8;
+const STATS64_MIN_LEN: usize = 8 * size_of::<u64>();
 
 /// A NUL-terminated (or not) attribute string.
 fn attr_str(value: &[u8]) -> String {
@@ -92,9 +115,11 @@ pub(crate) fn parse_link(payload: &[u8]) -> Result<LinkMsg, ParseError> {
         what: "ifinfomsg",
         len: payload.len(),
     };
-    let (Some(link_type), Some(index), Some(flags)) =
-        (u16_at(payload, 2), u32_at(payload, 4), u32_at(payload, 8))
-    else {
+    let (Some(link_type), Some(index), Some(flags)) = (
+        u16_at(payload, offset_of!(IfInfoMsg, link_type)),
+        u32_at(payload, offset_of!(IfInfoMsg, index)),
+        u32_at(payload, offset_of!(IfInfoMsg, flags)),
+    ) else {
         return Err(short);
     };
     let Some(attrs) = payload.get(IFINFOMSG_LEN..) else {
@@ -146,7 +171,7 @@ fn parse_stats64(v: &[u8]) -> Option<Counters> {
     if v.len() < STATS64_MIN_LEN {
         return None;
     }
-    let f = |i: usize| u64_at(v, i * 8).unwrap_or(0);
+    let f = |i: usize| u64_at(v, i * size_of::<u64>()).unwrap_or(0);
     Some(Counters {
         rx_packets: f(0),
         tx_packets: f(1),
@@ -173,9 +198,9 @@ pub(crate) struct AddrMsg {
 /// IPv4/IPv6 or a message with no usable address.
 pub(crate) fn parse_addr(payload: &[u8]) -> Result<Option<AddrMsg>, ParseError> {
     let (Some(&family), Some(&prefix_len), Some(index), Some(attrs)) = (
-        payload.first(),
-        payload.get(1),
-        u32_at(payload, 4),
+        payload.get(offset_of!(IfAddrMsg, family)),
+        payload.get(offset_of!(IfAddrMsg, prefix_len)),
+        u32_at(payload, offset_of!(IfAddrMsg, index)),
         payload.get(IFADDRMSG_LEN..),
     ) else {
         return Err(ParseError::ShortPayload {
