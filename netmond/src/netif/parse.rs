@@ -72,7 +72,7 @@ struct IfAddrMsg {
 pub(crate) const IFADDRMSG_LEN: usize = size_of::<IfAddrMsg>();
 const _: () = assert!(IFADDRMSG_LEN == 8);
 /// Bytes of `struct rtnl_link_stats64` we read (its first eight `__u64`s).
-const STATS64_MIN_LEN: usize = 8 * size_of::<u64>();
+const STATS64_MIN_LEN: usize = size_of::<[u64; 8]>();
 
 /// A NUL-terminated (or not) attribute string.
 fn attr_str(value: &[u8]) -> String {
@@ -237,10 +237,8 @@ pub(crate) fn parse_addr(payload: &[u8]) -> Result<Option<AddrMsg>, ParseError> 
 /// Builds a dump request: nlmsghdr + a zeroed family header of `body_len` bytes
 /// (`AF_UNSPEC`: all families).
 pub(crate) fn dump_request(ty: u16, seq: u32, body_len: usize) -> Vec<u8> {
-    let mut hdr = [0u8; NLMSG_HDRLEN];
-    NlMsgHdr::request(ty, NLM_F_REQUEST | NLM_F_DUMP, seq, body_len).write(&mut hdr);
-    let mut req = hdr.to_vec();
-    req.resize(NLMSG_HDRLEN + body_len, 0);
+    let mut req = vec![0u8; NLMSG_HDRLEN + body_len];
+    NlMsgHdr::request(ty, NLM_F_REQUEST | NLM_F_DUMP, seq, body_len).write(&mut req);
     req
 }
 

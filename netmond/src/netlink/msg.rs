@@ -32,8 +32,9 @@ impl NlMsgHdr {
         }
     }
 
-    /// Writes the header into the first `NLMSG_HDRLEN` bytes of `out`.
-    pub fn write(&self, out: &mut [u8; NLMSG_HDRLEN]) {
+    /// Writes the header into the first `NLMSG_HDRLEN` bytes of `out`
+    /// (which the callers' message layouts always have).
+    pub fn write(&self, out: &mut [u8]) {
         put(out, offset_of!(NlMsgHdr, len), &self.len.to_ne_bytes());
         put(out, offset_of!(NlMsgHdr, ty), &self.ty.to_ne_bytes());
         put(out, offset_of!(NlMsgHdr, flags), &self.flags.to_ne_bytes());

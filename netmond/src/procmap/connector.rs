@@ -95,9 +95,7 @@ pub fn build_listen(pid: u32) -> [u8; LISTEN_LEN] {
     // The connector wants NLMSG_DONE as the type of a single-part message.
     let mut hdr = NlMsgHdr::request(NLMSG_DONE, 0, 0, LISTEN_LEN - NLMSG_HDRLEN);
     hdr.pid = pid;
-    let mut h = [0u8; NLMSG_HDRLEN];
-    hdr.write(&mut h);
-    b[..NLMSG_HDRLEN].copy_from_slice(&h);
+    hdr.write(&mut b);
     let cn = &mut b[NLMSG_HDRLEN..];
     put(cn, offset_of!(CnMsg, idx), &CN_IDX_PROC.to_ne_bytes());
     put(cn, offset_of!(CnMsg, val), &CN_VAL_PROC.to_ne_bytes());

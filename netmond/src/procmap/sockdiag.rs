@@ -97,9 +97,7 @@ impl InetDiagReqV2 {
     /// The complete netlink message carrying this request.
     fn message(&self, seq: u32, flags: u16) -> [u8; REQUEST_LEN] {
         let mut b = [0u8; REQUEST_LEN];
-        let mut hdr = [0u8; NLMSG_HDRLEN];
-        NlMsgHdr::request(SOCK_DIAG_BY_FAMILY, flags, seq, REQ_V2_LEN).write(&mut hdr);
-        b[..NLMSG_HDRLEN].copy_from_slice(&hdr);
+        NlMsgHdr::request(SOCK_DIAG_BY_FAMILY, flags, seq, REQ_V2_LEN).write(&mut b);
         let r = &mut b[NLMSG_HDRLEN..];
         r[offset_of!(Self, family)] = self.family;
         r[offset_of!(Self, protocol)] = self.protocol;
