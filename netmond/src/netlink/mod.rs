@@ -151,3 +151,62 @@ impl AsFd for Socket {
         self.sock.as_fd()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
+mod tests {
+    use super::*;
+
+    /// A netlink header of type NLMSG_NOOP, as another process could forge one.
+    fn forged() -> [u8; msg::NLMSG_HDRLEN] {
+        let mut b = [0u8; msg::NLMSG_HDRLEN];
+        msg::NlMsgHdr::request(msg::NLMSG_NOOP, 0, 1, 0).write(&mut b);
+        b
+    }
+
+    #[test]
+    fn datagrams_from_other_processes_are_dropped() {
+        let ours = Socket::open(Protocol::SockDiag, 0).unwrap();
+        ours.set_nonblocking().unwrap();
+        let attacker = Socket::open(Protocol::SockDiag, 0).unwrap();
+        attacker
+            .send_to(&forged(), ours.port_id().unwrap())
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let e = ours.recv(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+    }
+
+    #[test]
+    fn a_flood_from_another_process_ends_the_receive_with_an_error() {
+        let ours = Socket::open(Protocol::SockDiag, 0).unwrap();
+        // Room for the whole flood (needs CAP_NET_ADMIN, like netmond).
+        ours.force_recv_buffer(4 << 20).unwrap();
+        let attacker = Socket::open(Protocol::SockDiag, 0).unwrap();
+        let port = ours.port_id().unwrap();
+        for _ in 0..MAX_STRAY + 10 {
+            attacker.send_to(&forged(), port).unwrap();
+        }
+        let mut buf = [0u8; 256];
+        let e = ours.recv(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Other, "{e}");
+    }
+
+    #[test]
+    fn replies_come_from_the_kernel_and_fit_the_buffer() {
+        // An rtnetlink dump of links: the loopback link at least.
+        let sock = Socket::open(Protocol::Route, 0).unwrap();
+        let mut req = vec![0u8; msg::NLMSG_HDRLEN + 16];
+        let flags = msg::NLM_F_REQUEST | msg::NLM_F_DUMP;
+        msg::NlMsgHdr::request(18, flags, 5, 16).write(&mut req); // RTM_GETLINK
+        sock.send(&req).unwrap();
+        let mut buf = vec![0u8; RECV_BUF];
+        let n = sock.recv(&mut buf).unwrap();
+        let first = msg::messages(&buf[..n]).next().unwrap().unwrap();
+        assert_eq!(first.seq, 5);
+        // Too small a buffer is an error, not a silently cut datagram.
+        sock.send(&req).unwrap();
+        let e = sock.recv(&mut [0u8; 8]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+    }
+}

@@ -197,6 +197,71 @@ pub fn parse_error(payload: &[u8]) -> Result<i32, ParseError> {
 mod tests {
     use super::*;
 
+    /// Appends one attribute (padded to 4 bytes).
+    fn attr(buf: &mut Vec<u8>, ty: u16, value: &[u8]) {
+        let len = NLA_HDRLEN + value.len();
+        buf.extend_from_slice(&(len as u16).to_ne_bytes());
+        buf.extend_from_slice(&ty.to_ne_bytes());
+        buf.extend_from_slice(value);
+        buf.resize(align4(buf.len()), 0);
+    }
+
+    /// Wraps a payload in a netlink header (padded to 4 bytes).
+    fn msg(buf: &mut Vec<u8>, ty: u16, flags: u16, seq: u32, payload: &[u8]) {
+        let start = buf.len();
+        buf.resize(start + NLMSG_HDRLEN, 0);
+        NlMsgHdr::request(ty, flags, seq, payload.len()).write(&mut buf[start..]);
+        buf.extend_from_slice(payload);
+        buf.resize(align4(buf.len()), 0);
+    }
+
+    #[test]
+    fn bad_lengths_end_the_walk_with_an_error() {
+        let mut buf = Vec::new();
+        msg(&mut buf, 16, 0, 1, &[7; 20]);
+        let good = buf.len();
+        buf.extend_from_slice(&1000u32.to_ne_bytes());
+        buf.extend_from_slice(&[0; 12]);
+        let r: Vec<_> = messages(&buf).collect();
+        assert_eq!(r.len(), 2);
+        assert!(r[0].is_ok());
+        assert_eq!(
+            r[1],
+            Err(ParseError::BadLength {
+                claimed: 1000,
+                available: buf.len() - good
+            })
+        );
+        assert_eq!(
+            messages(&[1, 2, 3]).next(),
+            Some(Err(ParseError::ShortHeader { len: 3 }))
+        );
+        let mut tiny = 8u32.to_ne_bytes().to_vec();
+        tiny.resize(16, 0);
+        assert!(matches!(
+            messages(&tiny).next(),
+            Some(Err(ParseError::BadLength { claimed: 8, .. }))
+        ));
+    }
+
+    #[test]
+    fn error_message_carries_a_positive_errno_and_zero_is_ack() {
+        assert_eq!(parse_error(&(-105i32).to_ne_bytes()).unwrap(), 105);
+        assert_eq!(parse_error(&0i32.to_ne_bytes()).unwrap(), 0);
+        assert!(parse_error(&[0; 2]).is_err());
+    }
+
+    #[test]
+    fn attribute_walk_stops_at_truncated_attribute() {
+        let mut b = Vec::new();
+        attr(&mut b, 3, b"ab\0");
+        b.extend_from_slice(&[200, 0, 3, 0, 1]);
+        let attrs: Vec<_> = attributes(&b).collect();
+        assert_eq!(attrs, vec![(3, &b"ab\0"[..])]);
+        assert_eq!(attributes(&[4, 0, 1]).count(), 0);
+        assert_eq!(attributes(&[2, 0, 1, 0]).count(), 0);
+    }
+
     #[test]
     fn header_round_trips_through_its_layout() {
         let h = NlMsgHdr::request(20, NLM_F_REQUEST | NLM_F_DUMP, 7, 56);
