@@ -30,7 +30,7 @@ pub use crate::netlink::ParseError;
 pub use parse::parse_proc_net_dev;
 pub use watch::Watcher;
 
-use crate::netlink::{self, Socket};
+use crate::netlink::{self, DumpError, Socket};
 use parse::{AddrMsg, LinkMsg, NlMsg};
 
 /// One network interface as the kernel sees it.
@@ -244,48 +244,25 @@ fn dump_once<T>(
         Request::Link => (parse::RTM_GETLINK, parse::IFINFOMSG_LEN, parse::RTM_NEWLINK),
         Request::Addr => (parse::RTM_GETADDR, parse::IFADDRMSG_LEN, parse::RTM_NEWADDR),
     };
-    sock.send(&parse::dump_request(ty, seq, body))
-        .map_err(|source| NetifError::Send { request, source })?;
     let mut buf = vec![0u8; netlink::RECV_BUF];
     let mut items = Vec::new();
-    let mut interrupted = false;
-    loop {
-        let n = sock
-            .recv(&mut buf)
-            .map_err(|source| NetifError::Recv { request, source })?;
-        for m in parse::messages(&buf[..n]) {
-            let m = m.map_err(|source| NetifError::Parse { request, source })?;
-            if m.seq != seq {
-                continue; // a late reply to an earlier, abandoned dump
+    let interrupted = sock
+        .dump(&parse::dump_request(ty, seq, body), &mut buf, |m| {
+            // Anything but the reply type (none is expected) is skipped.
+            if m.ty == reply {
+                items.extend(each(m)?);
             }
-            interrupted |= m.flags & parse::NLM_F_DUMP_INTR != 0;
-            match m.ty {
-                parse::NLMSG_DONE => return Ok((items, interrupted)),
-                parse::NLMSG_ERROR => {
-                    let errno = parse::parse_error(m.payload)
-                        .map_err(|source| NetifError::Parse { request, source })?;
-                    if errno != 0 {
-                        return Err(NetifError::Kernel {
-                            request,
-                            source: io::Error::from_raw_os_error(errno),
-                        });
-                    }
-                    // An ACK: a dump is not acked, but it ends the reply anyway.
-                    return Ok((items, interrupted));
-                }
-                parse::NLMSG_OVERRUN => {
-                    return Err(NetifError::Recv {
-                        request,
-                        source: io::Error::from_raw_os_error(libc::ENOBUFS),
-                    })
-                }
-                t if t == reply => {
-                    items.extend(each(&m).map_err(|source| NetifError::Parse { request, source })?)
-                }
-                _ => {} // NLMSG_NOOP and anything unexpected
+            Ok(())
+        })
+        .map_err(|e| match e {
+            DumpError::Send(source) => NetifError::Send { request, source },
+            DumpError::Recv(source) => NetifError::Recv { request, source },
+            DumpError::Kernel(source) => NetifError::Kernel { request, source },
+            DumpError::Parse(source) | DumpError::Message(source) => {
+                NetifError::Parse { request, source }
             }
-        }
-    }
+        })?;
+    Ok((items, interrupted))
 }
 
 #[cfg(test)]

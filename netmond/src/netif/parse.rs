@@ -7,8 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::Counters;
 pub(crate) use crate::netlink::msg::{
-    attributes, messages, parse_error, NlMsg, NlMsgHdr, ParseError, NLMSG_DONE, NLMSG_ERROR,
-    NLMSG_HDRLEN, NLMSG_OVERRUN, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
+    attributes, messages, NlMsg, NlMsgHdr, ParseError, NLMSG_HDRLEN, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use crate::netlink::msg::{u16_at, u32_at, u64_at};
 
@@ -281,7 +280,7 @@ pub fn parse_proc_net_dev(text: &str) -> Vec<(String, Counters)> {
 #[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 pub(crate) mod tests {
     use super::*;
-    use crate::netlink::msg::{align4, NLM_F_MULTI};
+    use crate::netlink::msg::{align4, NLMSG_DONE, NLM_F_MULTI};
 
     /// Appends one rtattr (padded to 4 bytes).
     pub(crate) fn attr(buf: &mut Vec<u8>, ty: u16, value: &[u8]) {
@@ -509,6 +508,7 @@ garbage line
 #[cfg(test)]
 mod never_panics {
     use super::*;
+    use crate::netlink::msg::parse_error;
     use proptest::prelude::*;
 
     proptest! {

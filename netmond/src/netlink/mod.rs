@@ -144,6 +144,107 @@ impl Socket {
             return Ok(n);
         }
     }
+
+    /// Sends one request that `req`'s header numbers and receives into `buf`
+    /// the first datagram that answers it (a late answer to an earlier
+    /// request that timed out is skipped, at most `MAX_STRAY` in a row).
+    /// Returns the answer's length. One send and, normally, one receive.
+    pub fn request(&self, req: &[u8], buf: &mut [u8]) -> io::Result<usize> {
+        let seq = request_seq(req)?;
+        self.send(req)?;
+        for _ in 0..MAX_STRAY {
+            let n = self.recv(buf)?;
+            if msg::NlMsgHdr::read(&buf[..n]).map(|h| h.seq) == Some(seq) {
+                return Ok(n);
+            }
+        }
+        Err(io::Error::other(
+            "no netlink reply with our sequence number",
+        ))
+    }
+
+    /// Sends the dump request `req` and hands each message of its multipart
+    /// answer to `on_msg`, until `NLMSG_DONE` (or an ACK). Messages of other
+    /// sequence numbers (the tail of an abandoned dump) are skipped, at most
+    /// `MAX_STRAY` datagrams in a row. `NLMSG_ERROR` is a `Kernel` error,
+    /// `NLMSG_OVERRUN` a `Recv` error of ENOBUFS (as a socket overrun is);
+    /// `NLMSG_NOOP` is skipped. Returns whether the kernel flagged the dump
+    /// inconsistent (`NLM_F_DUMP_INTR`: changed while it was taken).
+    pub fn dump<E>(
+        &self,
+        req: &[u8],
+        buf: &mut [u8],
+        mut on_msg: impl FnMut(&msg::NlMsg<'_>) -> Result<(), E>,
+    ) -> Result<bool, DumpError<E>> {
+        let seq = request_seq(req).map_err(DumpError::Send)?;
+        self.send(req).map_err(DumpError::Send)?;
+        let mut interrupted = false;
+        let mut stray = 0;
+        loop {
+            let n = self.recv(buf).map_err(DumpError::Recv)?;
+            let mut ours = false;
+            for m in msg::messages(&buf[..n]) {
+                let m = m.map_err(DumpError::Parse)?;
+                if m.seq != seq {
+                    continue;
+                }
+                ours = true;
+                interrupted |= m.flags & msg::NLM_F_DUMP_INTR != 0;
+                match m.ty {
+                    msg::NLMSG_DONE => return Ok(interrupted),
+                    msg::NLMSG_ERROR => {
+                        match msg::parse_error(m.payload).map_err(DumpError::Parse)? {
+                            // An ACK: a dump is not acked, but it ends the reply anyway.
+                            0 => return Ok(interrupted),
+                            errno => {
+                                return Err(DumpError::Kernel(io::Error::from_raw_os_error(errno)))
+                            }
+                        }
+                    }
+                    msg::NLMSG_OVERRUN => {
+                        return Err(DumpError::Recv(io::Error::from_raw_os_error(libc::ENOBUFS)))
+                    }
+                    msg::NLMSG_NOOP => {}
+                    _ => on_msg(&m).map_err(DumpError::Message)?,
+                }
+            }
+            if ours {
+                stray = 0;
+            } else {
+                stray += 1;
+                if stray >= MAX_STRAY {
+                    return Err(DumpError::Recv(io::Error::other(
+                        "netlink dump: only replies of other sequence numbers",
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// The sequence number in a request's header.
+fn request_seq(req: &[u8]) -> io::Result<u32> {
+    msg::NlMsgHdr::read(req).map(|h| h.seq).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "netlink request without a header",
+        )
+    })
+}
+
+/// Why a dump failed. `E` is what the caller's message handler returned.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError<E> {
+    #[error("cannot send the netlink request")]
+    Send(#[source] io::Error),
+    #[error("cannot read the netlink reply")]
+    Recv(#[source] io::Error),
+    #[error("malformed netlink reply")]
+    Parse(#[source] ParseError),
+    #[error("the kernel refused the netlink request")]
+    Kernel(#[source] io::Error),
+    #[error("unusable message in the netlink reply: {0:?}")]
+    Message(E),
 }
 
 impl AsFd for Socket {
@@ -208,5 +309,49 @@ mod tests {
         sock.send(&req).unwrap();
         let e = sock.recv(&mut [0u8; 8]).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+    }
+
+    /// `RTM_GETLINK` for the loopback link (ifindex 1), or a dump of all links.
+    fn getlink(seq: u32, dump: bool) -> Vec<u8> {
+        const RTM_GETLINK: u16 = 18;
+        const IFINFOMSG_LEN: usize = 16;
+        let mut req = vec![0u8; msg::NLMSG_HDRLEN + IFINFOMSG_LEN];
+        let flags = msg::NLM_F_REQUEST | if dump { msg::NLM_F_DUMP } else { 0 };
+        msg::NlMsgHdr::request(RTM_GETLINK, flags, seq, IFINFOMSG_LEN).write(&mut req);
+        if !dump {
+            req[msg::NLMSG_HDRLEN + 4..msg::NLMSG_HDRLEN + 8].copy_from_slice(&1i32.to_ne_bytes());
+        }
+        req
+    }
+
+    #[test]
+    fn a_request_skips_the_late_answer_to_an_earlier_one() {
+        let sock = Socket::open(Protocol::Route, 0).unwrap();
+        sock.send(&getlink(1, false)).unwrap(); // never read: a "timed out" request
+        let mut buf = vec![0u8; RECV_BUF];
+        let n = sock.request(&getlink(2, false), &mut buf).unwrap();
+        let answer = msg::messages(&buf[..n]).next().unwrap().unwrap();
+        assert_eq!((answer.ty, answer.seq), (16, 2), "RTM_NEWLINK of request 2");
+    }
+
+    #[test]
+    fn a_dump_hands_over_every_message_until_done() {
+        let sock = Socket::open(Protocol::Route, 0).unwrap();
+        let mut buf = vec![0u8; RECV_BUF];
+        let mut links = 0;
+        let dump = sock.dump(&getlink(3, true), &mut buf, |m| {
+            assert_eq!((m.ty, m.seq), (16, 3));
+            links += 1;
+            Ok::<(), ()>(())
+        });
+        assert!(dump.is_ok(), "{dump:?}");
+        assert!(links >= 1, "at least the loopback link");
+        // A refused request is a Kernel error carrying the errno.
+        let mut bad = getlink(4, true);
+        bad[4..6].copy_from_slice(&99u16.to_ne_bytes()); // no such message type
+        match sock.dump(&bad, &mut buf, |_| Ok::<(), ()>(())) {
+            Err(DumpError::Kernel(e)) => assert!(e.raw_os_error().is_some(), "{e}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

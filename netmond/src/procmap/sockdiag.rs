@@ -13,7 +13,7 @@ use crate::netlink::msg::{
     attributes, messages, parse_error, put, u32_at, u64_at, NlMsgHdr, NLMSG_DONE, NLMSG_ERROR,
     NLMSG_HDRLEN, NLM_F_DUMP, NLM_F_REQUEST,
 };
-use crate::netlink::{self, Protocol, Socket};
+use crate::netlink::{self, DumpError, Protocol, Socket};
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
@@ -385,10 +385,6 @@ pub fn mapped(a: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Replies of another sequence (a dump or lookup abandoned after a timeout)
-/// skipped before giving up.
-const MAX_STRAY: usize = 256;
-
 /// Subscription to the kernel's TCP destroy notifications (needs CAP_NET_ADMIN):
 /// the final counters of sockets that went away between two dumps.
 pub struct DestroyListener {
@@ -449,9 +445,9 @@ impl SockDiag {
     pub fn dump_tcp(&mut self, family: u8, out: &mut DumpChunk) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let req = build_dump_request(self.seq, family);
-        self.dump(&req, |chunk| {
-            parse_dump_chunk(chunk, out)?;
-            Ok(std::mem::take(&mut out.done))
+        self.dump(&req, |p| match parse_tcp_sock(p) {
+            Some(s) => out.socks.push(s),
+            None => out.malformed += 1,
         })
     }
 
@@ -465,46 +461,32 @@ impl SockDiag {
     ) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let req = build_sock_dump_request(self.seq, family, proto, 0, u32::MAX);
-        self.dump(&req, |chunk| {
-            for_each_dump_msg(chunk, |p| out.extend(parse_diag_msg(p)))
-        })
+        self.dump(&req, |p| out.extend(parse_diag_msg(p)))
     }
 
-    /// Sends a dump request and feeds each datagram of the answer to `on_chunk`
-    /// until it says the dump is done.
-    fn dump(
-        &mut self,
-        req: &[u8],
-        mut on_chunk: impl FnMut(&[u8]) -> Result<bool, ParseError>,
-    ) -> io::Result<()> {
-        let seq = self.seq;
-        self.send(req)?;
+    /// Sends a dump request and hands each SOCK_DIAG_BY_FAMILY payload of the
+    /// answer to `on_msg`; any other message type is an error.
+    fn dump(&mut self, req: &[u8], mut on_msg: impl FnMut(&[u8])) -> io::Result<()> {
         if self.buf.len() < netlink::RECV_BUF {
             self.buf.resize(netlink::RECV_BUF, 0);
         }
-        let mut stray = 0;
-        loop {
-            let n = self.sock.recv(&mut self.buf)?;
-            let got = &self.buf[..n];
-            if NlMsgHdr::read(got).map(|h| h.seq) != Some(seq) {
-                stray += 1;
-                if stray > MAX_STRAY {
-                    return Err(io::Error::other(
-                        "sock_diag dump: replies of another sequence",
-                    ));
+        self.sock
+            .dump(req, &mut self.buf, |m| match m.ty {
+                SOCK_DIAG_BY_FAMILY => {
+                    on_msg(m.payload);
+                    Ok(())
                 }
-                continue;
-            }
-            let done =
-                on_chunk(got).map_err(|e| io::Error::other(format!("sock_diag dump: {e:?}")))?;
-            if done {
-                return Ok(());
-            }
-        }
-    }
-
-    fn send(&self, req: &[u8]) -> io::Result<()> {
-        self.sock.send(req)
+                other => Err(ParseError::UnexpectedType(other)),
+            })
+            .map(|_interrupted| ())
+            .map_err(|e| match e {
+                DumpError::Send(e) | DumpError::Recv(e) => e,
+                DumpError::Kernel(e) => {
+                    io::Error::new(e.kind(), format!("sock_diag dump refused: {e}"))
+                }
+                DumpError::Parse(e) => io::Error::other(format!("sock_diag dump: {e}")),
+                DumpError::Message(e) => io::Error::other(format!("sock_diag dump: {e:?}")),
+            })
     }
 
     /// One exact lookup. `family` is libc::AF_INET or AF_INET6 (as u8).
@@ -518,19 +500,8 @@ impl SockDiag {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let req = build_request(seq, family, proto, local, remote);
-        self.send(&req)?;
-        // Stale replies of an earlier lookup that timed out are skipped, boundedly.
-        for _ in 0..MAX_STRAY {
-            let n = self.sock.recv(&mut self.buf)?;
-            let got = &self.buf[..n];
-            if NlMsgHdr::read(got).map(|h| h.seq) != Some(seq) {
-                continue;
-            }
-            return parse_reply(got).map_err(|e| io::Error::other(format!("{e:?}")));
-        }
-        Err(io::Error::other(
-            "no sock_diag reply with our sequence number",
-        ))
+        let n = self.sock.request(&req, &mut self.buf)?;
+        parse_reply(&self.buf[..n]).map_err(|e| io::Error::other(format!("{e:?}")))
     }
 }
 
