@@ -1,6 +1,7 @@
 //! The one netlink socket type of netmond (rtnetlink, sock_diag, proc
-//! connector): open, bind, send to the kernel, receive only from the kernel.
-//! Message layouts and walking live in `msg`; callers own their protocols.
+//! connector): open, bind, send to the kernel, receive only from the kernel,
+//! and run single requests and multipart dumps with sequence checks. Framing
+//! lives in `msg`; each caller owns its protocol's messages.
 
 pub mod msg;
 
