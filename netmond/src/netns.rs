@@ -21,7 +21,12 @@ pub fn run_in<T: Send>(
         std::thread::Builder::new()
             .name(name.to_owned())
             .spawn_scoped(s, || {
-                setns(ns, CloneFlags::CLONE_NEWNET)?;
+                setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| {
+                    io::Error::new(
+                        io::Error::from(e).kind(),
+                        format!("cannot enter the network namespace: {e}"),
+                    )
+                })?;
                 work()
             })?
             .join()
@@ -81,6 +86,7 @@ mod tests {
     #[test]
     fn a_file_that_is_no_namespace_is_an_error() {
         let r = run_in_path(Path::new("/proc/self/status"), "netns-test", || Ok(()));
-        assert!(r.is_err());
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("cannot enter the network namespace"), "{e}");
     }
 }
