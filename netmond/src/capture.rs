@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
@@ -246,17 +247,11 @@ fn open(
 }
 
 /// Waits until the capture has something to read or `timeout_ms` passes.
-fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `pfd` is a valid pollfd for the duration of the call and the
-    // count is 1; poll only writes `revents`.
-    unsafe {
-        libc::poll(&mut pfd, 1, timeout_ms);
-    }
+/// Errors (EINTR) only end the wait early: the caller reads either way.
+fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, timeout_ms: i32) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let timeout = PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::NONE);
+    let _ = poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], timeout);
 }
 
 /// Opens `iface` and starts its threads.
@@ -432,7 +427,6 @@ impl BulkThread {
         let (mut packets, mut bytes, mut malformed) = (0u64, 0u64, 0u64);
         let mut last_ms = crate::clock::now_ms();
         let mut base = StatBase::default();
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&cap);
         let mut idle_reads = 0u32;
         loop {
             if self.stop.load(Ordering::Relaxed) {
@@ -440,7 +434,7 @@ impl BulkThread {
             }
             // Under load the ring always has packets: only wait when a read came back empty.
             if idle_reads > 0 {
-                wait_readable(fd, self.settings.timeout_ms);
+                wait_readable(cap.as_fd(), self.settings.timeout_ms);
             }
             let link = self.link;
             let res = cap.dispatch(None, |p| {
@@ -614,9 +608,8 @@ fn flow_start_loop(
     // Recently submitted flows: a UDP flow's later packets need no new lookup.
     let mut seen: HashSet<FlowKey> = HashSet::with_capacity(4096);
     let mut cleared = Instant::now();
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&cap);
     while !stop.load(Ordering::Relaxed) {
-        wait_readable(fd, 100);
+        wait_readable(cap.as_fd(), 100);
         let res = cap.dispatch(None, |p| {
             let Ok(meta) = decode::decode(link, p.data, p.header.len) else {
                 return;
@@ -658,11 +651,10 @@ fn name_loop(
     stop: &AtomicBool,
     iface: &str,
 ) {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&cap);
     let mut local = shared.local();
     let mut local_gen = shared.local_gen.load(Ordering::Acquire);
     while !stop.load(Ordering::Relaxed) {
-        wait_readable(fd, 100);
+        wait_readable(cap.as_fd(), 100);
         let g = shared.local_gen.load(Ordering::Acquire);
         if g != local_gen {
             local = shared.local();

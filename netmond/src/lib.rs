@@ -17,6 +17,8 @@ pub mod metrics;
 pub mod monitor;
 pub mod names;
 pub mod netif;
+pub mod netlink;
+pub mod netns;
 pub mod privacy;
 pub mod procmap;
 pub mod service;

@@ -18,7 +18,7 @@
 
 pub mod others;
 mod parse;
-mod sock;
+mod wait;
 mod watch;
 
 use std::collections::HashMap;
@@ -26,11 +26,12 @@ use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-pub use parse::{parse_proc_net_dev, ParseError};
+pub use crate::netlink::ParseError;
+pub use parse::parse_proc_net_dev;
 pub use watch::Watcher;
 
+use crate::netlink::{self, DumpError, Socket};
 use parse::{AddrMsg, LinkMsg, NlMsg};
-use sock::NlSocket;
 
 /// One network interface as the kernel sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,11 +191,11 @@ impl Request {
     }
 }
 
-fn open() -> Result<NlSocket, NetifError> {
-    NlSocket::open(0, false).map_err(|source| NetifError::Socket { source })
+fn open() -> Result<Socket, NetifError> {
+    Socket::open(netlink::Protocol::Route, 0).map_err(|source| NetifError::Socket { source })
 }
 
-fn dump_links(sock: &mut NlSocket) -> Result<Vec<LinkMsg>, NetifError> {
+fn dump_links(sock: &mut Socket) -> Result<Vec<LinkMsg>, NetifError> {
     dump(sock, Request::Link, |m| {
         parse::parse_link(m.payload).map(|l| vec![l])
     })
@@ -204,7 +205,7 @@ fn dump_links(sock: &mut NlSocket) -> Result<Vec<LinkMsg>, NetifError> {
 /// overran our socket buffer (then on a fresh socket: the old one may still
 /// hold the rest of the abandoned dump).
 fn dump<T>(
-    sock: &mut NlSocket,
+    sock: &mut Socket,
     req: Request,
     mut each: impl FnMut(&NlMsg<'_>) -> Result<Vec<T>, ParseError>,
 ) -> Result<Vec<T>, NetifError> {
@@ -233,7 +234,7 @@ fn dump<T>(
 
 /// One dump: returns the items and whether the kernel marked it interrupted.
 fn dump_once<T>(
-    sock: &NlSocket,
+    sock: &Socket,
     req: Request,
     each: &mut impl FnMut(&NlMsg<'_>) -> Result<Vec<T>, ParseError>,
 ) -> Result<(Vec<T>, bool), NetifError> {
@@ -243,48 +244,25 @@ fn dump_once<T>(
         Request::Link => (parse::RTM_GETLINK, parse::IFINFOMSG_LEN, parse::RTM_NEWLINK),
         Request::Addr => (parse::RTM_GETADDR, parse::IFADDRMSG_LEN, parse::RTM_NEWADDR),
     };
-    sock.send(&parse::dump_request(ty, seq, body))
-        .map_err(|source| NetifError::Send { request, source })?;
-    let mut buf = vec![0u8; sock::RECV_BUF];
+    let mut buf = vec![0u8; netlink::RECV_BUF];
     let mut items = Vec::new();
-    let mut interrupted = false;
-    loop {
-        let n = sock
-            .recv(&mut buf)
-            .map_err(|source| NetifError::Recv { request, source })?;
-        for m in parse::messages(&buf[..n]) {
-            let m = m.map_err(|source| NetifError::Parse { request, source })?;
-            if m.seq != seq {
-                continue; // a late reply to an earlier, abandoned dump
+    let interrupted = sock
+        .dump(&parse::dump_request(ty, seq, body), &mut buf, |m| {
+            // Anything but the reply type (none is expected) is skipped.
+            if m.ty == reply {
+                items.extend(each(m)?);
             }
-            interrupted |= m.flags & parse::NLM_F_DUMP_INTR != 0;
-            match m.ty {
-                parse::NLMSG_DONE => return Ok((items, interrupted)),
-                parse::NLMSG_ERROR => {
-                    let errno = parse::parse_error(m.payload)
-                        .map_err(|source| NetifError::Parse { request, source })?;
-                    if errno != 0 {
-                        return Err(NetifError::Kernel {
-                            request,
-                            source: io::Error::from_raw_os_error(errno),
-                        });
-                    }
-                    // An ACK: a dump is not acked, but it ends the reply anyway.
-                    return Ok((items, interrupted));
-                }
-                parse::NLMSG_OVERRUN => {
-                    return Err(NetifError::Recv {
-                        request,
-                        source: io::Error::from_raw_os_error(libc::ENOBUFS),
-                    })
-                }
-                t if t == reply => {
-                    items.extend(each(&m).map_err(|source| NetifError::Parse { request, source })?)
-                }
-                _ => {} // NLMSG_NOOP and anything unexpected
+            Ok(())
+        })
+        .map_err(|e| match e {
+            DumpError::Send(source) => NetifError::Send { request, source },
+            DumpError::Recv(source) => NetifError::Recv { request, source },
+            DumpError::Kernel(source) => NetifError::Kernel { request, source },
+            DumpError::Parse(source) | DumpError::Message(source) => {
+                NetifError::Parse { request, source }
             }
-        }
-    }
+        })?;
+    Ok((items, interrupted))
 }
 
 #[cfg(test)]

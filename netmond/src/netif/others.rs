@@ -1,9 +1,8 @@
 //! Addresses of the host's other network namespaces (containers): with socket
 //! lookups, traffic to or from them is a local socket's, not forwarded. Each
-//! namespace is entered by a short-lived thread (setns changes only it).
+//! namespace is read from a short-lived thread inside it (`crate::netns`).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -67,20 +66,10 @@ pub fn other_namespace_addresses(exclude: &HashSet<u64>) -> Vec<IpAddr> {
 }
 
 fn addresses_in(path: &Path) -> Vec<IpAddr> {
-    let Ok(ns) = File::open(path) else {
-        return Vec::new();
-    };
-    std::thread::Builder::new()
-        .name("netif-setns".into())
-        .spawn(move || {
-            if nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
-                return Vec::new();
-            }
-            super::list()
-                .map(|l| super::local_addresses(&l))
-                .unwrap_or_default()
-        })
-        .ok()
-        .and_then(|t| t.join().ok())
-        .unwrap_or_default()
+    crate::netns::run_in_path(path, "netif-setns", || {
+        super::list()
+            .map(|l| super::local_addresses(&l))
+            .map_err(std::io::Error::other)
+    })
+    .unwrap_or_default()
 }

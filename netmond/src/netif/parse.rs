@@ -1,20 +1,17 @@
-//! Pure rtnetlink message parsing: nlmsghdr walking, ifinfomsg/ifaddrmsg and
-//! their rtattrs, from `&[u8]` to plain values. No I/O, no logging, no panics
+//! Pure rtnetlink message parsing: ifinfomsg/ifaddrmsg and their rtattrs,
+//! from `&[u8]` to plain values (framing is `netlink::msg`). No I/O, no logging, no panics
 //! on malformed input (a bad message is an error or is skipped, never a crash).
 
+use std::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::Counters;
+pub(crate) use crate::netlink::msg::{
+    attributes, messages, NlMsg, NlMsgHdr, ParseError, NLMSG_HDRLEN, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use crate::netlink::msg::{u16_at, u32_at, u64_at};
 
 // Stable kernel ABI values (include/uapi/linux/{netlink,rtnetlink,if_link,if_addr,if}.h).
-pub(crate) const NLMSG_HDRLEN: usize = 16;
-pub(crate) const NLMSG_ERROR: u16 = 2;
-pub(crate) const NLMSG_DONE: u16 = 3;
-pub(crate) const NLMSG_OVERRUN: u16 = 4;
-pub(crate) const NLM_F_REQUEST: u16 = 0x01;
-pub(crate) const NLM_F_DUMP_INTR: u16 = 0x10;
-pub(crate) const NLM_F_DUMP: u16 = 0x100 | 0x200; // NLM_F_ROOT | NLM_F_MATCH
-
 pub(crate) const RTM_NEWLINK: u16 = 16;
 pub(crate) const RTM_DELLINK: u16 = 17;
 pub(crate) const RTM_GETLINK: u16 = 18;
@@ -47,120 +44,34 @@ const ARPHRD_LOOPBACK: u16 = 772;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
-/// Size of `struct ifinfomsg`.
-pub(crate) const IFINFOMSG_LEN: usize = 16;
-/// Size of `struct ifaddrmsg`.
-pub(crate) const IFADDRMSG_LEN: usize = 8;
+/// `struct ifinfomsg` (include/uapi/linux/rtnetlink.h), the head of a link message.
+#[repr(C)]
+#[allow(dead_code, reason = "a layout: fields are read by offset_of!")]
+struct IfInfoMsg {
+    family: u8,
+    pad: u8,
+    link_type: u16,
+    index: i32,
+    flags: u32,
+    change: u32,
+}
+pub(crate) const IFINFOMSG_LEN: usize = size_of::<IfInfoMsg>();
+const _: () = assert!(IFINFOMSG_LEN == 16);
+
+/// `struct ifaddrmsg` (include/uapi/linux/if_addr.h), the head of an address message.
+#[repr(C)]
+#[allow(dead_code, reason = "a layout: fields are read by offset_of!")]
+struct IfAddrMsg {
+    family: u8,
+    prefix_len: u8,
+    flags: u8,
+    scope: u8,
+    index: u32,
+}
+pub(crate) const IFADDRMSG_LEN: usize = size_of::<IfAddrMsg>();
+const _: () = assert!(IFADDRMSG_LEN == 8);
 /// Bytes of `struct rtnl_link_stats64` we read (its first eight `__u64`s).
-const STATS64_MIN_LEN: usize = 8 * 8;
-/// Top bits of `rta_type` are the NESTED / NET_BYTEORDER flags.
-const NLA_TYPE_MASK: u16 = 0x3fff;
-
-/// Why a buffer could not be read as rtnetlink.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    #[error("netlink message header truncated ({len} bytes left)")]
-    ShortHeader { len: usize },
-    #[error("netlink message length {claimed} is invalid ({available} bytes available)")]
-    BadLength { claimed: usize, available: usize },
-    #[error("{what} payload too short ({len} bytes)")]
-    ShortPayload { what: &'static str, len: usize },
-}
-
-const fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_ne_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-/// One netlink message: its header fields and payload (after the 16-byte header).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct NlMsg<'a> {
-    pub ty: u16,
-    pub flags: u16,
-    pub seq: u32,
-    pub payload: &'a [u8],
-}
-
-/// Walks the netlink messages of one datagram. Stops after the first error.
-pub(crate) fn messages(buf: &[u8]) -> Messages<'_> {
-    Messages { rest: buf }
-}
-
-pub(crate) struct Messages<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Iterator for Messages<'a> {
-    type Item = Result<NlMsg<'a>, ParseError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let buf = self.rest;
-        let parsed = (|| {
-            let (Some(len), Some(ty), Some(flags), Some(seq)) = (
-                u32_at(buf, 0),
-                u16_at(buf, 4),
-                u16_at(buf, 6),
-                u32_at(buf, 8),
-            ) else {
-                return Err(ParseError::ShortHeader { len: buf.len() });
-            };
-            let len = len as usize;
-            if len < NLMSG_HDRLEN || len > buf.len() {
-                return Err(ParseError::BadLength {
-                    claimed: len,
-                    available: buf.len(),
-                });
-            }
-            let msg = NlMsg {
-                ty,
-                flags,
-                seq,
-                payload: &buf[NLMSG_HDRLEN..len],
-            };
-            Ok((msg, buf.get(align4(len)..).unwrap_or(&[])))
-        })();
-        match parsed {
-            Ok((msg, rest)) => {
-                self.rest = rest;
-                Some(Ok(msg))
-            }
-            Err(e) => {
-                self.rest = &[];
-                Some(Err(e))
-            }
-        }
-    }
-}
-
-/// Walks rtattrs `(type without flag bits, payload)`. A truncated trailing
-/// attribute ends the walk (the kernel never sends one; junk is ignored).
-pub(crate) fn attributes(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    let mut rest = buf;
-    std::iter::from_fn(move || {
-        let len = usize::from(u16_at(rest, 0)?);
-        let ty = u16_at(rest, 2)? & NLA_TYPE_MASK;
-        if len < 4 || len > rest.len() {
-            return None;
-        }
-        let value = &rest[4..len];
-        rest = rest.get(align4(len)..).unwrap_or(&[]);
-        Some((ty, value))
-    })
-}
+const STATS64_MIN_LEN: usize = size_of::<[u64; 8]>();
 
 /// A NUL-terminated (or not) attribute string.
 fn attr_str(value: &[u8]) -> String {
@@ -203,9 +114,11 @@ pub(crate) fn parse_link(payload: &[u8]) -> Result<LinkMsg, ParseError> {
         what: "ifinfomsg",
         len: payload.len(),
     };
-    let (Some(link_type), Some(index), Some(flags)) =
-        (u16_at(payload, 2), u32_at(payload, 4), u32_at(payload, 8))
-    else {
+    let (Some(link_type), Some(index), Some(flags)) = (
+        u16_at(payload, offset_of!(IfInfoMsg, link_type)),
+        u32_at(payload, offset_of!(IfInfoMsg, index)),
+        u32_at(payload, offset_of!(IfInfoMsg, flags)),
+    ) else {
         return Err(short);
     };
     let Some(attrs) = payload.get(IFINFOMSG_LEN..) else {
@@ -257,7 +170,7 @@ fn parse_stats64(v: &[u8]) -> Option<Counters> {
     if v.len() < STATS64_MIN_LEN {
         return None;
     }
-    let f = |i: usize| u64_at(v, i * 8).unwrap_or(0);
+    let f = |i: usize| u64_at(v, i * size_of::<u64>()).unwrap_or(0);
     Some(Counters {
         rx_packets: f(0),
         tx_packets: f(1),
@@ -284,9 +197,9 @@ pub(crate) struct AddrMsg {
 /// IPv4/IPv6 or a message with no usable address.
 pub(crate) fn parse_addr(payload: &[u8]) -> Result<Option<AddrMsg>, ParseError> {
     let (Some(&family), Some(&prefix_len), Some(index), Some(attrs)) = (
-        payload.first(),
-        payload.get(1),
-        u32_at(payload, 4),
+        payload.get(offset_of!(IfAddrMsg, family)),
+        payload.get(offset_of!(IfAddrMsg, prefix_len)),
+        u32_at(payload, offset_of!(IfAddrMsg, index)),
         payload.get(IFADDRMSG_LEN..),
     ) else {
         return Err(ParseError::ShortPayload {
@@ -320,26 +233,11 @@ pub(crate) fn parse_addr(payload: &[u8]) -> Result<Option<AddrMsg>, ParseError> 
     }))
 }
 
-/// Parses an `NLMSG_ERROR` payload: `0` is an ACK, otherwise a positive errno.
-pub(crate) fn parse_error(payload: &[u8]) -> Result<i32, ParseError> {
-    let code = u32_at(payload, 0).ok_or(ParseError::ShortPayload {
-        what: "nlmsgerr",
-        len: payload.len(),
-    })? as i32;
-    Ok(code.saturating_neg())
-}
-
 /// Builds a dump request: nlmsghdr + a zeroed family header of `body_len` bytes
 /// (`AF_UNSPEC`: all families).
 pub(crate) fn dump_request(ty: u16, seq: u32, body_len: usize) -> Vec<u8> {
-    let len = NLMSG_HDRLEN + body_len;
-    let mut req = Vec::with_capacity(len);
-    req.extend_from_slice(&(len as u32).to_ne_bytes());
-    req.extend_from_slice(&ty.to_ne_bytes());
-    req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    req.extend_from_slice(&seq.to_ne_bytes());
-    req.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid: the kernel fills it
-    req.resize(len, 0);
+    let mut req = vec![0u8; NLMSG_HDRLEN + body_len];
+    NlMsgHdr::request(ty, NLM_F_REQUEST | NLM_F_DUMP, seq, body_len).write(&mut req);
     req
 }
 
@@ -382,8 +280,7 @@ pub fn parse_proc_net_dev(text: &str) -> Vec<(String, Counters)> {
 #[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 pub(crate) mod tests {
     use super::*;
-
-    const NLM_F_MULTI: u16 = 0x02;
+    use crate::netlink::msg::{align4, NLMSG_DONE, NLM_F_MULTI};
 
     /// Appends one rtattr (padded to 4 bytes).
     pub(crate) fn attr(buf: &mut Vec<u8>, ty: u16, value: &[u8]) {
@@ -567,53 +464,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn bad_lengths_end_the_walk_with_an_error() {
-        let mut buf = Vec::new();
-        msg(&mut buf, RTM_NEWLINK, 0, 1, &veth_link());
-        let good = buf.len();
-        buf.extend_from_slice(&1000u32.to_ne_bytes());
-        buf.extend_from_slice(&[0; 12]);
-        let r: Vec<_> = messages(&buf).collect();
-        assert_eq!(r.len(), 2);
-        assert!(r[0].is_ok());
-        assert_eq!(
-            r[1],
-            Err(ParseError::BadLength {
-                claimed: 1000,
-                available: buf.len() - good
-            })
-        );
-        assert_eq!(
-            messages(&[1, 2, 3]).next(),
-            Some(Err(ParseError::ShortHeader { len: 3 }))
-        );
-        let mut tiny = 8u32.to_ne_bytes().to_vec();
-        tiny.resize(16, 0);
-        assert!(matches!(
-            messages(&tiny).next(),
-            Some(Err(ParseError::BadLength { claimed: 8, .. }))
-        ));
-    }
-
-    #[test]
-    fn error_message_carries_a_positive_errno_and_zero_is_ack() {
-        assert_eq!(parse_error(&(-105i32).to_ne_bytes()).unwrap(), 105);
-        assert_eq!(parse_error(&0i32.to_ne_bytes()).unwrap(), 0);
-        assert!(parse_error(&[0; 2]).is_err());
-    }
-
-    #[test]
-    fn attribute_walk_stops_at_truncated_attribute() {
-        let mut b = Vec::new();
-        attr(&mut b, 3, b"ab\0");
-        b.extend_from_slice(&[200, 0, 3, 0, 1]);
-        let attrs: Vec<_> = attributes(&b).collect();
-        assert_eq!(attrs, vec![(3, &b"ab\0"[..])]);
-        assert_eq!(attributes(&[4, 0, 1]).count(), 0);
-        assert_eq!(attributes(&[2, 0, 1, 0]).count(), 0);
-    }
-
-    #[test]
     fn dump_request_layout() {
         let r = dump_request(RTM_GETADDR, 42, IFADDRMSG_LEN);
         assert_eq!(r.len(), 24);
@@ -658,6 +508,7 @@ garbage line
 #[cfg(test)]
 mod never_panics {
     use super::*;
+    use crate::netlink::msg::parse_error;
     use proptest::prelude::*;
 
     proptest! {

@@ -9,8 +9,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::parse::{self, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK};
-use super::sock::{self, NlSocket, StopFd};
+use super::wait::{self, StopFd};
 use super::NetifError;
+use crate::netlink::{self, Socket};
 
 /// A burst ends after this long without events...
 const QUIET: Duration = Duration::from_millis(50);
@@ -39,8 +40,9 @@ impl Watcher {
     /// `on_change` is logged and the watcher carries on.
     pub fn start(on_change: impl Fn() + Send + 'static) -> Result<Watcher, NetifError> {
         let groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
-        let socket =
-            NlSocket::open(groups, true).map_err(|source| NetifError::Socket { source })?;
+        let socket = Socket::open(netlink::Protocol::Route, groups)
+            .and_then(|s| s.set_nonblocking().map(|()| s))
+            .map_err(|source| NetifError::Socket { source })?;
         if let Err(error) = socket.set_recv_buffer(RCVBUF) {
             tracing::debug!(%error, "netif watcher keeps the default receive buffer");
         }
@@ -78,14 +80,14 @@ impl Drop for Watcher {
     }
 }
 
-fn run(socket: &NlSocket, stop: &StopFd, on_change: &dyn Fn()) {
-    let mut buf = vec![0u8; sock::RECV_BUF];
+fn run(socket: &Socket, stop: &StopFd, on_change: &dyn Fn()) {
+    let mut buf = vec![0u8; netlink::RECV_BUF];
     let mut debounce = Debounce::default();
     loop {
         let timeout = debounce
             .wait(Instant::now())
             .map_or(-1, |d| i32::try_from(d.as_millis()).unwrap_or(i32::MAX));
-        let ready = match sock::poll2(socket.as_fd(), stop.as_fd(), timeout) {
+        let ready = match wait::poll2(socket.as_fd(), stop.as_fd(), timeout) {
             Ok(r) => r,
             Err(error) => {
                 // Not expected with two valid fds; pause so it cannot spin.
@@ -98,7 +100,7 @@ fn run(socket: &NlSocket, stop: &StopFd, on_change: &dyn Fn()) {
             return;
         }
         if ready.socket && drain(socket, &mut buf, &mut debounce) == Drained::Broken {
-            let backoff = sock::poll2(stop.as_fd(), stop.as_fd(), ERROR_BACKOFF_MS);
+            let backoff = wait::poll2(stop.as_fd(), stop.as_fd(), ERROR_BACKOFF_MS);
             if backoff.is_ok_and(|r| r.stop) {
                 return;
             }
@@ -119,7 +121,7 @@ enum Drained {
 }
 
 /// Reads every pending datagram, noting changes in `debounce`.
-fn drain(socket: &NlSocket, buf: &mut [u8], debounce: &mut Debounce) -> Drained {
+fn drain(socket: &Socket, buf: &mut [u8], debounce: &mut Debounce) -> Drained {
     loop {
         match socket.recv(buf) {
             Ok(n) => {

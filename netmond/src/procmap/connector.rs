@@ -3,21 +3,80 @@
 //! this file never reads /proc and never blocks the sender of an event.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::mem::{offset_of, size_of};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-const NLMSG_HDR_LEN: usize = 16;
-const NLMSG_DONE: u16 = 3;
+use crate::netlink::msg::{messages, put, u32_at, NlMsgHdr, NLMSG_DONE, NLMSG_HDRLEN};
+use crate::netlink::{self, Protocol, Socket};
+
+// Stable kernel ABI (include/uapi/linux/{connector,cn_proc}.h).
 const CN_IDX_PROC: u32 = 1;
 const CN_VAL_PROC: u32 = 1;
-const CN_MSG_LEN: usize = 20;
 const PROC_CN_MCAST_LISTEN: u32 = 1;
 const PROC_EVENT_FORK: u32 = 0x0000_0001;
 const PROC_EVENT_EXEC: u32 = 0x0000_0002;
 const PROC_EVENT_EXIT: u32 = 0x8000_0000;
+
+/// `struct cn_msg` (with its `struct cb_id`), without the data that follows.
+#[repr(C)]
+#[allow(dead_code, reason = "a layout: fields are read by offset_of!")]
+struct CnMsg {
+    idx: u32,
+    val: u32,
+    seq: u32,
+    ack: u32,
+    /// Length of the data after this header.
+    len: u16,
+    flags: u16,
+}
+const CN_MSG_LEN: usize = size_of::<CnMsg>();
+const _: () = assert!(CN_MSG_LEN == 20);
+
+/// The head of `struct proc_event`; `event_data` (a union) follows it.
+#[repr(C)]
+#[allow(dead_code, reason = "a layout: fields are read by offset_of!")]
+struct ProcEventHead {
+    what: u32,
+    cpu: u32,
+    timestamp_ns: u64,
+}
+const EVENT_DATA: usize = size_of::<ProcEventHead>();
+const _: () = assert!(EVENT_DATA == 16);
+
+/// `event_data.fork`.
+#[repr(C)]
+#[allow(dead_code, reason = "a layout: fields are read by offset_of!")]
+struct ForkEvent {
+    parent_pid: u32,
+    parent_tgid: u32,
+    child_pid: u32,
+    child_tgid: u32,
+}
+
+/// `event_data.exec`.
+#[repr(C)]
+#[allow(dead_code, reason = "a layout: fields are read by offset_of!")]
+struct ExecEvent {
+    process_pid: u32,
+    process_tgid: u32,
+}
+
+/// `event_data.exit` (the fields we read).
+#[repr(C)]
+#[allow(dead_code, reason = "a layout: fields are read by offset_of!")]
+struct ExitEvent {
+    process_pid: u32,
+    process_tgid: u32,
+    exit_code: u32,
+    exit_signal: u32,
+}
+
+/// The subscribe message's length: nlmsghdr + cn_msg + the `u32` operation.
+const LISTEN_LEN: usize = NLMSG_HDRLEN + CN_MSG_LEN + size_of::<u32>();
 
 /// A process-level event (thread events are filtered out).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,61 +89,53 @@ pub enum ProcEvent {
     Exit { pid: u32 },
 }
 
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
 /// The subscribe message: nlmsghdr + cn_msg + `PROC_CN_MCAST_LISTEN`.
-pub fn build_listen(pid: u32) -> [u8; NLMSG_HDR_LEN + CN_MSG_LEN + 4] {
-    let mut b = [0u8; NLMSG_HDR_LEN + CN_MSG_LEN + 4];
-    let len = b.len() as u32;
-    b[0..4].copy_from_slice(&len.to_ne_bytes());
-    b[4..6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());
-    b[12..16].copy_from_slice(&pid.to_ne_bytes());
-    let cn = &mut b[NLMSG_HDR_LEN..];
-    cn[0..4].copy_from_slice(&CN_IDX_PROC.to_ne_bytes());
-    cn[4..8].copy_from_slice(&CN_VAL_PROC.to_ne_bytes());
-    cn[16..18].copy_from_slice(&4u16.to_ne_bytes());
-    cn[20..24].copy_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
+pub fn build_listen(pid: u32) -> [u8; LISTEN_LEN] {
+    let mut b = [0u8; LISTEN_LEN];
+    // The connector wants NLMSG_DONE as the type of a single-part message.
+    let mut hdr = NlMsgHdr::request(NLMSG_DONE, 0, 0, LISTEN_LEN - NLMSG_HDRLEN);
+    hdr.pid = pid;
+    hdr.write(&mut b);
+    let cn = &mut b[NLMSG_HDRLEN..];
+    put(cn, offset_of!(CnMsg, idx), &CN_IDX_PROC.to_ne_bytes());
+    put(cn, offset_of!(CnMsg, val), &CN_VAL_PROC.to_ne_bytes());
+    let data_len = size_of::<u32>() as u16;
+    put(cn, offset_of!(CnMsg, len), &data_len.to_ne_bytes());
+    put(cn, CN_MSG_LEN, &PROC_CN_MCAST_LISTEN.to_ne_bytes());
     b
 }
 
 /// Parse every netlink message in one datagram from the connector; unknown or
-/// thread-level events are skipped.
+/// thread-level events are skipped, and a malformed message ends the walk.
 pub fn parse_events(buf: &[u8], out: &mut Vec<ProcEvent>) {
-    let mut off = 0usize;
-    while off + NLMSG_HDR_LEN <= buf.len() {
-        let Some(len) = u32_at(buf, off).map(|l| l as usize) else {
-            return;
-        };
-        if len < NLMSG_HDR_LEN || off + len > buf.len() {
-            return;
-        }
-        let msg = &buf[off + NLMSG_HDR_LEN..off + len];
-        if u32_at(msg, 0) == Some(CN_IDX_PROC) && u32_at(msg, 4) == Some(CN_VAL_PROC) {
-            if let Some(ev) = parse_proc_event(msg.get(CN_MSG_LEN..).unwrap_or(&[])) {
+    for msg in messages(buf).map_while(Result::ok) {
+        let p = msg.payload;
+        let ours = u32_at(p, offset_of!(CnMsg, idx)) == Some(CN_IDX_PROC)
+            && u32_at(p, offset_of!(CnMsg, val)) == Some(CN_VAL_PROC);
+        if ours {
+            if let Some(ev) = parse_proc_event(p.get(CN_MSG_LEN..).unwrap_or(&[])) {
                 out.push(ev);
             }
         }
-        off += (len + 3) & !3;
     }
 }
 
 /// Parse a `struct proc_event` (what, cpu, timestamp_ns, event_data).
 pub fn parse_proc_event(p: &[u8]) -> Option<ProcEvent> {
-    let what = u32_at(p, 0)?;
+    let what = u32_at(p, offset_of!(ProcEventHead, what))?;
+    let data = |field: usize| u32_at(p, EVENT_DATA + field);
     match what {
         PROC_EVENT_FORK => {
-            let child_pid = u32_at(p, 24)?;
-            let child_tgid = u32_at(p, 28)?;
+            let child_pid = data(offset_of!(ForkEvent, child_pid))?;
+            let child_tgid = data(offset_of!(ForkEvent, child_tgid))?;
             (child_pid == child_tgid).then_some(ProcEvent::Fork { pid: child_tgid })
         }
         PROC_EVENT_EXEC => Some(ProcEvent::Exec {
-            pid: u32_at(p, 20)?,
+            pid: data(offset_of!(ExecEvent, process_tgid))?,
         }),
         PROC_EVENT_EXIT => {
-            let pid = u32_at(p, 16)?;
-            let tgid = u32_at(p, 20)?;
+            let pid = data(offset_of!(ExitEvent, process_pid))?;
+            let tgid = data(offset_of!(ExitEvent, process_tgid))?;
             (pid == tgid).then_some(ProcEvent::Exit { pid: tgid })
         }
         _ => None,
@@ -96,7 +147,7 @@ pub fn parse_proc_event(p: &[u8]) -> Option<ProcEvent> {
 /// the socket is created from a short-lived thread that joined the namespace
 /// of some other process (a netlink socket stays where it was created); the
 /// first namespace where subscribing works is the initial one.
-pub fn open_in_init_netns() -> io::Result<OwnedFd> {
+pub fn open_in_init_netns() -> io::Result<Socket> {
     use std::os::unix::fs::MetadataExt;
     let own = std::fs::metadata("/proc/self/ns/net")
         .map(|m| m.ino())
@@ -118,21 +169,7 @@ pub fn open_in_init_netns() -> io::Result<OwnedFd> {
         let Ok(ns) = std::fs::File::open(&path) else {
             continue;
         };
-        let r = std::thread::scope(|s| {
-            std::thread::Builder::new()
-                .name("procmap-cn-ns".into())
-                .spawn_scoped(s, || {
-                    // SAFETY: `ns` is an open namespace file for the duration of
-                    // the call; setns only changes this short-lived thread.
-                    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-                    if rc < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    open()
-                })?
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("setns thread panicked")))
-        });
+        let r = crate::netns::run_in(&ns, "procmap-cn-ns", open);
         match r {
             Ok(fd) => return Ok(fd),
             Err(e) => last = e,
@@ -142,73 +179,15 @@ pub fn open_in_init_netns() -> io::Result<OwnedFd> {
 }
 
 /// Open and subscribe; fails when not root or the connector is missing.
-pub fn open() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); result checked.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            libc::NETLINK_CONNECTOR,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh valid descriptor, owned only here.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: sockaddr_nl is plain old data; zeroed is valid.
-    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    addr.nl_groups = CN_IDX_PROC;
-    // SAFETY: `addr` is valid for its size during the call.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // A bigger receive buffer: fork storms arrive in bursts.
-    let size: libc::c_int = 4 << 20;
-    // SAFETY: `size` is a valid c_int for the call; failure is harmless (default kept).
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+pub fn open() -> io::Result<Socket> {
+    let sock = Socket::open(Protocol::Connector, CN_IDX_PROC)?;
+    // A bigger receive buffer: fork storms arrive in bursts. Failure is
+    // harmless (the default is kept and overruns are counted).
+    let _ = sock.force_recv_buffer(4 << 20);
     // The timeout lets the thread notice a stop request.
-    nix::sys::socket::setsockopt(
-        &fd,
-        nix::sys::socket::sockopt::ReceiveTimeout,
-        &nix::sys::time::TimeVal::new(0, 100_000),
-    )
-    .map_err(io::Error::from)?;
-    let msg = build_listen(std::process::id());
-    // SAFETY: sockaddr_nl zeroed is valid; kernel destination (pid 0).
-    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    // SAFETY: `msg` and `kernel` valid for their lengths during the call.
-    let sent = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            msg.as_ptr().cast(),
-            msg.len(),
-            0,
-            (&kernel as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(fd)
+    sock.set_recv_timeout(Duration::from_millis(100))?;
+    sock.send(&build_listen(std::process::id()))?;
+    Ok(sock)
 }
 
 /// Counters the connector thread keeps.
@@ -222,7 +201,7 @@ pub struct ConnectorCounters {
 /// Run the reader thread until `stop` is set. Events go to the resolver through a
 /// bounded channel of their own (never the query queue), with counted loss.
 pub fn spawn(
-    fd: OwnedFd,
+    sock: Socket,
     tx: SyncSender<ProcEvent>,
     stop: Arc<AtomicBool>,
     counters: Arc<ConnectorCounters>,
@@ -230,15 +209,16 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("procmap-connector".into())
         .spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
+            let mut buf = vec![0u8; netlink::RECV_BUF];
             let mut events = Vec::with_capacity(64);
             while !stop.load(Ordering::Relaxed) {
                 // Only the kernel's events: a local process could unicast fakes.
-                let n = match super::sockdiag::recv_from_kernel(&fd, &mut buf) {
+                let n = match sock.recv(&mut buf) {
                     Ok(n) => n,
                     Err(err) => match err.raw_os_error() {
                         Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
-                        // An overrun, or a flood from a process other than the kernel.
+                        // An overrun, or a flood from a process other than the
+                        // kernel, or a datagram too large for the buffer.
                         Some(libc::ENOBUFS) | None => {
                             counters.lost.fetch_add(1, Ordering::Relaxed);
                             continue;
@@ -280,8 +260,8 @@ mod tests {
         cn[0..4].copy_from_slice(&CN_IDX_PROC.to_ne_bytes());
         cn[4..8].copy_from_slice(&CN_VAL_PROC.to_ne_bytes());
         cn[16..18].copy_from_slice(&(ev.len() as u16).to_ne_bytes());
-        let mut b = vec![0u8; NLMSG_HDR_LEN];
-        let len = (NLMSG_HDR_LEN + cn.len() + ev.len()) as u32;
+        let mut b = vec![0u8; NLMSG_HDRLEN];
+        let len = (NLMSG_HDRLEN + cn.len() + ev.len()) as u32;
         b[0..4].copy_from_slice(&len.to_ne_bytes());
         b[4..6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());
         b.extend_from_slice(&cn);

@@ -1,11 +1,9 @@
 //! Sockets of other network namespaces: one sock_diag socket per namespace that some
-//! process lives in, each created on a short-lived thread that joins that namespace
-//! with setns(2) and exits. Never changes the namespace of any long-lived thread.
+//! process lives in, each created on a short-lived thread inside that namespace
+//! (`crate::netns`). Never changes the namespace of any long-lived thread.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -30,25 +28,11 @@ fn netns_ino(proc_pid: &Path) -> Option<u64> {
         .map(|m| m.ino())
 }
 
-/// A sock_diag socket living in the network namespace of `pid`.
+/// A sock_diag socket living in the network namespace of `pid` (a netlink
+/// socket stays in the namespace it was created in).
 fn open_in(proc_root: &Path, pid: u32) -> io::Result<SockDiag> {
-    let ns = File::open(proc_root.join(pid.to_string()).join("ns/net"))?;
-    std::thread::scope(|s| {
-        let t = std::thread::Builder::new()
-            .name("procmap-setns".into())
-            .spawn_scoped(s, || {
-                // SAFETY: `ns` is an open namespace file for the duration of the call;
-                // setns only changes this short-lived thread's network namespace.
-                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-                if rc < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // A netlink socket stays in the namespace it was created in.
-                SockDiag::open()
-            })?;
-        t.join()
-            .unwrap_or_else(|_| Err(io::Error::other("setns thread panicked")))
-    })
+    let ns = proc_root.join(pid.to_string()).join("ns/net");
+    crate::netns::run_in_path(&ns, "procmap-setns", SockDiag::open)
 }
 
 impl OtherNets {

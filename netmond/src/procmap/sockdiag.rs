@@ -5,21 +5,126 @@
 //! TCP destroy notifications, parsed by the same pure functions.
 
 use std::io;
+use std::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use crate::netlink::msg::{
+    attributes, messages, parse_error, put, u32_at, u64_at, NlMsgHdr, NLMSG_DONE, NLMSG_ERROR,
+    NLMSG_HDRLEN, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use crate::netlink::{self, DumpError, Protocol, Socket};
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 
-const NLMSG_HDR_LEN: usize = 16;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
-const NLM_F_REQUEST: u16 = 1;
-/// `struct inet_diag_req_v2`: 8 bytes of header + 48 bytes of `inet_diag_sockid`.
-const REQ_V2_LEN: usize = 56;
-/// `struct inet_diag_msg`.
-const DIAG_MSG_LEN: usize = 72;
+
+/// `struct inet_diag_sockid` (include/uapi/linux/inet_diag.h). Ports and
+/// addresses are in network byte order; an IPv4 address fills the first 4
+/// bytes of its 16.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct InetDiagSockId {
+    sport: [u8; 2],
+    dport: [u8; 2],
+    src: [u8; 16],
+    dst: [u8; 16],
+    interface: u32,
+    cookie: [u32; 2],
+}
+const _: () = assert!(size_of::<InetDiagSockId>() == 48);
+
+/// `INET_DIAG_NOCOOKIE`: match whatever cookie the socket has.
+const NO_COOKIE: [u32; 2] = [u32::MAX; 2];
+
+impl InetDiagSockId {
+    fn write(&self, out: &mut [u8]) {
+        put(out, offset_of!(Self, sport), &self.sport);
+        put(out, offset_of!(Self, dport), &self.dport);
+        put(out, offset_of!(Self, src), &self.src);
+        put(out, offset_of!(Self, dst), &self.dst);
+        put(
+            out,
+            offset_of!(Self, interface),
+            &self.interface.to_ne_bytes(),
+        );
+        let cookie = offset_of!(Self, cookie);
+        put(out, cookie, &self.cookie[0].to_ne_bytes());
+        put(
+            out,
+            cookie + size_of::<u32>(),
+            &self.cookie[1].to_ne_bytes(),
+        );
+    }
+
+    fn read(b: &[u8]) -> Option<InetDiagSockId> {
+        let cookie = offset_of!(Self, cookie);
+        Some(InetDiagSockId {
+            sport: array_at(b, offset_of!(Self, sport))?,
+            dport: array_at(b, offset_of!(Self, dport))?,
+            src: array_at(b, offset_of!(Self, src))?,
+            dst: array_at(b, offset_of!(Self, dst))?,
+            interface: u32_at(b, offset_of!(Self, interface))?,
+            cookie: [u32_at(b, cookie)?, u32_at(b, cookie + size_of::<u32>())?],
+        })
+    }
+}
+
+fn array_at<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
+    b.get(at..at + N)?.try_into().ok()
+}
+
+/// `struct inet_diag_req_v2`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct InetDiagReqV2 {
+    family: u8,
+    protocol: u8,
+    /// A bit per `INET_DIAG_*` attribute wanted in the answer.
+    ext: u8,
+    pad: u8,
+    /// A bit per TCP state to match.
+    states: u32,
+    id: InetDiagSockId,
+}
+const REQ_V2_LEN: usize = size_of::<InetDiagReqV2>();
+const _: () = assert!(REQ_V2_LEN == 56);
+/// A whole request: netlink header and `inet_diag_req_v2`.
+const REQUEST_LEN: usize = NLMSG_HDRLEN + REQ_V2_LEN;
+
+impl InetDiagReqV2 {
+    /// The complete netlink message carrying this request.
+    fn message(&self, seq: u32, flags: u16) -> [u8; REQUEST_LEN] {
+        let mut b = [0u8; REQUEST_LEN];
+        NlMsgHdr::request(SOCK_DIAG_BY_FAMILY, flags, seq, REQ_V2_LEN).write(&mut b);
+        let r = &mut b[NLMSG_HDRLEN..];
+        r[offset_of!(Self, family)] = self.family;
+        r[offset_of!(Self, protocol)] = self.protocol;
+        r[offset_of!(Self, ext)] = self.ext;
+        put(r, offset_of!(Self, states), &self.states.to_ne_bytes());
+        self.id.write(&mut r[offset_of!(Self, id)..]);
+        b
+    }
+}
+
+/// `struct inet_diag_msg`: the head of every answer; attributes follow it.
+#[repr(C)]
+#[allow(dead_code, reason = "a layout: fields are read by offset_of!")]
+struct InetDiagMsg {
+    family: u8,
+    state: u8,
+    timer: u8,
+    retrans: u8,
+    id: InetDiagSockId,
+    expires: u32,
+    rqueue: u32,
+    wqueue: u32,
+    uid: u32,
+    inode: u32,
+}
+const DIAG_MSG_LEN: usize = size_of::<InetDiagMsg>();
+const _: () = assert!(DIAG_MSG_LEN == 72);
 
 /// TCP states as reported by inet_diag (`include/net/tcp_states.h`).
 pub const TCP_ESTABLISHED: u8 = 1;
@@ -72,46 +177,41 @@ pub fn build_request(
     proto: u8,
     local: SocketAddr,
     remote: SocketAddr,
-) -> [u8; NLMSG_HDR_LEN + REQ_V2_LEN] {
-    let mut b = [0u8; NLMSG_HDR_LEN + REQ_V2_LEN];
-    let len = (NLMSG_HDR_LEN + REQ_V2_LEN) as u32;
-    b[0..4].copy_from_slice(&len.to_ne_bytes());
-    b[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    b[6..8].copy_from_slice(&NLM_F_REQUEST.to_ne_bytes());
-    b[8..12].copy_from_slice(&seq.to_ne_bytes());
-    // nlmsg_pid 0: the kernel.
-    let r = &mut b[NLMSG_HDR_LEN..];
-    r[0] = family;
-    r[1] = proto;
-    r[2] = 0; // idiag_ext: nothing extra
-    r[3] = 0;
-    r[4..8].copy_from_slice(&u32::MAX.to_ne_bytes()); // idiag_states: all
+) -> [u8; REQUEST_LEN] {
     let (src, dst) = if proto == IPPROTO_UDP {
         (remote, local)
     } else {
         (local, remote)
     };
-    // inet_diag_sockid at offset 8
-    r[8..10].copy_from_slice(&src.port().to_be_bytes());
-    r[10..12].copy_from_slice(&dst.port().to_be_bytes());
-    r[12..28].copy_from_slice(&addr_words(src.ip()));
-    r[28..44].copy_from_slice(&addr_words(dst.ip()));
-    // idiag_if = 0 (any)
-    r[48..56].copy_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
-    b
+    InetDiagReqV2 {
+        family,
+        protocol: proto,
+        ext: 0,
+        pad: 0,
+        states: u32::MAX, // all
+        id: InetDiagSockId {
+            sport: src.port().to_be_bytes(),
+            dport: dst.port().to_be_bytes(),
+            src: addr_words(src.ip()),
+            dst: addr_words(dst.ip()),
+            interface: 0, // any
+            cookie: NO_COOKIE,
+        },
+    }
+    .message(seq, NLM_F_REQUEST)
 }
 
-const NLM_F_DUMP: u16 = 0x300;
 /// `INET_DIAG_INFO`: the attribute carrying `struct tcp_info`.
 const INET_DIAG_INFO: u16 = 2;
 /// `SKNLGRP_INET_TCP_DESTROY` (and its IPv6 twin): multicast groups of TCP socket
 /// destruction, each message an `inet_diag_msg` with the socket's last `tcp_info`.
 const SKNLGRP_INET_TCP_DESTROY: u32 = 1;
 const SKNLGRP_INET6_TCP_DESTROY: u32 = 3;
-/// Offsets in `struct tcp_info` (linux/tcp.h) of `tcpi_bytes_acked` and
+/// Where `struct tcp_info` (linux/tcp.h) keeps `tcpi_bytes_acked` and
 /// `tcpi_bytes_received` (both __u64, present since Linux 4.1).
-const TCPI_BYTES_ACKED: usize = 120;
-const TCPI_BYTES_RECEIVED: usize = 128;
+const TCPI_BYTES_ACKED: usize = offset_of!(libc::tcp_info, tcpi_bytes_acked);
+const TCPI_BYTES_RECEIVED: usize = offset_of!(libc::tcp_info, tcpi_bytes_received);
+const _: () = assert!(TCPI_BYTES_ACKED == 120 && TCPI_BYTES_RECEIVED == 128);
 
 /// One TCP socket of a dump (or destroy notification) with its payload byte counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,25 +234,24 @@ pub fn build_sock_dump_request(
     proto: u8,
     ext: u8,
     states: u32,
-) -> [u8; NLMSG_HDR_LEN + REQ_V2_LEN] {
-    let mut b = [0u8; NLMSG_HDR_LEN + REQ_V2_LEN];
-    let len = (NLMSG_HDR_LEN + REQ_V2_LEN) as u32;
-    b[0..4].copy_from_slice(&len.to_ne_bytes());
-    b[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    b[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    b[8..12].copy_from_slice(&seq.to_ne_bytes());
-    let r = &mut b[NLMSG_HDR_LEN..];
-    r[0] = family;
-    r[1] = proto;
-    r[2] = ext;
-    r[4..8].copy_from_slice(&states.to_ne_bytes());
-    r[48..56].copy_from_slice(&[0xff; 8]);
-    b
+) -> [u8; REQUEST_LEN] {
+    InetDiagReqV2 {
+        family,
+        protocol: proto,
+        ext,
+        pad: 0,
+        states,
+        id: InetDiagSockId {
+            cookie: NO_COOKIE,
+            ..InetDiagSockId::default()
+        },
+    }
+    .message(seq, NLM_F_REQUEST | NLM_F_DUMP)
 }
 
 /// Build a dump request for every TCP socket of `family` (except TIME_WAIT and
 /// request sockets, which carry no `tcp_info`), asking for `INET_DIAG_INFO`.
-pub fn build_dump_request(seq: u32, family: u8) -> [u8; NLMSG_HDR_LEN + REQ_V2_LEN] {
+pub fn build_dump_request(seq: u32, family: u8) -> [u8; REQUEST_LEN] {
     // TIME_WAIT (6), LISTEN (10) and NEW_SYN_RECV (12) carry no bytes.
     let states: u32 = !((1 << 6) | (1 << 10) | (1 << 12));
     build_sock_dump_request(seq, family, IPPROTO_TCP, 1 << (INET_DIAG_INFO - 1), states)
@@ -161,36 +260,26 @@ pub fn build_dump_request(seq: u32, family: u8) -> [u8; NLMSG_HDR_LEN + REQ_V2_L
 /// Read the byte counters from a `struct tcp_info` (the payload of `INET_DIAG_INFO`).
 /// None when it is too short (a kernel older than 4.1).
 pub fn parse_tcp_info(info: &[u8]) -> Option<(u64, u64)> {
-    let at = |o: usize| -> Option<u64> {
-        Some(u64::from_ne_bytes(info.get(o..o + 8)?.try_into().ok()?))
-    };
-    Some((at(TCPI_BYTES_ACKED)?, at(TCPI_BYTES_RECEIVED)?))
+    Some((
+        u64_at(info, TCPI_BYTES_ACKED)?,
+        u64_at(info, TCPI_BYTES_RECEIVED)?,
+    ))
 }
 
 /// Parse one SOCK_DIAG_BY_FAMILY payload: `inet_diag_msg` then netlink attributes.
 /// None when the message is malformed or has no usable `tcp_info`.
 pub fn parse_tcp_sock(p: &[u8]) -> Option<TcpSock> {
     let diag = parse_diag_msg(p)?;
-    let cookie = u64::from(u32_at(p, 44)?) | (u64::from(u32_at(p, 48)?) << 32);
-    let mut at = DIAG_MSG_LEN;
-    while at + 4 <= p.len() {
-        let len = usize::from(u16_at(p, at)?);
-        let ty = u16_at(p, at + 2)?;
-        if len < 4 || at + len > p.len() {
-            return None;
-        }
-        if ty & 0x3fff == INET_DIAG_INFO {
-            let (bytes_acked, bytes_received) = parse_tcp_info(&p[at + 4..at + len])?;
-            return Some(TcpSock {
-                diag,
-                cookie,
-                bytes_acked,
-                bytes_received,
-            });
-        }
-        at += (len + 3) & !3;
-    }
-    None
+    let id = InetDiagSockId::read(p.get(offset_of!(InetDiagMsg, id)..)?)?;
+    let cookie = u64::from(id.cookie[0]) | (u64::from(id.cookie[1]) << 32);
+    let (_, info) = attributes(p.get(DIAG_MSG_LEN..)?).find(|&(ty, _)| ty == INET_DIAG_INFO)?;
+    let (bytes_acked, bytes_received) = parse_tcp_info(info)?;
+    Some(TcpSock {
+        diag,
+        cookie,
+        bytes_acked,
+        bytes_received,
+    })
 }
 
 /// What one datagram of a dump held.
@@ -217,24 +306,17 @@ pub fn parse_dump_chunk(buf: &[u8], out: &mut DumpChunk) -> Result<(), ParseErro
 /// Hands each SOCK_DIAG_BY_FAMILY payload of one dump datagram to `on_msg`;
 /// true when the datagram ends the dump (NLMSG_DONE).
 pub fn for_each_dump_msg(buf: &[u8], mut on_msg: impl FnMut(&[u8])) -> Result<bool, ParseError> {
-    let mut at = 0;
-    while at + NLMSG_HDR_LEN <= buf.len() {
-        let len = u32_at(buf, at).ok_or(ParseError::Truncated)? as usize;
-        let ty = u16_at(buf, at + 4).ok_or(ParseError::Truncated)?;
-        if len < NLMSG_HDR_LEN || at + len > buf.len() {
-            return Err(ParseError::Truncated);
-        }
-        let payload = &buf[at + NLMSG_HDR_LEN..at + len];
-        match ty {
-            SOCK_DIAG_BY_FAMILY => on_msg(payload),
+    for m in messages(buf) {
+        let m = m.map_err(|_| ParseError::Truncated)?;
+        match m.ty {
+            SOCK_DIAG_BY_FAMILY => on_msg(m.payload),
             NLMSG_DONE => return Ok(true),
             NLMSG_ERROR => {
-                let err = u32_at(payload, 0).ok_or(ParseError::Truncated)? as i32;
-                return Err(ParseError::Kernel(-err));
+                let errno = parse_error(m.payload).map_err(|_| ParseError::Truncated)?;
+                return Err(ParseError::Kernel(errno));
             }
             other => return Err(ParseError::UnexpectedType(other)),
         }
-        at += (len + 3) & !3;
     }
     Ok(false)
 }
@@ -248,21 +330,12 @@ pub enum ParseError {
     Kernel(i32),
 }
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn sockaddr_from(family: u8, port_be: &[u8], addr: &[u8]) -> Option<SocketAddr> {
-    let port = u16::from_be_bytes(port_be.try_into().ok()?);
+fn sockaddr_from(family: u8, port_be: [u8; 2], addr: &[u8; 16]) -> Option<SocketAddr> {
+    let port = u16::from_be_bytes(port_be);
     let ip: IpAddr = if i32::from(family) == libc::AF_INET {
-        let a: [u8; 4] = addr.get(..4)?.try_into().ok()?;
-        IpAddr::from(a)
+        IpAddr::from(array_at::<4>(addr, 0)?)
     } else {
-        let a: [u8; 16] = addr.get(..16)?.try_into().ok()?;
-        IpAddr::from(Ipv6Addr::from(a))
+        IpAddr::from(Ipv6Addr::from(*addr))
     };
     Some(SocketAddr::new(ip, port))
 }
@@ -272,44 +345,33 @@ pub fn parse_diag_msg(p: &[u8]) -> Option<DiagReply> {
     if p.len() < DIAG_MSG_LEN {
         return None;
     }
-    let family = p[0];
-    let state = p[1];
-    let id = &p[4..52];
-    let local = sockaddr_from(family, &id[0..2], &id[4..20])?;
-    let remote = sockaddr_from(family, &id[2..4], &id[20..36])?;
-    let uid = u32_at(p, 64)?;
-    let inode = u64::from(u32_at(p, 68)?);
+    let family = p[offset_of!(InetDiagMsg, family)];
+    let id = InetDiagSockId::read(&p[offset_of!(InetDiagMsg, id)..])?;
     Some(DiagReply {
         family,
-        state,
-        local,
-        remote,
-        uid,
-        inode,
+        state: p[offset_of!(InetDiagMsg, state)],
+        local: sockaddr_from(family, id.sport, &id.src)?,
+        remote: sockaddr_from(family, id.dport, &id.dst)?,
+        uid: u32_at(p, offset_of!(InetDiagMsg, uid))?,
+        inode: u64::from(u32_at(p, offset_of!(InetDiagMsg, inode))?),
     })
 }
 
 /// Parse the kernel's answer to one non-dump request: either one SOCK_DIAG_BY_FAMILY
 /// message, or NLMSG_ERROR (ENOENT = not found). Only the first message counts.
 pub fn parse_reply(buf: &[u8]) -> Result<DiagAnswer, ParseError> {
-    let len = u32_at(buf, 0).ok_or(ParseError::Truncated)? as usize;
-    let ty = u16_at(buf, 4).ok_or(ParseError::Truncated)?;
-    if len < NLMSG_HDR_LEN || len > buf.len() {
-        return Err(ParseError::Truncated);
-    }
-    let payload = &buf[NLMSG_HDR_LEN..len];
-    match ty {
-        SOCK_DIAG_BY_FAMILY => parse_diag_msg(payload)
+    let m = messages(buf)
+        .next()
+        .ok_or(ParseError::Truncated)?
+        .map_err(|_| ParseError::Truncated)?;
+    match m.ty {
+        SOCK_DIAG_BY_FAMILY => parse_diag_msg(m.payload)
             .map(DiagAnswer::Found)
             .ok_or(ParseError::Truncated),
-        NLMSG_ERROR => {
-            let err = u32_at(payload, 0).ok_or(ParseError::Truncated)? as i32;
-            if err == -libc::ENOENT {
-                Ok(DiagAnswer::NotFound)
-            } else {
-                Err(ParseError::Kernel(-err))
-            }
-        }
+        NLMSG_ERROR => match parse_error(m.payload).map_err(|_| ParseError::Truncated)? {
+            libc::ENOENT => Ok(DiagAnswer::NotFound),
+            errno => Err(ParseError::Kernel(errno)),
+        },
         NLMSG_DONE => Ok(DiagAnswer::NotFound),
         other => Err(ParseError::UnexpectedType(other)),
     }
@@ -323,85 +385,21 @@ pub fn mapped(a: SocketAddr) -> SocketAddr {
     }
 }
 
-fn open_diag_socket(flags: i32) -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2) call; the result is checked before use.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | flags,
-            libc::NETLINK_SOCK_DIAG,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a freshly created, valid descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
-
-/// Datagrams from other senders skipped per receive before giving up: a local
-/// process flooding our port cannot keep a lookup spinning.
-const MAX_STRAY: usize = 256;
-
-/// Receives one datagram sent by the kernel (`nl_pid` 0). Any local process
-/// may unicast to a netlink socket's port id; what it sends is dropped.
-pub(super) fn recv_from_kernel(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
-    for _ in 0..MAX_STRAY {
-        // SAFETY: sockaddr_nl is plain old data; zeroed is a valid value.
-        let mut from: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        let mut from_len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-        // SAFETY: `buf` is writable for its length, `from` for `from_len`.
-        let n = unsafe {
-            libc::recvfrom(
-                fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                (&mut from as *mut libc::sockaddr_nl).cast(),
-                &mut from_len,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if from.nl_pid == 0 {
-            return Ok(n as usize);
-        }
-    }
-    Err(io::Error::other(
-        "netlink socket flooded by a process other than the kernel",
-    ))
-}
-
 /// Subscription to the kernel's TCP destroy notifications (needs CAP_NET_ADMIN):
 /// the final counters of sockets that went away between two dumps.
 pub struct DestroyListener {
-    fd: OwnedFd,
+    sock: Socket,
     buf: Vec<u8>,
 }
 
 impl DestroyListener {
     pub fn open() -> io::Result<DestroyListener> {
-        let fd = open_diag_socket(libc::SOCK_NONBLOCK)?;
-        // SAFETY: sockaddr_nl is plain old data; zeroed is a valid value.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        addr.nl_groups =
-            (1 << (SKNLGRP_INET_TCP_DESTROY - 1)) | (1 << (SKNLGRP_INET6_TCP_DESTROY - 1));
-        // SAFETY: `addr` is valid for the given length during the call.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let groups = (1 << (SKNLGRP_INET_TCP_DESTROY - 1)) | (1 << (SKNLGRP_INET6_TCP_DESTROY - 1));
+        let sock = Socket::open(Protocol::SockDiag, groups)?;
+        sock.set_nonblocking()?;
         Ok(DestroyListener {
-            fd,
-            buf: vec![0u8; 64 * 1024],
+            sock,
+            buf: vec![0u8; netlink::RECV_BUF],
         })
     }
 
@@ -410,7 +408,7 @@ impl DestroyListener {
     pub fn drain(&mut self) -> DumpChunk {
         let mut out = DumpChunk::default();
         loop {
-            match recv_from_kernel(&self.fd, &mut self.buf) {
+            match self.sock.recv(&mut self.buf) {
                 Ok(n) => {
                     if parse_dump_chunk(&self.buf[..n], &mut out).is_err() {
                         out.malformed += 1;
@@ -426,23 +424,18 @@ impl DestroyListener {
 
 /// A NETLINK_SOCK_DIAG socket doing one synchronous exact lookup at a time.
 pub struct SockDiag {
-    fd: OwnedFd,
+    sock: Socket,
     seq: u32,
     buf: Vec<u8>,
 }
 
 impl SockDiag {
     pub fn open() -> io::Result<SockDiag> {
-        let fd = open_diag_socket(0)?;
+        let sock = Socket::open(Protocol::SockDiag, 0)?;
         // A receive timeout so a lost reply can never wedge the resolver thread.
-        nix::sys::socket::setsockopt(
-            &fd,
-            nix::sys::socket::sockopt::ReceiveTimeout,
-            &nix::sys::time::TimeVal::new(0, 200_000),
-        )
-        .map_err(io::Error::from)?;
+        sock.set_recv_timeout(Duration::from_millis(200))?;
         Ok(SockDiag {
-            fd,
+            sock,
             seq: 0,
             buf: vec![0u8; 8192],
         })
@@ -452,9 +445,9 @@ impl SockDiag {
     pub fn dump_tcp(&mut self, family: u8, out: &mut DumpChunk) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let req = build_dump_request(self.seq, family);
-        self.dump(&req, |chunk| {
-            parse_dump_chunk(chunk, out)?;
-            Ok(std::mem::take(&mut out.done))
+        self.dump(&req, |p| match parse_tcp_sock(p) {
+            Some(s) => out.socks.push(s),
+            None => out.malformed += 1,
         })
     }
 
@@ -468,63 +461,32 @@ impl SockDiag {
     ) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let req = build_sock_dump_request(self.seq, family, proto, 0, u32::MAX);
-        self.dump(&req, |chunk| {
-            for_each_dump_msg(chunk, |p| out.extend(parse_diag_msg(p)))
-        })
+        self.dump(&req, |p| out.extend(parse_diag_msg(p)))
     }
 
-    /// Sends a dump request and feeds each datagram of the answer to `on_chunk`
-    /// until it says the dump is done.
-    fn dump(
-        &mut self,
-        req: &[u8],
-        mut on_chunk: impl FnMut(&[u8]) -> Result<bool, ParseError>,
-    ) -> io::Result<()> {
-        let seq = self.seq;
-        self.send(req)?;
-        if self.buf.len() < 64 * 1024 {
-            self.buf.resize(64 * 1024, 0);
+    /// Sends a dump request and hands each SOCK_DIAG_BY_FAMILY payload of the
+    /// answer to `on_msg`; any other message type is an error.
+    fn dump(&mut self, req: &[u8], mut on_msg: impl FnMut(&[u8])) -> io::Result<()> {
+        if self.buf.len() < netlink::RECV_BUF {
+            self.buf.resize(netlink::RECV_BUF, 0);
         }
-        let mut stray = 0;
-        loop {
-            let n = recv_from_kernel(&self.fd, &mut self.buf)?;
-            let got = &self.buf[..n];
-            if u32_at(got, 8) != Some(seq) {
-                stray += 1;
-                if stray > MAX_STRAY {
-                    return Err(io::Error::other(
-                        "sock_diag dump: replies of another sequence",
-                    ));
+        self.sock
+            .dump(req, &mut self.buf, |m| match m.ty {
+                SOCK_DIAG_BY_FAMILY => {
+                    on_msg(m.payload);
+                    Ok(())
                 }
-                continue;
-            }
-            let done =
-                on_chunk(got).map_err(|e| io::Error::other(format!("sock_diag dump: {e:?}")))?;
-            if done {
-                return Ok(());
-            }
-        }
-    }
-
-    fn send(&self, req: &[u8]) -> io::Result<()> {
-        // SAFETY: sockaddr_nl is plain old data; zeroed is a valid value.
-        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: `req` and `kernel` are valid for the given lengths during the call.
-        let sent = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                req.as_ptr().cast(),
-                req.len(),
-                0,
-                (&kernel as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+                other => Err(ParseError::UnexpectedType(other)),
+            })
+            .map(|_interrupted| ())
+            .map_err(|e| match e {
+                DumpError::Send(e) | DumpError::Recv(e) => e,
+                DumpError::Kernel(e) => {
+                    io::Error::new(e.kind(), format!("sock_diag dump refused: {e}"))
+                }
+                DumpError::Parse(e) => io::Error::other(format!("sock_diag dump: {e}")),
+                DumpError::Message(e) => io::Error::other(format!("sock_diag dump: {e:?}")),
+            })
     }
 
     /// One exact lookup. `family` is libc::AF_INET or AF_INET6 (as u8).
@@ -538,19 +500,8 @@ impl SockDiag {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let req = build_request(seq, family, proto, local, remote);
-        self.send(&req)?;
-        // Stale replies of an earlier lookup that timed out are skipped, boundedly.
-        for _ in 0..MAX_STRAY {
-            let n = recv_from_kernel(&self.fd, &mut self.buf)?;
-            let got = &self.buf[..n];
-            if u32_at(got, 8) != Some(seq) {
-                continue;
-            }
-            return parse_reply(got).map_err(|e| io::Error::other(format!("{e:?}")));
-        }
-        Err(io::Error::other(
-            "no sock_diag reply with our sequence number",
-        ))
+        let n = self.sock.request(&req, &mut self.buf)?;
+        parse_reply(&self.buf[..n]).map_err(|e| io::Error::other(format!("{e:?}")))
     }
 }
 
@@ -573,12 +524,12 @@ mod tests {
         uid: u32,
         ino: u32,
     ) -> Vec<u8> {
-        let mut b = vec![0u8; NLMSG_HDR_LEN + DIAG_MSG_LEN];
+        let mut b = vec![0u8; NLMSG_HDRLEN + DIAG_MSG_LEN];
         let len = b.len() as u32;
         b[0..4].copy_from_slice(&len.to_ne_bytes());
         b[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
         b[8..12].copy_from_slice(&7u32.to_ne_bytes());
-        let p = &mut b[NLMSG_HDR_LEN..];
+        let p = &mut b[NLMSG_HDRLEN..];
         p[0] = family;
         p[1] = state;
         p[4..6].copy_from_slice(&l.port().to_be_bytes());
@@ -588,23 +539,6 @@ mod tests {
         p[64..68].copy_from_slice(&uid.to_ne_bytes());
         p[68..72].copy_from_slice(&ino.to_ne_bytes());
         b
-    }
-
-    /// The port id the kernel gave a netlink socket.
-    fn port_id(fd: &OwnedFd) -> u32 {
-        // SAFETY: sockaddr_nl is plain old data; zeroed is a valid value.
-        let mut a: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-        // SAFETY: `a` is writable for `len` bytes.
-        let rc = unsafe {
-            libc::getsockname(
-                fd.as_raw_fd(),
-                (&mut a as *mut libc::sockaddr_nl).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!(rc, 0);
-        a.nl_pid
     }
 
     #[test]
@@ -618,28 +552,10 @@ mod tests {
         // reply with the next sequence number before our request goes out.
         let mut forged = reply_bytes(family, 1, l, r, 0, 4242);
         forged[8..12].copy_from_slice(&(diag.seq + 1).to_ne_bytes());
-        let attacker = open_diag_socket(0).unwrap();
-        // SAFETY: sockaddr_nl is plain old data; zeroed is a valid value.
-        let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        to.nl_pid = port_id(&diag.fd);
-        // SAFETY: `forged` and `to` are valid for their lengths.
-        let sent = unsafe {
-            libc::sendto(
-                attacker.as_raw_fd(),
-                forged.as_ptr().cast(),
-                forged.len(),
-                0,
-                (&to as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(
-            sent,
-            forged.len() as isize,
-            "{}",
-            io::Error::last_os_error()
-        );
+        let attacker = Socket::open(Protocol::SockDiag, 0).unwrap();
+        attacker
+            .send_to(&forged, diag.sock.port_id().unwrap())
+            .unwrap();
         assert_eq!(diag.lookup(family, 6, l, r).unwrap(), DiagAnswer::NotFound);
     }
 

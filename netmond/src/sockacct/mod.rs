@@ -485,20 +485,17 @@ fn netns_cookie(name: &str) -> Result<u64, String> {
     let path = std::path::Path::new("/run/netns").join(name);
     let ns = std::fs::File::open(&path)
         .map_err(|e| format!("cannot open network namespace '{}': {e}", path.display()))?;
-    // setns changes only this short-lived thread's namespace.
-    std::thread::Builder::new()
-        .name("netns-cookie".into())
-        .spawn(move || -> Result<u64, String> {
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| format!("cannot enter network namespace: {e}"))?;
-            let sock = std::net::UdpSocket::bind("0.0.0.0:0")
-                .map_err(|e| format!("cannot open a socket in the namespace: {e}"))?;
-            socket_netns_cookie(&sock)
-        })
-        .map_err(|e| format!("cannot start a thread: {e}"))?
-        .join()
-        .unwrap_or_else(|_| Err("netns thread panicked".into()))
-        .map_err(|e| format!("'{name}': {e}"))
+    // A socket opened inside the namespace carries the namespace's cookie.
+    let cookie = crate::netns::run_in(&ns, "netns-cookie", || {
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot open a socket in the namespace: {e}"),
+            )
+        })?;
+        socket_netns_cookie(&sock).map_err(std::io::Error::other)
+    });
+    cookie.map_err(|e| format!("'{name}': {e}"))
 }
 
 /// SO_NETNS_COOKIE of a socket (Linux 5.14+).
