@@ -354,3 +354,97 @@ fn metrics_endpoint_is_off_by_default() {
     );
     assert!(!d.log_text().contains("metrics endpoint listening"));
 }
+
+/// Holds 16 connections with half a request, tries a 17th, times how long
+/// the 16 are kept, then sends an oversized head and a POST; prints JSON.
+const HTTP_BOUNDS_CLIENT: &str = r#"
+import json, socket, sys, time
+port = int(sys.argv[1]); out = {}
+def conn():
+    return socket.create_connection(("127.0.0.1", port), timeout=15)
+def status(s):
+    data = b""
+    while b"\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk: break
+        data += chunk
+    return data.split(b"\r\n")[0].decode(errors="replace"), data
+slow = [conn() for _ in range(16)]
+for s in slow: s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+time.sleep(0.5)
+extra = conn(); t = time.time()
+try: out["extra"] = extra.recv(4096).decode(errors="replace")
+except OSError as e: out["extra"] = "error: %s" % e
+out["extra_secs"] = time.time() - t
+t = time.time(); closed = 0
+for s in slow:
+    try:
+        while s.recv(4096): pass
+    except OSError: pass
+    closed += 1
+out["slow_closed"] = closed; out["slow_secs"] = time.time() - t + 0.5
+s = conn(); s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 9000 + b"\r\n\r\n")
+out["oversized"] = status(s)[0]
+s = conn(); s.sendall(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+line, raw = status(s); out["post"] = line; out["post_allow"] = b"allow: get, head" in raw.lower()
+s = conn(); s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+out["after"] = status(s)[0]
+print(json.dumps(out), flush=True)
+"#;
+
+#[test]
+fn the_endpoint_bounds_slow_oversized_and_excess_clients() {
+    let lab = Lab::new();
+    let d = lab.daemon(metrics_opts(""));
+    wait_top(&d, 10, |_| {
+        lab.host
+            .exec(&format!(
+                "curl -s -o /dev/null http://127.0.0.1:{PORT}/metrics"
+            ))
+            .status
+            .success()
+    });
+    let out = wait_output(
+        Lab::spawn_in(
+            &lab.host,
+            "python3",
+            &["-c", HTTP_BOUNDS_CLIENT, &PORT.to_string()],
+        ),
+        60,
+    );
+    assert!(out.status.success(), "client: {}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_str(stdout(&out).trim())
+        .unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    println!("metrics endpoint bounds: {r}");
+    // The 17th connection is closed at once, unanswered.
+    assert_eq!(r["extra"], "", "{r}");
+    assert!(r["extra_secs"].as_f64().is_some_and(|s| s < 2.0), "{r}");
+    // Half a request is given up after the 5 s head timeout, not kept.
+    assert_eq!(r["slow_closed"], 16, "{r}");
+    assert!(
+        r["slow_secs"]
+            .as_f64()
+            .is_some_and(|s| (4.0..9.0).contains(&s)),
+        "{r}"
+    );
+    assert!(
+        r["oversized"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("HTTP/1.1 431")),
+        "{r}"
+    );
+    assert!(
+        r["post"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("HTTP/1.1 405")),
+        "{r}"
+    );
+    assert_eq!(r["post_allow"], true, "{r}");
+    // The slots are free again.
+    assert!(
+        r["after"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("HTTP/1.1 200")),
+        "{r}"
+    );
+}

@@ -1,11 +1,14 @@
-//! Prometheus endpoint (`[metrics]`): folds the engine's frames into counters
-//! that never go down, with bounded label cardinality, and serves them as
-//! OpenMetrics text over a minimal HTTP/1.1 server. Reads engine data only.
+//! Prometheus metrics (`[metrics]`): folds the engine's frames into counters
+//! that never go down, with bounded label cardinality, and renders them as
+//! OpenMetrics text; `endpoint` serves that text over HTTP. Reads engine data
+//! only.
+
+mod endpoint;
+
+pub use endpoint::{start, Endpoint};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use netmon_proto::v1;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelSetEncoder};
@@ -13,13 +16,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, watch, Semaphore};
-use tracing::{debug, info, warn};
-
-use crate::config::MetricsConfig;
-use crate::engine::Engine;
 
 /// Series label for everything outside the top N.
 pub const OTHER: &str = "other";
@@ -28,14 +24,6 @@ pub const OTHER: &str = "other";
 const MAX_KEYS: usize = 10_000;
 /// Interfaces, protocols and unattributed reasons each get at most this many series.
 const MAX_SMALL_SET: usize = 256;
-/// Largest request accepted (request line and headers).
-const MAX_REQUEST: usize = 8 * 1024;
-/// Time a client has to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections served at once; more are closed at once.
-const MAX_CONNECTIONS: usize = 16;
-/// OpenMetrics text, which Prometheus negotiates and parses.
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -604,275 +592,6 @@ impl EncodeLabelSet for Labels {
     }
 }
 
-// ------------------------------------------------------------------ serving
-
-/// The running endpoint: a frame feeder and an HTTP listener, both ending
-/// when `stop` turns true.
-pub struct Endpoint {
-    pub addr: SocketAddr,
-}
-
-/// Binds `cfg.listen` and serves until `stop`. Errors only on bind.
-pub async fn start(
-    engine: Arc<Engine>,
-    cfg: &MetricsConfig,
-    stop: watch::Receiver<bool>,
-) -> Result<Option<Endpoint>, MetricsError> {
-    let Some(addr) = cfg.listen else {
-        return Ok(None);
-    };
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| MetricsError::Bind { addr, source })?;
-    let local = listener.local_addr().unwrap_or(addr);
-    if !addr.ip().is_loopback() {
-        warn!(addr = %local, "metrics endpoint listens beyond loopback: anyone who can reach it sees per-process traffic, outside the group-restricted socket");
-    }
-    info!(addr = %local, top_processes = cfg.top_processes, include_hosts = cfg.include_hosts, "metrics endpoint listening");
-    let collector = Arc::new(Mutex::new(Collector::new(
-        cfg.top_processes,
-        cfg.include_hosts,
-    )));
-    tokio::spawn(feed(engine.clone(), collector.clone(), stop.clone()));
-    tokio::spawn(serve(engine, collector, listener, stop));
-    Ok(Some(Endpoint { addr: local }))
-}
-
-fn lock(c: &Mutex<Collector>) -> MutexGuard<'_, Collector> {
-    c.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Folds every frame the engine publishes into the collector.
-async fn feed(
-    engine: Arc<Engine>,
-    collector: Arc<Mutex<Collector>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let (first, mut rx) = engine.subscribe();
-    drop(engine);
-    lock(&collector).observe(&first);
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            r = rx.recv() => match r {
-                Ok(f) => lock(&collector).observe(&f),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    debug!(skipped = n, "metrics feeder behind; per-tick figures of skipped frames are lost");
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-        }
-    }
-}
-
-async fn serve(
-    engine: Arc<Engine>,
-    collector: Arc<Mutex<Collector>>,
-    listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
-) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = stop.changed() => break,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "metrics accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        // Over the limit: close at once rather than queue.
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            continue;
-        };
-        let (engine, collector) = (engine.clone(), collector.clone());
-        tokio::spawn(async move {
-            if let Err(e) = handle(stream, engine, collector).await {
-                debug!(error = %e, %peer, "metrics request failed");
-            }
-            drop(permit);
-        });
-    }
-    info!("metrics endpoint stopped");
-}
-
-/// What a request asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Route {
-    Metrics { head: bool },
-    NotFound { head: bool },
-    BadMethod,
-    BadRequest,
-}
-
-/// Parses the request line of `req` (headers are ignored).
-fn route(req: &[u8]) -> Route {
-    let line = req.split(|b| *b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.trim_end().split(' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Route::BadRequest;
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Route::BadRequest;
-    }
-    let head = match method {
-        "GET" => false,
-        "HEAD" => true,
-        _ => return Route::BadMethod,
-    };
-    let path = target.split('?').next().unwrap_or_default();
-    if path == "/metrics" {
-        Route::Metrics { head }
-    } else {
-        Route::NotFound { head }
-    }
-}
-
-async fn handle(
-    mut stream: TcpStream,
-    engine: Arc<Engine>,
-    collector: Arc<Mutex<Collector>>,
-) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    let complete = tokio::time::timeout(READ_TIMEOUT, async {
-        loop {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok::<bool, std::io::Error>(false);
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
-                return Ok(true);
-            }
-            if buf.len() > MAX_REQUEST {
-                return Ok(false);
-            }
-        }
-    })
-    .await;
-    let route = match complete {
-        Ok(Ok(true)) => route(&buf),
-        Ok(Ok(false)) if buf.len() > MAX_REQUEST => {
-            return respond(
-                &mut stream,
-                "431 Request Header Fields Too Large",
-                "text/plain",
-                b"request too large\n",
-                false,
-            )
-            .await;
-        }
-        Ok(Ok(false)) => return Ok(()),
-        Ok(Err(e)) => return Err(e),
-        Err(_) => {
-            return respond(
-                &mut stream,
-                "408 Request Timeout",
-                "text/plain",
-                b"timeout\n",
-                false,
-            )
-            .await;
-        }
-    };
-    match route {
-        Route::Metrics { head } => {
-            let body = tokio::task::spawn_blocking(move || {
-                let frame = engine.latest_frame();
-                let status = engine.status();
-                lock(&collector).render(&frame, &status)
-            })
-            .await;
-            match body {
-                Ok(Ok(body)) => {
-                    respond(&mut stream, "200 OK", CONTENT_TYPE, body.as_bytes(), head).await
-                }
-                Ok(Err(e)) => {
-                    warn!(error = %e, "metrics scrape failed");
-                    respond(
-                        &mut stream,
-                        "500 Internal Server Error",
-                        "text/plain",
-                        b"cannot encode metrics\n",
-                        head,
-                    )
-                    .await
-                }
-                Err(e) => {
-                    warn!(%e, "metrics scrape panicked");
-                    respond(
-                        &mut stream,
-                        "500 Internal Server Error",
-                        "text/plain",
-                        b"internal error\n",
-                        head,
-                    )
-                    .await
-                }
-            }
-        }
-        Route::NotFound { head } => {
-            respond(
-                &mut stream,
-                "404 Not Found",
-                "text/plain",
-                b"not found: try /metrics\n",
-                head,
-            )
-            .await
-        }
-        Route::BadMethod => {
-            respond(
-                &mut stream,
-                "405 Method Not Allowed",
-                "text/plain",
-                b"only GET and HEAD\n",
-                false,
-            )
-            .await
-        }
-        Route::BadRequest => {
-            respond(
-                &mut stream,
-                "400 Bad Request",
-                "text/plain",
-                b"bad request\n",
-                false,
-            )
-            .await
-        }
-    }
-}
-
-async fn respond(
-    stream: &mut TcpStream,
-    status: &str,
-    content_type: &str,
-    body: &[u8],
-    head: bool,
-) -> std::io::Result<()> {
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    if status.starts_with("405") {
-        out.push_str("Allow: GET, HEAD\r\n");
-    }
-    out.push_str("\r\n");
-    let mut bytes = out.into_bytes();
-    if !head {
-        bytes.extend_from_slice(body);
-    }
-    stream.write_all(&bytes).await?;
-    stream.shutdown().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1254,23 +973,5 @@ mod tests {
             ),
             Some(2005.0)
         );
-    }
-
-    #[test]
-    fn requests_are_routed_by_method_and_path() {
-        assert_eq!(
-            route(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Route::Metrics { head: false }
-        );
-        assert_eq!(
-            route(b"HEAD /metrics?x=1 HTTP/1.0\r\n\r\n"),
-            Route::Metrics { head: true }
-        );
-        assert_eq!(
-            route(b"GET / HTTP/1.1\r\n\r\n"),
-            Route::NotFound { head: false }
-        );
-        assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Route::BadMethod);
-        assert_eq!(route(b"garbage\r\n\r\n"), Route::BadRequest);
     }
 }
