@@ -876,7 +876,6 @@ pub fn settle(secs: u64, lo: u64, mut read: impl FnMut() -> u64) -> u64 {
     }
 }
 
-/// `lo <= got <= hi`, with `what` and context in the message.
 /// The most a TCP transfer of `payload` bytes may be credited: IPv4/IPv6 and
 /// TCP headers with timestamps are 52–72 bytes a segment of up to 1448
 /// payload bytes on the lab's 1500-byte MTU, at most 5% when nothing is
@@ -888,6 +887,7 @@ pub fn tcp_credit_hi(payload: u64) -> u64 {
     payload + payload * 6 / 100 + 16 * 1024
 }
 
+/// `lo <= got <= hi`, with `what` and context in the message.
 pub fn assert_between(got: u64, lo: u64, hi: u64, what: &str) {
     println!("{what}: {got} (allowed {lo}..={hi})");
     assert!(
