@@ -602,13 +602,14 @@ fn flow_start_loop(
     stop: Arc<AtomicBool>,
     iface: &str,
 ) {
-    crate::procmap::prefer_low_latency();
+    let mut latency = crate::latency::LowLatency::start("flow-start");
     let mut local = shared.local();
     let mut local_gen = shared.local_gen.load(Ordering::Acquire);
     // Recently submitted flows: a UDP flow's later packets need no new lookup.
     let mut seen: HashSet<FlowKey> = HashSet::with_capacity(4096);
     let mut cleared = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        latency.check();
         wait_readable(cap.as_fd(), 100);
         let res = cap.dispatch(None, |p| {
             let Ok(meta) = decode::decode(link, p.data, p.header.len) else {

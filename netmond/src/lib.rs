@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod latency;
 pub mod memory;
 pub mod metrics;
 pub mod monitor;

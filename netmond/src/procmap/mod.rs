@@ -641,8 +641,9 @@ fn lookup_in(diag: &mut SockDiag, q: SocketQuery, counters: &Counters) -> io::Re
 
 impl Worker {
     fn run(&mut self) {
-        prefer_low_latency();
+        let mut latency = crate::latency::LowLatency::start("procmap-resolver");
         loop {
+            latency.check();
             if self.stop.load(Ordering::Relaxed) {
                 return;
             }
@@ -1184,20 +1185,3 @@ impl Worker {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests;
-
-/// Lets the calling thread preempt ordinary work the moment it wakes: the
-/// owner of a short-lived socket is only visible for a millisecond or two,
-/// and on a busy machine a woken thread can otherwise wait a whole scheduler
-/// slice. Both threads that use it sleep until an event and do little work.
-/// Falls back to a high nice value where real-time scheduling is not allowed.
-pub fn prefer_low_latency() {
-    let param = libc::sched_param { sched_priority: 1 };
-    // SAFETY: sched_setscheduler on the calling thread (tid 0) with a valid param.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &param) };
-    if rc != 0 {
-        // SAFETY: setpriority on the calling thread; failure only leaves the default.
-        unsafe {
-            libc::setpriority(libc::PRIO_PROCESS, 0, -10);
-        }
-    }
-}
