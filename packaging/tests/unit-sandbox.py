@@ -7,7 +7,7 @@ forbids fails a test instead of a user.
 
 Applied from the unit's [Service] section, in the order systemd applies them:
 mount namespace (ProtectSystem=strict, ProtectHome, PrivateTmp,
-PrivateDevices, ProtectKernelTunables/Logs, ProtectControlGroups; the
+PrivateDevices, ProtectProc, ProtectKernelTunables/Logs, ProtectControlGroups; the
 RuntimeDirectory and StateDirectory stay writable), Group=, UMask=,
 CapabilityBoundingSet=, NoNewPrivileges=, then one seccomp filter for
 SystemCallFilter= (groups expanded by `systemd-analyze syscall-filter`),
@@ -119,6 +119,10 @@ def sandbox_mounts(opts):
         os.symlink("/proc/self/fd", f"{staging}/fd")
         run("mount", "--move", staging, "/dev")
         os.rmdir(staging)
+    hidepid = opts.get("ProtectProc", ["default"])[-1]
+    if hidepid in ("invisible", "noaccess", "ptraceable"):
+        # A proc instance of its own, as systemd mounts for the service.
+        run("mount", "-t", "proc", "-o", f"hidepid={hidepid},nosuid,nodev,noexec", "proc", "/proc")
     special = ("/proc", "/dev", "/sys")
     if opts.get("ProtectSystem", ["no"])[-1] == "strict":
         # Every mount read-only, as strict does, but the API file systems,
