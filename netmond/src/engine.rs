@@ -101,7 +101,13 @@ impl Engine {
         let mut evaluator = Evaluator::new(cfg.alerts.settings, &cfg.alerts.rules, now_ms());
         if let Some(p) = loaded {
             info!(rules = p.thresholds.len(), "thresholds restored");
-            evaluator.restore(p);
+            for t in evaluator.restore(p, crate::procmap::is_alive) {
+                info!(
+                    id = t.id,
+                    pid = t.pid,
+                    "pid threshold dropped: its process is gone"
+                );
+            }
         }
         let hook = HookRunner::new(
             cfg.alerts.hook.clone(),
@@ -151,6 +157,7 @@ impl Engine {
 
     /// Starts monitoring (idempotent). `interfaces` empty = the config's choice.
     pub fn start(&self, interfaces: Vec<String>) -> Result<ControlOutcome, EngineError> {
+        check_interface_names(&interfaces).map_err(EngineError::InvalidArgument)?;
         let mut st = self.lock();
         if st.monitoring {
             return Ok(ControlOutcome {
@@ -532,10 +539,18 @@ impl Engine {
         &self,
         req: v1::SetThresholdRequest,
     ) -> Result<v1::Threshold, EngineError> {
+        // A pid rule is for the process running now, not for whatever
+        // later process gets the pid.
+        let start = match req.pid {
+            0 => 0,
+            pid => crate::procmap::start_time_of(pid).ok_or_else(|| {
+                EngineError::InvalidArgument(format!("no process with pid {pid}"))
+            })?,
+        };
         let mut st = self.lock();
         let t = st
             .alerts
-            .set(req, now_ms())
+            .set(req, start, now_ms())
             .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
         st.rules_gen += 1;
         let (generation, p) = (st.rules_gen, st.alerts.persisted());
@@ -572,6 +587,36 @@ impl Engine {
         }
         self.store.flush().await;
     }
+}
+
+/// Interfaces one start may name at most.
+const MAX_START_INTERFACES: usize = 64;
+
+/// Names a client asks to capture on must be names the kernel could give an
+/// interface (its `dev_valid_name`: 1 to 15 bytes, not `.` or `..`, no `/`,
+/// `:` or white space), and printable.
+fn check_interface_names(names: &[String]) -> Result<(), String> {
+    if names.len() > MAX_START_INTERFACES {
+        return Err(format!(
+            "{} interfaces named: at most {MAX_START_INTERFACES}",
+            names.len()
+        ));
+    }
+    for n in names {
+        let bad = n.is_empty()
+            || n.len() > 15
+            || n == "."
+            || n == ".."
+            || n.chars()
+                .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+        if bad {
+            return Err(format!(
+                "'{}' cannot be an interface name (1 to 15 bytes, no '/', ':' or spaces)",
+                terminal_safe(n)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Keeps `a` in the recent list: a closed alert replaces its open entry.
@@ -713,6 +758,30 @@ mod tests {
             state: state as i32,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn interface_names_are_checked_like_the_kernel_does() {
+        let ok = |v: &[&str]| {
+            check_interface_names(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
+        assert!(ok(&["eth0", "br-1a2b3c4d5e6f", "any", "veth0@if2"]).is_ok());
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "eth0:1",
+            "a b",
+            "sixteen-bytes-xx",
+            "x\u{1b}[2J",
+        ] {
+            let err = ok(&[bad]).unwrap_err();
+            assert!(err.contains("cannot be an interface name"), "{bad}: {err}");
+            assert!(!err.contains('\u{1b}'), "escaped: {err}");
+        }
+        let many: Vec<String> = (0..65).map(|i| format!("e{i}")).collect();
+        assert!(check_interface_names(&many).is_err());
     }
 
     #[test]

@@ -193,6 +193,7 @@ impl Netmon for Fake {
             pid: r.pid,
             source: "api".into(),
             created_ms: T0,
+            pid_start_time: 0,
         }))
     }
     async fn clear_thresholds(

@@ -21,6 +21,10 @@ pub const MAX_ALERT_PIDS: usize = 64;
 const MAX_TRACK_PIDS: usize = 1024;
 /// First id given to an API rule; config rules are numbered 1.. below it.
 const FIRST_API_ID: u64 = 100;
+/// API rules kept at most; the API refuses more.
+pub const MAX_API_RULES: usize = 1000;
+/// Longest process name a rule may name, bytes.
+pub const MAX_RULE_NAME: usize = 256;
 const DIRECTIONS: [Direction; 3] = [Direction::Up, Direction::Down, Direction::Total];
 
 /// Hysteresis: how many consecutive ticks above (below) open (close) an alert.
@@ -301,6 +305,7 @@ impl Evaluator {
                 pid: 0,
                 source: "config".into(),
                 created_ms: now_ms,
+                pid_start_time: 0,
             });
         };
         if let Some(v) = config.default_process_rate {
@@ -354,31 +359,52 @@ impl Evaluator {
     }
 
     /// Restores what a previous run saved (API rules keep their ids).
-    pub fn restore(&mut self, p: Persisted) {
+    /// Takes saved rules back. A pid rule whose process is gone (`alive`
+    /// says no for its pid and start time) is dropped: its pid may belong to
+    /// another process by now. Returns the rules dropped.
+    pub fn restore(
+        &mut self,
+        p: Persisted,
+        alive: impl Fn(u32, u64) -> bool,
+    ) -> Vec<v1::Threshold> {
         let max_id = p.thresholds.iter().map(|t| t.id).max().unwrap_or(0);
         self.next_id = p.next_id.max(max_id + 1).max(FIRST_API_ID);
-        self.api_rules = p
+        let (keep, dropped): (Vec<_>, Vec<_>) = p
             .thresholds
             .into_iter()
             .map(|mut t| {
                 t.source = "api".into();
                 t
             })
-            .collect();
+            .partition(|t| t.pid == 0 || (t.pid_start_time != 0 && alive(t.pid, t.pid_start_time)));
+        self.api_rules = keep;
         self.seen.clear();
         self.seen_order.clear();
         for exe in p.seen_exes {
             self.remember(exe);
         }
+        dropped
     }
 
     /// Adds or replaces (same kind, direction and selector) an API rule.
+    /// `pid_start_time` is the start time of the process `req.pid` names
+    /// (ignored for other rules).
     pub fn set(
         &mut self,
         req: v1::SetThresholdRequest,
+        pid_start_time: u64,
         now_ms: i64,
     ) -> Result<v1::Threshold, RuleError> {
         let bad = |m: &str| Err(RuleError(m.to_owned()));
+        if req.process_name.len() > MAX_RULE_NAME {
+            return Err(RuleError(format!(
+                "process name of {} bytes: at most {MAX_RULE_NAME}",
+                req.process_name.len()
+            )));
+        }
+        if req.process_name.chars().any(char::is_control) {
+            return bad("process name with control characters");
+        }
         let kind = match kind_of(req.kind) {
             ThresholdKind::Unspecified => ThresholdKind::ProcessRate,
             k => k,
@@ -413,6 +439,11 @@ impl Evaluator {
                 && t.process_name == req.process_name
                 && t.pid == req.pid)
         });
+        if self.api_rules.len() >= MAX_API_RULES {
+            return Err(RuleError(format!(
+                "{MAX_API_RULES} threshold rules already: clear some first"
+            )));
+        }
         let t = v1::Threshold {
             id: self.next_id,
             kind: kind as i32,
@@ -426,6 +457,7 @@ impl Evaluator {
             pid: req.pid,
             source: "api".into(),
             created_ms: now_ms,
+            pid_start_time: if req.pid != 0 { pid_start_time } else { 0 },
         };
         self.next_id += 1;
         self.api_rules.push(t.clone());
@@ -478,14 +510,15 @@ impl Evaluator {
         &self,
         kind: ThresholdKind,
         direction: Direction,
-        pid: u32,
+        process: (u32, u64),
         name: &str,
     ) -> Option<&v1::Threshold> {
+        let (pid, start) = process;
         let rank = |t: &v1::Threshold| -> Option<u8> {
             if t.kind != kind as i32 || t.direction != direction as i32 {
                 None
             } else if t.pid != 0 {
-                (pid != 0 && t.pid == pid).then_some(3)
+                (pid != 0 && same_process(t, pid, start)).then_some(3)
             } else if !t.process_name.is_empty() {
                 (t.process_name == name).then_some(2)
             } else {
@@ -501,10 +534,15 @@ impl Evaluator {
             .map(|(_, t)| t)
     }
 
-    /// The pid rule for one process, if there is one.
-    fn pid_rule(&self, kind: ThresholdKind, direction: Direction, pid: u32) -> Option<u64> {
-        self.rule(kind, direction, pid, "")
-            .filter(|t| pid != 0 && t.pid == pid)
+    /// The pid rule for one process (pid, start time), if there is one.
+    fn pid_rule(
+        &self,
+        kind: ThresholdKind,
+        direction: Direction,
+        process: (u32, u64),
+    ) -> Option<u64> {
+        self.rule(kind, direction, process, "")
+            .filter(|t| process.0 != 0 && same_process(t, process.0, process.1))
             .map(|t| t.value)
     }
 
@@ -759,7 +797,8 @@ impl Evaluator {
             };
             let traffic = r.traffic.unwrap_or_default();
             for d in DIRECTIONS {
-                let Some(th) = self.pid_rule(ThresholdKind::ProcessRate, d, p.pid) else {
+                let Some(th) = self.pid_rule(ThresholdKind::ProcessRate, d, (p.pid, p.start_time))
+                else {
                     continue;
                 };
                 let value = pick(&traffic, d);
@@ -784,7 +823,7 @@ impl Evaluator {
         for g in programs_of(rows) {
             for d in DIRECTIONS {
                 let Some(th) = self
-                    .rule(ThresholdKind::ProcessRate, d, 0, &g.name)
+                    .rule(ThresholdKind::ProcessRate, d, (0, 0), &g.name)
                     .map(|t| t.value)
                 else {
                     continue;
@@ -823,8 +862,14 @@ impl Evaluator {
                 }
                 let open = self.tracks.get(&key).is_some_and(|t| t.open.is_some());
                 for &i in &g.rows {
-                    let pid = rows[i].process.as_ref().map_or(0, |p| p.pid);
-                    if self.pid_rule(ThresholdKind::ProcessRate, d, pid).is_some() {
+                    let process = rows[i]
+                        .process
+                        .as_ref()
+                        .map_or((0, 0), |p| (p.pid, p.start_time));
+                    if self
+                        .pid_rule(ThresholdKind::ProcessRate, d, process)
+                        .is_some()
+                    {
                         continue;
                     }
                     let (over, rule) = &mut row_rule[i];
@@ -848,7 +893,7 @@ impl Evaluator {
         for (name, bytes) in names {
             for d in DIRECTIONS {
                 let Some(th) = self
-                    .rule(ThresholdKind::DailyQuota, d, 0, &name)
+                    .rule(ThresholdKind::DailyQuota, d, (0, 0), &name)
                     .map(|t| t.value)
                 else {
                     continue;
@@ -917,7 +962,7 @@ impl Evaluator {
         // Whole host.
         for d in DIRECTIONS {
             let Some(th) = self
-                .rule(ThresholdKind::HostRate, d, 0, "")
+                .rule(ThresholdKind::HostRate, d, (0, 0), "")
                 .map(|t| t.value)
             else {
                 continue;
@@ -1001,6 +1046,12 @@ impl Evaluator {
         }
         out
     }
+}
+
+/// Whether pid rule `t` is about the process (`pid`, `start`). A rule of a
+/// config file names a pid only (no start time): it follows the pid.
+fn same_process(t: &v1::Threshold, pid: u32, start: u64) -> bool {
+    t.pid == pid && (t.pid_start_time == 0 || t.pid_start_time == start)
 }
 
 #[cfg(test)]

@@ -59,6 +59,9 @@ struct FileThreshold {
     process_name: String,
     #[serde(default)]
     pid: u32,
+    /// The pid's process start time; 0 in files written before it was kept.
+    #[serde(default)]
+    pid_start_time: u64,
     #[serde(default)]
     created_ms: i64,
 }
@@ -111,6 +114,7 @@ pub fn to_text(state: &Persisted) -> String {
                 value: t.value,
                 process_name: t.process_name.clone(),
                 pid: t.pid,
+                pid_start_time: t.pid_start_time,
                 created_ms: t.created_ms,
             })
             .collect(),
@@ -141,6 +145,7 @@ pub fn from_text(text: &str) -> Result<Persisted, serde_json::Error> {
             pid: t.pid,
             source: "api".into(),
             created_ms: t.created_ms,
+            pid_start_time: t.pid_start_time,
         });
     }
     Ok(Persisted {
@@ -250,17 +255,31 @@ mod tests {
 
     fn sample() -> Persisted {
         Persisted {
-            thresholds: vec![v1::Threshold {
-                id: 100,
-                kind: v1::ThresholdKind::ProcessRate as i32,
-                direction: v1::Direction::Down as i32,
-                value: 1 << 20,
-                process_name: "firefox".into(),
-                pid: 0,
-                source: "api".into(),
-                created_ms: 5,
-            }],
-            next_id: 101,
+            thresholds: vec![
+                v1::Threshold {
+                    id: 100,
+                    kind: v1::ThresholdKind::ProcessRate as i32,
+                    direction: v1::Direction::Down as i32,
+                    value: 1 << 20,
+                    process_name: "firefox".into(),
+                    pid: 0,
+                    source: "api".into(),
+                    created_ms: 5,
+                    pid_start_time: 0,
+                },
+                v1::Threshold {
+                    id: 101,
+                    kind: v1::ThresholdKind::ProcessRate as i32,
+                    direction: v1::Direction::Up as i32,
+                    value: 1 << 10,
+                    process_name: String::new(),
+                    pid: 42,
+                    source: "api".into(),
+                    created_ms: 6,
+                    pid_start_time: 4242,
+                },
+            ],
+            next_id: 102,
             seen_exes: vec!["/usr/bin/curl".into()],
         }
     }

@@ -45,6 +45,7 @@ fn set(e: &mut Evaluator, kind: ThresholdKind, d: Direction, value: u64, name: &
             process_name: name.into(),
             pid,
         },
+        u64::from(pid) * 10,
         T0,
     )
     .expect("valid rule");
@@ -437,7 +438,7 @@ fn new_process_notice_once_per_exe_and_remembered() {
     assert!(out.alerts.is_empty() && !out.persist);
     // After a restart the seen set comes back with the rules.
     let mut e2 = Evaluator::new(Settings::default(), &cfg, T0);
-    e2.restore(e.persisted());
+    e2.restore(e.persisted(), |_, _| true);
     let out = e2.evaluate(&mut rows, &v1::Traffic::default(), T0 + 2 * SEC);
     assert!(out.alerts.is_empty());
 }
@@ -653,7 +654,7 @@ fn rule_validation() {
             process_name: name.into(),
             pid,
         };
-        assert!(e.set(req, T0).is_err(), "{kind:?} {value} {name} {pid}");
+        assert!(e.set(req, 0, T0).is_err(), "{kind:?} {value} {name} {pid}");
     }
     // Setting the same selector again replaces the rule.
     set(
@@ -674,4 +675,98 @@ fn rule_validation() {
     );
     assert_eq!(e.thresholds().len(), 1);
     assert_eq!(e.thresholds()[0].value, 6);
+}
+
+#[test]
+fn a_pid_rule_stays_with_its_process_not_the_pid() {
+    let mut e = eval();
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Up,
+        1000,
+        "",
+        100,
+    );
+    // The same pid, another process (another start time): not judged.
+    let mut all = Vec::new();
+    for i in 0..6 {
+        let mut r = row(100, "curl", 50_000, 0);
+        if let Some(p) = r.process.as_mut() {
+            p.start_time = 7;
+        }
+        all.extend(
+            e.evaluate(&mut [r], &v1::Traffic::default(), T0 + i * SEC)
+                .alerts,
+        );
+    }
+    assert!(all.is_empty(), "{all:#?}");
+    // The process the rule was set for is.
+    let all = run(&mut e, &[50_000; 6], T0 + 10 * SEC);
+    assert!(!all.is_empty(), "the rule's own process is judged");
+}
+
+#[test]
+fn restore_drops_pid_rules_whose_process_is_gone() {
+    let mut e = eval();
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Up,
+        1000,
+        "",
+        100,
+    );
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Up,
+        1000,
+        "",
+        200,
+    );
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Up,
+        1000,
+        "curl",
+        0,
+    );
+    let mut saved = e.persisted();
+    // A rule saved before start times were kept cannot be matched safely.
+    saved.thresholds[1].pid_start_time = 0;
+    let mut e2 = eval();
+    let dropped = e2.restore(saved, |pid, start| pid == 100 && start == 1000);
+    assert_eq!(
+        dropped.iter().map(|t| t.pid).collect::<Vec<_>>(),
+        [200],
+        "{dropped:?}"
+    );
+    let kept = e2.thresholds();
+    assert!(kept
+        .iter()
+        .any(|t| t.pid == 100 && t.pid_start_time == 1000));
+    assert!(kept.iter().any(|t| t.process_name == "curl"));
+}
+
+#[test]
+fn rules_are_bounded_in_count_and_name() {
+    let mut e = eval();
+    let req = |name: String| v1::SetThresholdRequest {
+        kind: ThresholdKind::ProcessRate as i32,
+        direction: Direction::Up as i32,
+        value: 5,
+        process_name: name,
+        pid: 0,
+    };
+    assert!(e.set(req("x".repeat(MAX_RULE_NAME + 1)), 0, T0).is_err());
+    assert!(e.set(req("bad\nname".into()), 0, T0).is_err());
+    for i in 0..MAX_API_RULES {
+        e.set(req(format!("p{i}")), 0, T0).expect("under the cap");
+    }
+    let err = e.set(req("one-more".into()), 0, T0).unwrap_err();
+    assert!(err.to_string().contains("clear some"), "{err}");
+    // Replacing an existing rule is not one more.
+    e.set(req("p7".into()), 0, T0).expect("a replacement");
 }

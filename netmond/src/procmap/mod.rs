@@ -87,6 +87,14 @@ pub fn is_alive(pid: u32, start_time: u64) -> bool {
         .is_some_and(|st| st.start_time == start_time)
 }
 
+/// The start time (clock ticks after boot) of the process `pid` now, if any.
+pub fn start_time_of(pid: u32) -> Option<u64> {
+    std::fs::read(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| parse_stat(&s))
+        .map(|st| st.start_time)
+}
+
 /// The 5-tuple of a flow, seen from the local socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SocketQuery {

@@ -313,3 +313,32 @@ fn thresholds_set_list_clear() {
         "{list}"
     );
 }
+
+#[test]
+fn control_requests_with_impossible_values_are_refused_clearly() {
+    let d = Daemon::start(DaemonOpts::default());
+    let refused = |args: &[&str], want: &str| {
+        let out = d.ctl(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    };
+    // No such process (pids above pid_max never exist).
+    refused(
+        &["threshold", "set", "1MiB/s", "--pid", "4194305"],
+        "no process with pid 4194305",
+    );
+    refused(
+        &["start", "--interface", "../../etc"],
+        "cannot be an interface name",
+    );
+    refused(
+        &["threshold", "set", "1MiB/s", "--process", &"n".repeat(300)],
+        "at most 256",
+    );
+    // A pid rule names the process running now, with its start time.
+    let me = std::process::id().to_string();
+    let out = d.ctl(&["threshold", "set", "1MiB/s", "--pid", &me]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list = d.ctl_json(&["threshold", "list"]);
+    assert!(list.to_string().contains(&me), "{list}");
+}
