@@ -79,6 +79,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         interfaces: cli.interfaces,
         group: cli.group,
     };
+    let source = crate::reload::Source {
+        path: cli.config.clone(),
+        flags: flags.clone(),
+    };
     let cfg = Config::load(cli.config.as_deref(), flags)?;
     if cli.check_config {
         println!("{cfg:#?}");
@@ -115,6 +119,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         let autostart = cfg.daemon.autostart;
         let metrics_cfg = cfg.metrics.clone();
         let engine = Engine::new(cfg, store);
+        engine.set_reload_source(source);
         let (stop_tx, stop_rx) = watch::channel(false);
         // Off unless `[metrics] listen` is set; a taken port is a start-up
         // error, reported before monitoring starts.
@@ -133,14 +138,27 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => info!("SIGTERM: shutting down"),
-            _ = int.recv() => info!("SIGINT: shutting down"),
-            r = server => {
-                match r {
-                    Ok(Ok(())) => warn!("server ended unexpectedly"),
-                    Ok(Err(e)) => error!(error = %e, "server failed"),
-                    Err(e) => error!(%e, "server task failed"),
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let mut server = server;
+        loop {
+            tokio::select! {
+                _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
+                _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+                _ = hup.recv() => {
+                    info!("SIGHUP: reloading the configuration");
+                    let e = engine.clone();
+                    // The outcome is logged by `reload` itself.
+                    if let Err(e) = tokio::task::spawn_blocking(move || e.reload()).await {
+                        error!(%e, "reload panicked");
+                    }
+                }
+                r = &mut server => {
+                    match r {
+                        Ok(Ok(())) => warn!("server ended unexpectedly"),
+                        Ok(Err(e)) => error!(error = %e, "server failed"),
+                        Err(e) => error!(%e, "server task failed"),
+                    }
+                    break;
                 }
             }
         }

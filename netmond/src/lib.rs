@@ -22,6 +22,7 @@ pub mod names;
 pub mod netif;
 pub mod privacy;
 pub mod procmap;
+pub mod reload;
 pub mod service;
 pub mod sockacct;
 pub mod store;
