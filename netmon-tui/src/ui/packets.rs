@@ -210,8 +210,9 @@ impl Widget for &Bars<'_> {
             .map(|r| r.2.chars().count())
             .max()
             .unwrap_or(0);
-        let label_w = 7;
-        let bar_w = usize::from(area.width).saturating_sub(label_w + suffix_w + 3);
+        // A space on both sides of the label, so `icmpv6` never touches its bar.
+        let label_w = 6;
+        let bar_w = usize::from(area.width).saturating_sub(label_w + suffix_w + 4);
         let lines: Vec<Line> = self
             .rows
             .iter()
@@ -222,7 +223,7 @@ impl Widget for &Bars<'_> {
                         .min(bar_w);
                 Line::from(vec![
                     Span::styled(
-                        format!(" {:<w$}", ellipsize(label, label_w - 1), w = label_w - 1),
+                        format!(" {:<w$} ", ellipsize(label, label_w), w = label_w),
                         self.p.label,
                     ),
                     Span::styled("█".repeat(filled), self.style),
