@@ -85,6 +85,7 @@ pub struct Engine {
     subscribers: AtomicU64,
     /// Where to read the config again on reload, and the last config applied.
     reload: Mutex<(Option<crate::reload::Source>, Config)>,
+    log_level_hook: Mutex<Option<crate::reload::LogLevelHook>>,
 }
 
 impl Engine {
@@ -137,6 +138,7 @@ impl Engine {
             resyncs: AtomicU64::new(0),
             subscribers: AtomicU64::new(0),
             reload: Mutex::new((None, cfg.clone())),
+            log_level_hook: Mutex::new(None),
             cfg,
         })
     }
@@ -551,9 +553,18 @@ impl Engine {
         Ok(t)
     }
 
-    /// Says where the config came from, so that `reload` can read it again.
-    pub fn set_reload_source(&self, source: crate::reload::Source) {
+    /// Says where the config came from, so that `reload` can read it again,
+    /// and how to change the log filter (the daemon owns the logger).
+    pub fn set_reload_source(
+        &self,
+        source: crate::reload::Source,
+        log_level: Option<crate::reload::LogLevelHook>,
+    ) {
         self.reload_lock().0 = Some(source);
+        *self
+            .log_level_hook
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = log_level;
     }
 
     /// Reads the config file again and applies what can change live (alert
@@ -572,7 +583,21 @@ impl Engine {
                 return Err(EngineError::Reload(e.to_string()));
             }
         };
-        let changes = crate::reload::diff(&rl.1, &self.cfg, &new);
+        let mut changes = crate::reload::diff(&rl.1, &self.cfg, &new);
+        if rl.1.daemon.log_level != new.daemon.log_level {
+            let hook = self
+                .log_level_hook
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match hook.as_ref().map(|set| set(&new.daemon.log_level)) {
+                Some(Ok(())) => changes.applied.push("daemon.log_level".to_owned()),
+                Some(Err(e)) => {
+                    warn!(error = %e, "daemon.log_level not applied");
+                    changes.needs_restart.push("daemon.log_level".to_owned());
+                }
+                None => changes.needs_restart.push("daemon.log_level".to_owned()),
+            }
+        }
         if !changes.applied.is_empty() {
             self.lock()
                 .alerts

@@ -21,6 +21,9 @@ impl Source {
     }
 }
 
+/// Applies a new `daemon.log_level` to the running logger; an error says why not.
+pub type LogLevelHook = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
 /// What a reload changes, as config keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
@@ -50,7 +53,8 @@ impl Changes {
 }
 
 /// `applied`: what differs between the last applied config and `new` among
-/// the live settings. `needs_restart`: what differs between the config the
+/// the live settings (`daemon.log_level` is left to the caller, who owns the
+/// logger: see [`LogLevelHook`]). `needs_restart`: what differs between the config the
 /// daemon started with (`running`) and `new` everywhere else, so a second
 /// reload still says a restart is pending.
 pub fn diff(last: &Config, running: &Config, new: &Config) -> Changes {
@@ -91,7 +95,6 @@ pub fn diff(last: &Config, running: &Config, new: &Config) -> Changes {
         ),
         ("daemon.autostart", d.0.autostart != d.1.autostart),
         ("daemon.tick_ms", d.0.tick_ms != d.1.tick_ms),
-        ("daemon.log_level", d.0.log_level != d.1.log_level),
         (
             "daemon.exited_keep_secs",
             d.0.exited_keep_secs != d.1.exited_keep_secs,

@@ -57,7 +57,7 @@ fn sighup_applies_a_changed_alert_rule_and_keeps_the_old_config_when_broken() {
             "host_rate = \"10MiB/s\"",
             "host_rate = \"20MiB/s\"\nopen_after_ticks = 1",
         )
-        .replace("tick_ms = 1000", "tick_ms = 500");
+        .replace("tick_ms = 1000", "tick_ms = 500\nlog_level = \"debug\"");
     assert_ne!(changed, original);
     std::fs::write(&d.config, &changed).expect("write config");
     hup(&d);
@@ -71,6 +71,12 @@ fn sighup_applies_a_changed_alert_rule_and_keeps_the_old_config_when_broken() {
     assert!(line.contains("alerts.host_rate"), "{line}");
     assert!(line.contains("alerts.open_after_ticks"), "{line}");
     assert!(line.contains("needs a restart: daemon.tick_ms"), "{line}");
+    // The harness runs netmond with RUST_LOG, which beats daemon.log_level.
+    assert!(line.contains("daemon.log_level"), "{line}");
+    assert!(
+        log.contains("RUST_LOG is set and beats daemon.log_level"),
+        "{log}"
+    );
     assert_eq!(
         d.ctl_json(&["status"])["tick_ms"],
         1000,
