@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use netmon_proto::v1;
 
+use crate::series::{protocol_rates, Series};
+
 /// Samples of total up/down rates kept for the main chart (one per frame).
 pub const CHART_SAMPLES: usize = 300;
 /// Samples kept per process for the detail chart.
@@ -14,21 +16,25 @@ pub const PROCESS_SAMPLES: usize = 120;
 pub const ALERTS_KEPT: usize = 50;
 /// Presets used until the daemon tells its own (`ListThresholds.presets`).
 pub const DEFAULT_PRESETS: [u64; 5] = [512 * 1024, 1 << 20, 2 << 20, 5 << 20, 10 << 20];
+/// Frames held while the display is paused, replayed on resume.
+pub const HELD_FRAMES: usize = 300;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
     Processes,
     Connections,
     Hosts,
+    Packets,
     Interfaces,
     History,
 }
 
 impl View {
-    pub const ALL: [View; 5] = [
+    pub const ALL: [View; 6] = [
         View::Processes,
         View::Connections,
         View::Hosts,
+        View::Packets,
         View::Interfaces,
         View::History,
     ];
@@ -38,6 +44,7 @@ impl View {
             View::Processes => "Processes",
             View::Connections => "Connections",
             View::Hosts => "Hosts",
+            View::Packets => "Packets",
             View::Interfaces => "Interfaces",
             View::History => "History",
         }
@@ -68,6 +75,8 @@ pub enum SortColumn {
     TotalDown,
     Protocols,
     Connections,
+    /// Up plus down rate; no column of its own (the `o` key picks it).
+    Total,
 }
 
 impl SortColumn {
@@ -82,6 +91,30 @@ impl SortColumn {
         SortColumn::Protocols,
         SortColumn::Connections,
     ];
+
+    /// The orders the `o` key cycles through, as netmonctl's `--sort`.
+    pub const CYCLE: [SortColumn; 4] = [
+        SortColumn::Up,
+        SortColumn::Down,
+        SortColumn::Total,
+        SortColumn::Name,
+    ];
+
+    /// Name as netmonctl's `--sort` spells it, else the column header.
+    pub fn label(self) -> &'static str {
+        match self {
+            SortColumn::Pid => "pid",
+            SortColumn::Name => "name",
+            SortColumn::User => "user",
+            SortColumn::Up => "up",
+            SortColumn::Down => "down",
+            SortColumn::TotalUp => "total up bytes",
+            SortColumn::TotalDown => "total down bytes",
+            SortColumn::Protocols => "protocols",
+            SortColumn::Connections => "connections",
+            SortColumn::Total => "total",
+        }
+    }
 
     /// Text columns sort A→Z first; numbers biggest first.
     fn default_descending(self) -> bool {
@@ -115,6 +148,48 @@ pub enum Action {
     Back,
     NextView,
     PrevView,
+    /// `T`: type an exact default threshold.
+    EnterThreshold,
+    /// Set the selected program's threshold (typed).
+    EnterProcessThreshold,
+    /// Clear the selected program's threshold.
+    ClearProcessThreshold,
+    PromptChar(char),
+    PromptBackspace,
+    PromptDone,
+    PromptCancel,
+    TogglePause,
+    /// Next of [`SortColumn::CYCLE`].
+    CycleSort,
+    ToggleUnits,
+    /// Ask netmond to re-read its configuration.
+    Reload,
+}
+
+/// How rates are shown: binary bytes (`1.5 MiB/s`) or decimal bits (`12.6 Mbit/s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RateUnit {
+    #[default]
+    Bytes,
+    Bits,
+}
+
+/// What the input line is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptKind {
+    /// The default per-process rate threshold.
+    DefaultThreshold,
+    /// The threshold of one program (its name).
+    ProcessThreshold(String),
+}
+
+/// The input line at the bottom: a rate being typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    pub kind: PromptKind,
+    pub text: String,
+    /// The last parse error, shown under the text until it is edited.
+    pub error: Option<String>,
 }
 
 /// Work the event loop does for an action: RPCs to the daemon.
@@ -125,6 +200,17 @@ pub enum Effect {
     Reset,
     /// Default per-process rate threshold (kind PROCESS_RATE, direction TOTAL, no selector).
     SetThreshold(u64),
+    /// Clear the default rate threshold.
+    ClearThreshold,
+    /// Rate threshold (direction TOTAL) of the program with this name.
+    SetProcessThreshold {
+        name: String,
+        value: u64,
+    },
+    /// Clear the rate thresholds of the program with this name.
+    ClearProcessThreshold(String),
+    /// `Reload`: netmond re-reads its configuration file.
+    Reload,
     /// Live connections; `Some(pid)` for a process detail.
     FetchConnections(Option<u32>),
     /// Today's report and the alerts.
@@ -220,6 +306,20 @@ pub struct App {
     pub presets: Vec<u64>,
     /// One-line feedback in the status bar (text, is_error).
     pub message: Option<(String, bool)>,
+    /// Packets/s per protocol, one sample per frame.
+    pub protocol_series: Series,
+    /// Receive and send rates per interface, one sample per frame.
+    pub rx_series: Series,
+    pub tx_series: Series,
+    /// Display frozen: frames are read and held, not shown.
+    pub paused: bool,
+    /// Frames read while paused, oldest first, replayed on resume.
+    pub held: VecDeque<v1::Frame>,
+    pub units: RateUnit,
+    /// The input line, while one is open.
+    pub prompt: Option<Prompt>,
+    /// Per-program rate thresholds in force (name -> bytes/s, direction total).
+    pub process_thresholds: HashMap<String, u64>,
 }
 
 impl App {
@@ -253,6 +353,14 @@ impl App {
             threshold_bps: None,
             presets: DEFAULT_PRESETS.to_vec(),
             message: None,
+            protocol_series: Series::default(),
+            rx_series: Series::default(),
+            tx_series: Series::default(),
+            paused: false,
+            held: VecDeque::new(),
+            units: RateUnit::Bytes,
+            prompt: None,
+            process_thresholds: HashMap::new(),
         }
     }
 
@@ -264,8 +372,22 @@ impl App {
 
     /// Takes in one frame. netmond sends complete frames, so each one replaces
     /// the live state; alerts and charts accumulate.
-    pub fn on_frame(&mut self, mut frame: v1::Frame) {
+    pub fn on_frame(&mut self, frame: v1::Frame) {
         self.conn = ConnStatus::Connected;
+        if self.paused {
+            // Held, not dropped: on resume the charts and alerts catch up.
+            push_capped(&mut self.held, frame, HELD_FRAMES);
+            return;
+        }
+        self.show_frame(frame);
+    }
+
+    fn show_frame(&mut self, mut frame: v1::Frame) {
+        self.protocol_series.push(protocol_rates(&frame));
+        self.rx_series
+            .push(frame.interfaces.iter().map(|i| (i.name.as_str(), i.rx_bps)));
+        self.tx_series
+            .push(frame.interfaces.iter().map(|i| (i.name.as_str(), i.tx_bps)));
         if frame.time_ms > 0 {
             self.now_ms = frame.time_ms;
         }
@@ -307,6 +429,16 @@ impl App {
             .iter()
             .find(|t| is_default_rate_rule(t))
             .map(|t| t.value);
+        self.process_thresholds = list
+            .thresholds
+            .iter()
+            .filter(|t| {
+                t.kind == v1::ThresholdKind::ProcessRate as i32
+                    && !t.process_name.is_empty()
+                    && t.pid == 0
+            })
+            .map(|t| (t.process_name.clone(), t.value))
+            .collect();
     }
 
     pub fn on_disconnected(&mut self, problem: Problem, attempts: u32, retry_at_ms: i64) {
@@ -403,6 +535,7 @@ impl App {
                 .and_then(|r| r.as_ref().ok())
                 .map_or(0, Vec::len),
             (View::Hosts, None) => self.frame.hosts.len(),
+            (View::Packets, None) => 0,
             (View::Interfaces, None) => self.frame.interfaces.len(),
             (View::History, None) => self
                 .history
@@ -438,8 +571,74 @@ impl App {
                     return vec![Effect::SetThreshold(v)];
                 }
             }
-            Action::ToggleMonitoring | Action::Reset | Action::CycleThreshold => {
+            Action::Reload if self.connected() => return vec![Effect::Reload],
+            Action::EnterThreshold if self.connected() => {
+                self.prompt = Some(Prompt {
+                    kind: PromptKind::DefaultThreshold,
+                    text: String::new(),
+                    error: None,
+                });
+            }
+            Action::EnterProcessThreshold | Action::ClearProcessThreshold if self.connected() => {
+                let Some(name) = self.selected_program() else {
+                    self.message = Some(("select a process first".to_owned(), true));
+                    return Vec::new();
+                };
+                if action == Action::ClearProcessThreshold {
+                    return vec![Effect::ClearProcessThreshold(name)];
+                }
+                self.prompt = Some(Prompt {
+                    kind: PromptKind::ProcessThreshold(name),
+                    text: String::new(),
+                    error: None,
+                });
+            }
+            Action::ToggleMonitoring
+            | Action::Reset
+            | Action::CycleThreshold
+            | Action::Reload
+            | Action::EnterThreshold
+            | Action::EnterProcessThreshold
+            | Action::ClearProcessThreshold => {
                 self.message = Some(("not connected to netmond".to_owned(), true));
+            }
+            Action::PromptChar(c) => {
+                if let Some(p) = &mut self.prompt {
+                    if p.text.chars().count() < 32 {
+                        p.text.push(c);
+                    }
+                    p.error = None;
+                }
+            }
+            Action::PromptBackspace => {
+                if let Some(p) = &mut self.prompt {
+                    p.text.pop();
+                    p.error = None;
+                }
+            }
+            Action::PromptCancel => self.prompt = None,
+            Action::PromptDone => return self.submit_prompt(),
+            Action::TogglePause => {
+                self.paused = !self.paused;
+                if !self.paused {
+                    for f in std::mem::take(&mut self.held) {
+                        self.show_frame(f);
+                    }
+                }
+            }
+            Action::CycleSort => {
+                let i = SortColumn::CYCLE.iter().position(|c| *c == self.sort);
+                let next = i.map_or(0, |i| (i + 1) % SortColumn::CYCLE.len());
+                self.sort = SortColumn::CYCLE[next];
+                self.descending = self.sort.default_descending();
+                self.sort_processes();
+                self.message = Some((format!("sort: {}", self.sort.label()), false));
+            }
+            Action::ToggleUnits => {
+                self.units = match self.units {
+                    RateUnit::Bytes => RateUnit::Bits,
+                    RateUnit::Bits => RateUnit::Bytes,
+                };
             }
             Action::Up => self.move_selection(-1),
             Action::Down => self.move_selection(1),
@@ -510,6 +709,59 @@ impl App {
             }
         }
         Vec::new()
+    }
+
+    /// The selected row's program name (the Processes view or its detail).
+    fn selected_program(&self) -> Option<String> {
+        if self.view != View::Processes {
+            return None;
+        }
+        let pid = self.detail.as_ref().map(|d| d.pid).or(self.selected_pid)?;
+        let name = self.processes.iter().find(|p| pid_of(p) == pid)?;
+        let name = name.process.as_ref()?.name.clone();
+        (!name.is_empty()).then_some(name)
+    }
+
+    /// The selected program and its own rate threshold, when it has one.
+    pub fn selected_program_threshold(&self) -> Option<(String, u64)> {
+        let name = self.selected_program()?;
+        let v = *self.process_thresholds.get(&name)?;
+        Some((name, v))
+    }
+
+    /// Enter on the input line: a valid rate becomes an RPC and closes the
+    /// line; `none`/`off`/empty clears; anything else stays open with the error.
+    fn submit_prompt(&mut self) -> Vec<Effect> {
+        let Some(prompt) = self.prompt.as_mut() else {
+            return Vec::new();
+        };
+        let text = prompt.text.trim();
+        let clear = text.is_empty() || text.eq_ignore_ascii_case("none") || text == "off";
+        let value = if clear {
+            None
+        } else {
+            match netmon_proto::units::parse_amount(text) {
+                Ok(a) if a.bytes == 0 => {
+                    prompt.error = Some("a threshold must be above 0 (empty clears)".to_owned());
+                    return Vec::new();
+                }
+                Ok(a) => Some(a.bytes),
+                Err(e) => {
+                    prompt.error = Some(e.to_string());
+                    return Vec::new();
+                }
+            }
+        };
+        let effect = match (prompt.kind.clone(), value) {
+            (PromptKind::DefaultThreshold, Some(v)) => Effect::SetThreshold(v),
+            (PromptKind::DefaultThreshold, None) => Effect::ClearThreshold,
+            (PromptKind::ProcessThreshold(name), Some(value)) => {
+                Effect::SetProcessThreshold { name, value }
+            }
+            (PromptKind::ProcessThreshold(name), None) => Effect::ClearProcessThreshold(name),
+        };
+        self.prompt = None;
+        vec![effect]
     }
 
     /// The polled data the current screen needs (connections, history); the
@@ -588,6 +840,22 @@ impl App {
         hosts
     }
 
+    /// An interface's (tx, rx) bytes/s per frame, oldest first: as the
+    /// rate chart takes them (up = sent, down = received).
+    pub fn interface_samples(&self, name: &str) -> VecDeque<(u64, u64)> {
+        let n = self.rx_series.len().max(self.tx_series.len());
+        let get = |s: &Series, i: usize| {
+            s.by_name
+                .get(name)
+                .and_then(|r| r.get(i + r.len() - n.min(r.len())))
+                .copied()
+                .unwrap_or(0)
+        };
+        (0..n)
+            .map(|i| (get(&self.tx_series, i), get(&self.rx_series, i)))
+            .collect()
+    }
+
     /// Live processes in the last frame.
     pub fn active_processes(&self) -> usize {
         self.processes.iter().filter(|p| p.alive).count()
@@ -661,6 +929,7 @@ fn compare(a: &v1::ProcessRow, b: &v1::ProcessRow, col: SortColumn) -> std::cmp:
         SortColumn::TotalDown => ta.down_bytes.cmp(&tb.down_bytes),
         SortColumn::Protocols => a.protocols.cmp(&b.protocols),
         SortColumn::Connections => a.connections.cmp(&b.connections),
+        SortColumn::Total => (ta.up_bps + ta.down_bps).cmp(&(tb.up_bps + tb.down_bps)),
     }
 }
 
@@ -847,7 +1116,19 @@ pub mod fixtures {
             packets_dropped: 12,
             flows_active: 31,
             handoff_dropped: 0,
-            packet_stats: None,
+            packet_stats: Some(v1::PacketStats {
+                packets_by_protocol: [
+                    ("tcp".to_owned(), 2_400 + (seq % 7) * 150),
+                    ("udp".to_owned(), 600 + (seq % 4) * 90),
+                    ("icmp".to_owned(), seq % 3),
+                    ("other".to_owned(), 12),
+                ]
+                .into_iter()
+                .collect(),
+                size_bounds: vec![64, 128, 256, 512, 1024, 1500, 9000, u32::MAX],
+                size_counts: vec![1_300, 420, 90, 160, 240, 800, 2, 0],
+                packets_per_sec: 3_000 + (seq % 7) * 150 + (seq % 4) * 90 + seq % 3 + 12,
+            }),
             lookup_queue: 0,
             lookup_dropped: 0,
             lookup_mode: String::new(),
@@ -1087,6 +1368,8 @@ mod tests {
         let mut a = app();
         assert_eq!(a.apply(Action::NextView), [Effect::FetchConnections(None)]);
         assert!(a.apply(Action::NextView).is_empty());
+        assert!(a.apply(Action::NextView).is_empty());
+        assert_eq!(a.view, View::Packets);
         a.apply(Action::NextView);
         assert_eq!(a.apply(Action::NextView), [Effect::FetchHistory]);
         a.apply(Action::NextView);
@@ -1129,5 +1412,169 @@ mod tests {
         assert!(a.help);
         assert!(a.apply(Action::ToggleMonitoring).is_empty());
         assert!(!a.help);
+    }
+
+    fn typed(a: &mut App, text: &str) -> Vec<Effect> {
+        for c in text.chars() {
+            a.apply(Action::PromptChar(c));
+        }
+        a.apply(Action::PromptDone)
+    }
+
+    #[test]
+    fn typed_threshold_accepts_netmonctl_rates_and_keeps_errors_open() {
+        let mut a = app();
+        a.apply(Action::EnterThreshold);
+        assert!(a.prompt.is_some());
+        assert_eq!(typed(&mut a, "20Mbit/s"), [Effect::SetThreshold(2_500_000)]);
+        assert!(a.prompt.is_none());
+
+        a.apply(Action::EnterThreshold);
+        assert!(typed(&mut a, "fast").is_empty(), "bad rate: no RPC");
+        let p = a.prompt.clone().expect("still open");
+        assert!(
+            p.error.as_deref().is_some_and(|e| e.contains("'fast'")),
+            "{p:?}"
+        );
+        a.apply(Action::PromptBackspace);
+        assert_eq!(a.prompt.as_ref().and_then(|p| p.error.clone()), None);
+        a.apply(Action::PromptCancel);
+        assert!(a.prompt.is_none());
+
+        a.apply(Action::EnterThreshold);
+        assert!(typed(&mut a, "0").is_empty(), "zero is refused");
+        a.apply(Action::PromptCancel);
+        a.apply(Action::EnterThreshold);
+        assert_eq!(typed(&mut a, ""), [Effect::ClearThreshold]);
+        a.apply(Action::EnterThreshold);
+        assert_eq!(typed(&mut a, "500KB/s"), [Effect::SetThreshold(500_000)]);
+    }
+
+    #[test]
+    fn program_threshold_comes_from_the_selected_row() {
+        let mut a = app();
+        a.apply(Action::Down);
+        let name = a
+            .selected_process()
+            .and_then(|p| p.process.clone())
+            .map(|p| p.name)
+            .expect("selected");
+        a.apply(Action::EnterProcessThreshold);
+        assert_eq!(
+            typed(&mut a, "1MiB/s"),
+            [Effect::SetProcessThreshold {
+                name: name.clone(),
+                value: 1 << 20
+            }]
+        );
+        assert_eq!(
+            a.apply(Action::ClearProcessThreshold),
+            [Effect::ClearProcessThreshold(name)]
+        );
+        // Outside the process list there is no row to take a name from.
+        a.apply(Action::NextView);
+        assert!(a.apply(Action::EnterProcessThreshold).is_empty());
+        assert!(a.prompt.is_none());
+    }
+
+    #[test]
+    fn control_needs_a_connection() {
+        let mut a = App::new(PathBuf::from("/x"), false);
+        assert!(a.apply(Action::Reload).is_empty());
+        assert!(a.apply(Action::EnterThreshold).is_empty());
+        assert!(a.prompt.is_none());
+        assert!(a.message.as_ref().is_some_and(|m| m.1));
+        let mut a = app();
+        assert_eq!(a.apply(Action::Reload), [Effect::Reload]);
+    }
+
+    #[test]
+    fn pause_freezes_the_display_and_replays_held_frames() {
+        let mut a = app();
+        let chart = a.chart.len();
+        a.apply(Action::TogglePause);
+        let mut f = frame(2);
+        f.processes.retain(|p| pid_of(p) == 877);
+        a.on_frame(f);
+        a.on_frame(frame(3));
+        assert_eq!(a.frame.seq, 1, "display frozen");
+        assert_eq!(a.processes.len(), 6);
+        assert_eq!(a.chart.len(), chart);
+        assert_eq!(a.held.len(), 2, "frames still read");
+        a.apply(Action::TogglePause);
+        assert_eq!(a.frame.seq, 3);
+        assert_eq!(a.chart.len(), chart + 2, "no gap in the charts");
+        assert!(a.held.is_empty());
+        a.apply(Action::TogglePause);
+        for s in 0..(HELD_FRAMES as u64 + 10) {
+            a.on_frame(frame(s));
+        }
+        assert_eq!(a.held.len(), HELD_FRAMES, "held frames are bounded");
+    }
+
+    #[test]
+    fn o_cycles_the_sort_like_netmonctl() {
+        let mut a = app();
+        assert_eq!(a.sort, SortColumn::Up);
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            a.apply(Action::CycleSort);
+            seen.push(a.sort);
+        }
+        assert_eq!(
+            seen,
+            [
+                SortColumn::Down,
+                SortColumn::Total,
+                SortColumn::Name,
+                SortColumn::Up
+            ]
+        );
+        a.apply(Action::CycleSort);
+        a.apply(Action::CycleSort);
+        // firefox: 300 kB/s up + 2.5 MB/s down is the largest sum.
+        assert_eq!(names(&a)[0], "firefox");
+    }
+
+    #[test]
+    fn packet_and_interface_series_follow_frames() {
+        let mut a = app();
+        a.on_frame(frame(2));
+        assert_eq!(a.protocol_series.len(), 2);
+        assert_eq!(a.protocol_series.last("tcp"), 2_400 + 2 * 150);
+        let s = a.interface_samples("eth0");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[1], (1_800_000, 2_600_000));
+        assert!(a.interface_samples("wlan0").iter().all(|&v| v == (0, 0)));
+    }
+
+    #[test]
+    fn program_thresholds_are_read_from_the_rule_list() {
+        let mut a = app();
+        let rule = |name: &str, value| v1::Threshold {
+            kind: v1::ThresholdKind::ProcessRate as i32,
+            process_name: name.to_owned(),
+            value,
+            ..Default::default()
+        };
+        a.on_thresholds(&v1::ThresholdList {
+            thresholds: vec![rule("", 1000), rule("curl", 2000)],
+            presets: Vec::new(),
+        });
+        assert_eq!(a.threshold_bps, Some(1000));
+        assert_eq!(a.process_thresholds.get("curl"), Some(&2000));
+        assert_eq!(a.selected_program_threshold(), None);
+        while a
+            .selected_process()
+            .and_then(|p| p.process.clone())
+            .map(|p| p.name)
+            != Some("curl".to_owned())
+        {
+            a.apply(Action::Down);
+        }
+        assert_eq!(
+            a.selected_program_threshold(),
+            Some(("curl".to_owned(), 2000))
+        );
     }
 }

@@ -19,6 +19,13 @@ pub fn action_for(key: &KeyEvent) -> Option<Action> {
         KeyCode::Char('r') => Action::Reset,
         KeyCode::Char('h' | '?') => Action::ToggleHelp,
         KeyCode::Char('t') => Action::CycleThreshold,
+        KeyCode::Char('T') => Action::EnterThreshold,
+        KeyCode::Char('e') => Action::EnterProcessThreshold,
+        KeyCode::Char('x') => Action::ClearProcessThreshold,
+        KeyCode::Char('p' | ' ') => Action::TogglePause,
+        KeyCode::Char('o') => Action::CycleSort,
+        KeyCode::Char('u') => Action::ToggleUnits,
+        KeyCode::Char('R') => Action::Reload,
         KeyCode::Up | KeyCode::Char('k') => Action::Up,
         KeyCode::Down | KeyCode::Char('j') => Action::Down,
         KeyCode::PageUp => Action::PageUp,
@@ -53,6 +60,23 @@ pub fn filter_action_for(key: &KeyEvent) -> Option<Action> {
         KeyCode::Esc => Action::FilterCancel,
         KeyCode::Up => Action::Up,
         KeyCode::Down => Action::Down,
+        _ => return None,
+    })
+}
+
+/// Keys while typing a rate on the input line.
+pub fn prompt_action_for(key: &KeyEvent) -> Option<Action> {
+    if key.modifiers.contains(KeyModifiers::CONTROL) {
+        return match key.code {
+            KeyCode::Char('c') => Some(Action::Quit),
+            _ => None,
+        };
+    }
+    Some(match key.code {
+        KeyCode::Char(c) => Action::PromptChar(c),
+        KeyCode::Backspace => Action::PromptBackspace,
+        KeyCode::Enter => Action::PromptDone,
+        KeyCode::Esc => Action::PromptCancel,
         _ => return None,
     })
 }
@@ -94,8 +118,16 @@ mod tests {
                 KeyCode::Char('9'),
                 Some(Action::SortBy(SortColumn::Connections)),
             ),
+            (KeyCode::Char('T'), Some(Action::EnterThreshold)),
+            (KeyCode::Char('e'), Some(Action::EnterProcessThreshold)),
+            (KeyCode::Char('x'), Some(Action::ClearProcessThreshold)),
+            (KeyCode::Char('p'), Some(Action::TogglePause)),
+            (KeyCode::Char(' '), Some(Action::TogglePause)),
+            (KeyCode::Char('o'), Some(Action::CycleSort)),
+            (KeyCode::Char('u'), Some(Action::ToggleUnits)),
+            (KeyCode::Char('R'), Some(Action::Reload)),
             (KeyCode::Char('0'), None),
-            (KeyCode::Char('x'), None),
+            (KeyCode::Char('z'), None),
             (KeyCode::F(5), None),
         ];
         for (code, want) in table {
@@ -120,6 +152,22 @@ mod tests {
         ];
         for (code, want) in table {
             assert_eq!(filter_action_for(&key(*code)), *want, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn prompt_key_map_types_rates() {
+        let table: &[(KeyCode, Option<Action>)] = &[
+            (KeyCode::Char('5'), Some(Action::PromptChar('5'))),
+            (KeyCode::Char('T'), Some(Action::PromptChar('T'))),
+            (KeyCode::Char('/'), Some(Action::PromptChar('/'))),
+            (KeyCode::Backspace, Some(Action::PromptBackspace)),
+            (KeyCode::Enter, Some(Action::PromptDone)),
+            (KeyCode::Esc, Some(Action::PromptCancel)),
+            (KeyCode::Tab, None),
+        ];
+        for (code, want) in table {
+            assert_eq!(prompt_action_for(&key(*code)), *want, "{code:?}");
         }
     }
 }

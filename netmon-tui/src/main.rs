@@ -6,6 +6,7 @@ mod cli;
 mod conn;
 mod input;
 mod run;
+mod series;
 mod term;
 mod ui;
 mod units;

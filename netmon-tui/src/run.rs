@@ -15,7 +15,7 @@ use tonic::Streaming;
 
 use crate::app::{App, Effect, Problem};
 use crate::conn::{problem_of, problem_of_status, Conn};
-use crate::input::{action_for, filter_action_for};
+use crate::input::{action_for, filter_action_for, prompt_action_for};
 use crate::term::TerminalGuard;
 use crate::ui::Screen;
 use crate::units::format_rate;
@@ -40,6 +40,8 @@ enum Msg {
     /// Feedback of a control RPC: (text, is_error).
     Feedback(String, bool),
     Thresholds(v1::ThresholdList),
+    /// New thresholds and the feedback of the change that made them.
+    Both(v1::ThresholdList, String),
     Connections {
         pid: Option<u32>,
         result: Result<Vec<v1::Connection>, String>,
@@ -76,7 +78,9 @@ pub async fn run(socket: PathBuf, color: bool) -> anyhow::Result<()> {
             biased;
             ev = events.next() => match ev {
                 Some(Ok(Event::Key(key))) if key.kind == KeyEventKind::Press => {
-                    let action = if app.filtering {
+                    let action = if app.prompt.is_some() {
+                        prompt_action_for(&key)
+                    } else if app.filtering {
                         filter_action_for(&key)
                     } else {
                         action_for(&key)
@@ -132,6 +136,11 @@ pub async fn run(socket: PathBuf, color: bool) -> anyhow::Result<()> {
                     message_at = Instant::now();
                 }
                 Msg::Thresholds(list) => app.on_thresholds(&list),
+                Msg::Both(list, text) => {
+                    app.on_thresholds(&list);
+                    app.message = Some((text, false));
+                    message_at = Instant::now();
+                }
                 Msg::Connections { pid, result } => app.on_connections(pid, result),
                 Msg::History { report, alerts } => {
                     app.history.report = Some(report);
@@ -285,6 +294,53 @@ async fn execute(effect: Effect, mut c: Client) -> Msg {
                 Err(s) => Msg::Feedback(refusal(&s), true),
             }
         }
+        Effect::ClearThreshold => {
+            let req = v1::ClearThresholdsRequest {
+                default_rule: true,
+                kind: v1::ThresholdKind::ProcessRate as i32,
+                ..Default::default()
+            };
+            cleared(&mut c, req, "default threshold cleared".to_owned()).await
+        }
+        Effect::SetProcessThreshold { name, value } => {
+            let req = v1::SetThresholdRequest {
+                kind: v1::ThresholdKind::ProcessRate as i32,
+                direction: v1::Direction::Total as i32,
+                value,
+                process_name: name.clone(),
+                pid: 0,
+            };
+            match c.set_threshold(req).await {
+                Ok(_) => {
+                    refreshed(
+                        &mut c,
+                        format!("threshold of '{name}' set to {}", format_rate(value)),
+                    )
+                    .await
+                }
+                Err(s) => Msg::Feedback(refusal(&s), true),
+            }
+        }
+        Effect::ClearProcessThreshold(name) => {
+            let req = v1::ClearThresholdsRequest {
+                process_name: name.clone(),
+                kind: v1::ThresholdKind::ProcessRate as i32,
+                ..Default::default()
+            };
+            cleared(&mut c, req, format!("threshold of '{name}' cleared")).await
+        }
+        Effect::Reload => match c.reload(v1::ReloadRequest {}).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                let text = if r.message.is_empty() {
+                    "configuration reloaded".to_owned()
+                } else {
+                    format!("reloaded: {}", r.message)
+                };
+                Msg::Feedback(text, false)
+            }
+            Err(s) => Msg::Feedback(refusal(&s), true),
+        },
         Effect::FetchThresholds => match c.list_thresholds(v1::ListThresholdsRequest {}).await {
             Ok(list) => Msg::Thresholds(list.into_inner()),
             Err(s) => Msg::Feedback(format!("cannot read thresholds: {}", s.message()), true),
@@ -325,6 +381,23 @@ async fn execute(effect: Effect, mut c: Client) -> Msg {
                 .map_err(|s| s.message().to_owned());
             Msg::History { report, alerts }
         }
+    }
+}
+
+/// Clears rules, then re-reads them so the status bar shows what is in force.
+async fn cleared(c: &mut Client, req: v1::ClearThresholdsRequest, done: String) -> Msg {
+    match c.clear_thresholds(req).await {
+        Ok(r) if r.get_ref().removed == 0 => Msg::Feedback("no such threshold".to_owned(), false),
+        Ok(_) => refreshed(c, done).await,
+        Err(s) => Msg::Feedback(refusal(&s), true),
+    }
+}
+
+/// After a change: the new rule list (the feedback is the list itself).
+async fn refreshed(c: &mut Client, done: String) -> Msg {
+    match c.list_thresholds(v1::ListThresholdsRequest {}).await {
+        Ok(list) => Msg::Both(list.into_inner(), done),
+        Err(_) => Msg::Feedback(done, false),
     }
 }
 

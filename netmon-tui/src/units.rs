@@ -3,6 +3,32 @@
 
 pub use netmon_proto::units::{format_bytes, format_rate};
 
+use crate::app::RateUnit;
+
+/// A rate in the unit the user chose: `1.5 MiB/s`, or `12.6 Mbit/s` as
+/// packet tools show it (decimal prefixes, 1 Mbit = 1,000,000 bits).
+pub fn format_rate_as(bps: u64, unit: RateUnit) -> String {
+    match unit {
+        RateUnit::Bytes => format_rate(bps),
+        RateUnit::Bits => format_bits(bps.saturating_mul(8)),
+    }
+}
+
+fn format_bits(bits: u64) -> String {
+    const UNITS: [&str; 5] = ["kbit/s", "Mbit/s", "Gbit/s", "Tbit/s", "Pbit/s"];
+    if bits < 1000 {
+        return format!("{bits} bit/s");
+    }
+    #[allow(clippy::cast_precision_loss, reason = "one decimal shown")]
+    let mut v = bits as f64 / 1000.0;
+    let mut i = 0;
+    while v >= 999.95 && i + 1 < UNITS.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", UNITS[i])
+}
+
 /// `42s`, `3m07s`, `1h02m03s`, `2d04h`.
 pub fn format_duration(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
@@ -33,6 +59,16 @@ mod tests {
         assert_eq!(format_bytes(1536), "1.5 KiB");
         assert_eq!(format_bytes(1_048_575), "1.0 MiB");
         assert_eq!(format_rate(1_572_864), "1.5 MiB/s");
+    }
+
+    #[test]
+    fn formats_bits_with_decimal_prefixes() {
+        assert_eq!(format_rate_as(100, RateUnit::Bits), "800 bit/s");
+        assert_eq!(format_rate_as(125, RateUnit::Bits), "1.0 kbit/s");
+        assert_eq!(format_rate_as(2_500_000, RateUnit::Bits), "20.0 Mbit/s");
+        assert_eq!(format_rate_as(124_999_999, RateUnit::Bits), "1.0 Gbit/s");
+        assert_eq!(format_rate_as(1_572_864, RateUnit::Bytes), "1.5 MiB/s");
+        assert_eq!(format_rate_as(u64::MAX, RateUnit::Bits), "18446.7 Pbit/s");
     }
 
     #[test]

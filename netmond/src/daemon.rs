@@ -11,6 +11,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, Overrides};
 use crate::engine::{spawn_ticker, Engine};
+use crate::reload::LogLevelHook;
 use crate::service::{self, Access};
 use crate::store::Store;
 
@@ -41,21 +42,50 @@ pub struct Cli {
     pub print_example_config: bool,
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Installs the log subscriber; returns how to change its filter later
+/// (`daemon.log_level` on reload).
+fn init_logging(level: &str) -> LogLevelHook {
+    use tracing_subscriber::EnvFilter;
+    // RUST_LOG, when set, beats the config file at start and on reload.
+    let (filter, from_env) = match EnvFilter::try_from_default_env() {
+        Ok(f) => (f, true),
+        Err(_) => (
+            EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info")),
+            false,
+        ),
+    };
     // Under systemd journald stamps every line itself.
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(false);
     if journald {
-        builder.without_time().with_ansi(false).init();
+        let b = builder.without_time().with_filter_reloading();
+        let handle = b.reload_handle();
+        b.init();
+        level_hook(handle, from_env)
     } else {
-        builder.with_ansi(false).init();
+        let b = builder.with_filter_reloading();
+        let handle = b.reload_handle();
+        b.init();
+        level_hook(handle, from_env)
     }
+}
+
+fn level_hook<S: 'static>(
+    handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, S>,
+    from_env: bool,
+) -> LogLevelHook {
+    Box::new(move |level: &str| {
+        if from_env {
+            return Err("RUST_LOG is set and beats daemon.log_level".to_owned());
+        }
+        let filter = tracing_subscriber::EnvFilter::try_new(level)
+            .map_err(|e| format!("invalid daemon.log_level '{level}': {e}"))?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    })
 }
 
 fn group_gid(name: &str, key: &str) -> anyhow::Result<u32> {
@@ -80,12 +110,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         interfaces: cli.interfaces,
         group: cli.group,
     };
+    let source = crate::reload::Source {
+        path: cli.config.clone(),
+        flags: flags.clone(),
+    };
     let cfg = Config::load(cli.config.as_deref(), flags)?;
     if cli.check_config {
         println!("{cfg:#?}");
         return Ok(());
     }
-    init_logging(&cfg.daemon.log_level);
+    let log_level_hook = init_logging(&cfg.daemon.log_level);
     if let Some(w) = cfg.privacy.deprecation() {
         warn!("{w}");
     }
@@ -116,6 +150,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         let autostart = cfg.daemon.autostart;
         let metrics_cfg = cfg.metrics.clone();
         let engine = Engine::new(cfg, store);
+        engine.set_reload_source(source, Some(log_level_hook));
         let (stop_tx, stop_rx) = watch::channel(false);
         // Off unless `[metrics] listen` is set; a taken port is a start-up
         // error, reported before monitoring starts.
@@ -134,14 +169,27 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => info!("SIGTERM: shutting down"),
-            _ = int.recv() => info!("SIGINT: shutting down"),
-            r = server => {
-                match r {
-                    Ok(Ok(())) => warn!("server ended unexpectedly"),
-                    Ok(Err(e)) => error!(error = %e, "server failed"),
-                    Err(e) => error!(%e, "server task failed"),
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let mut server = server;
+        loop {
+            tokio::select! {
+                _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
+                _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+                _ = hup.recv() => {
+                    info!("SIGHUP: reloading the configuration");
+                    let e = engine.clone();
+                    // The outcome is logged by `reload` itself.
+                    if let Err(e) = tokio::task::spawn_blocking(move || e.reload()).await {
+                        error!(%e, "reload panicked");
+                    }
+                }
+                r = &mut server => {
+                    match r {
+                        Ok(Ok(())) => warn!("server ended unexpectedly"),
+                        Ok(Err(e)) => error!(error = %e, "server failed"),
+                        Err(e) => error!(%e, "server task failed"),
+                    }
+                    break;
                 }
             }
         }

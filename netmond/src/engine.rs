@@ -39,6 +39,8 @@ pub enum EngineError {
     Start(String),
     #[error("history is unavailable: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("configuration not reloaded, the old one is kept: {0}")]
+    Reload(String),
 }
 
 /// Result of a control call.
@@ -81,6 +83,9 @@ pub struct Engine {
     rules_store: Mutex<(Box<dyn ThresholdStore>, u64)>,
     pub(crate) resyncs: AtomicU64,
     subscribers: AtomicU64,
+    /// Where to read the config again on reload, and the last config applied.
+    reload: Mutex<(Option<crate::reload::Source>, Config)>,
+    log_level_hook: Mutex<Option<crate::reload::LogLevelHook>>,
 }
 
 impl Engine {
@@ -138,6 +143,8 @@ impl Engine {
             rules_store: Mutex::new((rules_store, 0)),
             resyncs: AtomicU64::new(0),
             subscribers: AtomicU64::new(0),
+            reload: Mutex::new((None, cfg.clone())),
+            log_level_hook: Mutex::new(None),
             cfg,
         })
     }
@@ -559,6 +566,73 @@ impl Engine {
         // The name comes from a client: a newline in it must not forge a log line.
         info!(id = t.id, kind = t.kind, value = t.value, name = %terminal_safe(&t.process_name), pid = t.pid, "threshold set");
         Ok(t)
+    }
+
+    /// Says where the config came from, so that `reload` can read it again,
+    /// and how to change the log filter (the daemon owns the logger).
+    pub fn set_reload_source(
+        &self,
+        source: crate::reload::Source,
+        log_level: Option<crate::reload::LogLevelHook>,
+    ) {
+        self.reload_lock().0 = Some(source);
+        *self
+            .log_level_hook
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = log_level;
+    }
+
+    /// Reads the config file again and applies what can change live (alert
+    /// rules and hysteresis). A config that does not load is refused and the
+    /// old one kept; both outcomes are logged. Blocking (file I/O).
+    pub fn reload(&self) -> Result<crate::reload::Changes, EngineError> {
+        let mut rl = self.reload_lock();
+        let source = rl.0.clone().unwrap_or_else(|| crate::reload::Source {
+            path: self.cfg.config_path.clone(),
+            flags: crate::config::Overrides::default(),
+        });
+        let new = match source.load() {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "configuration not reloaded; keeping the old one");
+                return Err(EngineError::Reload(e.to_string()));
+            }
+        };
+        let mut changes = crate::reload::diff(&rl.1, &self.cfg, &new);
+        if rl.1.daemon.log_level != new.daemon.log_level {
+            let hook = self
+                .log_level_hook
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match hook.as_ref().map(|set| set(&new.daemon.log_level)) {
+                Some(Ok(())) => changes.applied.push("daemon.log_level".to_owned()),
+                Some(Err(e)) => {
+                    warn!(error = %e, "daemon.log_level not applied");
+                    changes.needs_restart.push("daemon.log_level".to_owned());
+                }
+                None => changes.needs_restart.push("daemon.log_level".to_owned()),
+            }
+        }
+        if !changes.applied.is_empty() {
+            self.lock()
+                .alerts
+                .reconfigure(new.alerts.settings, &new.alerts.rules, now_ms());
+        }
+        rl.1 = new;
+        drop(rl);
+        info!(
+            applied = ?changes.applied,
+            needs_restart = ?changes.needs_restart,
+            "configuration reloaded: {}",
+            changes.summary()
+        );
+        Ok(changes)
+    }
+
+    fn reload_lock(&self) -> MutexGuard<'_, (Option<crate::reload::Source>, Config)> {
+        self.reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Removes API rules (config rules stay: they belong to the file).

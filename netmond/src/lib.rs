@@ -22,6 +22,7 @@ pub mod netlink;
 pub mod netns;
 pub mod privacy;
 pub mod procmap;
+pub mod reload;
 pub mod service;
 pub mod sockacct;
 pub mod store;

@@ -2,6 +2,7 @@
 //! `impl Widget for &X`; nothing here changes state or does I/O.
 
 pub mod help;
+mod packets;
 mod processes;
 pub mod style;
 mod views;
@@ -12,8 +13,8 @@ use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Padding, Paragraph, Tabs, Widget, Wrap};
 
-use crate::app::{App, ConnStatus, Problem, View};
-use crate::units::{clock_utc, format_rate};
+use crate::app::{App, ConnStatus, Problem, PromptKind, View};
+use crate::units::{clock_utc, format_rate_as};
 use style::{palette, Palette};
 
 /// The whole screen.
@@ -54,6 +55,7 @@ impl Widget for &Screen<'_> {
             (View::Processes, None) => (&processes::ProcessesView { app }).render(body, buf),
             (View::Connections, _) => (&views::ConnectionsView { app }).render(body, buf),
             (View::Hosts, _) => (&views::HostsView { app }).render(body, buf),
+            (View::Packets, _) => (&packets::PacketsView { app }).render(body, buf),
             (View::Interfaces, _) => (&views::InterfacesView { app }).render(body, buf),
             (View::History, _) => (&views::HistoryView { app }).render(body, buf),
         }
@@ -93,10 +95,26 @@ impl Widget for &StatusBar<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let app = self.app;
         buf.set_style(area, self.p.status);
+        if let Some(prompt) = &app.prompt {
+            (&PromptLine { prompt, p: self.p }).render(area, buf);
+            return;
+        }
         let threshold = app
             .threshold_bps
-            .map_or_else(|| "none".to_owned(), format_rate);
-        let mut left = format!(" threshold {threshold} (t)");
+            .map_or_else(|| "none".to_owned(), |v| rate(app, v));
+        let mut left = if app.paused {
+            " ‖ PAUSED │".to_owned()
+        } else {
+            String::new()
+        };
+        left.push_str(&format!(" threshold {threshold} (t)"));
+        if let Some((name, v)) = app.selected_program_threshold() {
+            left.push_str(&format!(
+                " │ {}: {} (e x)",
+                terminal_safe(&name),
+                rate(app, v)
+            ));
+        }
         if app.filtering || !app.filter.is_empty() {
             let cursor = if app.filtering { "_" } else { "" };
             left.push_str(&format!(" │ filter: {}{cursor}", app.filter));
@@ -118,6 +136,45 @@ impl Widget for &StatusBar<'_> {
         Paragraph::new(right)
             .alignment(Alignment::Right)
             .render(r, buf);
+    }
+}
+
+/// A rate in the unit the user picked (`u`).
+pub fn rate(app: &App, bps: u64) -> String {
+    format_rate_as(bps, app.units)
+}
+
+/// The input line that replaces the status bar while a rate is typed.
+struct PromptLine<'a> {
+    prompt: &'a crate::app::Prompt,
+    p: &'a Palette,
+}
+
+impl Widget for &PromptLine<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        buf.set_style(area, self.p.status);
+        let what = match &self.prompt.kind {
+            PromptKind::DefaultThreshold => "default threshold".to_owned(),
+            PromptKind::ProcessThreshold(name) => format!("threshold of '{}'", terminal_safe(name)),
+        };
+        let hint = if self.prompt.error.is_some() {
+            ""
+        } else {
+            " (e.g. 500KB/s, 20Mbit/s; empty clears)"
+        };
+        let mut spans = vec![
+            Span::raw(format!(" {what}{hint}: ")),
+            Span::styled(format!("{}_", self.prompt.text), self.p.value),
+        ];
+        if let Some(e) = &self.prompt.error {
+            spans.push(Span::styled(
+                format!("  {e}"),
+                self.p.status.patch(self.p.error),
+            ));
+        } else {
+            spans.push(Span::raw("  Enter sets · Esc cancels"));
+        }
+        Paragraph::new(Line::from(spans)).render(area, buf);
     }
 }
 

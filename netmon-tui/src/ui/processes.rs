@@ -15,10 +15,13 @@ use ratatui::widgets::{
     TableState, Widget,
 };
 
+use super::rate;
 use super::style::{palette, Palette};
 use super::views::{connection_table, endpoint};
+use crate::app::RateUnit;
 use crate::app::{App, Detail, SortColumn, CHART_SAMPLES, PROCESS_SAMPLES};
-use crate::units::{clock_utc, format_bytes, format_duration, format_rate};
+use crate::units::{clock_utc, format_bytes, format_duration};
+use crate::units::{format_rate, format_rate_as};
 
 /// Screens at least this wide show every column.
 pub const WIDE: u16 = 110;
@@ -46,6 +49,7 @@ impl Widget for &ProcessesView<'_> {
             title: " total rate, last 5 min: ",
             samples: &self.app.chart,
             window: CHART_SAMPLES,
+            units: self.app.units,
             p,
         })
             .render(chart, buf);
@@ -67,9 +71,9 @@ impl Widget for &Header<'_> {
             [Span::styled(format!("{k} "), p.label), Span::styled(v, s)]
         };
         let mut l1: Vec<Span> = vec![Span::styled(" Rate ", p.value)];
-        l1.extend(kv("up", format_rate(t.up_bps), p.up.patch(p.value)));
+        l1.extend(kv("up", rate(app, t.up_bps), p.up.patch(p.value)));
         l1.push(Span::raw("  "));
-        l1.extend(kv("down", format_rate(t.down_bps), p.down.patch(p.value)));
+        l1.extend(kv("down", rate(app, t.down_bps), p.down.patch(p.value)));
         l1.push(Span::styled("   Total ", p.value));
         l1.extend(kv("up", format_bytes(t.up_bytes), p.value));
         l1.push(Span::raw("  "));
@@ -118,6 +122,7 @@ pub struct RateChart<'a> {
     pub title: &'a str,
     pub samples: &'a VecDeque<(u64, u64)>,
     pub window: usize,
+    pub units: RateUnit,
     pub p: &'a Palette,
 }
 
@@ -181,7 +186,7 @@ impl Widget for &RateChart<'_> {
             .y_axis(
                 Axis::default()
                     .bounds([0.0, ymax])
-                    .labels(["0".to_owned(), format_rate(max)]),
+                    .labels(["0".to_owned(), format_rate_as(max, self.units)]),
             )
             .legend_position(None)
             .render(area, buf);
@@ -203,7 +208,10 @@ impl Widget for &ProcessTable<'_> {
             .map(|c| column(*c, wide))
             .collect();
         let header = Row::new(cols.iter().map(|(c, title, _)| {
-            let mark = match (*c == app.sort, app.descending) {
+            let sorted = *c == app.sort
+                || (app.sort == SortColumn::Total
+                    && matches!(c, SortColumn::Up | SortColumn::Down));
+            let mark = match (sorted, app.descending) {
                 (false, _) => "",
                 (true, true) => "▼",
                 (true, false) => "▲",
@@ -225,7 +233,11 @@ impl Widget for &ProcessTable<'_> {
             } else {
                 Style::new()
             };
-            Row::new(cols.iter().map(|(c, _, _)| process_cell(row, *c, wide))).style(style)
+            Row::new(
+                cols.iter()
+                    .map(|(c, _, _)| process_cell(row, *c, wide, app.units)),
+            )
+            .style(style)
         });
         let widths: Vec<Constraint> = cols.iter().map(|(_, _, w)| *w).collect();
         let empty = visible.is_empty();
@@ -263,12 +275,14 @@ fn column(c: SortColumn, wide: bool) -> (SortColumn, &'static str, Constraint) {
         SortColumn::TotalDown => ("TOT DOWN", Constraint::Length(10)),
         SortColumn::Protocols => ("PROTOCOLS", Constraint::Min(14)),
         SortColumn::Connections => ("CONN", Constraint::Length(5)),
+        // Never a column: the `o` key's up+down order marks UP and DOWN.
+        SortColumn::Total => ("TOTAL", Constraint::Length(12)),
     };
     (c, title, w)
 }
 
 /// On wide screens a process in a container shows it after its name.
-fn process_cell(row: &v1::ProcessRow, c: SortColumn, wide: bool) -> Cell<'static> {
+fn process_cell(row: &v1::ProcessRow, c: SortColumn, wide: bool, units: RateUnit) -> Cell<'static> {
     let t = row.traffic.unwrap_or_default();
     let (pid, name, user, uid) = row.process.as_ref().map_or((0, "", "", 0), |p| {
         (p.pid, p.name.as_str(), p.user.as_str(), p.uid)
@@ -293,8 +307,12 @@ fn process_cell(row: &v1::ProcessRow, c: SortColumn, wide: bool) -> Cell<'static
         }
         SortColumn::User if user.is_empty() => uid.to_string(),
         SortColumn::User => terminal_safe(user).into_owned(),
-        SortColumn::Up => format!("{:>12}", format_rate(t.up_bps)),
-        SortColumn::Down => format!("{:>12}", format_rate(t.down_bps)),
+        SortColumn::Up => format!("{:>12}", format_rate_as(t.up_bps, units)),
+        SortColumn::Down => format!("{:>12}", format_rate_as(t.down_bps, units)),
+        SortColumn::Total => format!(
+            "{:>12}",
+            format_rate_as(t.up_bps.saturating_add(t.down_bps), units)
+        ),
         SortColumn::TotalUp => format!("{:>10}", format_bytes(t.up_bytes)),
         SortColumn::TotalDown => format!("{:>10}", format_bytes(t.down_bytes)),
         SortColumn::Protocols => row.protocols.join(","),
@@ -412,9 +430,9 @@ impl Widget for &DetailView<'_> {
                     ]),
                     Line::from(vec![
                         Span::styled(" up ", p.label),
-                        Span::styled(format_rate(t.up_bps), p.up),
+                        Span::styled(rate(app, t.up_bps), p.up),
                         Span::styled("  down ", p.label),
-                        Span::styled(format_rate(t.down_bps), p.down),
+                        Span::styled(rate(app, t.down_bps), p.down),
                         Span::styled("  total up ", p.label),
                         Span::raw(format_bytes(t.up_bytes)),
                         Span::styled(" down ", p.label),
@@ -435,6 +453,7 @@ impl Widget for &DetailView<'_> {
             title: " process rate, last 2 min: ",
             samples: app.process_chart.get(&pid).unwrap_or(&empty),
             window: PROCESS_SAMPLES,
+            units: app.units,
             p,
         })
             .render(chart, buf);
@@ -445,8 +464,10 @@ impl Widget for &DetailView<'_> {
                 p.error,
             ))
             .render(conns, buf),
-            Some(Ok(list)) => connection_table(list, false, app.cursor, conns.width >= WIDE, p)
-                .render_in(conns, buf),
+            Some(Ok(list)) => {
+                connection_table(list, false, app.cursor, conns.width >= WIDE, app.units, p)
+                    .render_in(conns, buf)
+            }
         }
         let hosts_list = app.detail_hosts();
         let rows = hosts_list.iter().map(|h| {
@@ -454,8 +475,8 @@ impl Widget for &DetailView<'_> {
             Row::new(vec![
                 Cell::from(name),
                 Cell::from(format!("{:>5}", h.connections)),
-                Cell::from(format!("{:>12}", format_rate(h.up_bps))),
-                Cell::from(format!("{:>12}", format_rate(h.down_bps))),
+                Cell::from(format!("{:>12}", rate(app, h.up_bps))),
+                Cell::from(format!("{:>12}", rate(app, h.down_bps))),
                 Cell::from(format!("{:>10}", format_bytes(h.bytes))),
             ])
         });

@@ -80,10 +80,73 @@ fn hosts_view() {
 #[test]
 fn interfaces_view() {
     let mut a = app();
-    for _ in 0..3 {
+    for _ in 0..4 {
         a.apply(Action::NextView);
     }
     snapshot("interfaces", &a);
+}
+
+#[test]
+fn packets_view() {
+    let mut a = app();
+    for _ in 0..3 {
+        a.apply(Action::NextView);
+    }
+    assert_eq!(a.view, crate::app::View::Packets);
+    snapshot("packets", &a);
+}
+
+#[test]
+fn packets_view_without_packet_statistics() {
+    let mut a = App::new(PathBuf::from("/run/netmon/netmond.sock"), true);
+    let mut f = frame(1);
+    f.packet_stats = None;
+    a.on_frame(f);
+    for _ in 0..3 {
+        a.apply(Action::NextView);
+    }
+    let t = render(&a, 80, 24);
+    let text = format!("{:?}", t.backend());
+    assert!(text.contains("no packet statistics"), "{text}");
+}
+
+#[test]
+fn interfaces_view_in_bits_with_the_second_interface_picked() {
+    let mut a = app();
+    for _ in 0..4 {
+        a.apply(Action::NextView);
+    }
+    a.apply(Action::ToggleUnits);
+    a.apply(Action::Down);
+    let t = render(&a, 80, 24);
+    let text = format!("{:?}", t.backend());
+    assert!(text.contains("wlan0, last 5 min"), "{text}");
+    assert!(text.contains("Mbit/s"), "{text}");
+    assert!(!text.contains("MiB/s"), "{text}");
+}
+
+#[test]
+fn processes_paused_in_bits_sorted_by_total() {
+    let mut a = app();
+    a.apply(Action::ToggleUnits);
+    a.apply(Action::CycleSort);
+    a.apply(Action::CycleSort);
+    a.apply(Action::TogglePause);
+    a.on_frame(frame(41));
+    a.on_frame(frame(42));
+    a.message = None;
+    snapshot("processes_paused_bits", &a);
+}
+
+#[test]
+fn threshold_prompt_shows_a_bad_rate() {
+    let mut a = app();
+    a.apply(Action::EnterThreshold);
+    for c in "20Mbitz".chars() {
+        a.apply(Action::PromptChar(c));
+    }
+    a.apply(Action::PromptDone);
+    snapshot("threshold_prompt_error", &a);
 }
 
 #[test]
@@ -282,7 +345,9 @@ fn help_lists_every_mapped_key() {
             continue;
         }
         let label = c.to_string();
-        let ok = listed(&label) || (c.is_ascii_digit() && listed("1-9"));
+        let ok = listed(&label)
+            || (c.is_ascii_digit() && listed("1-9"))
+            || (c == ' ' && listed("Space"));
         assert!(ok, "key '{c}' does something but the help does not list it");
     }
     for (code, label) in [

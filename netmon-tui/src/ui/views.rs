@@ -10,10 +10,13 @@ use ratatui::widgets::{
     Block, Borders, Cell, Paragraph, Row, StatefulWidget, Table, TableState, Widget,
 };
 
-use super::processes::{alert_line, WIDE};
+use super::processes::{alert_line, RateChart, WIDE};
+use super::rate;
 use super::style::{palette, Palette};
 use crate::app::App;
-use crate::units::{format_bytes, format_rate};
+use crate::app::RateUnit;
+use crate::series::SERIES_SAMPLES;
+use crate::units::{format_bytes, format_rate_as};
 
 /// `name:port` when the name is known, else `addr:port` (`[v6]:port`).
 pub fn endpoint(addr: &str, name: &str, port: u32) -> String {
@@ -38,6 +41,7 @@ pub struct ConnectionTable<'a> {
     with_process: bool,
     selected: usize,
     wide: bool,
+    units: RateUnit,
     p: &'a Palette,
 }
 
@@ -46,6 +50,7 @@ pub fn connection_table<'a>(
     with_process: bool,
     selected: usize,
     wide: bool,
+    units: RateUnit,
     p: &'a Palette,
 ) -> ConnectionTable<'a> {
     ConnectionTable {
@@ -53,6 +58,7 @@ pub fn connection_table<'a>(
         with_process,
         selected,
         wide,
+        units,
         p,
     }
 }
@@ -96,8 +102,8 @@ impl ConnectionTable<'_> {
                     _ => format!("({})", c.unattributed_reason),
                 });
             }
-            cells.push(format!("{:>12}", format_rate(t.up_bps)));
-            cells.push(format!("{:>12}", format_rate(t.down_bps)));
+            cells.push(format!("{:>12}", format_rate_as(t.up_bps, self.units)));
+            cells.push(format!("{:>12}", format_rate_as(t.down_bps, self.units)));
             Row::new(cells.into_iter().map(Cell::from))
         });
         let table = Table::new(rows, widths)
@@ -135,8 +141,15 @@ impl Widget for &ConnectionsView<'_> {
                 .render(area, buf);
             }
             Some(Ok(list)) => {
-                connection_table(list, true, self.app.cursor, area.width >= WIDE, p)
-                    .render_in(area, buf);
+                connection_table(
+                    list,
+                    true,
+                    self.app.cursor,
+                    area.width >= WIDE,
+                    self.app.units,
+                    p,
+                )
+                .render_in(area, buf);
             }
         }
     }
@@ -174,8 +187,8 @@ impl Widget for &HostsView<'_> {
             let mut cells = vec![
                 host,
                 h.category.clone(),
-                format!("{:>12}", format_rate(t.up_bps)),
-                format!("{:>12}", format_rate(t.down_bps)),
+                format!("{:>12}", rate(app, t.up_bps)),
+                format!("{:>12}", rate(app, t.down_bps)),
                 format!("{:>10}", format_bytes(t.up_bytes + t.down_bytes)),
                 format!("{:>5}", h.connections),
             ];
@@ -232,8 +245,8 @@ impl Widget for &InterfacesView<'_> {
                 terminal_safe(&i.name).into_owned(),
                 if i.up { "up" } else { "down" }.to_owned(),
                 if i.captured { "yes" } else { "no" }.to_owned(),
-                format!("{:>12}", format_rate(i.rx_bps)),
-                format!("{:>12}", format_rate(i.tx_bps)),
+                format!("{:>12}", rate(app, i.rx_bps)),
+                format!("{:>12}", rate(app, i.tx_bps)),
                 format!("{:>10}", format_bytes(i.rx_bytes)),
                 format!("{:>10}", format_bytes(i.tx_bytes)),
                 format!("{drops:>6}"),
@@ -248,15 +261,39 @@ impl Widget for &InterfacesView<'_> {
             .column_spacing(1)
             .row_highlight_style(p.selected);
         let sel = (!app.frame.interfaces.is_empty()).then_some(app.cursor);
+        // The table above, the selected interface's rates over time below.
+        let rows_h = u16::try_from(app.frame.interfaces.len() + 1).unwrap_or(u16::MAX);
+        let [table_area, chart] = Layout::vertical([
+            Constraint::Length(rows_h.min(area.height / 2)),
+            Constraint::Min(0),
+        ])
+        .areas(area);
         StatefulWidget::render(
             table,
-            area,
+            table_area,
             buf,
             &mut TableState::default().with_selected(sel),
         );
         if app.frame.interfaces.is_empty() {
             empty_line(area, buf, " no interfaces reported", p);
+            return;
         }
+        let Some(iface) = app.frame.interfaces.get(app.cursor) else {
+            return;
+        };
+        let samples = app.interface_samples(&iface.name);
+        let title = format!(
+            " {}, last 5 min (↑↓ picks the interface): ",
+            terminal_safe(&iface.name)
+        );
+        (&RateChart {
+            title: &title,
+            samples: &samples,
+            window: SERIES_SAMPLES,
+            units: app.units,
+            p,
+        })
+            .render(chart, buf);
     }
 }
 
@@ -292,8 +329,8 @@ impl Widget for &HistoryView<'_> {
                             Cell::from(terminal_safe(label).into_owned()),
                             Cell::from(format!("{:>10}", format_bytes(row.up_bytes))),
                             Cell::from(format!("{:>10}", format_bytes(row.down_bytes))),
-                            Cell::from(format!("{:>12}", format_rate(row.peak_up_bps))),
-                            Cell::from(format!("{:>12}", format_rate(row.peak_down_bps))),
+                            Cell::from(format!("{:>12}", rate(app, row.peak_up_bps))),
+                            Cell::from(format!("{:>12}", rate(app, row.peak_down_bps))),
                         ])
                     })
                     .collect();

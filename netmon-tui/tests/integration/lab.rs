@@ -209,6 +209,11 @@ impl Daemon {
         d
     }
 
+    /// Replaces the config file (the daemon reads it again on reload).
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(&self.config, text).expect("write config");
+    }
+
     /// Starts netmond and waits until it captures the lab interface.
     pub fn spawn(&mut self) {
         let out = std::fs::OpenOptions::new()

@@ -169,6 +169,111 @@ fn tui_shows_the_sender_stops_monitoring_and_restores_the_terminal() {
     assert_restored(&tmux, &user);
 }
 
+/// The default per-process rate rule in `threshold list --json`, if any.
+fn default_rule(list: &serde_json::Value) -> Option<serde_json::Value> {
+    list["thresholds"].as_array().and_then(|a| {
+        a.iter()
+            .find(|t| t["kind"] == "rate" && t["process_name"].is_null() && t["pid"].is_null())
+            .cloned()
+    })
+}
+
+#[test]
+fn tui_shows_packets_sets_a_typed_threshold_pauses_and_reloads() {
+    require_root();
+    let lab = Lab::new();
+    let group = TempGroup::new();
+    let daemon = Daemon::start(&lab, &group.name);
+    let user = TempUser::new(Some(&group.name));
+    let _server = start_server(&lab.peer, &lab.peer_ip, 5302);
+
+    let tmux = Tmux::start(120, 40, &tui_command(&user, &daemon));
+    tmux.wait_screen(15, "the connected dashboard", |s| {
+        s.contains("Monitoring ON") && s.contains("PROCESS")
+    });
+    let client = ChildGuard(lab.host.spawn(
+        "python3",
+        &["-u", "-c", TCP_TRICKLE, &lab.peer_ip, "5302", "20"],
+    ));
+
+    // Tab three times: Connections, Hosts, Packets.
+    tmux.keys("Tab");
+    tmux.keys("Tab");
+    tmux.keys("Tab");
+    let screen = tmux.wait_screen(15, "the Packets view with TCP packets", |s| {
+        s.contains("packets/s per protocol")
+            && s.contains("packet sizes")
+            && s.contains("top destinations")
+            && s.lines()
+                .any(|l| l.trim_start().starts_with("tcp") && l.contains("/s"))
+            && s.contains(&lab.peer_ip)
+    });
+    eprintln!("--- packets view ---\n{screen}");
+    drop(client);
+
+    // `T` with a bad rate: the error shows, the daemon gets nothing.
+    tmux.keys("T");
+    tmux.wait_screen(5, "the threshold input line", |s| {
+        s.contains("default threshold")
+    });
+    tmux.tmux(&["send-keys", "-t", "tui", "-l", "fast"]);
+    tmux.keys("Enter");
+    let screen = tmux.wait_screen(5, "the parse error", |s| s.contains("invalid value 'fast'"));
+    eprintln!("--- bad threshold ---\n{screen}");
+    assert_eq!(default_rule(&daemon.ctl_json(&["threshold", "list"])), None);
+
+    // Corrected to 20Mbit/s: netmond holds 2,500,000 bytes/s.
+    for _ in 0.."fast".len() {
+        tmux.keys("BSpace");
+    }
+    tmux.tmux(&["send-keys", "-t", "tui", "-l", "20Mbit/s"]);
+    tmux.keys("Enter");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = daemon.ctl_json(&["threshold", "list"]);
+        if let Some(rule) = default_rule(&list) {
+            assert_eq!(rule["value"], 2_500_000, "{list}");
+            assert_eq!(rule["direction"], "total", "{list}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "T set no threshold: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    tmux.wait_screen(5, "the typed threshold in the status bar", |s| {
+        s.contains("threshold 2.4 MiB/s")
+    });
+
+    // Pause: the marker shows; `u` switches the status bar to bits.
+    tmux.keys("p");
+    tmux.wait_screen(5, "the paused marker", |s| s.contains("PAUSED"));
+    tmux.keys("u");
+    tmux.wait_screen(5, "the threshold in bits", |s| {
+        s.contains("threshold 20.0 Mbit/s")
+    });
+    tmux.keys("Space");
+    tmux.wait_screen(5, "the marker gone", |s| !s.contains("PAUSED"));
+
+    // `R`: netmond reads its changed config and says what it applied.
+    daemon.write_config(
+        "[daemon]\nautostart = true\ntick_ms = 1000\n[alerts]\nopen_after_ticks = 1\n",
+    );
+    tmux.keys("R");
+    let screen = tmux.wait_screen(10, "the reload feedback", |s| {
+        s.contains("reloaded: applied alerts.open_after_ticks")
+    });
+    eprintln!("--- after R ---\n{screen}");
+    assert!(
+        daemon.log_text().contains("configuration reloaded"),
+        "{}",
+        daemon.log_text()
+    );
+
+    tmux.keys("q");
+    let screen = tmux.wait_screen(10, "netmon-tui exiting", |s| s.contains("tui exited"));
+    assert!(screen.contains("tui exited 0"), "{screen}");
+    assert_restored(&tmux, &user);
+}
+
 /// The pane's command: netmon-tui as `user`, then a line with its exit code.
 fn tui_command(user: &TempUser, daemon: &Daemon) -> String {
     let tui = env!("CARGO_BIN_EXE_netmon-tui");

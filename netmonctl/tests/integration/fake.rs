@@ -162,6 +162,10 @@ impl Netmon for Fake {
             ..Default::default()
         }))
     }
+    async fn reload(&self, _: Request<ReloadRequest>) -> Rpc<ReloadReply> {
+        Err(RpcStatus::unimplemented("not in the fake"))
+    }
+
     async fn reset(&self, _: Request<ResetRequest>) -> Rpc<ControlReply> {
         Err(RpcStatus::permission_denied(
             "only root or members of 'netmon' may reset",

@@ -292,40 +292,49 @@ fn who(p: Option<&v1::ProcessIdentity>) -> String {
     }
 }
 
+fn clamp(settings: Settings) -> Settings {
+    Settings {
+        open_after_ticks: settings.open_after_ticks.max(1),
+        close_after_ticks: settings.close_after_ticks.max(1),
+    }
+}
+
+/// The config file's rules, numbered from 1.
+fn config_rules(config: &ConfigRules, now_ms: i64) -> Vec<v1::Threshold> {
+    let mut config_rules = Vec::new();
+    let mut add = |kind: ThresholdKind, direction: Direction, value: u64| {
+        config_rules.push(v1::Threshold {
+            id: config_rules.len() as u64 + 1,
+            kind: kind as i32,
+            direction: direction as i32,
+            value,
+            process_name: String::new(),
+            pid: 0,
+            source: "config".into(),
+            created_ms: now_ms,
+            pid_start_time: 0,
+        });
+    };
+    if let Some(v) = config.default_process_rate {
+        add(ThresholdKind::ProcessRate, Direction::Total, v);
+    }
+    if let Some(v) = config.host_rate {
+        add(ThresholdKind::HostRate, Direction::Total, v);
+    }
+    if let Some(v) = config.default_daily_quota {
+        add(ThresholdKind::DailyQuota, Direction::Total, v);
+    }
+    if config.new_process_notice {
+        add(ThresholdKind::NewProcess, Direction::Unspecified, 0);
+    }
+    config_rules
+}
+
 impl Evaluator {
     pub fn new(settings: Settings, config: &ConfigRules, now_ms: i64) -> Evaluator {
-        let mut config_rules = Vec::new();
-        let mut add = |kind: ThresholdKind, direction: Direction, value: u64| {
-            config_rules.push(v1::Threshold {
-                id: config_rules.len() as u64 + 1,
-                kind: kind as i32,
-                direction: direction as i32,
-                value,
-                process_name: String::new(),
-                pid: 0,
-                source: "config".into(),
-                created_ms: now_ms,
-                pid_start_time: 0,
-            });
-        };
-        if let Some(v) = config.default_process_rate {
-            add(ThresholdKind::ProcessRate, Direction::Total, v);
-        }
-        if let Some(v) = config.host_rate {
-            add(ThresholdKind::HostRate, Direction::Total, v);
-        }
-        if let Some(v) = config.default_daily_quota {
-            add(ThresholdKind::DailyQuota, Direction::Total, v);
-        }
-        if config.new_process_notice {
-            add(ThresholdKind::NewProcess, Direction::Unspecified, 0);
-        }
         Evaluator {
-            settings: Settings {
-                open_after_ticks: settings.open_after_ticks.max(1),
-                close_after_ticks: settings.close_after_ticks.max(1),
-            },
-            config_rules,
+            settings: clamp(settings),
+            config_rules: config_rules(config, now_ms),
             api_rules: Vec::new(),
             next_id: FIRST_API_ID,
             // Unique across restarts without a counter on disk.
@@ -337,6 +346,25 @@ impl Evaluator {
             seen: HashSet::new(),
             seen_order: VecDeque::new(),
         }
+    }
+
+    /// A reloaded config: new hysteresis and config rules; API rules, open
+    /// alerts and counters stay. An alert whose rule went closes on the next
+    /// tick, as when an API rule is cleared.
+    pub fn reconfigure(&mut self, settings: Settings, config: &ConfigRules, now_ms: i64) {
+        self.settings = clamp(settings);
+        let mut rules = config_rules(config, now_ms);
+        // Rules that did not change keep their creation time.
+        for r in &mut rules {
+            if let Some(old) = self
+                .config_rules
+                .iter()
+                .find(|o| o.kind == r.kind && o.direction == r.direction && o.value == r.value)
+            {
+                r.created_ms = old.created_ms;
+            }
+        }
+        self.config_rules = rules;
     }
 
     // ------------------------------------------------------------ rules

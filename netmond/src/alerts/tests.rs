@@ -770,3 +770,53 @@ fn rules_are_bounded_in_count_and_name() {
     // Replacing an existing rule is not one more.
     e.set(req("p7".into()), 0, T0).expect("a replacement");
 }
+
+#[test]
+fn reconfigure_swaps_config_rules_and_hysteresis_and_keeps_api_rules() {
+    let config = ConfigRules {
+        default_process_rate: Some(1000),
+        host_rate: Some(5000),
+        ..Default::default()
+    };
+    let mut e = Evaluator::new(Settings::default(), &config, T0);
+    set(
+        &mut e,
+        ThresholdKind::ProcessRate,
+        Direction::Up,
+        700,
+        "ssh",
+        0,
+    );
+    // The default rule opens an alert for curl after the 3 ticks of hysteresis.
+    let alerts = run(&mut e, &[2000, 2000, 2000], T0);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+
+    let changed = ConfigRules {
+        host_rate: Some(5000),
+        default_daily_quota: Some(1 << 30),
+        ..Default::default()
+    };
+    let quick = Settings {
+        open_after_ticks: 1,
+        close_after_ticks: 1,
+    };
+    e.reconfigure(quick, &changed, T0 + 60 * SEC);
+    let rules = e.thresholds();
+    let kinds: Vec<(i32, String)> = rules.iter().map(|t| (t.kind, t.source.clone())).collect();
+    assert_eq!(
+        kinds,
+        [
+            (ThresholdKind::HostRate as i32, "config".to_owned()),
+            (ThresholdKind::DailyQuota as i32, "config".to_owned()),
+            (ThresholdKind::ProcessRate as i32, "api".to_owned()),
+        ]
+    );
+    assert_eq!(rules[0].created_ms, T0, "an unchanged rule keeps its time");
+    assert_eq!(rules[1].created_ms, T0 + 60 * SEC);
+    // The default rate rule went: its alert closes on the next tick (one
+    // tick below now that close_after_ticks is 1), not three.
+    let alerts = run(&mut e, &[2000], T0 + 61 * SEC);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(state(&alerts[0]), v1::AlertState::Closed);
+    assert!(e.open_alerts().is_empty());
+}

@@ -114,7 +114,9 @@ fn to_status(e: EngineError) -> Status {
     match e {
         EngineError::InvalidArgument(m) => Status::invalid_argument(m),
         EngineError::NotFound(m) => Status::not_found(m),
-        EngineError::Start(_) => Status::failed_precondition(e.to_string()),
+        EngineError::Start(_) | EngineError::Reload(_) => {
+            Status::failed_precondition(e.to_string())
+        }
         EngineError::Store(e) => store_status(e),
     }
 }
@@ -213,6 +215,24 @@ impl Netmon for Service {
     ) -> Result<Response<v1::ControlReply>, Status> {
         self.check_control(&req, "reset")?;
         Ok(reply(self.engine.reset()))
+    }
+
+    #[instrument(skip_all)]
+    async fn reload(
+        &self,
+        req: Request<v1::ReloadRequest>,
+    ) -> Result<Response<v1::ReloadReply>, Status> {
+        self.check_control(&req, "reload")?;
+        let engine = self.engine.clone();
+        let changes = tokio::task::spawn_blocking(move || engine.reload())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(to_status)?;
+        Ok(Response::new(v1::ReloadReply {
+            message: changes.summary(),
+            applied: changes.applied,
+            needs_restart: changes.needs_restart,
+        }))
     }
 
     #[instrument(skip_all)]

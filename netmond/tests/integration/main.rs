@@ -17,4 +17,5 @@ mod history;
 mod hostile;
 mod metrics;
 mod names;
+mod reload;
 mod soak;
