@@ -4,7 +4,7 @@
 //! survive a daemon restart.
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
@@ -578,4 +578,79 @@ fn a_corrupt_state_file_is_moved_aside_and_the_daemon_starts() {
         });
     assert!(aside, "the bad file is kept for inspection");
     assert!(d.log_text().contains("moved aside"), "{}", d.log_text());
+}
+
+/// Whether `pid` is a live process (a zombie is not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_hook_past_its_timeout_is_killed_with_the_processes_it_started() {
+    let lab = Lab::new();
+    let hook_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(hook_dir.path(), std::fs::Permissions::from_mode(0o777))
+        .expect("chmod");
+    let pids = hook_dir.path().join("pids");
+    let script = hook_dir.path().join("hook.sh");
+    // Starts a child that would outlive it, records both, then hangs.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nsleep 120 &\necho \"$$ $! $(id -u)\" >> '{}'\nsleep 120\n",
+            pids.display()
+        ),
+    )
+    .expect("write hook");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let d = lab.daemon(DaemonOpts {
+        config_extra: format!(
+            "[alerts]\nhook = [\"{}\"]\nhook_timeout_secs = 1\n",
+            script.display()
+        ),
+        ..Default::default()
+    });
+    let _sink = start_server(&lab.peer, gen::UDP_SINK, &[&lab.peer_ip, "5402"]);
+    set_ok(&d, &["300KiB/s", "--direction", "up"]);
+    let name = program_name("hook");
+    let sender = ChildGuard(paced(&lab, &name, "5402", 1_000_000, 5.0, 0.0));
+    // The first run, as soon as the alert opens.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let first = loop {
+        let text = std::fs::read_to_string(&pids).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            break line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hook never ran: {}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let seen = Instant::now();
+    let f: Vec<u32> = first
+        .split_whitespace()
+        .map(|x| x.parse().expect("a number"))
+        .collect();
+    let (hook, child, uid) = (f[0], f[1], f[2]);
+    assert_ne!(uid, 0, "the hook must not run as root");
+    // Killed with its process group one second after it started; allow
+    // the daemon's check interval and a loaded machine.
+    while (running(hook) || running(child)) && seen.elapsed() < Duration::from_secs(6) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "hook {hook} and its child {child} gone after {:?}",
+        seen.elapsed()
+    );
+    assert!(!running(hook), "the hook outlived its timeout");
+    assert!(
+        !running(child),
+        "the hook's child outlived the hook's timeout"
+    );
+    drop(sender);
 }

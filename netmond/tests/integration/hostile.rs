@@ -214,7 +214,18 @@ fn megabyte_command_line_is_capped_and_marked_cut() {
 fn a_newline_in_a_client_supplied_name_cannot_forge_a_log_line() {
     let d = Daemon::start(DaemonOpts::default());
     let name = "evil\nFORGED netmond: all good\x1b[2J";
+    // Refused outright: no process is called that, and a rule name reaches
+    // the log, the hook and every client's table.
     let out = d.ctl(&["threshold", "set", "1MiB/s", "--process", name]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("control characters"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains('\x1b'), "{}", stderr(&out));
+    // A name that is only odd is kept and logged as it is.
+    let out = d.ctl(&["threshold", "set", "1MiB/s", "--process", "odd name (x)"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let deadline = Instant::now() + Duration::from_secs(5);
     let log = loop {
@@ -224,10 +235,9 @@ fn a_newline_in_a_client_supplied_name_cannot_forge_a_log_line() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(log.contains("threshold set"), "{log}");
+    assert!(log.contains("odd name (x)"), "{log}");
     assert!(
         !log.lines().any(|l| l.starts_with("FORGED")) && !log.contains('\x1b'),
         "{log}"
     );
-    assert!(log.contains("evil\\nFORGED"), "{log}");
 }
