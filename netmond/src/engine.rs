@@ -77,6 +77,10 @@ pub struct Engine {
     started_ms: i64,
     store: Store,
     state: Mutex<State>,
+    /// Held by start and stop only: they open and close captures and BPF
+    /// programs (slow) without holding `state`, which every tick and reader
+    /// needs.
+    control: Mutex<()>,
     frames: broadcast::Sender<Arc<v1::Frame>>,
     hook: HookRunner,
     /// Where API rules persist, and the generation last written there.
@@ -138,6 +142,7 @@ impl Engine {
                 epoch: 0,
                 stopped: None,
             }),
+            control: Mutex::new(()),
             frames,
             hook,
             rules_store: Mutex::new((rules_store, 0)),
@@ -165,22 +170,28 @@ impl Engine {
     /// Starts monitoring (idempotent). `interfaces` empty = the config's choice.
     pub fn start(&self, interfaces: Vec<String>) -> Result<ControlOutcome, EngineError> {
         check_interface_names(&interfaces).map_err(EngineError::InvalidArgument)?;
-        let mut st = self.lock();
-        if st.monitoring {
-            return Ok(ControlOutcome {
-                changed: false,
-                monitoring: true,
-                session: st.session.clone(),
-                message: "already monitoring".into(),
-            });
+        let _control = self.control.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let st = self.lock();
+            if st.monitoring {
+                return Ok(ControlOutcome {
+                    changed: false,
+                    monitoring: true,
+                    session: st.session.clone(),
+                    message: "already monitoring".into(),
+                });
+            }
         }
         let wanted = if interfaces.is_empty() {
             self.cfg.capture.interfaces.clone()
         } else {
             interfaces
         };
+        // Opening captures and loading BPF takes a while: ticks and readers
+        // go on meanwhile (`control` keeps another start or stop out).
         let monitor =
             Monitor::start(&self.cfg, wanted).map_err(|e| EngineError::Start(format!("{e:#}")))?;
+        let mut st = self.lock();
         let now = now_ms();
         let last_id = st.session.as_ref().map_or(0, |s| s.id);
         let session = SessionRecord {
@@ -207,21 +218,23 @@ impl Engine {
 
     /// Stops monitoring (idempotent); the session is closed and stored.
     pub fn stop(&self) -> ControlOutcome {
+        let _control = self.control.lock().unwrap_or_else(|p| p.into_inner());
+        let monitor = {
+            let mut st = self.lock();
+            if !st.monitoring {
+                return ControlOutcome {
+                    changed: false,
+                    monitoring: false,
+                    session: st.session.clone(),
+                    message: "not monitoring".into(),
+                };
+            }
+            st.monitoring = false;
+            st.monitor.take()
+        };
+        // Joining the capture threads and detaching BPF outside `state`.
+        let snapshot = monitor.map(|m| m.stop());
         let mut st = self.lock();
-        if !st.monitoring {
-            return ControlOutcome {
-                changed: false,
-                monitoring: false,
-                session: st.session.clone(),
-                message: "not monitoring".into(),
-            };
-        }
-        let monitor = st.monitor.take();
-        st.monitoring = false;
-        let mut snapshot = None;
-        if let Some(m) = monitor {
-            snapshot = Some(m.stop());
-        }
         if let Some(snap) = &snapshot {
             // The bytes since the last tick go to history too.
             self.store
@@ -428,11 +441,10 @@ impl Engine {
     }
 
     pub fn connections(&self) -> Vec<v1::Connection> {
-        self.lock()
-            .monitor
-            .as_ref()
-            .map(|m| m.connections())
-            .unwrap_or_default()
+        // Building every connection's row takes a while on a busy host: not
+        // under the state lock that ticks and other readers need.
+        let monitor = self.lock().monitor.clone();
+        monitor.map(|m| m.connections()).unwrap_or_default()
     }
 
     pub fn status(&self) -> v1::Status {
