@@ -99,6 +99,7 @@ impl Engine {
     ) -> Arc<Engine> {
         let (frames, _) = broadcast::channel(SUBSCRIBER_BUFFER);
         let mut evaluator = Evaluator::new(cfg.alerts.settings, &cfg.alerts.rules, now_ms());
+        evaluator.set_zone(crate::clock::zone().clone());
         if let Some(p) = loaded {
             info!(rules = p.thresholds.len(), "thresholds restored");
             evaluator.restore(p);

@@ -329,6 +329,9 @@ mod tests {
         ));
         assert!(zone("Asia/Tokyo").parse_day("2026-13-01").is_err());
         assert_eq!(offset_text(-(7 * 3600)), "-07:00");
-        assert_eq!(Zone::utc().clock(utc_ms("2026-01-01T01:02:03Z")), "01:02:03Z");
+        assert_eq!(
+            Zone::utc().clock(utc_ms("2026-01-01T01:02:03Z")),
+            "01:02:03Z"
+        );
     }
 }
