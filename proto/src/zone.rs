@@ -3,7 +3,7 @@
 //! netmond, netmonctl and netmon-tui so that all three cut days alike.
 //! Times stay milliseconds since the Unix epoch (UTC) everywhere else.
 
-use jiff::civil::Date;
+pub use jiff::civil::Date;
 use jiff::tz::{Offset, TimeZone};
 use jiff::Timestamp;
 
