@@ -303,13 +303,15 @@ async fn execute(effect: Effect, mut c: Client) -> Msg {
         }
         Effect::FetchHistory => {
             let now = now_ms();
-            let today = now - now.rem_euclid(86_400_000);
+            let zone = crate::units::zone();
+            let today = zone.start_of_day(now);
             let report = c
                 .report(v1::ReportRequest {
                     since_ms: today,
                     until_ms: 0,
                     group_by: v1::GroupBy::Process as i32,
                     limit: 50,
+                    time_zone: zone.name().to_owned(),
                     ..Default::default()
                 })
                 .await

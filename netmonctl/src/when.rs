@@ -158,7 +158,8 @@ pub fn human_time(ms: i64) -> String {
 /// Human clock time for frames that repeat every second: local `HH:MM:SS`
 /// (`HH:MM:SSZ` with `--utc`).
 pub fn human_clock(ms: i64) -> String {
-    zone().clock(ms)
+    let z = if zone().is_utc() { "Z" } else { "" };
+    format!("{}{z}", zone().clock(ms))
 }
 
 /// `3d 4h 5m 6s`, leading zero units omitted.

@@ -188,11 +188,10 @@ impl Zone {
         self.format(ms, "%Y-%m-%d %H:%M")
     }
 
-    /// `HH:MM:SS` local clock time; `Z` added in UTC.
+    /// `HH:MM:SS` clock time in the zone, without the zone.
     pub fn clock(&self, ms: i64) -> String {
         let t = self.tz.to_datetime(ts(ms));
-        let z = if self.utc { "Z" } else { "" };
-        format!("{:02}:{:02}:{:02}{z}", t.hour(), t.minute(), t.second())
+        format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
     }
 
     fn format(&self, ms: i64, fmt: &str) -> String {
@@ -329,9 +328,8 @@ mod tests {
         ));
         assert!(zone("Asia/Tokyo").parse_day("2026-13-01").is_err());
         assert_eq!(offset_text(-(7 * 3600)), "-07:00");
-        assert_eq!(
-            Zone::utc().clock(utc_ms("2026-01-01T01:02:03Z")),
-            "01:02:03Z"
-        );
+        let t = utc_ms("2026-01-01T01:02:03Z");
+        assert_eq!(Zone::utc().clock(t), "01:02:03");
+        assert_eq!(zone("Asia/Tokyo").clock(t), "10:02:03");
     }
 }
