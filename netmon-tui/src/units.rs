@@ -46,11 +46,20 @@ pub fn clock_with_zone(ms: i64) -> String {
     clock_in(zone(), ms)
 }
 
-fn clock_in(zone: &Zone, ms: i64) -> String {
+/// `UTC`, or the local zone's offset at `ms` (`+09:00`).
+pub fn zone_label(ms: i64) -> String {
+    label_in(zone(), ms)
+}
+
+fn label_in(zone: &Zone, ms: i64) -> String {
     if zone.is_utc() {
-        return format!("{} UTC", zone.clock(ms));
+        return "UTC".to_owned();
     }
-    format!("{} {}", zone.clock(ms), offset_text(zone.offset_secs(ms)))
+    offset_text(zone.offset_secs(ms))
+}
+
+fn clock_in(zone: &Zone, ms: i64) -> String {
+    format!("{} {}", zone.clock(ms), label_in(zone, ms))
 }
 
 #[cfg(test)]
