@@ -45,7 +45,7 @@ enum Msg {
         result: Result<Vec<v1::Connection>, String>,
     },
     History {
-        report: Result<v1::ReportReply, String>,
+        report: Box<Result<v1::ReportReply, String>>,
         alerts: Result<Vec<v1::Alert>, String>,
     },
 }
@@ -134,7 +134,7 @@ pub async fn run(socket: PathBuf, color: bool) -> anyhow::Result<()> {
                 Msg::Thresholds(list) => app.on_thresholds(&list),
                 Msg::Connections { pid, result } => app.on_connections(pid, result),
                 Msg::History { report, alerts } => {
-                    app.history.report = Some(report);
+                    app.history.report = Some(*report);
                     app.history.alerts = Some(alerts);
                 }
             },
@@ -325,7 +325,10 @@ async fn execute(effect: Effect, mut c: Client) -> Msg {
                 .await
                 .map(|r| r.into_inner().alerts)
                 .map_err(|s| s.message().to_owned());
-            Msg::History { report, alerts }
+            Msg::History {
+                report: Box::new(report),
+                alerts,
+            }
         }
     }
 }
