@@ -16,6 +16,9 @@ pub struct Cli {
     /// Append a log to FILE (nothing is ever logged to the terminal)
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Show times and today's history in UTC instead of the local time zone
+    #[arg(long)]
+    pub utc: bool,
 }
 
 #[cfg(test)]

@@ -37,6 +37,10 @@ fn start(cli: &cli::Cli) -> anyhow::Result<()> {
     if let Some(path) = &cli.log {
         init_log(path)?;
     }
+    if let Some(error) = units::init_zone(cli.utc) {
+        // Never on the terminal: the status bar's clock says "UTC".
+        tracing::warn!(%error, "showing UTC");
+    }
     let socket = netmon_proto::resolve_socket(cli.socket.as_deref());
     let color = ui::style::color_from_env();
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -47,7 +47,7 @@ enum Msg {
         result: Result<Vec<v1::Connection>, String>,
     },
     History {
-        report: Result<v1::ReportReply, String>,
+        report: Box<Result<v1::ReportReply, String>>,
         alerts: Result<Vec<v1::Alert>, String>,
     },
 }
@@ -143,7 +143,7 @@ pub async fn run(socket: PathBuf, color: bool) -> anyhow::Result<()> {
                 }
                 Msg::Connections { pid, result } => app.on_connections(pid, result),
                 Msg::History { report, alerts } => {
-                    app.history.report = Some(report);
+                    app.history.report = Some(*report);
                     app.history.alerts = Some(alerts);
                 }
             },
@@ -359,13 +359,15 @@ async fn execute(effect: Effect, mut c: Client) -> Msg {
         }
         Effect::FetchHistory => {
             let now = now_ms();
-            let today = now - now.rem_euclid(86_400_000);
+            let zone = crate::units::zone();
+            let today = zone.start_of_day(now);
             let report = c
                 .report(v1::ReportRequest {
                     since_ms: today,
                     until_ms: 0,
                     group_by: v1::GroupBy::Process as i32,
                     limit: 50,
+                    time_zone: zone.name().to_owned(),
                     ..Default::default()
                 })
                 .await
@@ -379,7 +381,10 @@ async fn execute(effect: Effect, mut c: Client) -> Msg {
                 .await
                 .map(|r| r.into_inner().alerts)
                 .map_err(|s| s.message().to_owned());
-            Msg::History { report, alerts }
+            Msg::History {
+                report: Box::new(report),
+                alerts,
+            }
         }
     }
 }

@@ -1,7 +1,26 @@
 //! Display of byte amounts, rates and durations with binary units
-//! (`1.5 MiB/s`, shared with netmonctl in `netmon_proto::units`). Pure.
+//! (`1.5 MiB/s`, shared with netmonctl in `netmon_proto::units`), and clock
+//! times in the display zone (local, or UTC with `--utc`), set once by main.
+
+use std::sync::OnceLock;
 
 pub use netmon_proto::units::{format_bytes, format_rate};
+use netmon_proto::zone::{offset_text, Zone, ZoneError};
+
+static ZONE: OnceLock<Zone> = OnceLock::new();
+
+/// Sets the display zone: UTC with `--utc`, else TZ or /etc/localtime (UTC,
+/// and the error returned, when it cannot be read).
+pub fn init_zone(utc: bool) -> Option<ZoneError> {
+    let (zone, error) = Zone::pick(utc);
+    let _ = ZONE.set(zone);
+    error
+}
+
+/// The display zone (UTC until main sets it, as in widget tests).
+pub fn zone() -> &'static Zone {
+    ZONE.get_or_init(Zone::utc)
+}
 
 use crate::app::RateUnit;
 
@@ -43,10 +62,30 @@ pub fn format_duration(secs: u64) -> String {
     }
 }
 
-/// `HH:MM:SS` UTC of a time in ms since the epoch.
-pub fn clock_utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000).rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+/// `HH:MM:SS` in the display zone of a time in ms since the epoch.
+pub fn clock(ms: i64) -> String {
+    zone().clock(ms)
+}
+
+/// `HH:MM:SS UTC` or `HH:MM:SS +09:00`: a clock that says its zone.
+pub fn clock_with_zone(ms: i64) -> String {
+    clock_in(zone(), ms)
+}
+
+/// `UTC`, or the local zone's offset at `ms` (`+09:00`).
+pub fn zone_label(ms: i64) -> String {
+    label_in(zone(), ms)
+}
+
+fn label_in(zone: &Zone, ms: i64) -> String {
+    if zone.is_utc() {
+        return "UTC".to_owned();
+    }
+    offset_text(zone.offset_secs(ms))
+}
+
+fn clock_in(zone: &Zone, ms: i64) -> String {
+    format!("{} {}", zone.clock(ms), label_in(zone, ms))
 }
 
 #[cfg(test)]
@@ -77,6 +116,10 @@ mod tests {
         assert_eq!(format_duration(187), "3m07s");
         assert_eq!(format_duration(3723), "1h02m03s");
         assert_eq!(format_duration(2 * 86_400 + 4 * 3600), "2d04h");
-        assert_eq!(clock_utc(1_763_769_600_000 + 3_723_000), "01:02:03");
+        assert_eq!(clock(1_763_769_600_000 + 3_723_000), "01:02:03");
+        let t = 1_763_769_600_000 + 3_723_000;
+        assert_eq!(clock_in(&Zone::utc(), t), "01:02:03 UTC");
+        let la = Zone::named("America/Los_Angeles").expect("tzdata");
+        assert_eq!(clock_in(&la, t), "17:02:03 -08:00");
     }
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 
+use netmon_proto::zone::Date;
+
 use crate::when::{self, When};
 
 #[derive(Debug, Parser)]
@@ -15,7 +17,9 @@ use crate::when::{self, When};
 )]
 #[command(
     after_help = "Exit codes: 0 ok, 1 the daemon refused or failed, 2 usage error, 3 netmond cannot be reached.\n\
-Times are UTC: a bare date means midnight UTC; output times are RFC 3339 with 'Z'."
+Times are shown and days cut in the local time zone (TZ, else /etc/localtime): a bare date \
+means local midnight and shown times carry their UTC offset; with --utc, UTC throughout. \
+JSON times are always RFC 3339 UTC."
 )]
 pub struct Cli {
     /// netmond's socket [default: $NETMON_SOCKET, else /run/netmon/netmond.sock]
@@ -24,6 +28,9 @@ pub struct Cli {
     /// Print one JSON document on stdout (JSON lines for `watch` and `alerts --follow`)
     #[arg(long, global = true)]
     pub json: bool,
+    /// Show times and cut days, hours and months in UTC instead of the local time zone
+    #[arg(long, global = true)]
+    pub utc: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -89,7 +96,7 @@ pub enum Command {
     },
     /// Alerts opened or closed since WHEN, or as they happen (--follow)
     Alerts {
-        /// A duration back (30m, 2h, 7d, 1w), a date YYYY-MM-DD (UTC) or RFC 3339 [default: 1d]
+        /// A duration back (30m, 2h, 7d, 1w), a date YYYY-MM-DD (local midnight) or RFC 3339 [default: 1d]
         #[arg(long, value_name = "WHEN", value_parser = when::parse_when)]
         since: Option<When>,
         #[arg(long, short = 'n', default_value_t = 0, value_name = "N")]
@@ -101,17 +108,17 @@ pub enum Command {
     },
     /// Monitoring sessions
     Sessions {
-        /// A duration back, a date YYYY-MM-DD (UTC) or RFC 3339 [default: all]
+        /// A duration back, a date YYYY-MM-DD (local midnight) or RFC 3339 [default: all]
         #[arg(long, value_name = "WHEN", value_parser = when::parse_when)]
         since: Option<When>,
         #[arg(long, short = 'n', default_value_t = 0, value_name = "N")]
         limit: u32,
     },
-    /// Traffic report over a day or a recent span [default: today, UTC]
+    /// Traffic report over a day or a recent span [default: today]
     Report {
-        /// A UTC day
+        /// A local day, midnight to midnight (23 or 25 hours across a DST change)
         #[arg(long, value_name = "YYYY-MM-DD", value_parser = when::parse_day, conflicts_with = "since")]
-        day: Option<(i64, i64)>,
+        day: Option<Date>,
         /// The last DUR (30m, 2h, 7d, 1w)
         #[arg(long, value_name = "DUR", value_parser = when::parse_duration)]
         since: Option<std::time::Duration>,
@@ -121,7 +128,7 @@ pub enum Command {
         /// Rows (per period with --every)
         #[arg(long, short = 'n', default_value_t = 10, value_name = "N")]
         limit: u32,
-        /// One row of totals per UTC hour, day or calendar month (UTC for now); with --by, each period's top rows
+        /// One row of totals per local hour, day or calendar month (UTC with --utc); with --by, each period's top rows
         #[arg(long, value_enum, value_name = "PERIOD")]
         every: Option<Every>,
     },
@@ -129,7 +136,7 @@ pub enum Command {
     Export {
         #[arg(long, value_enum)]
         format: ExportFormat,
-        /// A duration back, a date YYYY-MM-DD (UTC) or RFC 3339 [default: everything]
+        /// A duration back, a date YYYY-MM-DD (local midnight) or RFC 3339 [default: everything]
         #[arg(long, value_name = "WHEN", value_parser = when::parse_when)]
         since: Option<When>,
         /// End of the range, exclusive [default: now]
@@ -238,7 +245,7 @@ pub enum ReportBy {
     Container,
 }
 
-/// Calendar periods of `report --every`, in UTC.
+/// Calendar periods of `report --every`, in the display zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Every {
     Hour,

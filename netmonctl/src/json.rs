@@ -747,8 +747,11 @@ pub struct ReportJson {
     pub rows: Vec<ReportRowJson>,
     /// Rows beyond `--limit`, folded; `null` when nothing was folded.
     pub others: Option<ReportRowJson>,
-    /// With `--every`: one per UTC period, oldest first; `[]` without it.
+    /// With `--every`: one per period of `time_zone`, oldest first; `[]` without it.
     pub periods: Vec<ReportPeriodJson>,
+    /// With `--every`: the zone the periods were cut by (an IANA name, a
+    /// POSIX TZ string or `UTC`); `null` without `--every` or when unnamed.
+    pub time_zone: Option<String>,
 }
 
 /// One period of `report --every`: grouped and limited like the whole range,
@@ -757,6 +760,8 @@ pub struct ReportJson {
 pub struct ReportPeriodJson {
     pub since: Option<String>,
     pub until: Option<String>,
+    /// The zone's UTC offset at `since`, in seconds (32400 for +09:00).
+    pub utc_offset_s: i32,
     pub totals: ReportTotalsJson,
     pub rows: Vec<ReportRowJson>,
     pub others: Option<ReportRowJson>,

@@ -23,6 +23,9 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = cli::Cli::parse();
+    if let Some(error) = when::init_zone(cli.utc) {
+        eprintln!("netmonctl: warning: {error}; showing UTC");
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => report(&err),

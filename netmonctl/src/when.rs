@@ -1,15 +1,34 @@
 //! Points in time and durations as typed (`30m`, `2h`, `7d`, `1w`,
-//! `2026-03-01`, RFC 3339) and the timestamps we print. Every time is UTC:
-//! a bare date means midnight UTC, and output is RFC 3339 with a `Z`.
+//! `2026-03-01`, RFC 3339) and the timestamps we print. Shown times and bare
+//! dates are in the display zone (the machine's, or UTC with `--utc`), set
+//! once by main; JSON times are RFC 3339 UTC whatever the zone.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use netmon_proto::zone::{Date, Zone, ZoneError};
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
-use time::{Date, OffsetDateTime, PrimitiveDateTime, Time};
+use time::OffsetDateTime;
 
 pub const WHEN_FORMS: &str = "accepted forms: a duration back from now (45s, 30m, 2h, 7d, 1w, \
-or combined like 1h30m), a date YYYY-MM-DD (midnight UTC), or RFC 3339 (2026-03-01T12:00:00Z)";
+or combined like 1h30m), a date YYYY-MM-DD (local midnight, UTC with --utc), or RFC 3339 \
+(2026-03-01T12:00:00Z)";
+
+static ZONE: OnceLock<Zone> = OnceLock::new();
+
+/// Sets the display zone: UTC with `--utc`, else TZ or /etc/localtime. A
+/// zone that cannot be read is UTC; the error is returned for a warning.
+pub fn init_zone(utc: bool) -> Option<ZoneError> {
+    let (zone, error) = Zone::pick(utc);
+    let _ = ZONE.set(zone);
+    error
+}
+
+/// The display zone (UTC if main has not set one).
+pub fn zone() -> &'static Zone {
+    ZONE.get_or_init(Zone::utc)
+}
 
 pub const DUR_FORMS: &str = "accepted forms: 45s, 30m, 2h, 7d, 1w, or combined like 1h30m";
 
@@ -21,21 +40,25 @@ pub enum WhenError {
     Duration(String),
 }
 
-/// A time as typed, resolved against "now" only when the request is built.
+/// A time as typed, resolved against "now" and the display zone only when
+/// the request is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum When {
     Ago(Duration),
     /// Milliseconds since the Unix epoch.
     At(i64),
+    /// The start of this date in the display zone.
+    Day(Date),
 }
 
 impl When {
-    pub fn to_ms(self, now_ms: i64) -> i64 {
+    pub fn to_ms(self, now_ms: i64, zone: &Zone) -> i64 {
         match self {
             When::Ago(d) => now_ms
                 .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
                 .max(0),
             When::At(ms) => ms,
+            When::Day(date) => zone.day_start(date),
         }
     }
 }
@@ -73,14 +96,21 @@ pub fn parse_duration(input: &str) -> Result<Duration, WhenError> {
     Ok(Duration::from_secs(total))
 }
 
-/// A day `YYYY-MM-DD`, as the UTC half-open range `[midnight, next midnight)` in ms.
-pub fn parse_day(input: &str) -> Result<(i64, i64), WhenError> {
-    let date = Date::parse(input.trim(), format_description!("[year]-[month]-[day]"))
-        .map_err(|_| WhenError::When(input.to_owned()))?;
-    let start = PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc();
-    let ms =
-        |t: OffsetDateTime| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
-    Ok((ms(start), ms(start + time::Duration::DAY)))
+/// A day `YYYY-MM-DD`; its range depends on the zone (`day_range`).
+pub fn parse_day(input: &str) -> Result<Date, WhenError> {
+    let s = input.trim();
+    // Only the strict form: jiff would also take an RFC 3339 time here.
+    if s.len() != 10 {
+        return Err(WhenError::When(input.to_owned()));
+    }
+    s.parse().map_err(|_| WhenError::When(input.to_owned()))
+}
+
+/// `date` in `zone` as the half-open range `[start, next day's start)` in
+/// ms: 23 or 25 hours across a DST change.
+pub fn day_range(date: Date, zone: &Zone) -> (i64, i64) {
+    let next = date.tomorrow().map_or(i64::MAX, |d| zone.day_start(d));
+    (zone.day_start(date), next)
 }
 
 pub fn parse_when(input: &str) -> Result<When, WhenError> {
@@ -88,8 +118,8 @@ pub fn parse_when(input: &str) -> Result<When, WhenError> {
     if let Ok(d) = parse_duration(s) {
         return Ok(When::Ago(d));
     }
-    if let Ok((start, _)) = parse_day(s) {
-        return Ok(When::At(start));
+    if let Ok(date) = parse_day(s) {
+        return Ok(When::Day(date));
     }
     let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| WhenError::When(input.to_owned()))?;
     let ms = t.unix_timestamp_nanos() / 1_000_000;
@@ -116,23 +146,20 @@ pub fn rfc3339_ms(ms: i64) -> Option<String> {
     from_ms(ms).and_then(|t| t.format(fmt).ok())
 }
 
-/// Human time: RFC 3339 UTC to the second, `-` for none.
+/// Human time in the display zone to the second with its offset
+/// (`2026-03-01T09:00:00+09:00`, `...Z` with `--utc`), `-` for none.
 pub fn human_time(ms: i64) -> String {
     if ms == 0 {
         return "-".to_owned();
     }
-    let fmt = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    from_ms(ms)
-        .and_then(|t| t.format(fmt).ok())
-        .unwrap_or_else(|| ms.to_string())
+    zone().human_time(ms)
 }
 
-/// Human clock time for frames that repeat every second: `HH:MM:SS` UTC.
+/// Human clock time for frames that repeat every second: local `HH:MM:SS`
+/// (`HH:MM:SSZ` with `--utc`).
 pub fn human_clock(ms: i64) -> String {
-    let fmt = format_description!("[hour]:[minute]:[second]Z");
-    from_ms(ms)
-        .and_then(|t| t.format(fmt).ok())
-        .unwrap_or_else(|| "-".to_owned())
+    let z = if zone().is_utc() { "Z" } else { "" };
+    format!("{}{z}", zone().clock(ms))
 }
 
 /// `3d 4h 5m 6s`, leading zero units omitted.
@@ -164,14 +191,27 @@ mod tests {
         ];
         for &(input, secs) in cases {
             let when = parse_when(input).expect(input);
-            assert_eq!(when.to_ms(NOW), NOW - secs * 1000, "{input}");
+            assert_eq!(when.to_ms(NOW, &Zone::utc()), NOW - secs * 1000, "{input}");
         }
     }
 
     #[test]
-    fn dates_are_midnight_utc() {
-        assert_eq!(parse_when("2026-01-01"), Ok(When::At(NOW)));
-        assert_eq!(parse_day("2025-12-31"), Ok((NOW - 86_400_000, NOW)));
+    fn dates_are_midnight_in_the_zone() {
+        let date = parse_day("2026-01-01").unwrap();
+        assert_eq!(parse_when("2026-01-01"), Ok(When::Day(date)));
+        assert_eq!(When::Day(date).to_ms(0, &Zone::utc()), NOW);
+        let tokyo = Zone::named("Asia/Tokyo").unwrap();
+        assert_eq!(When::Day(date).to_ms(0, &tokyo), NOW - 9 * 3_600_000);
+        let la = Zone::named("America/Los_Angeles").unwrap();
+        let dec31 = parse_day("2025-12-31").unwrap();
+        assert_eq!(day_range(dec31, &Zone::utc()), (NOW - 86_400_000, NOW));
+        assert_eq!(
+            day_range(dec31, &la),
+            (NOW - 16 * 3_600_000, NOW + 8 * 3_600_000)
+        );
+        // 2026-03-08 is 23 hours long in Los Angeles.
+        let (s, e) = day_range(parse_day("2026-03-08").unwrap(), &la);
+        assert_eq!(e - s, 23 * 3_600_000);
     }
 
     #[test]
@@ -209,7 +249,6 @@ mod tests {
             rfc3339_ms(NOW + 5).as_deref(),
             Some("2026-01-01T00:00:00.005Z")
         );
-        assert_eq!(human_time(NOW), "2026-01-01T00:00:00Z");
         assert_eq!(human_time(0), "-");
         assert_eq!(human_duration(93_784), "1d 2h 3m 4s");
         assert_eq!(human_duration(59), "59s");

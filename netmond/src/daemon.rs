@@ -146,6 +146,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     rt.block_on(async move {
         let bound = service::socket::bind(&cfg.daemon.socket, nix::unistd::Gid::from_raw(read_gid))?;
         info!(socket = %bound.path().display(), version = env!("CARGO_PKG_VERSION"), "netmond listening");
+        let zone = crate::clock::zone();
+        info!(zone = zone.name(), offset = %netmon_proto::zone::offset_text(zone.offset_secs(crate::clock::now_ms())), "time zone for days and quotas");
         let store = Store::start(&cfg.store.path, cfg.store_options());
         let autostart = cfg.daemon.autostart;
         let metrics_cfg = cfg.metrics.clone();

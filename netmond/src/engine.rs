@@ -108,6 +108,7 @@ impl Engine {
     ) -> Arc<Engine> {
         let (frames, _) = broadcast::channel(SUBSCRIBER_BUFFER);
         let mut evaluator = Evaluator::new(cfg.alerts.settings, &cfg.alerts.rules, now_ms());
+        evaluator.set_zone(crate::clock::zone().clone());
         if let Some(p) = loaded {
             info!(rules = p.thresholds.len(), "thresholds restored");
             for t in evaluator.restore(p, crate::procmap::is_alive) {

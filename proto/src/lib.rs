@@ -15,6 +15,7 @@ pub mod cli_assets;
 mod client;
 pub mod text;
 pub mod units;
+pub mod zone;
 
 pub use client::{
     connect, resolve_socket, ConnectError, DEFAULT_SOCKET, MAX_MESSAGE_BYTES, SOCKET_ENV,

@@ -56,7 +56,7 @@ impl Widget for &HelpPopup<'_> {
             .collect();
         lines.push(Line::default());
         lines.push(Line::from(
-            " Red rows: above their rate threshold. Times are UTC.",
+            " Red rows: above their rate threshold. Local times (--utc: UTC).",
         ));
         let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
         let popup = super::centered(area, 68, height);

@@ -14,7 +14,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Padding, Paragraph, Tabs, Widget, Wrap};
 
 use crate::app::{App, ConnStatus, Problem, PromptKind, View};
-use crate::units::{clock_utc, format_rate_as};
+use crate::units::{clock_with_zone, format_rate_as};
 use style::{palette, Palette};
 
 /// The whole screen.
@@ -124,7 +124,7 @@ impl Widget for &StatusBar<'_> {
             // Messages from the daemon may quote a process name.
             left.push_str(&terminal_safe(msg));
         }
-        let right = format!("{} UTC │ h help │ q quit ", clock_utc(app.now_ms));
+        let right = format!("{} │ h help │ q quit ", clock_with_zone(app.now_ms));
         let right_w = u16::try_from(right.chars().count()).unwrap_or(0);
         let [l, r] =
             Layout::horizontal([Constraint::Min(0), Constraint::Length(right_w)]).areas(area);

@@ -20,8 +20,7 @@ use super::style::{palette, Palette};
 use super::views::{connection_table, endpoint};
 use crate::app::RateUnit;
 use crate::app::{App, Detail, SortColumn, CHART_SAMPLES, PROCESS_SAMPLES};
-use crate::units::{clock_utc, format_bytes, format_duration};
-use crate::units::{format_rate, format_rate_as};
+use crate::units::{clock, format_bytes, format_duration, format_rate, format_rate_as};
 
 /// Screens at least this wide show every column.
 pub const WIDE: u16 = 110;
@@ -374,7 +373,7 @@ pub fn alert_line(a: &v1::Alert, p: &Palette) -> Line<'static> {
     };
     Line::from(vec![
         Span::styled(format!(" {mark} "), style),
-        Span::raw(format!("{} ", clock_utc(a.started_ms))),
+        Span::raw(format!("{} ", clock(a.started_ms))),
         Span::raw(text),
         Span::styled(format!("  peak {}", format_rate(a.peak)), p.label),
     ])

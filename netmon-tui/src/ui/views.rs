@@ -307,9 +307,10 @@ impl Widget for &HistoryView<'_> {
         let p = palette(app.color);
         let [report, alerts] =
             Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
-        let block = Block::new()
-            .borders(Borders::TOP)
-            .title(" today (UTC), by process ");
+        let block = Block::new().borders(Borders::TOP).title(format!(
+            " today ({}), by process ",
+            crate::units::zone_label(app.now_ms)
+        ));
         let inner = block.inner(report);
         block.render(report, buf);
         match &app.history.report {

@@ -16,9 +16,8 @@ use crate::json::{
 };
 use crate::output::{write_csv_record, write_json, Align, Table};
 use crate::units::{format_bytes, format_rate};
-use crate::when::{human_time, rfc3339_ms, When};
-
-const DAY_MS: i64 = 86_400_000;
+use crate::when::{day_range, human_time, rfc3339_ms, When};
+use netmon_proto::zone::{offset_text, Date, Zone};
 
 /// One pid, or how many a program alert saw (the message lists them).
 pub fn pid_cell(a: &AlertJson) -> String {
@@ -39,7 +38,7 @@ pub async fn alerts(
 ) -> Result<()> {
     let since = since.unwrap_or(When::Ago(std::time::Duration::from_secs(86_400)));
     let req = v1::ListAlertsRequest {
-        since_ms: since.to_ms(crate::when::now_ms()),
+        since_ms: since.to_ms(crate::when::now_ms(), crate::when::zone()),
         limit,
     };
     let list = client.list_alerts(req).await?.into_inner();
@@ -96,7 +95,7 @@ pub async fn sessions(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let since_ms = since.map_or(0, |w| w.to_ms(crate::when::now_ms()));
+    let since_ms = since.map_or(0, |w| w.to_ms(crate::when::now_ms(), crate::when::zone()));
     let list = client
         .list_sessions(v1::ListSessionsRequest { since_ms, limit })
         .await?
@@ -159,20 +158,22 @@ fn by_name(by: ReportBy) -> &'static str {
     }
 }
 
-/// `--day` is that UTC day; `--since DUR` runs up to now; neither means
-/// today so far (UTC).
+/// `--day` is that day of `zone`; `--since DUR` runs up to now; neither
+/// means today so far. The request names `zone` so that the daemon cuts
+/// `--every` periods as we show them.
 pub fn report_request(
-    day: Option<(i64, i64)>,
+    day: Option<Date>,
     since: Option<std::time::Duration>,
     by: ReportBy,
     limit: u32,
     every: Option<Every>,
     now_ms: i64,
+    zone: &Zone,
 ) -> v1::ReportRequest {
     let (since_ms, until_ms) = match (day, since) {
-        (Some(range), _) => range,
-        (None, Some(d)) => (When::Ago(d).to_ms(now_ms), 0),
-        (None, None) => (now_ms - now_ms.rem_euclid(DAY_MS), 0),
+        (Some(date), _) => day_range(date, zone),
+        (None, Some(d)) => (When::Ago(d).to_ms(now_ms, zone), 0),
+        (None, None) => (zone.start_of_day(now_ms), 0),
     };
     let every = match every {
         None => v1::ReportEvery::Unspecified,
@@ -186,6 +187,29 @@ pub fn report_request(
         group_by: group_by(by) as i32,
         limit,
         every: every as i32,
+        time_zone: zone.name().to_owned(),
+    }
+}
+
+/// The zone to show periods in: the one the daemon cut them by when it
+/// names another than ours (it could not use ours), else ours.
+fn period_zone(reply: &str) -> Zone {
+    let ours = crate::when::zone();
+    if reply.is_empty() || reply == ours.name() {
+        return ours.clone();
+    }
+    Zone::named(reply).unwrap_or_else(|_| ours.clone())
+}
+
+/// `(UTC)` or `(time zone Asia/Tokyo, +09:00)`: what shown times mean.
+fn zone_note(zone: &Zone, at_ms: i64) -> String {
+    if zone.is_utc() {
+        return "(UTC)".to_owned();
+    }
+    let offset = offset_text(zone.offset_secs(at_ms));
+    match zone.name() {
+        "" => format!("(local time, {offset})"),
+        name => format!("(time zone {name}, {offset})"),
     }
 }
 
@@ -258,6 +282,7 @@ pub async fn report(
                     ReportPeriodJson {
                         since: rfc3339_ms(p.since_ms),
                         until: rfc3339_ms(p.until_ms),
+                        utc_offset_s: p.utc_offset_s,
                         totals: ReportTotalsJson::new(up, down),
                         rows: p
                             .rows
@@ -268,28 +293,31 @@ pub async fn report(
                     }
                 })
                 .collect(),
+            time_zone: Some(r.time_zone.clone()).filter(|z| every.is_some() && !z.is_empty()),
         };
         return write_json(out, &doc);
     }
+    let zone = period_zone(&r.time_zone);
+    let note = zone_note(&zone, since_ms);
     let until = if until_ms == 0 {
         "now".to_owned()
     } else {
-        human_time(until_ms)
+        zone.human_time(until_ms)
     };
     match every {
         Some(e) => writeln!(
             out,
-            "traffic every {}{} from {} to {} (UTC)",
+            "traffic every {}{} from {} to {} {note}",
             e.as_str(),
             by.map_or(String::new(), |b| format!(" by {}", by_name(b))),
-            human_time(since_ms),
+            zone.human_time(since_ms),
             until
         )?,
         None => writeln!(
             out,
-            "traffic by {} from {} to {} (UTC)",
+            "traffic by {} from {} to {} {note}",
             by_name(by_shown),
-            human_time(since_ms),
+            zone.human_time(since_ms),
             until
         )?,
     }
@@ -307,7 +335,7 @@ pub async fn report(
     match by {
         None => {
             let mut t = Table::new(&[
-                ("PERIOD (UTC)", Align::Left),
+                ("PERIOD", Align::Left),
                 ("UP", Align::Right),
                 ("DOWN", Align::Right),
                 ("TOTAL", Align::Right),
@@ -315,7 +343,7 @@ pub async fn report(
             for p in &r.periods {
                 let (up, down) = up_down(p.totals.as_ref(), &p.rows, p.others.as_ref());
                 t.row(vec![
-                    human_time(p.since_ms),
+                    zone.human_time(p.since_ms),
                     format_bytes(up),
                     format_bytes(down),
                     format_bytes(up.saturating_add(down)),
@@ -333,8 +361,8 @@ pub async fn report(
                 writeln!(
                     out,
                     "{} to {}: {} (up {}, down {})",
-                    human_time(p.since_ms),
-                    human_time(p.until_ms),
+                    zone.human_time(p.since_ms),
+                    zone.human_time(p.until_ms),
                     format_bytes(total),
                     format_bytes(up),
                     format_bytes(down)
@@ -405,9 +433,10 @@ pub fn export_request(
     since: Option<When>,
     until: Option<When>,
     now_ms: i64,
+    zone: &Zone,
 ) -> Result<v1::ExportRequest> {
-    let since_ms = since.map_or(0, |w| w.to_ms(now_ms));
-    let until_ms = until.map_or(0, |w| w.to_ms(now_ms));
+    let since_ms = since.map_or(0, |w| w.to_ms(now_ms, zone));
+    let until_ms = until.map_or(0, |w| w.to_ms(now_ms, zone));
     if until_ms != 0 && since_ms >= until_ms {
         return Err(CtlError::Usage(format!(
             "--since ({}) must be before --until ({})",
@@ -627,10 +656,26 @@ mod tests {
     }
 
     #[test]
-    fn report_defaults_to_today_utc() {
+    fn report_defaults_to_today_in_the_zone() {
+        let utc = Zone::utc();
         let now = 1_767_225_600_000 + 3_600_000;
-        let req = report_request(None, None, ReportBy::Host, 5, None, now);
+        let req = report_request(None, None, ReportBy::Host, 5, None, now, &utc);
         assert_eq!((req.since_ms, req.until_ms), (1_767_225_600_000, 0));
+        assert_eq!(req.time_zone, "UTC");
+        // 01:00 UTC is still yesterday in Los Angeles, since 08:00 UTC.
+        let la = Zone::named("America/Los_Angeles").unwrap();
+        let req = report_request(None, None, ReportBy::Host, 5, None, now, &la);
+        assert_eq!(req.since_ms, 1_767_225_600_000 - 16 * 3_600_000);
+        assert_eq!(req.time_zone, "America/Los_Angeles");
+        let day = crate::when::parse_day("2026-01-01").unwrap();
+        let req = report_request(Some(day), None, ReportBy::Host, 5, None, now, &la);
+        assert_eq!(
+            (req.since_ms, req.until_ms),
+            (
+                1_767_225_600_000 + 8 * 3_600_000,
+                1_767_225_600_000 + 32 * 3_600_000
+            )
+        );
         assert_eq!(req.group_by, v1::GroupBy::Host as i32);
         assert_eq!(req.every, v1::ReportEvery::Unspecified as i32);
         let req = report_request(
@@ -640,6 +685,7 @@ mod tests {
             5,
             Some(Every::Month),
             now,
+            &utc,
         );
         assert_eq!(req.since_ms, now - 60_000);
         assert_eq!(req.every, v1::ReportEvery::Month as i32);
@@ -647,7 +693,8 @@ mod tests {
 
     #[test]
     fn export_range_must_be_ordered() {
-        let err = export_request(Some(When::At(10)), Some(When::At(5)), 100).expect_err("reversed");
+        let err = export_request(Some(When::At(10)), Some(When::At(5)), 100, &Zone::utc())
+            .expect_err("reversed");
         assert_eq!(err.exit_code(), 2);
     }
 }

@@ -85,6 +85,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
                 limit,
                 every,
                 crate::when::now_ms(),
+                crate::when::zone(),
             );
             history::report(connect(socket).await?, req, by, every, json, out).await
         }
@@ -94,7 +95,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             until,
             output,
         } => {
-            let req = history::export_request(since, until, crate::when::now_ms())?;
+            let req =
+                history::export_request(since, until, crate::when::now_ms(), crate::when::zone())?;
             history::export(connect(socket).await?, req, format, output.as_deref(), out).await
         }
     }

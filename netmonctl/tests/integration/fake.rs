@@ -315,6 +315,12 @@ impl Netmon for Fake {
     }
     async fn report(&self, r: Request<ReportRequest>) -> Rpc<ReportReply> {
         let r = r.into_inner();
+        // Echo the zone asked for: Tokyo's offset, else UTC's.
+        let offset = if r.time_zone == "Asia/Tokyo" {
+            32_400
+        } else {
+            0
+        };
         let row = |key: &str, up, down| ReportRow {
             key: key.into(),
             label: key.into(),
@@ -347,6 +353,7 @@ impl Netmon for Fake {
                         }),
                         rows: vec![row("firefox", 100, 300)],
                         others: None,
+                        utc_offset_s: offset,
                     },
                     ReportPeriod {
                         since_ms: T0 + 31 * 86_400_000,
@@ -358,11 +365,13 @@ impl Netmon for Fake {
                         }),
                         rows: vec![row("curl", 50, 150)],
                         others: Some(row("", 50, 350)),
+                        utc_offset_s: offset,
                     },
                 ]
             } else {
                 Vec::new()
             },
+            time_zone: r.time_zone.clone(),
         }))
     }
 

@@ -92,10 +92,26 @@ mod fake;
 use fake::FakeDaemon;
 use serde_json::Value;
 
+/// In UTC (`--utc`), so that expected times do not depend on the machine.
 fn against(daemon: &FakeDaemon, args: &[&str]) -> Output {
-    let mut all = vec!["--socket", daemon.socket.to_str().expect("utf8 path")];
+    let mut all = vec![
+        "--utc",
+        "--socket",
+        daemon.socket.to_str().expect("utf8 path"),
+    ];
     all.extend_from_slice(args);
     netmonctl(&all)
+}
+
+/// In the local time zone `tz` (TZ), without `--utc`.
+fn against_in(daemon: &FakeDaemon, tz: &str, args: &[&str]) -> Output {
+    let mut all = vec!["--socket", daemon.socket.to_str().expect("utf8 path")];
+    all.extend_from_slice(args);
+    Command::new(env!("CARGO_BIN_EXE_netmonctl"))
+        .args(&all)
+        .env("TZ", tz)
+        .output()
+        .expect("runs netmonctl")
 }
 
 fn stdout(o: &Output) -> String {
@@ -342,6 +358,57 @@ fn report_shows_shares_and_others() {
 }
 
 #[test]
+fn report_days_and_shown_times_follow_the_local_zone_and_json_stays_utc() {
+    let d = FakeDaemon::start();
+    let args = ["report", "--day", "2026-01-01", "--by", "process"];
+    let o = against_in(&d, "Asia/Tokyo", &args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    for want in [
+        "from 2026-01-01T00:00:00+09:00 to 2026-01-02T00:00:00+09:00",
+        "(time zone Asia/Tokyo, +09:00)",
+    ] {
+        assert!(text.contains(want), "missing {want}:\n{text}");
+    }
+    // The same day in Los Angeles, and in JSON: UTC instants of local midnights.
+    let mut json = vec!["--json"];
+    json.extend_from_slice(&args);
+    let v = json_of(&against_in(&d, "America/Los_Angeles", &json));
+    assert_eq!(v["since"], "2026-01-01T08:00:00.000Z");
+    assert_eq!(v["until"], "2026-01-02T08:00:00.000Z");
+    let v = json_of(&against_in(&d, "Asia/Tokyo", &json));
+    assert_eq!(v["since"], "2025-12-31T15:00:00.000Z");
+    // --utc beats TZ.
+    let mut utc = vec!["--utc"];
+    utc.extend_from_slice(&args);
+    let text = stdout(&against_in(&d, "Asia/Tokyo", &utc));
+    assert!(
+        text.contains("from 2026-01-01T00:00:00Z to 2026-01-02T00:00:00Z (UTC)"),
+        "{text}"
+    );
+    // --every sends the zone; the daemon's answer names it.
+    let v = json_of(&against_in(
+        &d,
+        "Asia/Tokyo",
+        &["report", "--json", "--since", "60d", "--every", "month"],
+    ));
+    assert_eq!(v["time_zone"], "Asia/Tokyo");
+    assert_eq!(v["periods"][0]["utc_offset_s"], 32_400);
+    let v = json_of(&against(
+        &d,
+        &["report", "--json", "--since", "60d", "--every", "month"],
+    ));
+    assert_eq!(v["time_zone"], "UTC");
+    // Other shown times carry the offset too.
+    let o = against_in(&d, "Asia/Tokyo", &["alerts", "--since", "2026-01-01"]);
+    assert!(
+        stdout(&o).contains("2026-01-01T00:00:00+09:00"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
 fn report_every_month_gives_a_row_per_period() {
     let d = FakeDaemon::start();
     let v = json_of(&against(
@@ -370,7 +437,7 @@ fn report_every_month_gives_a_row_per_period() {
     let o = against(&d, &["report", "--since", "60d", "--every", "month"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = stdout(&o);
-    assert!(text.contains("PERIOD (UTC)"), "{text}");
+    assert!(text.contains("PERIOD") && text.contains("(UTC)"), "{text}");
     let line = |start: &str| {
         text.lines()
             .find(|l| l.starts_with(start))

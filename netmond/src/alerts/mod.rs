@@ -8,12 +8,13 @@ pub mod state;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use netmon_proto::v1::{self, Direction, ThresholdKind};
+use netmon_proto::zone::Zone;
 
-/// One UTC day in milliseconds: quotas reset when `now_ms / DAY_MS` changes.
+/// One day of 24 hours in milliseconds (a local day may be 23 or 25).
 pub const DAY_MS: i64 = 86_400_000;
 /// Executables remembered for the new-process notice; the oldest are forgotten.
 pub const MAX_SEEN_EXES: usize = 4096;
-/// Process names whose bytes are counted toward daily quotas, per UTC day.
+/// Process names whose bytes are counted toward daily quotas, per local day.
 const MAX_DAY_NAMES: usize = 65_536;
 /// Pids a program alert lists; `pids_seen` counts on.
 pub const MAX_ALERT_PIDS: usize = 64;
@@ -51,7 +52,7 @@ pub struct ConfigRules {
     pub default_process_rate: Option<u64>,
     /// Rate of the whole host, bytes/s, direction total.
     pub host_rate: Option<u64>,
-    /// Bytes per UTC day per process name, direction total.
+    /// Bytes per local day per process name, direction total.
     pub default_daily_quota: Option<u64>,
     pub new_process_notice: bool,
 }
@@ -214,8 +215,10 @@ pub struct Evaluator {
     next_id: u64,
     next_alert_id: u64,
     tracks: HashMap<Key, Track>,
-    /// UTC day number of the quota counters.
+    /// Start (ms) of the local day of the quota counters.
     day: Option<i64>,
+    /// The zone whose midnight resets quotas (UTC until `set_zone`).
+    zone: Zone,
     /// Last cumulative (up, down) per process (pid, start time).
     last_totals: HashMap<(u32, u64), (u64, u64)>,
     /// Bytes (up, down) moved today per process name.
@@ -341,6 +344,7 @@ impl Evaluator {
             next_alert_id: u64::try_from(now_ms).unwrap_or(1).max(1),
             tracks: HashMap::new(),
             day: None,
+            zone: Zone::utc(),
             last_totals: HashMap::new(),
             day_bytes: HashMap::new(),
             seen: HashSet::new(),
@@ -365,6 +369,11 @@ impl Evaluator {
             }
         }
         self.config_rules = rules;
+    }
+
+    /// Daily quotas reset at midnight of `zone` (the daemon's local zone).
+    pub fn set_zone(&mut self, zone: Zone) {
+        self.zone = zone;
     }
 
     // ------------------------------------------------------------ rules
@@ -741,8 +750,8 @@ impl Evaluator {
         let mut out = TickOutcome::default();
         let mut visited: HashSet<Key> = HashSet::new();
 
-        // Quotas: a new UTC day closes every quota alert and zeroes the counters.
-        let today = now_ms.div_euclid(DAY_MS);
+        // Quotas: a new local day closes every quota alert and zeroes the counters.
+        let today = self.zone.start_of_day(now_ms);
         if self.day.is_some_and(|d| d != today) {
             self.day_bytes.clear();
             let keys: Vec<Key> = self
@@ -754,10 +763,15 @@ impl Evaluator {
             for k in keys {
                 if let Some(mut a) = self.tracks.remove(&k).and_then(|t| t.open) {
                     a.state = v1::AlertState::Closed as i32;
-                    a.ended_ms = today * DAY_MS;
+                    a.ended_ms = today;
                     a.message = format!(
-                        "{}: daily quota reset at midnight UTC",
-                        who(a.process.as_ref())
+                        "{}: daily quota reset at midnight {}",
+                        who(a.process.as_ref()),
+                        if self.zone.is_utc() {
+                            "UTC"
+                        } else {
+                            "(local time)"
+                        }
                     );
                     out.alerts.push(a);
                 }

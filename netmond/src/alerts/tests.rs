@@ -386,6 +386,44 @@ fn daily_quota_fires_once_when_crossed_and_resets_the_next_day() {
 }
 
 #[test]
+fn daily_quota_resets_at_local_midnight_not_utc() {
+    let tokyo = netmon_proto::zone::Zone::named("Asia/Tokyo").expect("tzdata");
+    let mut e = eval();
+    e.set_zone(tokyo.clone());
+    set(
+        &mut e,
+        ThresholdKind::DailyQuota,
+        Direction::Total,
+        1000,
+        "",
+        0,
+    );
+    let tick = |e: &mut Evaluator, t: i64, total: u64| {
+        let mut rows = vec![with_totals(row(1, "curl", 0, 0), total, 0)];
+        e.evaluate(&mut rows, &v1::Traffic::default(), t).alerts
+    };
+    // Tokyo's midnight is 15:00 UTC.
+    let midnight = tokyo.start_of_day(T0) + DAY_MS;
+    assert_eq!(midnight.rem_euclid(DAY_MS), 15 * 3_600_000);
+    let utc_midnight = T0 - T0.rem_euclid(DAY_MS) + DAY_MS;
+    assert!(tick(&mut e, midnight - 10 * SEC, 0).is_empty());
+    let got = tick(&mut e, midnight - 9 * SEC, 1500);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    // Past midnight in Tokyo: closed at local midnight.
+    let got = tick(&mut e, midnight + SEC, 1600);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(state(&got[0]), v1::AlertState::Closed);
+    assert_eq!(got[0].ended_ms, midnight);
+    assert!(got[0].message.contains("local time"), "{}", got[0].message);
+    // UTC midnight nine hours later is not a new day in Tokyo: 100 + 1000
+    // bytes since local midnight cross the quota again.
+    assert!(tick(&mut e, utc_midnight - SEC, 1700).is_empty());
+    let got = tick(&mut e, utc_midnight + SEC, 2700);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(state(&got[0]), v1::AlertState::Open);
+}
+
+#[test]
 fn quota_counts_after_a_reset_of_the_totals() {
     let mut e = eval();
     set(

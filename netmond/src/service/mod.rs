@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use netmon_proto::v1::{self, netmon_server::Netmon, netmon_server::NetmonServer};
+use netmon_proto::zone::Zone;
 use netmon_proto::MAX_MESSAGE_BYTES;
 use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
@@ -473,9 +474,15 @@ impl Netmon for Service {
         if r.until_ms != 0 && r.until_ms <= r.since_ms {
             return Err(Status::invalid_argument("since_ms must be before until_ms"));
         }
+        // The client's zone if it names one, so its periods match its display.
+        let zone = if r.time_zone.is_empty() {
+            crate::clock::zone().clone()
+        } else {
+            Zone::named(&r.time_zone).map_err(|e| Status::invalid_argument(e.to_string()))?
+        };
         self.engine
             .store()
-            .report(r)
+            .report(r, zone)
             .await
             .map(Response::new)
             .map_err(store_status)

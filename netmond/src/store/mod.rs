@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use netmon_proto::v1;
+use netmon_proto::zone::Zone;
 use rusqlite::{params, Connection, OpenFlags};
 use tracing::{debug, error, info, warn};
 
@@ -96,6 +97,7 @@ enum Cmd {
     },
     Report {
         req: v1::ReportRequest,
+        zone: Zone,
         reply: Reply<v1::ReportReply>,
     },
     Flush(tokio::sync::oneshot::Sender<()>),
@@ -261,8 +263,13 @@ impl Store {
     }
 
     /// Everything pending is written first, so the report covers up to now.
-    pub async fn report(&self, req: v1::ReportRequest) -> Result<v1::ReportReply, StoreError> {
-        self.ask(|reply| Cmd::Report { req, reply }).await
+    /// Periods (`every`) are cut by `zone`.
+    pub async fn report(
+        &self,
+        req: v1::ReportRequest,
+        zone: Zone,
+    ) -> Result<v1::ReportReply, StoreError> {
+        self.ask(|reply| Cmd::Report { req, zone, reply }).await
     }
 
     /// Streams the per-minute process samples of [since, until) (until 0 =
@@ -445,13 +452,13 @@ impl Worker {
                         .and_then(|c| query::list_alerts(c, since_ms, limit)),
                 );
             }
-            Cmd::Report { req, reply } => {
+            Cmd::Report { req, zone, reply } => {
                 self.flush();
                 let now = crate::clock::now_ms();
                 let retention = self.opts.retention;
                 let _ = reply.send(
                     self.conn_ref()
-                        .and_then(|c| query::report(c, &req, now, &retention)),
+                        .and_then(|c| query::report(c, &req, &zone, now, &retention)),
                 );
             }
             Cmd::Flush(reply) => {
@@ -1098,7 +1105,10 @@ mod fault_tests {
         let h = s.health();
         assert_eq!(h.state, "failed");
         assert!(h.error.contains("cannot open database"), "{}", h.error);
-        let err = s.report(v1::ReportRequest::default()).await.unwrap_err();
+        let err = s
+            .report(v1::ReportRequest::default(), Zone::utc())
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
         s.shutdown();
     }
@@ -1118,10 +1128,13 @@ mod fault_tests {
             ..Default::default()
         });
         let rep = s
-            .report(v1::ReportRequest {
-                since_ms: now - 60_000,
-                ..Default::default()
-            })
+            .report(
+                v1::ReportRequest {
+                    since_ms: now - 60_000,
+                    ..Default::default()
+                },
+                Zone::utc(),
+            )
             .await
             .unwrap();
         assert_eq!(rep.rows.len(), 1);

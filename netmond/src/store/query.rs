@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use netmon_proto::v1;
+use netmon_proto::zone::{Period, Zone};
 use rusqlite::{params, Connection, OpenFlags};
 
 use super::minute::{floor_to, DAY_MS, HOUR_MS};
@@ -126,10 +127,12 @@ fn mask_names(mask: i64, names: &HashMap<u32, String>) -> Vec<String> {
 /// Most periods one report may be split into (over a year of hours).
 pub const MAX_PERIODS: i64 = 10_000;
 
-/// The report for `req` as of `now`; with `every`, also per UTC period.
+/// The report for `req` as of `now`; with `every`, also per period of
+/// `zone` (the request's zone, resolved by the caller).
 pub fn report(
     conn: &Connection,
     req: &v1::ReportRequest,
+    zone: &Zone,
     now: i64,
     r: &Retention,
 ) -> Result<v1::ReportReply, StoreError> {
@@ -151,12 +154,13 @@ pub fn report(
         }
     }
     let mut whole = report_range(conn, req, now, r)?;
-    if every == v1::ReportEvery::Unspecified {
+    let Some(every) = period(every) else {
         return Ok(whole);
-    }
+    };
+    whole.time_zone = zone.name().to_owned();
     let mut start = whole.since_ms;
     while start < whole.until_ms {
-        let end = next_period(start, every).min(whole.until_ms);
+        let end = zone.next_period(start, every).min(whole.until_ms);
         let part = report_range(
             conn,
             &v1::ReportRequest {
@@ -164,7 +168,7 @@ pub fn report(
                 until_ms: end,
                 group_by: req.group_by,
                 limit: req.limit,
-                every: 0,
+                ..Default::default()
             },
             now,
             r,
@@ -178,31 +182,19 @@ pub fn report(
             totals: part.totals,
             rows: part.rows,
             others: part.others,
+            utc_offset_s: zone.offset_secs(part.since_ms),
         });
     }
     Ok(whole)
 }
 
-/// The start of the UTC hour, day or month after the one holding `ms`.
-pub fn next_period(ms: i64, every: v1::ReportEvery) -> i64 {
+/// The calendar period of `every`; `None` for no split.
+fn period(every: v1::ReportEvery) -> Option<Period> {
     match every {
-        v1::ReportEvery::Hour => floor_to(ms, HOUR_MS) + HOUR_MS,
-        v1::ReportEvery::Month => {
-            let Ok(t) = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) else {
-                return i64::MAX;
-            };
-            let (y, m) = match t.month() {
-                time::Month::December => (t.year() + 1, time::Month::January),
-                m => (t.year(), m.next()),
-            };
-            time::Date::from_calendar_date(y, m, 1).map_or(i64::MAX, |d| {
-                d.midnight()
-                    .assume_utc()
-                    .unix_timestamp()
-                    .saturating_mul(1000)
-            })
-        }
-        _ => floor_to(ms, DAY_MS) + DAY_MS,
+        v1::ReportEvery::Unspecified => None,
+        v1::ReportEvery::Hour => Some(Period::Hour),
+        v1::ReportEvery::Day => Some(Period::Day),
+        v1::ReportEvery::Month => Some(Period::Month),
     }
 }
 
@@ -434,6 +426,7 @@ fn fold(
         totals: Some(totals),
         others,
         periods: Vec::new(),
+        time_zone: String::new(),
     }
 }
 
@@ -639,7 +632,7 @@ mod tests {
             until_ms: 0,
             group_by: by as i32,
             limit,
-            every: 0,
+            ..Default::default()
         }
     }
 
@@ -648,7 +641,14 @@ mod tests {
         let (_d, c) = filled();
         let r = Retention::default();
         let n = 2 * 24 * 60;
-        let rep = report(&c, &req(0, v1::GroupBy::Process, 2), NOW + 1, &r).unwrap();
+        let rep = report(
+            &c,
+            &req(0, v1::GroupBy::Process, 2),
+            &Zone::utc(),
+            NOW + 1,
+            &r,
+        )
+        .unwrap();
         let keys: Vec<_> = rep.rows.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(keys, vec!["big", "mid"]);
         assert_eq!(rep.rows[0].up_bytes, 1000 * n);
@@ -676,8 +676,9 @@ mod tests {
                 until_ms: NOW,
                 group_by: v1::GroupBy::Process as i32,
                 limit: 10,
-                every: 0,
+                ..Default::default()
             },
+            &Zone::utc(),
             NOW + 1,
             &r,
         )
@@ -688,6 +689,7 @@ mod tests {
         let rep = report(
             &c,
             &req(NOW - 36 * HOUR_MS, v1::GroupBy::Process, 10),
+            &Zone::utc(),
             NOW + MINUTE_MS,
             &r,
         )
@@ -702,7 +704,7 @@ mod tests {
         let r = Retention::default();
         let n = 2 * 24 * 60;
         let keys = |by| {
-            report(&c, &req(0, by, 10), NOW + 1, &r)
+            report(&c, &req(0, by, 10), &Zone::utc(), NOW + 1, &r)
                 .unwrap()
                 .rows
                 .into_iter()
@@ -749,12 +751,8 @@ mod tests {
     #[test]
     fn periods_end_at_utc_hours_days_and_month_ends() {
         use time::macros::datetime;
-        let next = |t, e| next_period(utc(t), e);
-        let (h, d, m) = (
-            v1::ReportEvery::Hour,
-            v1::ReportEvery::Day,
-            v1::ReportEvery::Month,
-        );
+        let next = |t, e| Zone::utc().next_period(utc(t), e);
+        let (h, d, m) = (Period::Hour, Period::Day, Period::Month);
         assert_eq!(
             next(datetime!(2026-01-31 23:59:59.999 UTC), h),
             utc(datetime!(2026-02-01 00:00 UTC))
@@ -793,6 +791,7 @@ mod tests {
             group_by: v1::GroupBy::Process as i32,
             limit: 1,
             every: e as i32,
+            ..Default::default()
         }
     }
 
@@ -840,7 +839,14 @@ mod tests {
             utc(datetime!(2026-02-01 02:00 UTC)),
         );
         let hour = |h: i64| from + h * HOUR_MS;
-        let rep = report(&c, &every(from, to, v1::ReportEvery::Hour), now, &r).unwrap();
+        let rep = report(
+            &c,
+            &every(from, to, v1::ReportEvery::Hour),
+            &Zone::utc(),
+            now,
+            &r,
+        )
+        .unwrap();
         assert_eq!(
             periods(&rep),
             vec![
@@ -854,7 +860,7 @@ mod tests {
         assert_eq!(rep.totals.unwrap().up_bytes, 1180);
         assert_eq!((rep.since_ms, rep.until_ms), (from, to));
         for e in [v1::ReportEvery::Day, v1::ReportEvery::Month] {
-            let rep = report(&c, &every(from, to, e), now, &r).unwrap();
+            let rep = report(&c, &every(from, to, e), &Zone::utc(), now, &r).unwrap();
             assert_eq!(
                 periods(&rep),
                 vec![
@@ -865,8 +871,64 @@ mod tests {
             );
         }
         // No split without `every`.
-        let rep = report(&c, &every(from, to, v1::ReportEvery::Unspecified), now, &r).unwrap();
+        let rep = report(
+            &c,
+            &every(from, to, v1::ReportEvery::Unspecified),
+            &Zone::utc(),
+            now,
+            &r,
+        )
+        .unwrap();
         assert!(rep.periods.is_empty());
+    }
+
+    #[test]
+    fn periods_follow_the_requested_zone_half_hour_offset_included() {
+        use time::macros::datetime;
+        let (_d, mut c) = db();
+        // One byte a minute from 2026-01-31 22:30 UTC for three hours, 1000
+        // more in the first minute.
+        let start = utc(datetime!(2026-01-31 22:30 UTC));
+        let ticks: Vec<_> = (0..180)
+            .map(|m| {
+                let mut procs = vec![proc_tick(1, "one", (m + 1) as u64, 0, "tcp")];
+                if m == 0 {
+                    procs.push(proc_tick(3, "big", 1000, 0, "tcp"));
+                }
+                tick(start + m * MINUTE_MS + 1_000, 1, procs)
+            })
+            .collect();
+        write_ticks(&mut c, &ticks);
+        let now = start + 200 * MINUTE_MS;
+        let (from, to) = (
+            utc(datetime!(2026-01-31 22:00 UTC)),
+            utc(datetime!(2026-02-01 02:00 UTC)),
+        );
+        // India is UTC+05:30: its hours turn at half past UTC hours.
+        let kolkata = Zone::named("Asia/Kolkata").expect("tzdata");
+        let req = every(from, to, v1::ReportEvery::Hour);
+        let rep = report(&c, &req, &kolkata, now, &Retention::default()).unwrap();
+        let got: Vec<(i64, i64, u64)> =
+            periods(&rep).into_iter().map(|p| (p.0, p.1, p.2)).collect();
+        let half = |k: i64| from + k * HOUR_MS / 2;
+        assert_eq!(
+            got,
+            vec![
+                (half(0), half(1), 0),
+                (half(1), half(3), 1060),
+                (half(3), half(5), 60),
+                (half(5), half(7), 60),
+                (half(7), half(8), 0),
+            ]
+        );
+        assert!(rep.periods.iter().all(|p| p.utc_offset_s == 19_800));
+        assert_eq!(rep.time_zone, "Asia/Kolkata");
+        // Los Angeles (UTC-8 in winter): the whole range is one local day.
+        let la = Zone::named("America/Los_Angeles").expect("tzdata");
+        let req = every(from, to, v1::ReportEvery::Day);
+        let rep = report(&c, &req, &la, now, &Retention::default()).unwrap();
+        assert_eq!(periods(&rep).len(), 1);
+        assert_eq!(rep.periods[0].utc_offset_s, -8 * 3600);
     }
 
     #[test]
@@ -879,7 +941,14 @@ mod tests {
         };
         let since = floor_to(NOW, DAY_MS) - 2 * DAY_MS + 5 * HOUR_MS;
         let until = floor_to(NOW, DAY_MS) - DAY_MS + 3 * HOUR_MS;
-        let rep = report(&c, &every(since, until, v1::ReportEvery::Hour), NOW, &r).unwrap();
+        let rep = report(
+            &c,
+            &every(since, until, v1::ReportEvery::Hour),
+            &Zone::utc(),
+            NOW,
+            &r,
+        )
+        .unwrap();
         let p = periods(&rep);
         let day0 = floor_to(NOW, DAY_MS) - 2 * DAY_MS;
         assert_eq!(
@@ -897,6 +966,7 @@ mod tests {
         let err = report(
             &c,
             &every(NOW - 2 * 365 * DAY_MS, NOW, v1::ReportEvery::Hour),
+            &Zone::utc(),
             NOW,
             &r,
         )
@@ -905,6 +975,7 @@ mod tests {
         let ok = report(
             &c,
             &every(NOW - 2 * 365 * DAY_MS, NOW, v1::ReportEvery::Month),
+            &Zone::utc(),
             NOW,
             &r,
         )
@@ -1144,10 +1215,10 @@ mod bench {
                     until_ms: 0,
                     group_by: by as i32,
                     limit: 10,
-                    every: 0,
+                    ..Default::default()
                 };
                 let t = Instant::now();
-                let rep = report(&c, &req, now, &r).unwrap();
+                let rep = report(&c, &req, &Zone::utc(), now, &r).unwrap();
                 let ms = t.elapsed().as_secs_f64() * 1e3;
                 println!(
                     "report {what:>22} by {:<9}: {ms:7.1} ms ({} rows + others)",

@@ -168,6 +168,8 @@ pub struct DaemonOpts {
     pub wrapper: Vec<String>,
     /// The database path (default: `lib/netmon.db` in the daemon's temp dir).
     pub db: Option<PathBuf>,
+    /// Extra environment of the daemon, e.g. `TZ`.
+    pub env: Vec<(String, String)>,
 }
 
 /// `extra` with `exclude_netns` set in its `[capture]` section (added if missing).
@@ -196,6 +198,7 @@ pub struct Daemon {
     own_ns: Option<Netns>,
     pub netns: String,
     wrapper: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 pub enum TempGroupOrName {
@@ -256,6 +259,7 @@ impl Daemon {
             own_ns,
             netns,
             wrapper: opts.wrapper.clone(),
+            env: opts.env.clone(),
         };
         d.spawn();
         d.wait_ready();
@@ -287,6 +291,7 @@ impl Daemon {
         let child = self
             .command()
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log)

@@ -514,7 +514,7 @@ fn report_every_hour_splits_real_traffic_at_utc_hours() {
     let pid = upload(&lab, "5404", N);
     settled_top(&d, pid, N);
     let rep = d.ctl_json(&[
-        "report", "--since", "3h", "--every", "hour", "--by", "process", "--limit", "1000",
+        "--utc", "report", "--since", "3h", "--every", "hour", "--by", "process", "--limit", "1000",
     ]);
     assert_eq!(rep["every"], "hour", "{rep}");
     let periods = rep["periods"].as_array().expect("periods[]");
