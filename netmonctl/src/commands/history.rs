@@ -167,6 +167,7 @@ pub fn report_request(
     by: ReportBy,
     limit: u32,
     every: Option<Every>,
+    process: Option<String>,
     now_ms: i64,
 ) -> v1::ReportRequest {
     let (since_ms, until_ms) = match (day, since) {
@@ -186,6 +187,7 @@ pub fn report_request(
         group_by: group_by(by) as i32,
         limit,
         every: every as i32,
+        process: process.unwrap_or_default(),
     }
 }
 
@@ -229,6 +231,7 @@ pub async fn report(
     out: &mut dyn Write,
 ) -> Result<()> {
     let (asked_since, asked_until) = (req.since_ms, req.until_ms);
+    let process = (!req.process.is_empty()).then(|| req.process.clone());
     let r = client.report(req).await?.into_inner();
     let since_ms = or_asked(r.since_ms, asked_since);
     let until_ms = or_asked(r.until_ms, asked_until);
@@ -242,6 +245,7 @@ pub async fn report(
             until: rfc3339_ms(until_ms),
             by: by_name(by_shown),
             every: every.map(Every::as_str),
+            process,
             totals: ReportTotalsJson::new(up, down),
             rows: r
                 .rows
@@ -292,6 +296,9 @@ pub async fn report(
             human_time(since_ms),
             until
         )?,
+    }
+    if let Some(p) = &process {
+        writeln!(out, "program: {p}")?;
     }
     writeln!(
         out,
@@ -629,7 +636,7 @@ mod tests {
     #[test]
     fn report_defaults_to_today_utc() {
         let now = 1_767_225_600_000 + 3_600_000;
-        let req = report_request(None, None, ReportBy::Host, 5, None, now);
+        let req = report_request(None, None, ReportBy::Host, 5, None, None, now);
         assert_eq!((req.since_ms, req.until_ms), (1_767_225_600_000, 0));
         assert_eq!(req.group_by, v1::GroupBy::Host as i32);
         assert_eq!(req.every, v1::ReportEvery::Unspecified as i32);
@@ -639,8 +646,10 @@ mod tests {
             ReportBy::Process,
             5,
             Some(Every::Month),
+            Some("firefox".into()),
             now,
         );
+        assert_eq!(req.process, "firefox");
         assert_eq!(req.since_ms, now - 60_000);
         assert_eq!(req.every, v1::ReportEvery::Month as i32);
     }

@@ -165,6 +165,7 @@ pub fn report(
                 group_by: req.group_by,
                 limit: req.limit,
                 every: 0,
+                process: req.process.clone(),
             },
             now,
             r,
@@ -227,6 +228,9 @@ fn report_range(
         });
     }
     let (since, until, segs) = plan(req.since_ms, until, now, r);
+    if !req.process.is_empty() {
+        return process_hosts_report(conn, req, by, since, until, &segs);
+    }
     let names = if by == v1::GroupBy::Protocol {
         protocol_names(conn)?
     } else {
@@ -379,6 +383,70 @@ fn report_range(
         all.sort_by(|(ka, a), (kb, b)| total(b).cmp(&total(a)).then_with(|| ka.cmp(kb)));
         all
     };
+    Ok(fold(all, limit, since, until, by))
+}
+
+/// The key of the row summing a process's hosts past the per-minute top.
+pub const OTHER_HOSTS: &str = "(other hosts)";
+
+/// The hosts (or host categories) the processes named `req.process` talked
+/// to over `segs`, from the per-process host tables.
+fn process_hosts_report(
+    conn: &Connection,
+    req: &v1::ReportRequest,
+    by: v1::GroupBy,
+    since: i64,
+    until: i64,
+    segs: &[Segment],
+) -> Result<v1::ReportReply, StoreError> {
+    if !matches!(by, v1::GroupBy::Host | v1::GroupBy::Category) {
+        return Err(StoreError::ProcessNeedsHosts);
+    }
+    let mut groups: HashMap<String, Group> = HashMap::new();
+    for seg in segs {
+        let res = seg.res;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT s.proc_id, h.address, h.name, h.category, sum(s.up_bytes), sum(s.down_bytes)
+             FROM proc_host_{res} s JOIN processes p ON p.id = s.proc_id
+               LEFT JOIN hosts h ON h.id = s.host_id
+             WHERE s.ts_ms >= ?1 AND s.ts_ms < ?2 AND p.name = ?3
+             GROUP BY s.proc_id, s.host_id"
+        ))?;
+        let mut rows = stmt.query(params![seg.from, seg.to, req.process])?;
+        while let Some(row) = rows.next()? {
+            let address: Option<String> = row.get(1)?;
+            let (key, label) = match (address, by) {
+                // No host row: the other-hosts row (or a host swept away).
+                (None, _) => (OTHER_HOSTS.to_owned(), String::new()),
+                (Some(a), v1::GroupBy::Host) => (a, row.get::<_, String>(2)?),
+                (Some(_), _) => {
+                    let c: String = row.get(3)?;
+                    let key = if c.is_empty() {
+                        "uncategorized".to_owned()
+                    } else {
+                        c
+                    };
+                    (key, String::new())
+                }
+            };
+            groups.entry(key).or_default().add(
+                &label,
+                u(row.get(4)?),
+                u(row.get(5)?),
+                0,
+                0,
+                Some(row.get(0)?),
+            );
+        }
+    }
+    let limit = if req.limit == 0 {
+        DEFAULT_LIMIT
+    } else {
+        req.limit
+    } as usize;
+    let total = |g: &Group| g.up.saturating_add(g.down);
+    let mut all: Vec<(String, Group)> = groups.into_iter().collect();
+    all.sort_by(|(ka, a), (kb, b)| total(b).cmp(&total(a)).then_with(|| ka.cmp(kb)));
     Ok(fold(all, limit, since, until, by))
 }
 
@@ -640,6 +708,7 @@ mod tests {
             group_by: by as i32,
             limit,
             every: 0,
+            process: String::new(),
         }
     }
 
@@ -677,6 +746,7 @@ mod tests {
                 group_by: v1::GroupBy::Process as i32,
                 limit: 10,
                 every: 0,
+                process: String::new(),
             },
             NOW + 1,
             &r,
@@ -793,6 +863,7 @@ mod tests {
             group_by: v1::GroupBy::Process as i32,
             limit: 1,
             every: e as i32,
+            process: String::new(),
         }
     }
 
@@ -1103,7 +1174,7 @@ mod bench {
             let b = day(d, &mut rng);
             let tx = c.transaction().unwrap();
             let mut staged = Ids::default();
-            write_batch(&tx, &b, &ids, &mut staged, d * DAY_MS).unwrap();
+            write_batch(&tx, &b, &ids, &mut staged, d * DAY_MS, 20).unwrap();
             tx.commit().unwrap();
             ids.merge(staged);
             if d == first {
@@ -1145,6 +1216,7 @@ mod bench {
                     group_by: by as i32,
                     limit: 10,
                     every: 0,
+                    process: String::new(),
                 };
                 let t = Instant::now();
                 let rep = report(&c, &req, now, &r).unwrap();

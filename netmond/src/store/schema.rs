@@ -221,6 +221,37 @@ pub const MIGRATIONS: &[&str] = &[
     // 6: threshold rules live in one place, `thresholds.json` beside the
     // database (with the seen-executables set); this table was never written.
     "DROP TABLE thresholds;",
+    // 7: which remote hosts each process talked to (host_id 0: the hosts
+    // past the per-minute top, summed), so reports can answer "which hosts
+    // did firefox use". `connections.category` becomes the category of the
+    // busiest named host of the process in that minute.
+    "CREATE TABLE proc_host_minute (
+        ts_ms INTEGER NOT NULL, proc_id INTEGER NOT NULL, host_id INTEGER NOT NULL,
+        up_bytes INTEGER NOT NULL, down_bytes INTEGER NOT NULL,
+        PRIMARY KEY (ts_ms, proc_id, host_id)) WITHOUT ROWID;
+    CREATE TABLE proc_host_hour (
+        ts_ms INTEGER NOT NULL, proc_id INTEGER NOT NULL, host_id INTEGER NOT NULL,
+        up_bytes INTEGER NOT NULL, down_bytes INTEGER NOT NULL,
+        PRIMARY KEY (ts_ms, proc_id, host_id)) WITHOUT ROWID;
+    CREATE TABLE proc_host_day (
+        ts_ms INTEGER NOT NULL, proc_id INTEGER NOT NULL, host_id INTEGER NOT NULL,
+        up_bytes INTEGER NOT NULL, down_bytes INTEGER NOT NULL,
+        PRIMARY KEY (ts_ms, proc_id, host_id)) WITHOUT ROWID;
+    DROP VIEW connections;
+    CREATE VIEW connections AS
+      SELECT strftime('%Y-%m-%d %H:%M:%S', m.ts_ms / 1000, 'unixepoch', 'localtime') AS timestamp,
+             m.ts_ms AS timestamp_ms, p.pid AS pid, p.name AS app_name, p.exe AS exe,
+             p.user AS user,
+             m.up_bytes + m.down_bytes AS packet_size,
+             m.up_bytes AS upload_bytes, m.down_bytes AS download_bytes,
+             (SELECT group_concat(name, ',') FROM
+                (SELECT name FROM protocol_names WHERE (m.protocols >> bit) & 1 ORDER BY name)
+             ) AS protocols,
+             coalesce(nullif((SELECT h.category FROM proc_host_minute x JOIN hosts h ON h.id = x.host_id
+                              WHERE x.ts_ms = m.ts_ms AND x.proc_id = m.proc_id
+                              ORDER BY x.up_bytes + x.down_bytes DESC, x.host_id LIMIT 1), ''),
+                      'uncategorized') AS category
+      FROM process_minute m JOIN processes p ON p.id = m.proc_id;",
 ];
 
 #[cfg(test)]
