@@ -1502,6 +1502,60 @@ mod tests {
             .expect("row")
     }
 
+    fn proc_hosts(r: &Rollup) -> Vec<(u32, String, u64, u64)> {
+        let mut v: Vec<_> = r
+            .proc_hosts
+            .iter()
+            .map(|h| (h.process.0, h.address.clone(), h.up_bytes, h.down_bytes))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn host_rows_of_a_process_include_bytes_from_before_its_owner_was_known() {
+        let mut a = Aggregator::new();
+        a.apply_deltas(0, &[delta(1, 100, 1000, false)], &[]);
+        let r = a.roll(1000, |_, _| true);
+        assert!(r.proc_hosts.is_empty(), "no owner yet");
+        a.apply_resolution(answer(1, Ok(info(42))), 0);
+        a.apply_deltas(0, &[delta(1, 10, 10, true)], &[]);
+        let r = a.roll(1000, |_, _| true);
+        assert_eq!(proc_hosts(&r), vec![(42, "10.0.0.2".into(), 110, 1010)]);
+        // Each byte once: nothing new, nothing handed out again.
+        let r = a.roll(1000, |_, _| true);
+        assert!(r.proc_hosts.is_empty());
+    }
+
+    #[test]
+    fn a_process_with_many_hosts_in_a_tick_keeps_the_busiest_and_sums_the_rest() {
+        let mut by_proc = HashMap::new();
+        let hosts: HashMap<IpAddr, Counts> = (0..(PROC_HOSTS_PER_TICK as u64 + 10))
+            .map(|n| {
+                let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n as u32));
+                let c = Counts {
+                    up_bytes: n + 1,
+                    down_bytes: 1,
+                    ..Counts::default()
+                };
+                (ip, c)
+            })
+            .collect();
+        by_proc.insert((7, 1), hosts);
+        let rows = proc_host_rows(by_proc);
+        assert_eq!(rows.len(), PROC_HOSTS_PER_TICK + 1);
+        let other = rows
+            .iter()
+            .find(|r| r.address.is_empty())
+            .expect("other row");
+        // The ten smallest: up 1..=10.
+        assert_eq!((other.up_bytes, other.down_bytes), (55, 10));
+        let up: u64 = rows.iter().map(|r| r.up_bytes).sum();
+        let n = PROC_HOSTS_PER_TICK as u64 + 10;
+        assert_eq!(up, n * (n + 1) / 2, "totals stay exact");
+        assert!(rows.iter().any(|r| r.address == "10.0.0.73"));
+    }
+
     #[test]
     fn bytes_seen_before_the_owner_is_known_move_to_it() {
         let mut a = Aggregator::new();

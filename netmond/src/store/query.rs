@@ -812,6 +812,166 @@ mod tests {
         );
     }
 
+    /// firefox (two processes) and curl, each with its own hosts.
+    fn programs_and_hosts() -> (tempfile::TempDir, Connection) {
+        use super::super::minute::tests::proc_host;
+        let (d, mut c) = db();
+        let host = |a: &str, name: &str, cat: &str| HostTick {
+            address: a.into(),
+            name: name.into(),
+            category: cat.into(),
+            up_bytes: 1,
+            down_bytes: 1,
+            ..Default::default()
+        };
+        let mut ticks = Vec::new();
+        for (k, t) in [NOW - 2 * HOUR_MS, NOW - 30 * MINUTE_MS]
+            .into_iter()
+            .enumerate()
+        {
+            let k = k as u64 + 1;
+            let mut r = tick(
+                t,
+                1,
+                vec![
+                    proc_tick(1, "firefox", 10 * k, 10 * k, "https"),
+                    proc_tick(6, "firefox", 10 * k, 10 * k, "https"),
+                    proc_tick(2, "curl", 10 * k, 10 * k, "https"),
+                ],
+            );
+            r.hosts = vec![
+                host("10.0.0.1", "news.example", "news"),
+                host("10.0.0.2", "", "cdn"),
+                host("10.0.0.3", "", ""),
+                host("10.0.0.9", "", "work"),
+            ];
+            r.proc_hosts = vec![
+                proc_host(1, "10.0.0.1", 100, 1000),
+                proc_host(6, "10.0.0.1", 1, 2),
+                proc_host(6, "10.0.0.2", 50, 50),
+                proc_host(6, "10.0.0.3", 5, 5),
+                proc_host(6, "", 3, 3),
+                proc_host(2, "10.0.0.9", 7000, 7000),
+            ];
+            ticks.push(r);
+        }
+        write_ticks(&mut c, &ticks);
+        (d, c)
+    }
+
+    fn of_program(by: v1::GroupBy, name: &str, since: i64) -> v1::ReportRequest {
+        v1::ReportRequest {
+            process: name.into(),
+            ..req(since, by, 10)
+        }
+    }
+
+    #[test]
+    fn a_programs_hosts_and_categories_come_from_its_own_rows() {
+        let (_d, c) = programs_and_hosts();
+        let r = Retention::default();
+        let rep = report(
+            &c,
+            &of_program(v1::GroupBy::Host, "firefox", 0),
+            NOW + 1,
+            &r,
+        )
+        .unwrap();
+        let rows: Vec<_> = rep
+            .rows
+            .iter()
+            .map(|r| {
+                (
+                    r.key.as_str(),
+                    r.label.as_str(),
+                    r.up_bytes,
+                    r.down_bytes,
+                    r.processes,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("10.0.0.1", "news.example", 202, 2004, 2),
+                ("10.0.0.2", "10.0.0.2", 100, 100, 1),
+                ("10.0.0.3", "10.0.0.3", 10, 10, 1),
+                (OTHER_HOSTS, OTHER_HOSTS, 6, 6, 1),
+            ]
+        );
+        let t = rep.totals.unwrap();
+        assert_eq!((t.up_bytes, t.down_bytes), (318, 2120));
+        assert_eq!(rep.group_by, v1::GroupBy::Host as i32);
+        let cats = report(
+            &c,
+            &of_program(v1::GroupBy::Category, "firefox", 0),
+            NOW + 1,
+            &r,
+        )
+        .unwrap();
+        let keys: Vec<_> = cats
+            .rows
+            .iter()
+            .map(|r| (r.key.as_str(), r.up_bytes + r.down_bytes))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("news", 2206),
+                ("cdn", 200),
+                ("uncategorized", 20),
+                (OTHER_HOSTS, 12)
+            ]
+        );
+        // curl's host is curl's alone; a range holds only its minutes.
+        let curl = report(
+            &c,
+            &of_program(v1::GroupBy::Host, "curl", NOW - HOUR_MS),
+            NOW + 1,
+            &r,
+        )
+        .unwrap();
+        let keys: Vec<_> = curl
+            .rows
+            .iter()
+            .map(|r| (r.key.as_str(), r.up_bytes))
+            .collect();
+        assert_eq!(keys, vec![("10.0.0.9", 7000)]);
+        let none = report(&c, &of_program(v1::GroupBy::Host, "wget", 0), NOW + 1, &r).unwrap();
+        assert!(none.rows.is_empty() && none.others.is_none());
+        let err = report(
+            &c,
+            &of_program(v1::GroupBy::Process, "curl", 0),
+            NOW + 1,
+            &r,
+        )
+        .unwrap_err();
+        assert!(matches!(err, StoreError::ProcessNeedsHosts), "{err}");
+    }
+
+    #[test]
+    fn a_programs_hosts_split_into_periods() {
+        let (_d, c) = programs_and_hosts();
+        let r = Retention::default();
+        let rep = report(
+            &c,
+            &v1::ReportRequest {
+                every: v1::ReportEvery::Hour as i32,
+                ..of_program(v1::GroupBy::Host, "curl", NOW - 3 * HOUR_MS)
+            },
+            NOW + 1,
+            &r,
+        )
+        .unwrap();
+        let per: Vec<u64> = rep
+            .periods
+            .iter()
+            .map(|p| p.rows.iter().map(|r| r.up_bytes).sum())
+            .collect();
+        assert_eq!(per.iter().sum::<u64>(), 14_000);
+        assert_eq!(per.iter().filter(|b| **b == 7000).count(), 2, "{per:?}");
+    }
+
     fn utc(t: time::OffsetDateTime) -> i64 {
         t.unix_timestamp() * 1000
     }

@@ -371,6 +371,49 @@ mod tests {
     }
 
     #[test]
+    fn connections_take_the_category_of_the_busiest_host_of_the_minute() {
+        use super::super::minute::tests::proc_host;
+        use super::super::minute::HostTick;
+        let (_d, mut c) = db();
+        let host = |a: &str, cat: &str| HostTick {
+            address: a.into(),
+            category: cat.into(),
+            up_bytes: 1,
+            ..Default::default()
+        };
+        let mut t1 = tick(
+            T0 + 1_000,
+            1,
+            vec![
+                proc_tick(7, "firefox", 100, 100, "https"),
+                proc_tick(8, "curl", 10, 10, "https"),
+            ],
+        );
+        t1.hosts = vec![host("10.0.0.1", "video"), host("10.0.0.2", "news")];
+        t1.proc_hosts = vec![
+            proc_host(7, "10.0.0.1", 90, 90),
+            proc_host(7, "10.0.0.2", 10, 10),
+        ];
+        let t2 = tick(
+            T0 + MINUTE_MS + 1_000,
+            1,
+            vec![proc_tick(7, "firefox", 200, 200, "https")],
+        );
+        write_ticks(&mut c, &[t1, t2]);
+        assert_eq!(
+            rows(
+                &c,
+                "SELECT app_name, category, packet_size FROM connections ORDER BY timestamp_ms, app_name"
+            ),
+            [
+                ["curl", "uncategorized", "20"],
+                ["firefox", "video", "200"],
+                ["firefox", "uncategorized", "200"],
+            ]
+        );
+    }
+
+    #[test]
     fn older_tools_columns_read_from_traffic_log_sessions_and_alerts() {
         let (_d, c) = filled();
         assert_eq!(
