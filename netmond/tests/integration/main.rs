@@ -17,5 +17,6 @@ mod history;
 mod hostile;
 mod metrics;
 mod names;
+mod process_hosts;
 mod reload;
 mod soak;
