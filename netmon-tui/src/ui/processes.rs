@@ -504,7 +504,7 @@ impl Widget for &DetailView<'_> {
         .header(Row::new(["REMOTE HOST", "CONN", "UP", "DOWN", "TOTAL"]).style(p.table_header))
         .block(Block::new().borders(Borders::TOP).title(" remote hosts "));
         Widget::render(table, hosts, buf);
-        Widget::render(history_hosts(self.detail, &p), past, buf);
+        Widget::render(history_hosts(self.detail, p), past, buf);
     }
 }
 
