@@ -213,6 +213,8 @@ pub enum Effect {
     Reload,
     /// Live connections; `Some(pid)` for a process detail.
     FetchConnections(Option<u32>),
+    /// Today's remote hosts of the program of this name, from history.
+    FetchProcessHosts(String),
     /// Today's report and the alerts.
     FetchHistory,
     /// The threshold rules (another client may change them).
@@ -252,12 +254,25 @@ pub enum ConnStatus {
 pub struct Detail {
     pub pid: u32,
     pub connections: Option<Result<Vec<v1::Connection>, String>>,
+    /// The process's program name ("" when unknown: no history asked).
+    pub name: String,
+    /// Today's hosts of that program, from history (`report --by host --process`).
+    pub hosts_history: Option<Result<v1::ReportReply, String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct History {
     pub report: Option<Result<v1::ReportReply, String>>,
     pub alerts: Option<Result<Vec<v1::Alert>, String>>,
+}
+
+/// What a process detail polls: its connections and its program's hosts.
+fn detail_effects(d: &Detail) -> Vec<Effect> {
+    let mut e = vec![Effect::FetchConnections(Some(d.pid))];
+    if !d.name.is_empty() {
+        e.push(Effect::FetchProcessHosts(d.name.clone()));
+    }
+    e
 }
 
 /// A remote host of one process, folded from its connections.
@@ -680,12 +695,21 @@ impl App {
                 if self.view == View::Processes && self.detail.is_none() {
                     // A program row (pid 0) has no connections to show.
                     if let Some(pid) = self.selected_pid.filter(|&pid| pid != 0) {
-                        self.detail = Some(Detail {
+                        let name = self
+                            .process(pid)
+                            .and_then(|r| r.process.as_ref())
+                            .map(|id| id.name.clone())
+                            .unwrap_or_default();
+                        let detail = Detail {
                             pid,
                             connections: None,
-                        });
+                            name,
+                            hosts_history: None,
+                        };
+                        let effects = detail_effects(&detail);
+                        self.detail = Some(detail);
                         self.cursor = 0;
-                        return vec![Effect::FetchConnections(Some(pid))];
+                        return effects;
                     }
                 } else if self.detail.is_some() {
                     self.detail = None;
@@ -771,7 +795,7 @@ impl App {
             return Vec::new();
         }
         match (&self.detail, self.view) {
-            (Some(d), _) => vec![Effect::FetchConnections(Some(d.pid))],
+            (Some(d), _) => detail_effects(d),
             (None, View::Connections) => vec![Effect::FetchConnections(None)],
             (None, View::History) => vec![Effect::FetchHistory],
             _ => Vec::new(),
@@ -786,6 +810,13 @@ impl App {
             e.push(Effect::FetchThresholds);
         }
         e
+    }
+
+    /// Today's hosts of the program `name`, if its detail is still open.
+    pub fn on_process_hosts(&mut self, name: &str, result: Result<v1::ReportReply, String>) {
+        if let Some(d) = self.detail.as_mut().filter(|d| d.name == name) {
+            d.hosts_history = Some(result);
+        }
     }
 
     pub fn on_connections(
@@ -1353,8 +1384,19 @@ mod tests {
     #[test]
     fn enter_opens_the_detail_of_the_selected_process() {
         let mut a = app();
-        assert_eq!(a.apply(Action::Open), [Effect::FetchConnections(Some(877))]);
+        assert_eq!(
+            a.apply(Action::Open),
+            [
+                Effect::FetchConnections(Some(877)),
+                Effect::FetchProcessHosts("python3".into())
+            ]
+        );
         a.on_connections(Some(877), Ok(connections()));
+        // A late answer for another program is not this detail's.
+        a.on_process_hosts("curl", Ok(v1::ReportReply::default()));
+        assert!(a.detail.as_ref().is_some_and(|d| d.hosts_history.is_none()));
+        a.on_process_hosts("python3", Ok(v1::ReportReply::default()));
+        assert!(a.detail.as_ref().is_some_and(|d| d.hosts_history.is_some()));
         let hosts = a.detail_hosts();
         assert_eq!(hosts.len(), 2);
         assert_eq!(hosts[0].name, "example.com");

@@ -50,7 +50,14 @@ enum Msg {
         report: Box<Result<v1::ReportReply, String>>,
         alerts: Result<Vec<v1::Alert>, String>,
     },
+    ProcessHosts {
+        name: String,
+        result: Result<v1::ReportReply, String>,
+    },
 }
+
+/// Rows of the detail's "hosts today" list.
+const DETAIL_HISTORY_HOSTS: u32 = 8;
 
 pub async fn run(socket: PathBuf, color: bool) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -146,6 +153,7 @@ pub async fn run(socket: PathBuf, color: bool) -> anyhow::Result<()> {
                     app.history.report = Some(*report);
                     app.history.alerts = Some(alerts);
                 }
+                Msg::ProcessHosts { name, result } => app.on_process_hosts(&name, result),
             },
             _ = tick.tick() => {
                 app.now_ms = now_ms();
@@ -356,6 +364,21 @@ async fn execute(effect: Effect, mut c: Client) -> Msg {
                 .map(|r| r.into_inner().connections)
                 .map_err(|s| s.message().to_owned());
             Msg::Connections { pid, result }
+        }
+        Effect::FetchProcessHosts(name) => {
+            let now = now_ms();
+            let result = c
+                .report(v1::ReportRequest {
+                    since_ms: now - now.rem_euclid(86_400_000),
+                    group_by: v1::GroupBy::Host as i32,
+                    limit: DETAIL_HISTORY_HOSTS,
+                    process: name.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|s| s.message().to_owned());
+            Msg::ProcessHosts { name, result }
         }
         Effect::FetchHistory => {
             let now = now_ms();

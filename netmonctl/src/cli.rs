@@ -131,6 +131,9 @@ pub enum Command {
         /// One row of totals per local hour, day or calendar month (UTC with --utc); with --by, each period's top rows
         #[arg(long, value_enum, value_name = "PERIOD")]
         every: Option<Every>,
+        /// Only this program's traffic (its name, as `top` shows it), by the hosts it talked to: with --by host or --by category
+        #[arg(long, value_name = "NAME")]
+        process: Option<String>,
     },
     /// Export per-minute history as CSV or JSON, streamed
     Export {

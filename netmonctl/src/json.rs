@@ -743,6 +743,10 @@ pub struct ReportJson {
     pub by: &'static str,
     /// The `--every` value; `null` without it.
     pub every: Option<&'static str>,
+    /// The `--process` value: rows are that program's hosts or categories
+    /// (key "(other hosts)": its hosts past the per-minute top); `null`
+    /// without it.
+    pub process: Option<String>,
     pub totals: ReportTotalsJson,
     pub rows: Vec<ReportRowJson>,
     /// Rows beyond `--limit`, folded; `null` when nothing was folded.

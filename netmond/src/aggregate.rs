@@ -24,6 +24,9 @@ const MIN_QUIET_TICKS: u32 = 3;
 const OTHER_PROGRAMS: &str = "(other programs)";
 /// Remote hosts kept; beyond this the smallest go.
 const MAX_HOSTS: usize = 20_000;
+/// Remote hosts per process in one tick's who-talked-to-whom rows; the rest
+/// are summed in one row (the store keeps fewer per minute).
+const PROC_HOSTS_PER_TICK: usize = 64;
 /// Owner answers that arrived before the flow's first delta, kept this long.
 const EARLY_TTL_MS: i64 = 10_000;
 /// A flow still unresolved after this long is asked about again, once.
@@ -155,6 +158,9 @@ struct FlowRec {
     tcp_state: TcpState,
     app: AppProto,
     meter: Meter,
+    /// The part of `meter.total` already handed out in per-process host
+    /// rows: bytes seen before the owner was known go out once it is.
+    host_reported: Counts,
     owner: Owner,
     ended: bool,
     /// An inbound SYN nobody answered yet (see `FlowDelta::half_open`).
@@ -265,6 +271,11 @@ pub struct Rollup {
     /// Processes (pid, start time) folded into program rows since the last
     /// rollup: their own rows are gone for good.
     pub folded: Vec<ProcKey>,
+    /// Bytes each process exchanged with each remote host since the last
+    /// rollup (captured flow bytes, once the flow's owner is known); at most
+    /// `PROC_HOSTS_PER_TICK` hosts per process, the rest in a row with
+    /// address "".
+    pub proc_hosts: Vec<crate::store::ProcHostTick>,
 }
 
 /// Rows of the per-process table, for `status`.
@@ -461,6 +472,7 @@ impl Aggregator {
             tcp_state: d.tcp_state,
             app: d.app,
             meter: Meter::default(),
+            host_reported: Counts::default(),
             owner: match d.placement {
                 // Packets of flows that found a full table: counted, not tracked.
                 _ if d.key == FlowKey::OVERFLOW => Owner::Unattributed("flow_table_full"),
@@ -827,6 +839,7 @@ impl Aggregator {
         }
         for f in self.flows.values_mut() {
             f.meter = Meter::default();
+            f.host_reported = Counts::default();
         }
         self.unattributed.clear();
         self.hosts.clear();
@@ -861,7 +874,20 @@ impl Aggregator {
             h.live_flows = 0;
         }
         let mut pending = Meter::default();
-        for (k, f) in &self.flows {
+        let mut proc_hosts: HashMap<ProcKey, HashMap<IpAddr, Counts>> = HashMap::new();
+        for (k, f) in self.flows.iter_mut() {
+            if let Owner::Process(pk) | Owner::Socket(Some(pk)) = f.owner {
+                let d = sub(f.meter.total, f.host_reported);
+                f.host_reported = f.meter.total;
+                if d.up_bytes != 0 || d.down_bytes != 0 {
+                    proc_hosts
+                        .entry(pk)
+                        .or_default()
+                        .entry(k.remote)
+                        .or_default()
+                        .add(&d);
+                }
+            }
             if !f.ended {
                 if let Some(h) = self.hosts.get_mut(&k.remote) {
                     h.live_flows += 1;
@@ -1046,6 +1072,7 @@ impl Aggregator {
             flows_tracked: self.flows.len() as u64,
             table,
             folded: std::mem::take(&mut self.folded_keys),
+            proc_hosts: proc_host_rows(proc_hosts),
         };
         self.end_tick(tick_ms);
         rollup
@@ -1324,6 +1351,40 @@ fn find_socket(
     None
 }
 
+/// One tick's per-process host bytes as store rows: each process's busiest
+/// `PROC_HOSTS_PER_TICK` hosts, the rest summed under address "".
+fn proc_host_rows(
+    by_proc: HashMap<ProcKey, HashMap<IpAddr, Counts>>,
+) -> Vec<crate::store::ProcHostTick> {
+    let mut out = Vec::new();
+    for (pk, hosts) in by_proc {
+        let mut hosts: Vec<(IpAddr, Counts)> = hosts.into_iter().collect();
+        hosts.sort_unstable_by_key(|(ip, c)| (std::cmp::Reverse(c.up_bytes + c.down_bytes), *ip));
+        let mut rest = Counts::default();
+        for (n, (ip, c)) in hosts.into_iter().enumerate() {
+            if n < PROC_HOSTS_PER_TICK {
+                out.push(crate::store::ProcHostTick {
+                    process: pk,
+                    address: ip.to_string(),
+                    up_bytes: c.up_bytes,
+                    down_bytes: c.down_bytes,
+                });
+            } else {
+                rest.add(&c);
+            }
+        }
+        if rest != Counts::default() {
+            out.push(crate::store::ProcHostTick {
+                process: pk,
+                address: String::new(),
+                up_bytes: rest.up_bytes,
+                down_bytes: rest.down_bytes,
+            });
+        }
+    }
+    out
+}
+
 fn sub(a: Counts, b: Counts) -> Counts {
     Counts {
         up_bytes: a.up_bytes.saturating_sub(b.up_bytes),
@@ -1439,6 +1500,60 @@ mod tests {
             .find(|p| p.process.as_ref().is_some_and(|i| i.pid == pid))
             .cloned()
             .expect("row")
+    }
+
+    fn proc_hosts(r: &Rollup) -> Vec<(u32, String, u64, u64)> {
+        let mut v: Vec<_> = r
+            .proc_hosts
+            .iter()
+            .map(|h| (h.process.0, h.address.clone(), h.up_bytes, h.down_bytes))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn host_rows_of_a_process_include_bytes_from_before_its_owner_was_known() {
+        let mut a = Aggregator::new();
+        a.apply_deltas(0, &[delta(1, 100, 1000, false)], &[]);
+        let r = a.roll(1000, |_, _| true);
+        assert!(r.proc_hosts.is_empty(), "no owner yet");
+        a.apply_resolution(answer(1, Ok(info(42))), 0);
+        a.apply_deltas(0, &[delta(1, 10, 10, true)], &[]);
+        let r = a.roll(1000, |_, _| true);
+        assert_eq!(proc_hosts(&r), vec![(42, "10.0.0.2".into(), 110, 1010)]);
+        // Each byte once: nothing new, nothing handed out again.
+        let r = a.roll(1000, |_, _| true);
+        assert!(r.proc_hosts.is_empty());
+    }
+
+    #[test]
+    fn a_process_with_many_hosts_in_a_tick_keeps_the_busiest_and_sums_the_rest() {
+        let mut by_proc = HashMap::new();
+        let hosts: HashMap<IpAddr, Counts> = (0..(PROC_HOSTS_PER_TICK as u64 + 10))
+            .map(|n| {
+                let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n as u32));
+                let c = Counts {
+                    up_bytes: n + 1,
+                    down_bytes: 1,
+                    ..Counts::default()
+                };
+                (ip, c)
+            })
+            .collect();
+        by_proc.insert((7, 1), hosts);
+        let rows = proc_host_rows(by_proc);
+        assert_eq!(rows.len(), PROC_HOSTS_PER_TICK + 1);
+        let other = rows
+            .iter()
+            .find(|r| r.address.is_empty())
+            .expect("other row");
+        // The ten smallest: up 1..=10.
+        assert_eq!((other.up_bytes, other.down_bytes), (55, 10));
+        let up: u64 = rows.iter().map(|r| r.up_bytes).sum();
+        let n = PROC_HOSTS_PER_TICK as u64 + 10;
+        assert_eq!(up, n * (n + 1) / 2, "totals stay exact");
+        assert!(rows.iter().any(|r| r.address == "10.0.0.73"));
     }
 
     #[test]

@@ -420,6 +420,7 @@ impl BasicMonitor {
             lookup_dropped: 0,
             lookup_mode: "",
             folded: Vec::new(),
+            proc_hosts: Vec::new(),
         }
     }
 

@@ -172,6 +172,9 @@ pub struct StoreSection {
     pub hourly_retention_days: u32,
     /// Days daily rollups (and closed alerts) are kept.
     pub daily_retention_days: u32,
+    /// Remote hosts kept per process per minute; the rest are summed in one
+    /// "other hosts" row.
+    pub process_hosts_per_minute: u32,
 }
 
 impl Default for StoreSection {
@@ -182,6 +185,7 @@ impl Default for StoreSection {
             minute_retention_days: 7,
             hourly_retention_days: 90,
             daily_retention_days: 365,
+            process_hosts_per_minute: 20,
         }
     }
 }
@@ -579,6 +583,11 @@ impl FileConfig {
                     "Days daily rollups and closed alerts are kept.",
                     d.store.daily_retention_days.to_string(),
                 ),
+                (
+                    "process_hosts_per_minute",
+                    "Remote hosts kept per process per minute (`report --by host --process NAME`); the rest of its bytes are summed in one \"other hosts\" row, so totals stay exact.",
+                    d.store.process_hosts_per_minute.to_string(),
+                ),
             ],
         );
         let a = &d.alerts;
@@ -667,6 +676,7 @@ impl Config {
                 day_days: self.store.daily_retention_days,
             },
             history_hosts: self.privacy.history_hosts,
+            process_hosts_per_minute: self.store.process_hosts_per_minute,
         }
     }
 
@@ -772,6 +782,12 @@ impl Config {
         }
         if self.store.flush_interval_secs == 0 || self.store.flush_interval_secs > 3600 {
             return bad("store.flush_interval_secs", "must be between 1 and 3600");
+        }
+        if !(1..=1000).contains(&self.store.process_hosts_per_minute) {
+            return bad(
+                "store.process_hosts_per_minute",
+                "must be between 1 and 1000",
+            );
         }
         if !(256..=65_535).contains(&self.names.snaplen) {
             return bad("names.snaplen", "must be between 256 and 65535");

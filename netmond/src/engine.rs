@@ -757,6 +757,7 @@ fn log_alert(a: &v1::Alert) {
 fn tick_record(s: &Snapshot, time_ms: i64, epoch: u64, only_moving: bool) -> TickRecord {
     TickRecord {
         gone: s.folded.clone(),
+        proc_hosts: s.proc_hosts.clone(),
         ..TickRecord::from_rows(
             time_ms,
             epoch,

@@ -45,6 +45,8 @@ pub struct Snapshot {
     pub lookup_mode: &'static str,
     /// Processes (pid, start time) whose rows folded into program rows.
     pub folded: Vec<(u32, u64)>,
+    /// Who talked to whom since the last snapshot (see `Rollup::proc_hosts`).
+    pub proc_hosts: Vec<crate::store::ProcHostTick>,
 }
 
 /// Counters for `status`.
@@ -658,6 +660,7 @@ impl CaptureMonitor {
             lookup_dropped: lookups.low_dropped,
             lookup_mode: lookups.mode.as_str(),
             folded: std::mem::take(&mut rollup.folded),
+            proc_hosts: std::mem::take(&mut rollup.proc_hosts),
         };
         inner.last_rollup = rollup;
         snap

@@ -398,6 +398,17 @@ impl Widget for &DetailView<'_> {
             Constraint::Fill(2),
         ])
         .areas(area);
+        // The program's hosts from history: beside the live hosts when wide,
+        // else under the connections.
+        let (conns, hosts, past) = if area.width >= WIDE {
+            let [live, past] =
+                Layout::horizontal([Constraint::Fill(3), Constraint::Fill(2)]).areas(hosts);
+            (conns, live, past)
+        } else {
+            let [c, past] =
+                Layout::vertical([Constraint::Fill(1), Constraint::Length(5)]).areas(conns);
+            (c, hosts, past)
+        };
         let (l1, l2) = match row {
             Some(r) => {
                 let id = r.process.clone().unwrap_or_default();
@@ -492,5 +503,38 @@ impl Widget for &DetailView<'_> {
         .header(Row::new(["REMOTE HOST", "CONN", "UP", "DOWN", "TOTAL"]).style(p.table_header))
         .block(Block::new().borders(Borders::TOP).title(" remote hosts "));
         Widget::render(table, hosts, buf);
+        Widget::render(history_hosts(self.detail, p), past, buf);
     }
+}
+
+/// The program's hosts today, from history: address (or name) and bytes.
+fn history_hosts<'a>(d: &'a Detail, p: &Palette) -> Table<'a> {
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .title(" hosts (history, today UTC) ");
+    let rows: Vec<Row> = match &d.hosts_history {
+        None => vec![Row::new([Cell::from(" loading…")])],
+        Some(Err(e)) => vec![Row::new([Cell::from(Span::styled(
+            format!(" unavailable: {e}"),
+            p.error,
+        ))])],
+        Some(Ok(r)) if r.rows.is_empty() => vec![Row::new([Cell::from(" none recorded")])],
+        Some(Ok(r)) => r
+            .rows
+            .iter()
+            .chain(r.others.iter().filter(|o| o.up_bytes + o.down_bytes > 0))
+            .map(|h| {
+                Row::new(vec![
+                    Cell::from(format!(" {}", terminal_safe(&h.label))),
+                    Cell::from(format!(
+                        "{:>10}",
+                        format_bytes(h.up_bytes.saturating_add(h.down_bytes))
+                    )),
+                ])
+            })
+            .collect(),
+    };
+    Table::new(rows, [Constraint::Min(12), Constraint::Length(10)])
+        .header(Row::new([" HOST", "TOTAL"]).style(p.table_header))
+        .block(block)
 }

@@ -57,6 +57,26 @@ fn process_detail() {
     let pid = a.selected_pid.expect("selected");
     a.apply(Action::Open);
     a.on_connections(Some(pid), Ok(connections()));
+    let name = a.detail.as_ref().expect("detail").name.clone();
+    let row = |key: &str, label: &str, bytes: u64| v1::ReportRow {
+        key: key.into(),
+        label: label.into(),
+        up_bytes: bytes / 4,
+        down_bytes: bytes - bytes / 4,
+        processes: 1,
+        ..Default::default()
+    };
+    a.on_process_hosts(
+        &name,
+        Ok(v1::ReportReply {
+            rows: vec![
+                row("93.184.216.34", "example.com", 48_000_000),
+                row("10.0.0.53", "10.0.0.53", 120_000),
+            ],
+            others: Some(row("1 others", "1 others", 4_096)),
+            ..Default::default()
+        }),
+    );
     snapshot("detail", &a);
 }
 

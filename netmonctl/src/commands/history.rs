@@ -158,18 +158,28 @@ fn by_name(by: ReportBy) -> &'static str {
     }
 }
 
+/// What `report` was asked for on the command line.
+pub struct ReportArgs {
+    pub day: Option<Date>,
+    pub since: Option<std::time::Duration>,
+    pub by: ReportBy,
+    pub limit: u32,
+    pub every: Option<Every>,
+    pub process: Option<String>,
+}
+
 /// `--day` is that day of `zone`; `--since DUR` runs up to now; neither
 /// means today so far. The request names `zone` so that the daemon cuts
 /// `--every` periods as we show them.
-pub fn report_request(
-    day: Option<Date>,
-    since: Option<std::time::Duration>,
-    by: ReportBy,
-    limit: u32,
-    every: Option<Every>,
-    now_ms: i64,
-    zone: &Zone,
-) -> v1::ReportRequest {
+pub fn report_request(args: ReportArgs, now_ms: i64, zone: &Zone) -> v1::ReportRequest {
+    let ReportArgs {
+        day,
+        since,
+        by,
+        limit,
+        every,
+        process,
+    } = args;
     let (since_ms, until_ms) = match (day, since) {
         (Some(date), _) => day_range(date, zone),
         (None, Some(d)) => (When::Ago(d).to_ms(now_ms, zone), 0),
@@ -187,6 +197,7 @@ pub fn report_request(
         group_by: group_by(by) as i32,
         limit,
         every: every as i32,
+        process: process.unwrap_or_default(),
         time_zone: zone.name().to_owned(),
     }
 }
@@ -253,6 +264,7 @@ pub async fn report(
     out: &mut dyn Write,
 ) -> Result<()> {
     let (asked_since, asked_until) = (req.since_ms, req.until_ms);
+    let process = (!req.process.is_empty()).then(|| req.process.clone());
     let r = client.report(req).await?.into_inner();
     let since_ms = or_asked(r.since_ms, asked_since);
     let until_ms = or_asked(r.until_ms, asked_until);
@@ -266,6 +278,7 @@ pub async fn report(
             until: rfc3339_ms(until_ms),
             by: by_name(by_shown),
             every: every.map(Every::as_str),
+            process,
             totals: ReportTotalsJson::new(up, down),
             rows: r
                 .rows
@@ -320,6 +333,9 @@ pub async fn report(
             zone.human_time(since_ms),
             until
         )?,
+    }
+    if let Some(p) = &process {
+        writeln!(out, "program: {p}")?;
     }
     writeln!(
         out,
@@ -606,6 +622,23 @@ fn temp_path(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    fn args(
+        day: Option<Date>,
+        since: Option<std::time::Duration>,
+        by: ReportBy,
+        every: Option<Every>,
+        process: Option<String>,
+    ) -> ReportArgs {
+        ReportArgs {
+            day,
+            since,
+            by,
+            limit: 5,
+            every,
+            process,
+        }
+    }
+
     fn sample_row() -> v1::ExportRow {
         v1::ExportRow {
             time_ms: 1_767_225_600_000,
@@ -659,16 +692,16 @@ mod tests {
     fn report_defaults_to_today_in_the_zone() {
         let utc = Zone::utc();
         let now = 1_767_225_600_000 + 3_600_000;
-        let req = report_request(None, None, ReportBy::Host, 5, None, now, &utc);
+        let req = report_request(args(None, None, ReportBy::Host, None, None), now, &utc);
         assert_eq!((req.since_ms, req.until_ms), (1_767_225_600_000, 0));
         assert_eq!(req.time_zone, "UTC");
         // 01:00 UTC is still yesterday in Los Angeles, since 08:00 UTC.
         let la = Zone::named("America/Los_Angeles").unwrap();
-        let req = report_request(None, None, ReportBy::Host, 5, None, now, &la);
+        let req = report_request(args(None, None, ReportBy::Host, None, None), now, &la);
         assert_eq!(req.since_ms, 1_767_225_600_000 - 16 * 3_600_000);
         assert_eq!(req.time_zone, "America/Los_Angeles");
         let day = crate::when::parse_day("2026-01-01").unwrap();
-        let req = report_request(Some(day), None, ReportBy::Host, 5, None, now, &la);
+        let req = report_request(args(Some(day), None, ReportBy::Host, None, None), now, &la);
         assert_eq!(
             (req.since_ms, req.until_ms),
             (
@@ -679,14 +712,17 @@ mod tests {
         assert_eq!(req.group_by, v1::GroupBy::Host as i32);
         assert_eq!(req.every, v1::ReportEvery::Unspecified as i32);
         let req = report_request(
-            None,
-            Some(std::time::Duration::from_secs(60)),
-            ReportBy::Process,
-            5,
-            Some(Every::Month),
+            args(
+                None,
+                Some(std::time::Duration::from_secs(60)),
+                ReportBy::Process,
+                Some(Every::Month),
+                Some("firefox".into()),
+            ),
             now,
             &utc,
         );
+        assert_eq!(req.process, "firefox");
         assert_eq!(req.since_ms, now - 60_000);
         assert_eq!(req.every, v1::ReportEvery::Month as i32);
     }

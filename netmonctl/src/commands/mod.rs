@@ -16,7 +16,7 @@ use netmon_proto::v1::netmon_client::NetmonClient;
 use tonic::transport::Channel;
 
 use crate::cli::{Cli, Command, ReportBy, ThresholdCmd};
-use crate::error::Result;
+use crate::error::{CtlError, Result};
 
 pub type Client = NetmonClient<Channel>;
 
@@ -77,13 +77,22 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             by,
             limit,
             every,
+            process,
         } => {
+            if process.is_some() && !matches!(by, Some(ReportBy::Host | ReportBy::Category)) {
+                return Err(CtlError::Usage(
+                    "--process needs --by host or --by category".into(),
+                ));
+            }
             let req = history::report_request(
-                day,
-                since,
-                by.unwrap_or(ReportBy::Process),
-                limit,
-                every,
+                history::ReportArgs {
+                    day,
+                    since,
+                    by: by.unwrap_or(ReportBy::Process),
+                    limit,
+                    every,
+                    process,
+                },
                 crate::when::now_ms(),
                 crate::when::zone(),
             );

@@ -125,9 +125,9 @@ fn to_status(e: EngineError) -> Status {
 fn store_status(e: crate::store::StoreError) -> Status {
     use crate::store::StoreError;
     match e {
-        StoreError::BadRange { .. } | StoreError::TooManyPeriods { .. } => {
-            Status::invalid_argument(e.to_string())
-        }
+        StoreError::BadRange { .. }
+        | StoreError::TooManyPeriods { .. }
+        | StoreError::ProcessNeedsHosts => Status::invalid_argument(e.to_string()),
         StoreError::Busy => Status::resource_exhausted(e.to_string()),
         // Not `unavailable`: clients take that as "the daemon cannot be reached".
         e => Status::failed_precondition(format!(

@@ -53,6 +53,16 @@ pub struct HostTick {
     pub down_bps: u64,
 }
 
+/// Bytes one process exchanged with one remote host in one tick (a delta,
+/// not a total). `address` "" stands for the process's other hosts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcHostTick {
+    pub process: ProcKey,
+    pub address: String,
+    pub up_bytes: u64,
+    pub down_bytes: u64,
+}
+
 /// One captured interface in a tick (layer-3 bytes netmond counted on it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IfaceTick {
@@ -73,6 +83,8 @@ pub struct TickRecord {
     pub processes: Vec<ProcTick>,
     pub hosts: Vec<HostTick>,
     pub interfaces: Vec<IfaceTick>,
+    /// Who talked to whom this tick (bounded per process by the aggregator).
+    pub proc_hosts: Vec<ProcHostTick>,
     /// Processes whose rows are gone for good (folded into program rows):
     /// their baselines are dropped.
     pub gone: Vec<ProcKey>,
@@ -95,6 +107,7 @@ impl TickRecord {
             time_ms,
             epoch,
             gone: Vec::new(),
+            proc_hosts: Vec::new(),
             processes: processes
                 .iter()
                 // A program row holds exited processes whose bytes were
@@ -196,11 +209,17 @@ pub struct Batch {
     pub procs: HashMap<(i64, ProcKey), ProcMinute>,
     pub hosts: HashMap<(i64, String), HostMinute>,
     pub ifaces: HashMap<(i64, String), Sample>,
+    /// Per minute and process: (up, down) bytes per remote address ("" =
+    /// other hosts). Trimmed to the top hosts when written.
+    pub proc_hosts: HashMap<(i64, ProcKey), HashMap<String, (u64, u64)>>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.procs.is_empty() && self.hosts.is_empty() && self.ifaces.is_empty()
+        self.procs.is_empty()
+            && self.hosts.is_empty()
+            && self.ifaces.is_empty()
+            && self.proc_hosts.is_empty()
     }
 }
 
@@ -314,6 +333,27 @@ impl Accumulator {
                 .or_default()
                 .add(d, i.up_bps, i.down_bps);
         }
+        self.record_proc_hosts(minute, &rec.proc_hosts);
+    }
+
+    /// Deltas already: no baselines.
+    fn record_proc_hosts(&mut self, minute: i64, rows: &[ProcHostTick]) {
+        for r in rows {
+            if r.up_bytes == 0 && r.down_bytes == 0 {
+                continue;
+            }
+            let hosts = self
+                .batch
+                .proc_hosts
+                .entry((minute, r.process))
+                .or_default();
+            let e = match hosts.get_mut(r.address.as_str()) {
+                Some(e) => e,
+                None => hosts.entry(r.address.clone()).or_default(),
+            };
+            e.0 = e.0.saturating_add(r.up_bytes);
+            e.1 = e.1.saturating_add(r.down_bytes);
+        }
     }
 
     /// Hands over everything gathered since the last call.
@@ -342,6 +382,16 @@ pub(crate) mod tests {
             up_bps: 1,
             down_bps: 1,
             protocols: vec![proto.into()],
+        }
+    }
+
+    /// A tick's bytes between the process of `proc_tick(pid, ..)` and `address`.
+    pub fn proc_host(pid: u32, address: &str, up: u64, down: u64) -> ProcHostTick {
+        ProcHostTick {
+            process: (pid, u64::from(pid) * 10),
+            address: address.into(),
+            up_bytes: up,
+            down_bytes: down,
         }
     }
 
@@ -474,6 +524,22 @@ pub(crate) mod tests {
         assert_eq!((h.up_bytes, h.down_bytes, h.peak_up_bps), (110, 20, 100));
         let i = b.ifaces[&(0, "eth0".to_owned())];
         assert_eq!((i.up_bytes, i.down_bytes, i.peak_down_bps), (10, 25, 20));
+    }
+
+    #[test]
+    fn process_host_deltas_add_up_per_minute() {
+        let mut a = Accumulator::default();
+        let mut r = tick(1_000, 1, Vec::new());
+        r.proc_hosts = vec![proc_host(7, "10.0.0.1", 10, 20), proc_host(7, "", 1, 1)];
+        a.record(&r);
+        r.time_ms = 2_000;
+        a.record(&r);
+        r.time_ms = 61_000;
+        a.record(&r);
+        let b = a.take();
+        assert_eq!(b.proc_hosts[&(0, (7, 70))]["10.0.0.1"], (20, 40));
+        assert_eq!(b.proc_hosts[&(0, (7, 70))][""], (2, 2));
+        assert_eq!(b.proc_hosts[&(MINUTE_MS, (7, 70))]["10.0.0.1"], (10, 20));
     }
 
     #[test]

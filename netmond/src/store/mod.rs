@@ -20,7 +20,7 @@ use rusqlite::{params, Connection, OpenFlags};
 use tracing::{debug, error, info, warn};
 
 use minute::{Accumulator, Batch};
-pub use minute::{HostTick, IfaceTick, ProcIdentity, ProcTick, TickRecord};
+pub use minute::{HostTick, IfaceTick, ProcHostTick, ProcIdentity, ProcTick, TickRecord};
 use schema::MIGRATIONS;
 use write::Ids;
 pub use write::Retention;
@@ -51,6 +51,8 @@ pub enum StoreError {
     BadRange { since_ms: i64, until_ms: i64 },
     #[error("the report would have {periods} periods; at most {max} (use a shorter range or a longer period)")]
     TooManyPeriods { periods: i64, max: i64 },
+    #[error("a report of one program's traffic goes by host or by category")]
+    ProcessNeedsHosts,
 }
 
 /// One monitoring session as stored.
@@ -112,6 +114,9 @@ pub struct StoreOptions {
     /// `privacy.history_hosts`: false = no remote addresses or host names are
     /// written (only per-process and per-interface samples).
     pub history_hosts: bool,
+    /// Remote hosts kept per process per minute; the rest go to one
+    /// "other hosts" row (`[store] process_hosts_per_minute`).
+    pub process_hosts_per_minute: u32,
 }
 
 impl Default for StoreOptions {
@@ -120,6 +125,7 @@ impl Default for StoreOptions {
             flush_interval: Duration::from_secs(10),
             retention: Retention::default(),
             history_hosts: true,
+            process_hosts_per_minute: 20,
         }
     }
 }
@@ -196,6 +202,7 @@ impl Store {
     pub fn record_tick(&self, mut rec: TickRecord) {
         if !self.history_hosts {
             rec.hosts.clear();
+            rec.proc_hosts.clear();
         }
         if let Some(tx) = &self.tx {
             if let Err(TrySendError::Full(_)) = tx.try_send(Cmd::Tick(Box::new(rec))) {
@@ -618,7 +625,14 @@ impl Worker {
         write::write_sessions(&tx, &self.pending_sessions, now)?;
         write::write_alerts(&tx, &self.pending_alerts)?;
         for b in &self.pending {
-            write::write_batch(&tx, b, &self.ids, &mut staged, now)?;
+            write::write_batch(
+                &tx,
+                b,
+                &self.ids,
+                &mut staged,
+                now,
+                self.opts.process_hosts_per_minute as usize,
+            )?;
         }
         tx.commit()?;
         self.ids.merge(staged);
@@ -1169,6 +1183,10 @@ mod fault_tests {
             up_bps: 100,
             down_bps: 50,
         });
+        rec.proc_hosts
+            .push(super::minute::tests::proc_host(1, "192.0.2.77", 100, 50));
+        rec.proc_hosts
+            .push(super::minute::tests::proc_host(1, "198.51.100.9", 1, 1));
         s.record_tick(rec);
         s.flush().await;
         s.shutdown();
@@ -1176,9 +1194,14 @@ mod fault_tests {
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
         assert_eq!(count("SELECT count(*) FROM hosts"), 0);
         assert_eq!(count("SELECT count(*) FROM host_minute"), 0);
+        for res in ["minute", "hour", "day"] {
+            assert_eq!(count(&format!("SELECT count(*) FROM proc_host_{res}")), 0);
+        }
         assert!(count("SELECT count(*) FROM process_minute") > 0);
         let bytes = std::fs::read(&p).unwrap();
         let text = String::from_utf8_lossy(&bytes);
-        assert!(!text.contains("192.0.2.77") && !text.contains("secret.example"));
+        for secret in ["192.0.2.77", "secret.example", "198.51.100.9"] {
+            assert!(!text.contains(secret), "{secret} stored");
+        }
     }
 }

@@ -168,6 +168,7 @@ pub fn report(
                 until_ms: end,
                 group_by: req.group_by,
                 limit: req.limit,
+                process: req.process.clone(),
                 ..Default::default()
             },
             now,
@@ -219,6 +220,9 @@ fn report_range(
         });
     }
     let (since, until, segs) = plan(req.since_ms, until, now, r);
+    if !req.process.is_empty() {
+        return process_hosts_report(conn, req, by, since, until, &segs);
+    }
     let names = if by == v1::GroupBy::Protocol {
         protocol_names(conn)?
     } else {
@@ -371,6 +375,70 @@ fn report_range(
         all.sort_by(|(ka, a), (kb, b)| total(b).cmp(&total(a)).then_with(|| ka.cmp(kb)));
         all
     };
+    Ok(fold(all, limit, since, until, by))
+}
+
+/// The key of the row summing a process's hosts past the per-minute top.
+pub const OTHER_HOSTS: &str = "(other hosts)";
+
+/// The hosts (or host categories) the processes named `req.process` talked
+/// to over `segs`, from the per-process host tables.
+fn process_hosts_report(
+    conn: &Connection,
+    req: &v1::ReportRequest,
+    by: v1::GroupBy,
+    since: i64,
+    until: i64,
+    segs: &[Segment],
+) -> Result<v1::ReportReply, StoreError> {
+    if !matches!(by, v1::GroupBy::Host | v1::GroupBy::Category) {
+        return Err(StoreError::ProcessNeedsHosts);
+    }
+    let mut groups: HashMap<String, Group> = HashMap::new();
+    for seg in segs {
+        let res = seg.res;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT s.proc_id, h.address, h.name, h.category, sum(s.up_bytes), sum(s.down_bytes)
+             FROM proc_host_{res} s JOIN processes p ON p.id = s.proc_id
+               LEFT JOIN hosts h ON h.id = s.host_id
+             WHERE s.ts_ms >= ?1 AND s.ts_ms < ?2 AND p.name = ?3
+             GROUP BY s.proc_id, s.host_id"
+        ))?;
+        let mut rows = stmt.query(params![seg.from, seg.to, req.process])?;
+        while let Some(row) = rows.next()? {
+            let address: Option<String> = row.get(1)?;
+            let (key, label) = match (address, by) {
+                // No host row: the other-hosts row (or a host swept away).
+                (None, _) => (OTHER_HOSTS.to_owned(), String::new()),
+                (Some(a), v1::GroupBy::Host) => (a, row.get::<_, String>(2)?),
+                (Some(_), _) => {
+                    let c: String = row.get(3)?;
+                    let key = if c.is_empty() {
+                        "uncategorized".to_owned()
+                    } else {
+                        c
+                    };
+                    (key, String::new())
+                }
+            };
+            groups.entry(key).or_default().add(
+                &label,
+                u(row.get(4)?),
+                u(row.get(5)?),
+                0,
+                0,
+                Some(row.get(0)?),
+            );
+        }
+    }
+    let limit = if req.limit == 0 {
+        DEFAULT_LIMIT
+    } else {
+        req.limit
+    } as usize;
+    let total = |g: &Group| g.up.saturating_add(g.down);
+    let mut all: Vec<(String, Group)> = groups.into_iter().collect();
+    all.sort_by(|(ka, a), (kb, b)| total(b).cmp(&total(a)).then_with(|| ka.cmp(kb)));
     Ok(fold(all, limit, since, until, by))
 }
 
@@ -742,6 +810,178 @@ mod tests {
                 ("docker:3f2e5d001387".to_owned(), 100 * n)
             ]
         );
+    }
+
+    /// firefox (two processes) and curl, each with its own hosts.
+    fn programs_and_hosts() -> (tempfile::TempDir, Connection) {
+        use super::super::minute::tests::proc_host;
+        let (d, mut c) = db();
+        let host = |a: &str, name: &str, cat: &str| HostTick {
+            address: a.into(),
+            name: name.into(),
+            category: cat.into(),
+            up_bytes: 1,
+            down_bytes: 1,
+            ..Default::default()
+        };
+        let mut ticks = Vec::new();
+        for (k, t) in [NOW - 2 * HOUR_MS, NOW - 30 * MINUTE_MS]
+            .into_iter()
+            .enumerate()
+        {
+            let k = k as u64 + 1;
+            let mut r = tick(
+                t,
+                1,
+                vec![
+                    proc_tick(1, "firefox", 10 * k, 10 * k, "https"),
+                    proc_tick(6, "firefox", 10 * k, 10 * k, "https"),
+                    proc_tick(2, "curl", 10 * k, 10 * k, "https"),
+                ],
+            );
+            r.hosts = vec![
+                host("10.0.0.1", "news.example", "news"),
+                host("10.0.0.2", "", "cdn"),
+                host("10.0.0.3", "", ""),
+                host("10.0.0.9", "", "work"),
+            ];
+            r.proc_hosts = vec![
+                proc_host(1, "10.0.0.1", 100, 1000),
+                proc_host(6, "10.0.0.1", 1, 2),
+                proc_host(6, "10.0.0.2", 50, 50),
+                proc_host(6, "10.0.0.3", 5, 5),
+                proc_host(6, "", 3, 3),
+                proc_host(2, "10.0.0.9", 7000, 7000),
+            ];
+            ticks.push(r);
+        }
+        write_ticks(&mut c, &ticks);
+        (d, c)
+    }
+
+    fn of_program(by: v1::GroupBy, name: &str, since: i64) -> v1::ReportRequest {
+        v1::ReportRequest {
+            process: name.into(),
+            ..req(since, by, 10)
+        }
+    }
+
+    #[test]
+    fn a_programs_hosts_and_categories_come_from_its_own_rows() {
+        let (_d, c) = programs_and_hosts();
+        let r = Retention::default();
+        let rep = report(
+            &c,
+            &of_program(v1::GroupBy::Host, "firefox", 0),
+            &Zone::utc(),
+            NOW + 1,
+            &r,
+        )
+        .unwrap();
+        let rows: Vec<_> = rep
+            .rows
+            .iter()
+            .map(|r| {
+                (
+                    r.key.as_str(),
+                    r.label.as_str(),
+                    r.up_bytes,
+                    r.down_bytes,
+                    r.processes,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("10.0.0.1", "news.example", 202, 2004, 2),
+                ("10.0.0.2", "10.0.0.2", 100, 100, 1),
+                ("10.0.0.3", "10.0.0.3", 10, 10, 1),
+                (OTHER_HOSTS, OTHER_HOSTS, 6, 6, 1),
+            ]
+        );
+        let t = rep.totals.unwrap();
+        assert_eq!((t.up_bytes, t.down_bytes), (318, 2120));
+        assert_eq!(rep.group_by, v1::GroupBy::Host as i32);
+        let cats = report(
+            &c,
+            &of_program(v1::GroupBy::Category, "firefox", 0),
+            &Zone::utc(),
+            NOW + 1,
+            &r,
+        )
+        .unwrap();
+        let keys: Vec<_> = cats
+            .rows
+            .iter()
+            .map(|r| (r.key.as_str(), r.up_bytes + r.down_bytes))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("news", 2206),
+                ("cdn", 200),
+                ("uncategorized", 20),
+                (OTHER_HOSTS, 12)
+            ]
+        );
+        // curl's host is curl's alone; a range holds only its minutes.
+        let curl = report(
+            &c,
+            &of_program(v1::GroupBy::Host, "curl", NOW - HOUR_MS),
+            &Zone::utc(),
+            NOW + 1,
+            &r,
+        )
+        .unwrap();
+        let keys: Vec<_> = curl
+            .rows
+            .iter()
+            .map(|r| (r.key.as_str(), r.up_bytes))
+            .collect();
+        assert_eq!(keys, vec![("10.0.0.9", 7000)]);
+        let none = report(
+            &c,
+            &of_program(v1::GroupBy::Host, "wget", 0),
+            &Zone::utc(),
+            NOW + 1,
+            &r,
+        )
+        .unwrap();
+        assert!(none.rows.is_empty() && none.others.is_none());
+        let err = report(
+            &c,
+            &of_program(v1::GroupBy::Process, "curl", 0),
+            &Zone::utc(),
+            NOW + 1,
+            &r,
+        )
+        .unwrap_err();
+        assert!(matches!(err, StoreError::ProcessNeedsHosts), "{err}");
+    }
+
+    #[test]
+    fn a_programs_hosts_split_into_periods() {
+        let (_d, c) = programs_and_hosts();
+        let r = Retention::default();
+        let rep = report(
+            &c,
+            &v1::ReportRequest {
+                every: v1::ReportEvery::Hour as i32,
+                ..of_program(v1::GroupBy::Host, "curl", NOW - 3 * HOUR_MS)
+            },
+            &Zone::utc(),
+            NOW + 1,
+            &r,
+        )
+        .unwrap();
+        let per: Vec<u64> = rep
+            .periods
+            .iter()
+            .map(|p| p.rows.iter().map(|r| r.up_bytes).sum())
+            .collect();
+        assert_eq!(per.iter().sum::<u64>(), 14_000);
+        assert_eq!(per.iter().filter(|b| **b == 7000).count(), 2, "{per:?}");
     }
 
     fn utc(t: time::OffsetDateTime) -> i64 {
@@ -1174,7 +1414,7 @@ mod bench {
             let b = day(d, &mut rng);
             let tx = c.transaction().unwrap();
             let mut staged = Ids::default();
-            write_batch(&tx, &b, &ids, &mut staged, d * DAY_MS).unwrap();
+            write_batch(&tx, &b, &ids, &mut staged, d * DAY_MS, 20).unwrap();
             tx.commit().unwrap();
             ids.merge(staged);
             if d == first {

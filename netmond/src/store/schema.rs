@@ -221,6 +221,37 @@ pub const MIGRATIONS: &[&str] = &[
     // 6: threshold rules live in one place, `thresholds.json` beside the
     // database (with the seen-executables set); this table was never written.
     "DROP TABLE thresholds;",
+    // 7: which remote hosts each process talked to (host_id 0: the hosts
+    // past the per-minute top, summed), so reports can answer "which hosts
+    // did firefox use". `connections.category` becomes the category of the
+    // busiest named host of the process in that minute.
+    "CREATE TABLE proc_host_minute (
+        ts_ms INTEGER NOT NULL, proc_id INTEGER NOT NULL, host_id INTEGER NOT NULL,
+        up_bytes INTEGER NOT NULL, down_bytes INTEGER NOT NULL,
+        PRIMARY KEY (ts_ms, proc_id, host_id)) WITHOUT ROWID;
+    CREATE TABLE proc_host_hour (
+        ts_ms INTEGER NOT NULL, proc_id INTEGER NOT NULL, host_id INTEGER NOT NULL,
+        up_bytes INTEGER NOT NULL, down_bytes INTEGER NOT NULL,
+        PRIMARY KEY (ts_ms, proc_id, host_id)) WITHOUT ROWID;
+    CREATE TABLE proc_host_day (
+        ts_ms INTEGER NOT NULL, proc_id INTEGER NOT NULL, host_id INTEGER NOT NULL,
+        up_bytes INTEGER NOT NULL, down_bytes INTEGER NOT NULL,
+        PRIMARY KEY (ts_ms, proc_id, host_id)) WITHOUT ROWID;
+    DROP VIEW connections;
+    CREATE VIEW connections AS
+      SELECT strftime('%Y-%m-%d %H:%M:%S', m.ts_ms / 1000, 'unixepoch', 'localtime') AS timestamp,
+             m.ts_ms AS timestamp_ms, p.pid AS pid, p.name AS app_name, p.exe AS exe,
+             p.user AS user,
+             m.up_bytes + m.down_bytes AS packet_size,
+             m.up_bytes AS upload_bytes, m.down_bytes AS download_bytes,
+             (SELECT group_concat(name, ',') FROM
+                (SELECT name FROM protocol_names WHERE (m.protocols >> bit) & 1 ORDER BY name)
+             ) AS protocols,
+             coalesce(nullif((SELECT h.category FROM proc_host_minute x JOIN hosts h ON h.id = x.host_id
+                              WHERE x.ts_ms = m.ts_ms AND x.proc_id = m.proc_id
+                              ORDER BY x.up_bytes + x.down_bytes DESC, x.host_id LIMIT 1), ''),
+                      'uncategorized') AS category
+      FROM process_minute m JOIN processes p ON p.id = m.proc_id;",
 ];
 
 #[cfg(test)]
@@ -336,6 +367,49 @@ mod tests {
                 "SELECT category, COUNT(*) FROM connections GROUP BY category"
             ),
             [["uncategorized", "3"]]
+        );
+    }
+
+    #[test]
+    fn connections_take_the_category_of_the_busiest_host_of_the_minute() {
+        use super::super::minute::tests::proc_host;
+        use super::super::minute::HostTick;
+        let (_d, mut c) = db();
+        let host = |a: &str, cat: &str| HostTick {
+            address: a.into(),
+            category: cat.into(),
+            up_bytes: 1,
+            ..Default::default()
+        };
+        let mut t1 = tick(
+            T0 + 1_000,
+            1,
+            vec![
+                proc_tick(7, "firefox", 100, 100, "https"),
+                proc_tick(8, "curl", 10, 10, "https"),
+            ],
+        );
+        t1.hosts = vec![host("10.0.0.1", "video"), host("10.0.0.2", "news")];
+        t1.proc_hosts = vec![
+            proc_host(7, "10.0.0.1", 90, 90),
+            proc_host(7, "10.0.0.2", 10, 10),
+        ];
+        let t2 = tick(
+            T0 + MINUTE_MS + 1_000,
+            1,
+            vec![proc_tick(7, "firefox", 200, 200, "https")],
+        );
+        write_ticks(&mut c, &[t1, t2]);
+        assert_eq!(
+            rows(
+                &c,
+                "SELECT app_name, category, packet_size FROM connections ORDER BY timestamp_ms, app_name"
+            ),
+            [
+                ["curl", "uncategorized", "20"],
+                ["firefox", "video", "200"],
+                ["firefox", "uncategorized", "200"],
+            ]
         );
     }
 

@@ -2,7 +2,7 @@
 //! one transaction), sessions, alerts; retention and VACUUM.
 //! Runs only on the store thread.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use netmon_proto::v1;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -135,6 +135,103 @@ fn host_id(
     Ok(id)
 }
 
+/// The id of a host row that already exists, without creating one.
+fn known_host_id(
+    tx: &Transaction<'_>,
+    ids: &Ids,
+    staged: &Ids,
+    address: &str,
+) -> rusqlite::Result<Option<i64>> {
+    if let Some(id) = ids.hosts.get(address).or_else(|| staged.hosts.get(address)) {
+        return Ok(Some(*id));
+    }
+    tx.prepare_cached("SELECT id FROM hosts WHERE address = ?1")?
+        .query_row([address], |r| r.get(0))
+        .optional()
+}
+
+/// The id of a process row written before (its samples come first in a
+/// batch); None for a process never recorded.
+fn known_proc_id(
+    tx: &Transaction<'_>,
+    ids: &Ids,
+    staged: &Ids,
+    key: ProcKey,
+) -> rusqlite::Result<Option<i64>> {
+    if let Some(id) = ids.procs.get(&key).or_else(|| staged.procs.get(&key)) {
+        return Ok(Some(*id));
+    }
+    tx.prepare_cached("SELECT id FROM processes WHERE pid = ?1 AND start_time = ?2")?
+        .query_row(params![key.0, i(key.1)], |r| r.get(0))
+        .optional()
+}
+
+/// Host id of the row that sums a process's hosts past the top.
+pub const OTHER_HOSTS_ID: i64 = 0;
+
+/// Adds one minute of a process's per-host bytes. At most `top` hosts get
+/// rows of their own per process and minute (counting rows written by
+/// earlier batches of that minute, which keep receiving bytes); the rest go
+/// to the `OTHER_HOSTS_ID` row, so the process's sum stays exact.
+#[allow(clippy::too_many_arguments, reason = "one call site, all needed")]
+fn write_proc_hosts(
+    tx: &Transaction<'_>,
+    ids: &Ids,
+    staged: &mut Ids,
+    minute: i64,
+    proc_id: i64,
+    hosts: &HashMap<String, (u64, u64)>,
+    top: usize,
+) -> rusqlite::Result<()> {
+    let mut kept: HashSet<i64> = tx
+        .prepare_cached(
+            "SELECT host_id FROM proc_host_minute WHERE ts_ms = ?1 AND proc_id = ?2 AND host_id != ?3",
+        )?
+        .query_map(params![minute, proc_id, OTHER_HOSTS_ID], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut sorted: Vec<(&str, (u64, u64))> = hosts
+        .iter()
+        .filter(|(a, _)| !a.is_empty())
+        .map(|(a, c)| (a.as_str(), *c))
+        .collect();
+    let bytes = |c: &(u64, u64)| c.0.saturating_add(c.1);
+    sorted.sort_unstable_by(|(aa, a), (ab, b)| bytes(b).cmp(&bytes(a)).then_with(|| aa.cmp(ab)));
+    let mut other = hosts.get("").copied().unwrap_or_default();
+    let mut rows: Vec<(i64, (u64, u64))> = Vec::new();
+    for (address, c) in sorted {
+        let id = match known_host_id(tx, ids, staged, address)? {
+            Some(id) if kept.contains(&id) => Some(id),
+            _ if kept.len() < top => Some(host_id(tx, ids, staged, address, "", "")?),
+            _ => None,
+        };
+        match id {
+            Some(id) => {
+                kept.insert(id);
+                rows.push((id, c));
+            }
+            None => {
+                other.0 = other.0.saturating_add(c.0);
+                other.1 = other.1.saturating_add(c.1);
+            }
+        }
+    }
+    if other != (0, 0) {
+        rows.push((OTHER_HOSTS_ID, other));
+    }
+    for (host, (up, down)) in rows {
+        for (res, unit) in RESOLUTIONS {
+            tx.prepare_cached(&format!(
+                "INSERT INTO proc_host_{res} (ts_ms, proc_id, host_id, up_bytes, down_bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(ts_ms, proc_id, host_id) DO UPDATE SET
+                   up_bytes = up_bytes + excluded.up_bytes, down_bytes = down_bytes + excluded.down_bytes"
+            ))?
+            .execute(params![floor_to(minute, unit), proc_id, host, i(up), i(down)])?;
+        }
+    }
+    Ok(())
+}
+
 fn protocol_mask(
     tx: &Transaction<'_>,
     ids: &Ids,
@@ -192,13 +289,15 @@ fn sample_params(s: &Sample) -> [i64; 4] {
     ]
 }
 
-/// Adds a batch of minute samples to the minute, hour and day tables.
+/// Adds a batch of minute samples to the minute, hour and day tables;
+/// `top_hosts` remote hosts per process and minute keep rows of their own.
 pub fn write_batch(
     tx: &Transaction<'_>,
     b: &Batch,
     ids: &Ids,
     staged: &mut Ids,
     now_ms: i64,
+    top_hosts: usize,
 ) -> rusqlite::Result<()> {
     const ADD: &str = "up_bytes = up_bytes + excluded.up_bytes, down_bytes = down_bytes + excluded.down_bytes,
         peak_up_bps = max(peak_up_bps, excluded.peak_up_bps), peak_down_bps = max(peak_down_bps, excluded.peak_down_bps)";
@@ -236,6 +335,13 @@ pub fn write_batch(
                  ON CONFLICT(ts_ms, interface) DO UPDATE SET {ADD}"
             ))?
             .execute(params![floor_to(*minute, unit), name, up, down, pu, pd])?;
+        }
+    }
+    // After the processes and hosts: their rows (with names and
+    // categories) exist by now.
+    for ((minute, key), hosts) in &b.proc_hosts {
+        if let Some(proc_id) = known_proc_id(tx, ids, staged, *key)? {
+            write_proc_hosts(tx, ids, staged, *minute, proc_id, hosts, top_hosts)?;
         }
     }
     Ok(())
@@ -324,7 +430,7 @@ pub fn apply_retention(
         .zip([r.minute_days, r.hour_days, r.day_days])
     {
         let cut = now_ms - i64::from(days) * DAY_MS;
-        for dim in ["process", "host", "iface"] {
+        for dim in ["process", "host", "iface", "proc_host"] {
             out.samples +=
                 tx.execute(&format!("DELETE FROM {dim}_{res} WHERE ts_ms < ?1"), [cut])? as u64;
         }
@@ -338,13 +444,15 @@ pub fn apply_retention(
         out.identities += tx.execute(
             "DELETE FROM processes WHERE id NOT IN (
                SELECT proc_id FROM process_day UNION SELECT proc_id FROM process_hour
-               UNION SELECT proc_id FROM process_minute)",
+               UNION SELECT proc_id FROM process_minute UNION SELECT proc_id FROM proc_host_day
+               UNION SELECT proc_id FROM proc_host_hour UNION SELECT proc_id FROM proc_host_minute)",
             [],
         )? as u64;
         out.identities += tx.execute(
             "DELETE FROM hosts WHERE id NOT IN (
                SELECT host_id FROM host_day UNION SELECT host_id FROM host_hour
-               UNION SELECT host_id FROM host_minute)",
+               UNION SELECT host_id FROM host_minute UNION SELECT host_id FROM proc_host_day
+               UNION SELECT host_id FROM proc_host_hour UNION SELECT host_id FROM proc_host_minute)",
             [],
         )? as u64;
     }
@@ -376,6 +484,9 @@ pub(crate) mod tests {
         (dir, c)
     }
 
+    /// Hosts per process and minute in the tests.
+    pub const TOP_HOSTS: usize = 3;
+
     /// Writes ticks through the accumulator, as the store thread does.
     pub fn write_ticks(c: &mut Connection, ticks: &[super::super::TickRecord]) {
         let mut a = Accumulator::default();
@@ -384,7 +495,7 @@ pub(crate) mod tests {
         }
         let tx = c.transaction().unwrap();
         let mut staged = Ids::default();
-        write_batch(&tx, &a.take(), &Ids::default(), &mut staged, 0).unwrap();
+        write_batch(&tx, &a.take(), &Ids::default(), &mut staged, 0, TOP_HOSTS).unwrap();
         tx.commit().unwrap();
     }
 
@@ -502,6 +613,151 @@ pub(crate) mod tests {
         let p = apply_retention(&mut c, now + 10 * DAY_MS, &r, true).unwrap();
         assert_eq!(p.identities, 1);
         assert_eq!(sum(&c, "process_day").0, 0);
+    }
+
+    /// (host address or "" for the other-hosts row, up, down) of `res`, by address.
+    fn proc_host_rows(c: &Connection, res: &str) -> Vec<(String, i64, i64)> {
+        let mut stmt = c
+            .prepare(&format!(
+                "SELECT coalesce(h.address, ''), sum(s.up_bytes), sum(s.down_bytes)
+                 FROM proc_host_{res} s LEFT JOIN hosts h ON h.id = s.host_id
+                 GROUP BY s.host_id ORDER BY 1"
+            ))
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn with_hosts(
+        mut t: super::super::TickRecord,
+        hosts: &[(&str, u64)],
+    ) -> super::super::TickRecord {
+        use super::super::minute::tests::proc_host;
+        t.proc_hosts = hosts
+            .iter()
+            .map(|(a, b)| proc_host(1, a, *b, *b * 10))
+            .collect();
+        t
+    }
+
+    #[test]
+    fn hosts_past_the_top_of_a_minute_sum_into_one_row_and_totals_stay_exact() {
+        let (_d, mut c) = db();
+        let day = 20_000 * DAY_MS;
+        let p = || vec![proc_tick(1, "firefox", 1, 1, "tcp")];
+        // Five hosts, three kept (TOP_HOSTS): the two smallest go to other,
+        // with the aggregator's own other row.
+        write_ticks(
+            &mut c,
+            &[with_hosts(
+                tick(day + 1_000, 1, p()),
+                &[
+                    ("10.0.0.1", 500),
+                    ("10.0.0.2", 400),
+                    ("10.0.0.3", 300),
+                    ("10.0.0.4", 20),
+                    ("10.0.0.5", 10),
+                    ("", 7),
+                ],
+            )],
+        );
+        let want = vec![
+            (String::new(), 37, 370),
+            ("10.0.0.1".to_owned(), 500, 5000),
+            ("10.0.0.2".to_owned(), 400, 4000),
+            ("10.0.0.3".to_owned(), 300, 3000),
+        ];
+        assert_eq!(proc_host_rows(&c, "minute"), want);
+        // A later batch of the same minute: a kept host keeps adding, a new
+        // one (even a big one) finds the minute full; the next minute is free.
+        write_ticks(
+            &mut c,
+            &[
+                with_hosts(
+                    tick(day + 30_000, 1, p()),
+                    &[("10.0.0.3", 1), ("10.0.0.9", 1000)],
+                ),
+                with_hosts(tick(day + 61_000, 1, p()), &[("10.0.0.9", 2)]),
+            ],
+        );
+        let minute = proc_host_rows(&c, "minute");
+        assert_eq!(
+            minute,
+            vec![
+                (String::new(), 1037, 10370),
+                ("10.0.0.1".to_owned(), 500, 5000),
+                ("10.0.0.2".to_owned(), 400, 4000),
+                ("10.0.0.3".to_owned(), 301, 3010),
+                ("10.0.0.9".to_owned(), 2, 20),
+            ]
+        );
+        let sum_up = |rows: &[(String, i64, i64)]| rows.iter().map(|r| r.1).sum::<i64>();
+        assert_eq!(sum_up(&minute), 37 + 1200 + 1 + 1000 + 2);
+        // Hours and days add up the same rows.
+        assert_eq!(proc_host_rows(&c, "hour"), minute);
+        assert_eq!(proc_host_rows(&c, "day"), minute);
+        let rows: i64 = c
+            .query_row("SELECT count(*) FROM proc_host_minute", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 4 + 1, "three hosts and other, then one host");
+    }
+
+    #[test]
+    fn retention_prunes_process_host_rows_and_keeps_their_hosts_until_then() {
+        let (_d, mut c) = db();
+        let now = 20_000 * DAY_MS;
+        write_ticks(
+            &mut c,
+            &[
+                with_hosts(
+                    tick(
+                        now - 2 * DAY_MS,
+                        1,
+                        vec![proc_tick(1, "firefox", 5, 5, "tcp")],
+                    ),
+                    &[("10.0.0.1", 5)],
+                ),
+                with_hosts(
+                    tick(now - 1_000, 1, vec![proc_tick(1, "firefox", 9, 9, "tcp")]),
+                    &[("10.0.0.2", 4)],
+                ),
+            ],
+        );
+        let r = Retention {
+            minute_days: 1,
+            hour_days: 1,
+            day_days: 3,
+        };
+        apply_retention(&mut c, now, &r, true).unwrap();
+        let addrs = |c: &Connection| -> Vec<String> {
+            let mut s = c
+                .prepare("SELECT address FROM hosts ORDER BY address")
+                .unwrap();
+            s.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(
+            proc_host_rows(&c, "minute"),
+            vec![("10.0.0.2".to_owned(), 4, 40)]
+        );
+        assert_eq!(
+            proc_host_rows(&c, "hour"),
+            vec![("10.0.0.2".to_owned(), 4, 40)]
+        );
+        assert_eq!(
+            proc_host_rows(&c, "day").len(),
+            2,
+            "day rows are kept 3 days"
+        );
+        // Only the process-host tables refer to these hosts: kept while they do.
+        assert_eq!(addrs(&c), ["10.0.0.1", "10.0.0.2"]);
+        apply_retention(&mut c, now + 10 * DAY_MS, &r, true).unwrap();
+        assert!(proc_host_rows(&c, "day").is_empty());
+        assert!(addrs(&c).is_empty());
     }
 
     #[test]

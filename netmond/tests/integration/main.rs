@@ -18,5 +18,6 @@ mod hostile;
 mod localtime;
 mod metrics;
 mod names;
+mod process_hosts;
 mod reload;
 mod soak;
