@@ -2,25 +2,9 @@
 //! (`1.5 MiB/s`, shared with netmonctl in `netmon_proto::units`), and clock
 //! times in the display zone (local, or UTC with `--utc`), set once by main.
 
-use std::sync::OnceLock;
-
 pub use netmon_proto::units::{format_bytes, format_rate};
-use netmon_proto::zone::{offset_text, Zone, ZoneError};
-
-static ZONE: OnceLock<Zone> = OnceLock::new();
-
-/// Sets the display zone: UTC with `--utc`, else TZ or /etc/localtime (UTC,
-/// and the error returned, when it cannot be read).
-pub fn init_zone(utc: bool) -> Option<ZoneError> {
-    let (zone, error) = Zone::pick(utc);
-    let _ = ZONE.set(zone);
-    error
-}
-
-/// The display zone (UTC until main sets it, as in widget tests).
-pub fn zone() -> &'static Zone {
-    ZONE.get_or_init(Zone::utc)
-}
+pub use netmon_proto::zone::{display as zone, init_display as init_zone};
+use netmon_proto::zone::{offset_text, Zone};
 
 use crate::app::RateUnit;
 

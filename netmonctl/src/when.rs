@@ -3,10 +3,9 @@
 //! dates are in the display zone (the machine's, or UTC with `--utc`), set
 //! once by main; JSON times are RFC 3339 UTC whatever the zone.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use netmon_proto::zone::{Date, Zone, ZoneError};
+use netmon_proto::zone::{Date, Zone};
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::OffsetDateTime;
@@ -15,20 +14,7 @@ pub const WHEN_FORMS: &str = "accepted forms: a duration back from now (45s, 30m
 or combined like 1h30m), a date YYYY-MM-DD (local midnight, UTC with --utc), or RFC 3339 \
 (2026-03-01T12:00:00Z)";
 
-static ZONE: OnceLock<Zone> = OnceLock::new();
-
-/// Sets the display zone: UTC with `--utc`, else TZ or /etc/localtime. A
-/// zone that cannot be read is UTC; the error is returned for a warning.
-pub fn init_zone(utc: bool) -> Option<ZoneError> {
-    let (zone, error) = Zone::pick(utc);
-    let _ = ZONE.set(zone);
-    error
-}
-
-/// The display zone (UTC if main has not set one).
-pub fn zone() -> &'static Zone {
-    ZONE.get_or_init(Zone::utc)
-}
+pub use netmon_proto::zone::{display as zone, init_display as init_zone};
 
 pub const DUR_FORMS: &str = "accepted forms: 45s, 30m, 2h, 7d, 1w, or combined like 1h30m";
 

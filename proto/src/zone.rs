@@ -4,6 +4,8 @@
 //! Times stay milliseconds since the Unix epoch (UTC) everywhere else.
 
 pub use jiff::civil::Date;
+use std::sync::OnceLock;
+
 use jiff::tz::{Offset, TimeZone};
 use jiff::Timestamp;
 
@@ -217,6 +219,22 @@ fn ts(ms: i64) -> Timestamp {
     } else {
         Timestamp::MAX
     })
+}
+
+static DISPLAY: OnceLock<Zone> = OnceLock::new();
+
+/// Sets the zone a client shows times in, once per process: UTC with
+/// `--utc`, else TZ or /etc/localtime (UTC, and the error returned for a
+/// warning, when it cannot be read).
+pub fn init_display(utc: bool) -> Option<ZoneError> {
+    let (zone, error) = Zone::pick(utc);
+    let _ = DISPLAY.set(zone);
+    error
+}
+
+/// The zone a client shows times in (UTC until `init_display`, as in tests).
+pub fn display() -> &'static Zone {
+    DISPLAY.get_or_init(Zone::utc)
 }
 
 #[cfg(test)]

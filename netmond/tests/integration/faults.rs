@@ -57,20 +57,7 @@ fn run_ok(cmd: &str, args: &[&str]) {
 /// Uploads `n` bytes from the lab host to the peer's server on `port` and
 /// waits until netmond credits them; returns the uploader's pid.
 fn upload_credited(lab: &Lab, d: &Daemon, port: &str, n: u64) -> u32 {
-    let up = Lab::spawn_in(
-        &lab.host,
-        "python3",
-        &[
-            "-c",
-            gen::TCP_CLIENT,
-            &lab.peer_ip,
-            port,
-            "up",
-            &n.to_string(),
-        ],
-    );
-    let pid = up.id();
-    wait_output(up, 60);
+    let pid = upload(lab, port, n);
     let top = wait_top(d, 20, |t| {
         proc_by_pid(t, pid).is_some_and(|p| u(&p, "up_bytes") >= n)
     });
