@@ -13,7 +13,7 @@ use crate::harness::*;
 /// peer namespace owns, so every reply of the host (RST, SYN-ACK) goes back
 /// over the lab veth and stays in the lab. Random source and destination
 /// ports, valid checksums. Prints "<sent> <seconds>".
-const SYN_FLOOD: &str = r#"
+pub(crate) const SYN_FLOOD: &str = r#"
 import random, socket, struct, sys, time
 dst, prefix, first, n_hosts = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 count, rate, max_secs = int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7])
