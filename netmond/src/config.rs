@@ -836,6 +836,9 @@ fn load_categories(names: &NamesSection) -> Result<crate::names::Categories, Con
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
