@@ -928,9 +928,9 @@ mod tests {
         assert!(msg.contains("daemon.tick_ms"), "{msg}");
     }
 
-    #[test]
-    fn example_parses_to_defaults_when_uncommented() {
-        let uncommented: String = FileConfig::example()
+    /// The example file with every key line uncommented.
+    pub(super) fn uncommented_example() -> String {
+        FileConfig::example()
             .lines()
             .filter_map(|l| {
                 l.strip_prefix("# ")
@@ -938,7 +938,12 @@ mod tests {
                     .or(l.starts_with('[').then_some(l))
             })
             .map(|l| format!("{l}\n"))
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn example_parses_to_defaults_when_uncommented() {
+        let uncommented = uncommented_example();
         let parsed = FileConfig::parse(&uncommented, Path::new("example")).expect("example parses");
         let mut want = FileConfig::default();
         want.daemon.control_group = Some("netmon-admin".to_owned());

@@ -12,8 +12,6 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod engine;
-#[cfg(test)]
-mod fuzz_support;
 pub mod latency;
 pub mod memory;
 pub mod metrics;

@@ -7,7 +7,7 @@ use std::path::Path;
 use proptest::prelude::*;
 
 use super::*;
-use crate::fuzz_support::{cases, mutated, replay};
+use netmon_testkit::fuzz::{cases, mutated, replay};
 
 fn config_target(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
@@ -35,18 +35,9 @@ fn config_target(data: &[u8]) {
 }
 
 fn seeds() -> Vec<Vec<u8>> {
-    let uncommented: String = FileConfig::example()
-        .lines()
-        .filter_map(|l| {
-            l.strip_prefix("# ")
-                .filter(|l| l.contains(" = "))
-                .or(l.starts_with('[').then_some(l))
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
     vec![
         FileConfig::example().into_bytes(),
-        uncommented.into_bytes(),
+        super::tests::uncommented_example().into_bytes(),
         b"[daemon]\nautostart = true\ntick_ms = 1000\n[capture]\nattribution = \"socket-lookup\"\n"
             .to_vec(),
         b"[alerts]\ndefault_process_rate = \"5MiB/s\"\nhost_rate = 1000\n".to_vec(),
@@ -58,7 +49,12 @@ fn seeds() -> Vec<Vec<u8>> {
 
 #[test]
 fn config_corpus_replays() {
-    replay("config", &seeds(), config_target);
+    replay(
+        env!("CARGO_MANIFEST_DIR"),
+        "config",
+        &seeds(),
+        config_target,
+    );
 }
 
 proptest! {

@@ -7,10 +7,10 @@ use proptest::prelude::*;
 
 use super::parse::tests::{attr, ifaddrmsg, ifinfomsg, msg};
 use super::parse::*;
-use crate::fuzz_support::{assert_within, cases, mutated, replay};
 use crate::netlink::msg::{
     attributes, messages, parse_error, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_MULTI,
 };
+use netmon_testkit::fuzz::{assert_within, cases, mutated, replay};
 
 /// Messages and attributes of one datagram: each inside the input, and no
 /// more of them than the input has room for (a walk that cannot stall).
@@ -97,12 +97,17 @@ fn seeds() -> Vec<Vec<u8>> {
 
 #[test]
 fn netlink_corpus_replays() {
-    replay("netlink", &seeds(), netlink_target);
+    replay(
+        env!("CARGO_MANIFEST_DIR"),
+        "netlink",
+        &seeds(),
+        netlink_target,
+    );
 }
 
 #[test]
 fn netif_corpus_replays() {
-    replay("netif", &seeds(), netif_target);
+    replay(env!("CARGO_MANIFEST_DIR"), "netif", &seeds(), netif_target);
 }
 
 proptest! {

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::sockdiag::tests::{done_msg, reply_bytes, tcp_msg};
 use super::sockdiag::*;
-use crate::fuzz_support::{cases, mutated, replay};
+use netmon_testkit::fuzz::{cases, mutated, replay};
 
 /// `struct inet_diag_msg` is 72 bytes, behind a 16-byte netlink header.
 const MIN_MSG: usize = 16 + 72;
@@ -69,7 +69,12 @@ fn seeds() -> Vec<Vec<u8>> {
 
 #[test]
 fn sockdiag_corpus_replays() {
-    replay("sockdiag", &seeds(), sockdiag_target);
+    replay(
+        env!("CARGO_MANIFEST_DIR"),
+        "sockdiag",
+        &seeds(),
+        sockdiag_target,
+    );
 }
 
 proptest! {

@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::api_limits::{client_with_member, fill_history, sock, status_latencies, DRIVER_PY};
-use crate::flood::SYN_FLOOD;
+use crate::flood::{add_flood_sources, SYN_FLOOD};
 use crate::harness::*;
 
 const FLOOD_COUNT: u64 = 200_000;
@@ -40,24 +40,7 @@ fn clients_flood_and_upload_at_once_keep_the_daemon_ticking_and_counting() {
     // History for the exports to stream (they stall after their first rows).
     fill_history(&d.db, 1000);
     let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5201"]);
-    // Spoofed flood sources: .100-.119 of the lab /24, owned by the peer, so
-    // the host's replies (RSTs) stay on the lab veth.
-    let prefix = lab
-        .host_ip
-        .rsplit_once('.')
-        .map(|(p, _)| format!("{p}."))
-        .expect("v4 lab address");
-    for i in 100..120 {
-        sh_ok(&format!(
-            "ip -n {} addr add {prefix}{i}/32 dev {}",
-            lab.peer.name, lab.peer_if
-        ));
-    }
-    let route = stdout(&lab.host.exec(&format!("ip route get {prefix}107")));
-    assert!(
-        route.contains(&format!("dev {}", lab.host_if)) && !route.contains(" via "),
-        "replies to the flood would leave the lab: {route}"
-    );
+    let prefix = add_flood_sources(&lab);
 
     // The clients: one throw-away member of the daemon's group holds them all
     // (the default per-user caps allow it); the Python driver raises its own
@@ -140,18 +123,7 @@ fn clients_flood_and_upload_at_once_keep_the_daemon_ticking_and_counting() {
     );
     // Flood and upload are bounded in count and time by their own scripts.
     let flood_start = Instant::now();
-    let up = Lab::spawn_in(
-        &lab.host,
-        "python3",
-        &[
-            "-c",
-            gen::TCP_CLIENT,
-            &lab.peer_ip,
-            "5201",
-            "up",
-            &UPLOAD.to_string(),
-        ],
-    );
+    let up = spawn_upload(&lab, "5201", UPLOAD);
     let up_pid = up.id();
 
     // Sample `status` (connect + GetStatus) and RSS while the flood runs.

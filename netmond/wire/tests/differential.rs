@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 
 use etherparse::{LaxNetSlice, LaxSlicedPacket, NetSlice, SlicedPacket, TransportSlice};
+use netmon_testkit::fuzz::cases;
 use netmon_wire::decode::{decode, Fragment, LinkType, PacketMeta};
 use proptest::prelude::*;
 
@@ -220,15 +221,8 @@ fn assert_agree(m: &PacketMeta, ep: &SlicedPacket, frame: &[u8]) {
     }
 }
 
-fn cases() -> u32 {
-    std::env::var("NETMON_FUZZ_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases() / 2, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn whole_frames_agree(s in spec()) {

@@ -3,12 +3,11 @@
 //! offsets within the input). Driven by proptest (arbitrary bytes plus
 //! structure-aware mutations of valid packets from netmon-testkit) and by the
 //! checked-in corpus under `fuzz-corpus/<target>/`, replayed on every run.
-//! `NETMON_FUZZ_CASES=N` runs N cases per property instead of the default.
-//! `NETMON_FUZZ_WRITE_SEEDS=1` rewrites the seed files (`seed-*`) of the corpus.
+//! Knobs (case count, rewriting the seeds): see `netmon_testkit::fuzz`.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use netmon_testkit::fuzz::{self, assert_within, cases};
 use netmon_testkit::{dns as tdns, synth, tls};
 use netmon_wire::decode::{decode, l4_payload, LinkType, PacketMeta};
 use netmon_wire::{dns, sniff};
@@ -61,12 +60,7 @@ fn check_decode(link: LinkType, frame: &[u8], orig: u32) {
     }
     if let Some(p) = timed("l4_payload", frame, || l4_payload(link, frame)) {
         // A sub-slice of the frame, never bytes from elsewhere.
-        let (start, end) = (
-            frame.as_ptr() as usize,
-            frame.as_ptr() as usize + frame.len(),
-        );
-        let (ps, pe) = (p.as_ptr() as usize, p.as_ptr() as usize + p.len());
-        assert!(ps >= start && pe <= end, "payload outside the frame");
+        assert_within(frame, p);
     }
 }
 
@@ -140,12 +134,6 @@ const TARGETS: [(&str, Target); 3] = [
     ("sniff", sniff_target),
 ];
 
-fn corpus_dir(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz-corpus")
-        .join(target)
-}
-
 /// Valid inputs for each target, the starting points of the mutations.
 fn seeds(target: &str) -> Vec<Vec<u8>> {
     match target {
@@ -202,106 +190,18 @@ fn corpus_seeds(target: &str) -> Vec<Vec<u8>> {
 
 #[test]
 fn corpus_replays_without_failure() {
-    let write = std::env::var_os("NETMON_FUZZ_WRITE_SEEDS").is_some();
     for (name, target) in TARGETS {
-        let dir = corpus_dir(name);
-        if write {
-            std::fs::create_dir_all(&dir).unwrap();
-            for (i, s) in corpus_seeds(name).iter().enumerate() {
-                std::fs::write(dir.join(format!("seed-{i:03}")), s).unwrap();
-            }
-        }
-        let mut n = 0;
-        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let path = entry.unwrap().path();
-            let data = std::fs::read(&path).unwrap();
-            let res = std::panic::catch_unwind(|| target(&data));
-            assert!(res.is_ok(), "{name}: {} fails", path.display());
-            n += 1;
-        }
-        println!("{name}: {n} corpus files replayed");
-        assert!(n >= 4, "{name}: corpus of {n} files");
+        fuzz::replay(
+            env!("CARGO_MANIFEST_DIR"),
+            name,
+            &corpus_seeds(name),
+            target,
+        );
     }
 }
 
-/// A structure-aware mutation: overwrite, splat a length-like value, insert,
-/// delete or truncate. Offsets are taken modulo the input length.
-#[derive(Clone, Debug)]
-enum Mutation {
-    Set(usize, u8),
-    Be16(usize, u16),
-    Insert(usize, Vec<u8>),
-    Delete(usize, usize),
-    Truncate(usize),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        (any::<usize>(), any::<u8>()).prop_map(|(a, b)| Mutation::Set(a, b)),
-        (
-            any::<usize>(),
-            prop_oneof![
-                Just(0u16),
-                Just(1),
-                Just(0xffff),
-                Just(0x7fff),
-                any::<u16>()
-            ]
-        )
-            .prop_map(|(a, v)| Mutation::Be16(a, v)),
-        (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..8))
-            .prop_map(|(a, b)| Mutation::Insert(a, b)),
-        (any::<usize>(), 1usize..16).prop_map(|(a, n)| Mutation::Delete(a, n)),
-        any::<usize>().prop_map(Mutation::Truncate),
-    ]
-}
-
-fn apply(mut d: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
-    for m in muts {
-        let len = d.len().max(1);
-        match m {
-            Mutation::Set(a, b) => {
-                if let Some(x) = d.get_mut(a % len) {
-                    *x = *b;
-                }
-            }
-            Mutation::Be16(a, v) => {
-                let at = a % len;
-                for (i, b) in v.to_be_bytes().into_iter().enumerate() {
-                    if let Some(x) = d.get_mut(at + i) {
-                        *x = b;
-                    }
-                }
-            }
-            Mutation::Insert(a, b) => {
-                let at = a % (d.len() + 1);
-                d.splice(at..at, b.iter().copied());
-            }
-            Mutation::Delete(a, n) => {
-                let at = a % len;
-                let end = (at + n).min(d.len());
-                if at < end {
-                    d.drain(at..end);
-                }
-            }
-            Mutation::Truncate(a) => d.truncate(a % (d.len() + 1)),
-        }
-    }
-    d
-}
-
-fn cases() -> u32 {
-    std::env::var("NETMON_FUZZ_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2_000)
-}
-
-fn mutated(target: &'static str) -> impl Strategy<Value = Vec<u8>> {
-    let seeds = seeds(target);
-    let n = seeds.len();
-    (0..n, proptest::collection::vec(mutation(), 1..6))
-        .prop_map(move |(i, muts)| apply(seeds[i].clone(), &muts))
+fn mutated(target: &str) -> impl Strategy<Value = Vec<u8>> {
+    fuzz::mutated(seeds(target))
 }
 
 proptest! {

@@ -1,31 +1,26 @@
-//! Test-only support for the daemon's fuzz targets (stable toolchain, no
-//! libFuzzer): replaying the checked-in corpus under `fuzz-corpus/<target>/`
-//! and structure-aware byte mutations of valid inputs for proptest.
-//! `NETMON_FUZZ_CASES=N` runs N cases per property instead of the default;
-//! `NETMON_FUZZ_WRITE_SEEDS=1` rewrites the seed files (`seed-*`).
+//! Fuzz targets on the stable toolchain (no libFuzzer): replaying a checked-in
+//! corpus (`<crate>/fuzz-corpus/<target>/`) and structure-aware byte mutations
+//! of valid inputs for proptest. `NETMON_FUZZ_CASES=N` runs N cases per
+//! property instead of the default; `NETMON_FUZZ_WRITE_SEEDS=1` rewrites the
+//! seed files (`seed-*`) of the corpus.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use proptest::prelude::*;
 
-pub(crate) fn cases() -> u32 {
+pub fn cases() -> u32 {
     std::env::var("NETMON_FUZZ_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000)
 }
 
-fn corpus_dir(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz-corpus")
-        .join(target)
-}
-
-/// Runs `f` on every corpus file of `target` (after writing `seeds` as
-/// `seed-NNN` when asked to); panics naming the file that fails.
-#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
-pub(crate) fn replay(target: &str, seeds: &[Vec<u8>], f: fn(&[u8])) -> usize {
-    let dir = corpus_dir(target);
+/// Runs `f` on every file of `crate_dir/fuzz-corpus/target/` (after writing
+/// `seeds` there as `seed-NNN` when asked to); panics naming the file that
+/// fails. Returns how many files ran.
+#[allow(clippy::unwrap_used, reason = "test-only code may unwrap")]
+pub fn replay(crate_dir: &str, target: &str, seeds: &[Vec<u8>], f: fn(&[u8])) -> usize {
+    let dir = Path::new(crate_dir).join("fuzz-corpus").join(target);
     if std::env::var_os("NETMON_FUZZ_WRITE_SEEDS").is_some() {
         std::fs::create_dir_all(&dir).unwrap();
         for (i, s) in seeds.iter().enumerate() {
@@ -48,8 +43,9 @@ pub(crate) fn replay(target: &str, seeds: &[Vec<u8>], f: fn(&[u8])) -> usize {
 #[derive(Clone, Debug)]
 enum Mutation {
     Set(usize, u8),
-    /// A length-like value (0, 1, small, huge) over 2 or 4 bytes, native order as netlink is.
-    Len(usize, u32, bool),
+    /// A length-like value (0, 1, small, huge) over 2 or 4 bytes, in native
+    /// order (netlink's) or big endian (the wire's).
+    Len(usize, u32, bool, bool),
     Insert(usize, Vec<u8>),
     Delete(usize, usize),
     Truncate(usize),
@@ -68,9 +64,10 @@ fn mutation() -> impl Strategy<Value = Mutation> {
                 Just(u32::MAX),
                 any::<u32>()
             ],
+            any::<bool>(),
             any::<bool>()
         )
-            .prop_map(|(a, v, wide)| Mutation::Len(a, v, wide)),
+            .prop_map(|(a, v, wide, be)| Mutation::Len(a, v, wide, be)),
         (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..8))
             .prop_map(|(a, b)| Mutation::Insert(a, b)),
         (any::<usize>(), 1usize..16).prop_map(|(a, n)| Mutation::Delete(a, n)),
@@ -87,12 +84,13 @@ fn apply(mut d: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
                     *x = *b;
                 }
             }
-            Mutation::Len(a, v, wide) => {
+            Mutation::Len(a, v, wide, be) => {
                 let at = a % len;
-                let bytes = if *wide {
-                    v.to_ne_bytes().to_vec()
-                } else {
-                    (*v as u16).to_ne_bytes().to_vec()
+                let bytes = match (*wide, *be) {
+                    (true, true) => v.to_be_bytes().to_vec(),
+                    (true, false) => v.to_ne_bytes().to_vec(),
+                    (false, true) => (*v as u16).to_be_bytes().to_vec(),
+                    (false, false) => (*v as u16).to_ne_bytes().to_vec(),
                 };
                 for (i, b) in bytes.into_iter().enumerate() {
                     if let Some(x) = d.get_mut(at + i) {
@@ -118,14 +116,14 @@ fn apply(mut d: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
 }
 
 /// One of `seeds` with one to five mutations.
-pub(crate) fn mutated(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+pub fn mutated(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
     let n = seeds.len();
     (0..n, proptest::collection::vec(mutation(), 1..6))
         .prop_map(move |(i, muts)| apply(seeds[i].clone(), &muts))
 }
 
 /// Asserts `inner` is a sub-slice of `outer`: an offset the parser reported stays in its input.
-pub(crate) fn assert_within(outer: &[u8], inner: &[u8]) {
+pub fn assert_within(outer: &[u8], inner: &[u8]) {
     let (s, e) = (
         outer.as_ptr() as usize,
         outer.as_ptr() as usize + outer.len(),
