@@ -13,7 +13,7 @@ use crate::harness::*;
 /// peer namespace owns, so every reply of the host (RST, SYN-ACK) goes back
 /// over the lab veth and stays in the lab. Random source and destination
 /// ports, valid checksums. Prints "<sent> <seconds>".
-pub(crate) const SYN_FLOOD: &str = r#"
+const SYN_FLOOD: &str = r#"
 import random, socket, struct, sys, time
 dst, prefix, first, n_hosts = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 count, rate, max_secs = int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7])
@@ -61,6 +61,32 @@ pub(crate) fn add_flood_sources(lab: &Lab) -> String {
         "replies to the flood would leave the lab: {route}"
     );
     prefix
+}
+
+/// Starts [`SYN_FLOOD`] in the peer toward the host from the sources of
+/// [`add_flood_sources`]: `count` SYNs at `rate` a second, for `max_secs` at most.
+pub(crate) fn spawn_syn_flood(
+    lab: &Lab,
+    prefix: &str,
+    count: u64,
+    rate: u64,
+    max_secs: u64,
+) -> std::process::Child {
+    Lab::spawn_in(
+        &lab.peer,
+        "python3",
+        &[
+            "-c",
+            SYN_FLOOD,
+            &lab.host_ip,
+            prefix,
+            "100",
+            "20",
+            &count.to_string(),
+            &rate.to_string(),
+            &max_secs.to_string(),
+        ],
+    )
 }
 
 const FLOOD_COUNT: u64 = 200_000;
@@ -132,22 +158,7 @@ fn syn_flood_does_not_blind_attribution_of_downloads() {
     });
     let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5201"]);
     let prefix = add_flood_sources(&lab);
-
-    let mut flood = Lab::spawn_in(
-        &lab.peer,
-        "python3",
-        &[
-            "-c",
-            SYN_FLOOD,
-            &lab.host_ip,
-            &prefix,
-            "100",
-            "20",
-            &FLOOD_COUNT.to_string(),
-            "10000",
-            "40",
-        ],
-    );
+    let mut flood = spawn_syn_flood(&lab, &prefix, FLOOD_COUNT, 10_000, 40);
     // Let the flood build a backlog of lookups (~8 s of it) before the first download.
     let deadline = Instant::now() + Duration::from_secs(15);
     while u(&d.ctl_json(&["status"]), "packets_seen") < 80_000 && Instant::now() < deadline {

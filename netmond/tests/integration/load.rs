@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::api_limits::{client_with_member, fill_history, sock, status_latencies, DRIVER_PY};
-use crate::flood::{add_flood_sources, SYN_FLOOD};
+use crate::flood::{add_flood_sources, spawn_syn_flood};
 use crate::harness::*;
 
 const FLOOD_COUNT: u64 = 200_000;
@@ -106,21 +106,7 @@ fn clients_flood_and_upload_at_once_keep_the_daemon_ticking_and_counting() {
         }
     });
 
-    let mut flood = Lab::spawn_in(
-        &lab.peer,
-        "python3",
-        &[
-            "-c",
-            SYN_FLOOD,
-            &lab.host_ip,
-            &prefix,
-            "100",
-            "20",
-            &FLOOD_COUNT.to_string(),
-            "25000",
-            "30",
-        ],
-    );
+    let mut flood = spawn_syn_flood(&lab, &prefix, FLOOD_COUNT, 25_000, 30);
     // Flood and upload are bounded in count and time by their own scripts.
     let flood_start = Instant::now();
     let up = spawn_upload(&lab, "5201", UPLOAD);
