@@ -109,8 +109,9 @@ fn clients_flood_and_upload_at_once_keep_the_daemon_ticking_and_counting() {
     let mut flood = spawn_syn_flood(&lab, &prefix, FLOOD_COUNT, 25_000, 30);
     // Flood and upload are bounded in count and time by their own scripts.
     let flood_start = Instant::now();
-    let up = spawn_upload(&lab, "5201", UPLOAD);
-    let up_pid = up.id();
+    // The upload starts once the flood has filled the flow table for a while.
+    let mut up: Option<std::process::Child> = None;
+    let mut up_window: (Option<Duration>, Option<Duration>) = (None, None);
 
     // Sample `status` (connect + GetStatus) and RSS while the flood runs.
     let mut lat = Vec::new();
@@ -123,6 +124,15 @@ fn clients_flood_and_upload_at_once_keep_the_daemon_ticking_and_counting() {
         timeline.push((at, sample.clone()));
         lat.extend(sample);
         rss_kb.push(kb_field(daemon_pid, "VmRSS:"));
+        if up.is_none() && flood_start.elapsed() >= Duration::from_secs(3) {
+            up = Some(spawn_upload(&lab, "5201", UPLOAD));
+            up_window.0 = Some(flood_start.elapsed());
+        }
+        if let Some(u) = &mut up {
+            if up_window.1.is_none() && u.try_wait().expect("upload status").is_some() {
+                up_window.1 = Some(flood_start.elapsed());
+            }
+        }
         if flood.try_wait().expect("flood status").is_some() {
             break flood_start.elapsed();
         }
@@ -143,6 +153,8 @@ fn clients_flood_and_upload_at_once_keep_the_daemon_ticking_and_counting() {
         .next()
         .and_then(|s| s.parse().ok())
         .expect("flood report");
+    let up = up.expect("the flood ended before the upload started");
+    let up_pid = up.id();
     let up_out = wait_output(up, 30);
     assert!(
         up_out.status.success(),
@@ -164,7 +176,7 @@ fn clients_flood_and_upload_at_once_keep_the_daemon_ticking_and_counting() {
     let worst = lat[lat.len() - 1];
     eprintln!(
         "load: clients ready in {clients_ready:?}; flood {report} (ran {flood_end:?}); \
-         upload credited {got} of {UPLOAD} payload; status ms over {} samples: median {median}, \
+         upload from/to {up_window:?} into the flood, credited {got} of {UPLOAD} payload; status ms over {} samples: median {median}, \
          worst {worst}, by time into the flood {timeline:?}; RSS kB during {rss_kb:?}, peak {peak_kb}; \
          frames during the flood (s, seq) {during:?}; total {:?}",
         lat.len(),
