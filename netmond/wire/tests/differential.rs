@@ -351,7 +351,15 @@ proptest! {
             let (src, dst) = ep_addrs(net);
             prop_assert_eq!((m.src, m.dst), (src, dst));
             let frag = match net { NetSlice::Ipv4(v) => v.payload().fragmented, NetSlice::Ipv6(v) => v.payload().fragmented };
-            if !frag && m.fragment == Fragment::None {
+            let zero_len = match net {
+                NetSlice::Ipv4(v) => v.header().total_len() == 0,
+                NetSlice::Ipv6(v) => v.header().payload_length() == 0,
+            };
+            if zero_len {
+                // Rule (as in `forged_ip_lengths_are_clamped`): a length field of 0
+                // is a GSO super-packet or jumbogram to netmon: the wire length counts.
+                prop_assert_eq!(m.l3_len, (f.len() - b.ip_at) as u32);
+            } else if !frag && m.fragment == Fragment::None {
                 prop_assert_eq!(m.l3_len, ep_ip_len(net));
             }
             // Rule: an IPv4 first fragment (MF set) keeps its ports in netmon;
