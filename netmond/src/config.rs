@@ -852,6 +852,9 @@ fn load_categories(names: &NamesSection) -> Result<crate::names::Categories, Con
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -941,9 +944,9 @@ mod tests {
         assert!(msg.contains("daemon.tick_ms"), "{msg}");
     }
 
-    #[test]
-    fn example_parses_to_defaults_when_uncommented() {
-        let uncommented: String = FileConfig::example()
+    /// The example file with every key line uncommented.
+    pub(super) fn uncommented_example() -> String {
+        FileConfig::example()
             .lines()
             .filter_map(|l| {
                 l.strip_prefix("# ")
@@ -951,7 +954,12 @@ mod tests {
                     .or(l.starts_with('[').then_some(l))
             })
             .map(|l| format!("{l}\n"))
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn example_parses_to_defaults_when_uncommented() {
+        let uncommented = uncommented_example();
         let parsed = FileConfig::parse(&uncommented, Path::new("example")).expect("example parses");
         let mut want = FileConfig::default();
         want.daemon.control_group = Some("netmon-admin".to_owned());

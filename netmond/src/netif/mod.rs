@@ -16,6 +16,8 @@
 //!   few times, then the last result is used: the watcher fires for the change
 //!   that interrupted it anyway.
 
+#[cfg(test)]
+mod fuzz;
 pub mod others;
 mod parse;
 mod wait;

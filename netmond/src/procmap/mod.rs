@@ -48,6 +48,8 @@ mod connector;
 pub mod container;
 mod dumpjoin;
 mod fdindex;
+#[cfg(test)]
+mod fuzz;
 mod netns;
 pub(crate) mod procinfo;
 mod sockdiag;

@@ -507,7 +507,7 @@ impl SockDiag {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests may unwrap")]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const TCP_TIME_WAIT: u8 = 6;
@@ -516,7 +516,7 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn reply_bytes(
+    pub(crate) fn reply_bytes(
         family: u8,
         state: u8,
         l: SocketAddr,
@@ -695,7 +695,13 @@ mod tests {
 
     /// One SOCK_DIAG_BY_FAMILY message with a cookie and an INET_DIAG_INFO attribute
     /// holding a `tcp_info` of `info_len` bytes (preceded by another attribute).
-    fn tcp_msg(ino: u32, cookie: u64, acked: u64, received: u64, info_len: usize) -> Vec<u8> {
+    pub(crate) fn tcp_msg(
+        ino: u32,
+        cookie: u64,
+        acked: u64,
+        received: u64,
+        info_len: usize,
+    ) -> Vec<u8> {
         let mut b = reply_bytes(
             libc::AF_INET as u8,
             1,
@@ -726,7 +732,7 @@ mod tests {
         b
     }
 
-    fn done_msg() -> Vec<u8> {
+    pub(crate) fn done_msg() -> Vec<u8> {
         let mut b = vec![0u8; 20];
         b[0..4].copy_from_slice(&20u32.to_ne_bytes());
         b[4..6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());

@@ -12,7 +12,7 @@ use crate::grpc_clients::Client;
 use crate::harness::*;
 
 /// Helpers and modes; every mode prints one JSON document.
-const DRIVER_PY: &str = r#"
+pub(crate) const DRIVER_PY: &str = r#"
 import json, os, resource, socket, struct, sys, time
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -174,11 +174,11 @@ elif mode == "load":
 print(json.dumps(out))
 "#;
 
-fn client_with_member(d: &Daemon) -> (Client, TempUser) {
+pub(crate) fn client_with_member(d: &Daemon) -> (Client, TempUser) {
     (Client::new(), TempUser::new(&[d.group.name()]))
 }
 
-fn sock(d: &Daemon) -> String {
+pub(crate) fn sock(d: &Daemon) -> String {
     d.socket.display().to_string()
 }
 
@@ -270,7 +270,7 @@ fn per_user_subscriber_cap_gives_a_clear_status() {
 }
 
 /// `rows` per-minute samples for 10 processes in the daemon's history.
-fn fill_history(db: &std::path::Path, minutes: i64) {
+pub(crate) fn fill_history(db: &std::path::Path, minutes: i64) {
     // The store creates its schema on its own thread: wait for it.
     let deadline = Instant::now() + Duration::from_secs(20);
     let conn = loop {
@@ -443,7 +443,7 @@ fn client_load_target_ticking_goes_on_and_status_stays_fast() {
 
 /// Milliseconds for `n` fresh connections each making one GetStatus call
 /// (what `netmonctl status` does, without its process start), sorted.
-fn status_latencies(d: &Daemon, n: usize) -> Vec<u128> {
+pub(crate) fn status_latencies(d: &Daemon, n: usize) -> Vec<u128> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

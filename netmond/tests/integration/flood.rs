@@ -40,6 +40,55 @@ while sent < count and time.monotonic() - start < max_secs:
 print(sent, round(time.monotonic() - start, 2), flush=True)
 "#;
 
+/// Gives the peer the spoofed sources .100-.119 of the lab /24 and checks
+/// that the host's replies to them leave by the lab veth only. Returns the
+/// /24's prefix ("10.231.N.").
+pub(crate) fn add_flood_sources(lab: &Lab) -> String {
+    let prefix = lab
+        .host_ip
+        .rsplit_once('.')
+        .map(|(p, _)| format!("{p}."))
+        .expect("v4 lab address");
+    for i in 100..120 {
+        sh_ok(&format!(
+            "ip -n {} addr add {prefix}{i}/32 dev {}",
+            lab.peer.name, lab.peer_if
+        ));
+    }
+    let route = stdout(&lab.host.exec(&format!("ip route get {prefix}107")));
+    assert!(
+        route.contains(&format!("dev {}", lab.host_if)) && !route.contains(" via "),
+        "replies to the flood would leave the lab: {route}"
+    );
+    prefix
+}
+
+/// Starts [`SYN_FLOOD`] in the peer toward the host from the sources of
+/// [`add_flood_sources`]: `count` SYNs at `rate` a second, for `max_secs` at most.
+pub(crate) fn spawn_syn_flood(
+    lab: &Lab,
+    prefix: &str,
+    count: u64,
+    rate: u64,
+    max_secs: u64,
+) -> std::process::Child {
+    Lab::spawn_in(
+        &lab.peer,
+        "python3",
+        &[
+            "-c",
+            SYN_FLOOD,
+            &lab.host_ip,
+            prefix,
+            "100",
+            "20",
+            &count.to_string(),
+            &rate.to_string(),
+            &max_secs.to_string(),
+        ],
+    )
+}
+
 const FLOOD_COUNT: u64 = 200_000;
 const DOWNLOAD: u64 = 20 * 1024 * 1024;
 
@@ -108,40 +157,8 @@ fn syn_flood_does_not_blind_attribution_of_downloads() {
         ..DaemonOpts::default()
     });
     let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5201"]);
-    // Spoofed sources: .100-.119 of the lab /24, owned by the peer.
-    let prefix = lab
-        .host_ip
-        .rsplit_once('.')
-        .map(|(p, _)| format!("{p}."))
-        .expect("v4 lab address");
-    for i in 100..120 {
-        sh_ok(&format!(
-            "ip -n {} addr add {prefix}{i}/32 dev {}",
-            lab.peer.name, lab.peer_if
-        ));
-    }
-    // Replies to the spoofed sources must leave by the lab veth only.
-    let route = stdout(&lab.host.exec(&format!("ip route get {prefix}107")));
-    assert!(
-        route.contains(&format!("dev {}", lab.host_if)) && !route.contains(" via "),
-        "replies to the flood would leave the lab: {route}"
-    );
-
-    let mut flood = Lab::spawn_in(
-        &lab.peer,
-        "python3",
-        &[
-            "-c",
-            SYN_FLOOD,
-            &lab.host_ip,
-            &prefix,
-            "100",
-            "20",
-            &FLOOD_COUNT.to_string(),
-            "10000",
-            "40",
-        ],
-    );
+    let prefix = add_flood_sources(&lab);
+    let mut flood = spawn_syn_flood(&lab, &prefix, FLOOD_COUNT, 10_000, 40);
     // Let the flood build a backlog of lookups (~8 s of it) before the first download.
     let deadline = Instant::now() + Duration::from_secs(15);
     while u(&d.ctl_json(&["status"]), "packets_seen") < 80_000 && Instant::now() < deadline {

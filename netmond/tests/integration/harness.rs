@@ -918,10 +918,11 @@ pub fn u(v: &serde_json::Value, k: &str) -> u64 {
         .unwrap_or_else(|| panic!("no unsigned field '{k}' in {v}"))
 }
 
-/// Uploads `n` bytes from the lab host to the peer's `gen::TCP_SERVER` on
-/// `port` with `gen::TCP_CLIENT`; returns the uploader's pid once it is done.
-pub fn upload(lab: &Lab, port: &str, n: u64) -> u32 {
-    let up = Lab::spawn_in(
+/// Starts uploading `n` bytes from the lab host to the peer's
+/// `gen::TCP_SERVER` on `port` with `gen::TCP_CLIENT`; the child's pid is
+/// the uploader's.
+pub fn spawn_upload(lab: &Lab, port: &str, n: u64) -> Child {
+    Lab::spawn_in(
         &lab.host,
         "python3",
         &[
@@ -932,7 +933,12 @@ pub fn upload(lab: &Lab, port: &str, n: u64) -> u32 {
             "up",
             &n.to_string(),
         ],
-    );
+    )
+}
+
+/// Uploads `n` bytes like [`spawn_upload`]; returns the uploader's pid once it is done.
+pub fn upload(lab: &Lab, port: &str, n: u64) -> u32 {
+    let up = spawn_upload(lab, port, n);
     let pid = up.id();
     wait_output(up, 60);
     pid

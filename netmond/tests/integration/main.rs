@@ -15,6 +15,7 @@ mod flood;
 mod grpc_clients;
 mod history;
 mod hostile;
+mod load;
 mod localtime;
 mod metrics;
 mod names;
