@@ -165,6 +165,19 @@ impl Monitor {
     }
 }
 
+/// The last tick's figures that `status` shows.
+#[derive(Clone, Default)]
+struct TickFigures {
+    bytes_captured: u64,
+    bytes_attributed: u64,
+    table: crate::aggregate::TableCounts,
+    attribution_p50_us: u64,
+    attribution_p99_us: u64,
+    flows_untracked: u64,
+    sockets_tracked: u64,
+    evicted_half_open: u64,
+}
+
 /// Captures by interface name, plus interface ids that stay stable for a run.
 struct Captures {
     running: HashMap<String, CaptureHandle>,
@@ -215,6 +228,10 @@ pub struct CaptureMonitor {
     handle: ResolverHandle,
     captures: Mutex<Captures>,
     inner: Mutex<Inner>,
+    /// What `status` reports of the last tick, copied out at its end: the
+    /// tick holds `inner` through every flow (long under a flood), and a
+    /// status call must not wait for it.
+    figures: Mutex<TickFigures>,
     ifaces_dirty: Arc<AtomicBool>,
     watcher: Mutex<Option<netif::Watcher>>,
     /// Host names and categories (None when `[names]` turns both sources off).
@@ -300,6 +317,7 @@ impl CaptureMonitor {
                 names: HashMap::new(),
                 errors: HashMap::new(),
             }),
+            figures: Mutex::new(TickFigures::default()),
             inner: Mutex::new(Inner {
                 agg,
                 batches,
@@ -662,6 +680,17 @@ impl CaptureMonitor {
             folded: std::mem::take(&mut rollup.folded),
             proc_hosts: std::mem::take(&mut rollup.proc_hosts),
         };
+        let (p50, p99) = inner.agg.latency_percentiles();
+        *lock(&self.figures) = TickFigures {
+            bytes_captured: rollup.bytes_captured,
+            bytes_attributed: rollup.bytes_attributed,
+            table: rollup.table,
+            attribution_p50_us: p50,
+            attribution_p99_us: p99,
+            flows_untracked: inner.agg.untracked(),
+            sockets_tracked: inner.sockets_tracked,
+            evicted_half_open: inner.agg.evicted_half_open(),
+        };
         inner.last_rollup = rollup;
         snap
     }
@@ -708,23 +737,22 @@ impl CaptureMonitor {
             });
         }
         drop(caps);
-        let inner = lock(&self.inner);
-        st.bytes_captured = inner.last_rollup.bytes_captured;
-        st.bytes_attributed = inner.last_rollup.bytes_attributed;
-        st.table = inner.last_rollup.table;
-        let (p50, p99) = inner.agg.latency_percentiles();
-        st.attribution_p50_us = p50;
-        st.attribution_p99_us = p99;
+        let f = lock(&self.figures).clone();
+        st.bytes_captured = f.bytes_captured;
+        st.bytes_attributed = f.bytes_attributed;
+        st.table = f.table;
+        st.attribution_p50_us = f.attribution_p50_us;
+        st.attribution_p99_us = f.attribution_p99_us;
         st.resolver_dropped = self.handle.dropped();
-        st.flows_untracked = inner.agg.untracked();
+        st.flows_untracked = f.flows_untracked;
         st.attribution = self.attribution.0;
         st.attribution_reason = self.attribution.1.clone();
-        st.sockets_tracked = inner.sockets_tracked;
+        st.sockets_tracked = f.sockets_tracked;
         let rs = self.handle.stats();
         st.lookup_queue = rs.low_queued;
         st.lookup_dropped = rs.low_dropped;
         st.lookup_mode = rs.mode.as_str();
-        st.flows_evicted_half_open += inner.agg.evicted_half_open();
+        st.flows_evicted_half_open += f.evicted_half_open;
         st
     }
 }
