@@ -1,6 +1,7 @@
 //! Runs the built netmonctl binary: exit codes and messages with no daemon,
 //! output against a canned one (`fake`), and `alerts --follow` against a real
-//! netmond in the lab of netmond's tests (`follow`, root).
+//! netmond in the lab of netmond's tests (`follow`, root), and `--notify` on a
+//! private session bus (`notify`).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -8,6 +9,7 @@ use std::process::{Command, Output};
 #[path = "../../../netmond/tests/integration/commands.rs"]
 mod commands;
 mod follow;
+mod notify;
 #[path = "../../../netmond/tests/integration/harness.rs"]
 mod harness;
 
