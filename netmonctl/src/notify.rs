@@ -30,19 +30,20 @@ const HINT: &str = "run it inside a desktop session, or as the user service \
 pub enum NotifyError {
     #[error("--notify needs the desktop session's D-Bus, but DBUS_SESSION_BUS_ADDRESS is not set (nor XDG_RUNTIME_DIR); {HINT}")]
     NoAddress,
-    #[error("--notify cannot reach the session D-Bus at '{address}' (from {from}); {HINT}")]
+    // zbus's errors repeat their source in their message: shown once, inline.
+    #[error(
+        "--notify cannot reach the session D-Bus at '{address}' (from {from}): {error}; {HINT}"
+    )]
     Connect {
         address: String,
         from: &'static str,
-        #[source]
-        source: zbus::Error,
+        error: zbus::Error,
     },
-    #[error("no desktop notification server answers on the session D-Bus at '{address}' (from {from})")]
+    #[error("no desktop notification server answers on the session D-Bus at '{address}' (from {from}): {error}")]
     NoServer {
         address: String,
         from: &'static str,
-        #[source]
-        source: zbus::Error,
+        error: zbus::Error,
     },
 }
 
@@ -178,10 +179,7 @@ fn escape_markup(s: &str) -> String {
 /// else `$XDG_RUNTIME_DIR/bus` (where systemd's user manager puts it).
 fn session_address() -> Result<(String, &'static str), NotifyError> {
     if let Some(a) = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").filter(|a| !a.is_empty()) {
-        return Ok((
-            a.to_string_lossy().into_owned(),
-            "DBUS_SESSION_BUS_ADDRESS",
-        ));
+        return Ok((a.to_string_lossy().into_owned(), "DBUS_SESSION_BUS_ADDRESS"));
     }
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         Some(dir) => Ok((
@@ -210,10 +208,10 @@ impl Notifier {
     /// bus or server is an error at start rather than silence later.
     pub async fn connect() -> Result<Notifier, NotifyError> {
         let (address, from) = session_address()?;
-        let connect_err = |source| NotifyError::Connect {
+        let connect_err = |error| NotifyError::Connect {
             address: address.clone(),
             from,
-            source,
+            error,
         };
         let conn = zbus::connection::Builder::address(address.as_str())
             .map_err(connect_err)?
@@ -231,10 +229,10 @@ impl Notifier {
             )
             .await
             .and_then(|reply| reply.body().deserialize())
-            .map_err(|source| NotifyError::NoServer {
+            .map_err(|error| NotifyError::NoServer {
                 address: address.clone(),
                 from,
-                source,
+                error,
             })?;
         Ok(Notifier {
             conn,
@@ -250,7 +248,8 @@ impl Notifier {
     pub async fn send(&mut self, a: &v1::Alert) -> zbus::Result<()> {
         let note = note_of(a);
         let closed = a.state == v1::AlertState::Closed as i32;
-        let replaces = if closed {
+        // `u32` is the spec's type: anything else is another D-Bus signature.
+        let replaces: u32 = if closed {
             self.shown.remove(&a.id).unwrap_or(0)
         } else {
             0

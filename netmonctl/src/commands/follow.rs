@@ -96,7 +96,10 @@ async fn emit(
     write_event(a, json, out)?;
     if let Some(n) = notifier {
         if let Err(e) = n.send(a).await {
-            eprintln!("netmonctl: warning: cannot show the notification of alert #{}: {e}", a.id);
+            eprintln!(
+                "netmonctl: warning: cannot show the notification of alert #{}: {e}",
+                a.id
+            );
         }
     }
     Ok(())

@@ -9,9 +9,9 @@ use std::process::{Command, Output};
 #[path = "../../../netmond/tests/integration/commands.rs"]
 mod commands;
 mod follow;
-mod notify;
 #[path = "../../../netmond/tests/integration/harness.rs"]
 mod harness;
+mod notify;
 
 fn missing_socket() -> PathBuf {
     std::env::temp_dir()
