@@ -37,13 +37,13 @@ pub enum NotifyError {
     Connect {
         address: String,
         from: &'static str,
-        error: zbus::Error,
+        error: Box<zbus::Error>,
     },
     #[error("no desktop notification server answers on the session D-Bus at '{address}' (from {from}): {error}")]
     NoServer {
         address: String,
         from: &'static str,
-        error: zbus::Error,
+        error: Box<zbus::Error>,
     },
 }
 
@@ -211,7 +211,7 @@ impl Notifier {
         let connect_err = |error| NotifyError::Connect {
             address: address.clone(),
             from,
-            error,
+            error: Box::new(error),
         };
         let conn = zbus::connection::Builder::address(address.as_str())
             .map_err(connect_err)?
@@ -232,7 +232,7 @@ impl Notifier {
             .map_err(|error| NotifyError::NoServer {
                 address: address.clone(),
                 from,
-                error,
+                error: Box::new(error),
             })?;
         Ok(Notifier {
             conn,
