@@ -105,6 +105,11 @@ pub enum Command {
         /// --json) until interrupted; reconnects when netmond restarts
         #[arg(long, short = 'f', conflicts_with_all = ["since", "limit"])]
         follow: bool,
+        /// Follow, and also show each alert opened or closed as a desktop
+        /// notification (session D-Bus: DBUS_SESSION_BUS_ADDRESS, else
+        /// $XDG_RUNTIME_DIR/bus); exit 4 when there is none
+        #[arg(long, conflicts_with_all = ["since", "limit"])]
+        notify: bool,
     },
     /// Monitoring sessions
     Sessions {

@@ -1,5 +1,6 @@
 //! The one error type of netmonctl and its mapping to the exit codes of
-//! design.md §3 (0 ok, 1 daemon refused/failed, 2 usage, 3 unreachable).
+//! design.md §3 (0 ok, 1 daemon refused/failed, 2 usage, 3 unreachable),
+//! extended with 4: no desktop session bus or notification server (--notify).
 
 use std::io;
 use std::path::PathBuf;
@@ -14,6 +15,9 @@ pub enum CtlError {
     Usage(String),
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// `--notify` without a session bus or notification server.
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
     /// Not `#[source]`: tonic's Display repeats the message in debug form.
     #[error("{}: {}", code_words(.0.code()), .0.message())]
     Rpc(tonic::Status),
@@ -45,6 +49,7 @@ impl CtlError {
         match self {
             CtlError::Usage(_) => 2,
             CtlError::Connect(_) => 3,
+            CtlError::Notify(_) => 4,
             // The channel was set up but the daemon vanished before answering.
             CtlError::Rpc(s) if s.code() == Code::Unavailable => 3,
             CtlError::Rpc(_)
@@ -101,6 +106,10 @@ mod tests {
         assert_eq!(err.exit_code(), 1);
         assert_eq!(err.to_string(), "permission denied: need netmon group");
         assert_eq!(CtlError::Gone.exit_code(), 1);
+        assert_eq!(
+            CtlError::from(crate::notify::NotifyError::NoAddress).exit_code(),
+            4
+        );
         assert!(CtlError::from(io::Error::from(io::ErrorKind::BrokenPipe)).is_broken_pipe());
     }
 }

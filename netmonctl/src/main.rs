@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod error;
 mod json;
+mod notify;
 mod output;
 mod units;
 mod when;

@@ -19,6 +19,7 @@ APT_PACKAGES=(
   python3-seccomp                          # the unit's sandbox, emulated in the .deb test
   mount e2fsprogs                          # storage fault tests (tmpfs, immutable dir)
   python3-venv python3-pip                 # Python client tests (venv)
+  dbus                                     # a private session bus (alerts --notify test)
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev  # eBPF attribution
 )
 
@@ -47,6 +48,7 @@ COMMAND_PACKAGES=(
   iperf3 iperf3          python3 python3          pip3 python3-pip
   tmux tmux              sqlite3 sqlite3          systemd-analyze systemd
   clang clang            llvm-strip llvm          bpftool bpftool
+  dbus-daemon dbus
 )
 
 # The package that provides command $1 ("" when the table does not name it).

@@ -1,6 +1,7 @@
 //! `alerts --follow`: one line per alert opened or closed, as they happen,
 //! from the Subscribe stream; rides over daemon restarts (retry with backoff,
-//! catch-up from ListAlerts) without printing an event twice.
+//! catch-up from ListAlerts) without printing an event twice. With
+//! `--notify` each event is also a desktop notification (`crate::notify`).
 
 use std::collections::{HashSet, VecDeque};
 use std::io::Write;
@@ -16,6 +17,7 @@ use super::live::is_gone;
 use super::Client;
 use crate::error::{CtlError, Result};
 use crate::json::AlertJson;
+use crate::notify::Notifier;
 use crate::output::write_json_line;
 use crate::when::human_time;
 
@@ -83,13 +85,44 @@ fn write_event(a: &v1::Alert, json: bool, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
+/// Prints the event and, with --notify, sends its notification. A failed
+/// notification is a warning: the line is printed and following goes on.
+async fn emit(
+    a: &v1::Alert,
+    json: bool,
+    notifier: &mut Option<Notifier>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    write_event(a, json, out)?;
+    if let Some(n) = notifier {
+        if let Err(e) = n.send(a).await {
+            eprintln!(
+                "netmonctl: warning: cannot show the notification of alert #{}: {e}",
+                a.id
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn connect(socket: &Path) -> std::result::Result<Client, ConnectError> {
     netmon_proto::connect(socket).await
 }
 
 /// Follows until Ctrl-C. The first connection must succeed (exit 3 as for any
-/// command); after that, a daemon that goes away is waited for.
-pub async fn follow(socket: Option<&Path>, json: bool, out: &mut dyn Write) -> Result<()> {
+/// command); after that, a daemon that goes away is waited for. With
+/// `notify`, the session bus is checked first (exit 4 without one).
+pub async fn follow(
+    socket: Option<&Path>,
+    json: bool,
+    notify: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let mut notifier = if notify {
+        Some(Notifier::connect().await?)
+    } else {
+        None
+    };
     let path = netmon_proto::resolve_socket(socket);
     let mut client = connect(&path).await?;
     let mut printed = Printed::default();
@@ -112,7 +145,7 @@ pub async fn follow(socket: Option<&Path>, json: bool, out: &mut dyn Write) -> R
         tokio::select! {
             biased;
             _ = &mut ctrl_c => return Ok(()),
-            r = follow_one(&mut client, &mut printed, &mut since_ms, json, out) => r?,
+            r = follow_one(&mut client, &mut printed, &mut since_ms, json, &mut notifier, out) => r?,
         }
         eprintln!("netmonctl: netmond went away; reconnecting");
         let mut backoff = FIRST_BACKOFF;
@@ -139,6 +172,7 @@ async fn follow_one(
     printed: &mut Printed,
     since_ms: &mut Option<i64>,
     json: bool,
+    notifier: &mut Option<Notifier>,
     out: &mut dyn Write,
 ) -> Result<()> {
     let mut stream = match client
@@ -152,7 +186,7 @@ async fn follow_one(
     // Subscribed first, listed second: an event in between is in both, and
     // printed once.
     if let Some(since) = *since_ms {
-        if !catch_up(client, since, printed, json, out).await? {
+        if !catch_up(client, since, printed, json, notifier, out).await? {
             return Ok(());
         }
     }
@@ -169,7 +203,7 @@ async fn follow_one(
         let skipped = last_seq.is_some_and(|l| frame.seq > l + 1);
         last_seq = Some(frame.seq);
         if let (true, Some(since)) = (skipped, *since_ms) {
-            if !catch_up(client, since, printed, json, out).await? {
+            if !catch_up(client, since, printed, json, notifier, out).await? {
                 return Ok(());
             }
         }
@@ -178,7 +212,7 @@ async fn follow_one(
         }
         for a in &frame.alerts {
             if printed.insert(event_of(a)) {
-                write_event(a, json, out)?;
+                emit(a, json, notifier, out).await?;
             }
         }
     }
@@ -204,6 +238,7 @@ async fn catch_up(
     since_ms: i64,
     printed: &mut Printed,
     json: bool,
+    notifier: &mut Option<Notifier>,
     out: &mut dyn Write,
 ) -> Result<bool> {
     let Some(all) = list(client, since_ms).await? else {
@@ -220,7 +255,7 @@ async fn catch_up(
     missed.sort_by_key(|a| event_ms(a));
     for a in missed {
         if printed.insert(event_of(a)) {
-            write_event(a, json, out)?;
+            emit(a, json, notifier, out).await?;
         }
     }
     Ok(true)

@@ -64,7 +64,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             )
             .await
         }
-        Command::Alerts { follow: true, .. } => follow::follow(socket, json, out).await,
+        Command::Alerts { follow, notify, .. } if follow || notify => {
+            follow::follow(socket, json, notify, out).await
+        }
         Command::Alerts { since, limit, .. } => {
             history::alerts(connect(socket).await?, since, limit, json, out).await
         }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 
 /// Lines of a child's pipe, as they come.
-fn lines_of(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
+pub(crate) fn lines_of(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
@@ -22,7 +22,7 @@ fn lines_of(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
 }
 
 /// Collects lines until `done` holds on them or `secs` pass.
-fn read_until(
+pub(crate) fn read_until(
     rx: &Receiver<String>,
     got: &mut Vec<String>,
     secs: u64,
@@ -39,7 +39,7 @@ fn read_until(
 }
 
 /// (id, state) of the follower's JSON lines about program `name`.
-fn events(lines: &[String], name: &str) -> Vec<(u64, String)> {
+pub(crate) fn events(lines: &[String], name: &str) -> Vec<(u64, String)> {
     lines
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -56,14 +56,14 @@ fn closed_count(lines: &[String], name: &str) -> usize {
 }
 
 /// At least `n` alerts closed and none open.
-fn all_closed(lines: &[String], name: &str, n: usize) -> bool {
+pub(crate) fn all_closed(lines: &[String], name: &str, n: usize) -> bool {
     let ev = events(lines, name);
     let closed = closed_count(lines, name);
     closed >= n && ev.len() == 2 * closed
 }
 
 /// Waits until the daemon has `n` subscribers (the follower is listening).
-fn wait_subscribed(d: &Daemon) {
+pub(crate) fn wait_subscribed(d: &Daemon) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while u(&d.ctl_json(&["status"]), "subscribers") == 0 {
         assert!(Instant::now() < deadline, "the follower never subscribed");
@@ -72,14 +72,16 @@ fn wait_subscribed(d: &Daemon) {
 }
 
 /// 8 MB every 0.2 s for 3 s from short processes named `name`: the
-/// program's 1 MiB/s rule opens, then closes once it stops.
-fn burst(lab: &Lab, name: &str) {
+/// program's 1 MiB/s rule opens, then closes once it stops. Returns the
+/// generator's pids.
+pub(crate) fn burst(lab: &Lab, name: &str) -> Vec<u32> {
     let out = wait_output(
         spawn_bursts(lab, name, "5410", 8_000_000, 0.2, 3.0, false),
         60,
     );
     let run = Bursts::parse(&stdout(&out));
     assert_eq!(run.bytes, 15 * 8_000_000, "{}", stderr(&out));
+    run.pids
 }
 
 #[test]

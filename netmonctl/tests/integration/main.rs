@@ -1,6 +1,7 @@
 //! Runs the built netmonctl binary: exit codes and messages with no daemon,
 //! output against a canned one (`fake`), and `alerts --follow` against a real
-//! netmond in the lab of netmond's tests (`follow`, root).
+//! netmond in the lab of netmond's tests (`follow`, root), and `--notify` on a
+//! private session bus (`notify`).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -10,6 +11,7 @@ mod commands;
 mod follow;
 #[path = "../../../netmond/tests/integration/harness.rs"]
 mod harness;
+mod notify;
 
 fn missing_socket() -> PathBuf {
     std::env::temp_dir()

@@ -32,6 +32,7 @@ pub const COMMAND_PACKAGES: &[(&str, &str)] = &[
     ("kill", "procps"),
     ("pgrep", "procps"),
     ("tmux", "tmux"),
+    ("dbus-daemon", "dbus"),
     ("id", "coreutils"),
     ("env", "coreutils"),
     ("seq", "coreutils"),
