@@ -199,12 +199,11 @@ fn clients_flood_and_upload_at_once_keep_the_daemon_ticking_and_counting() {
             .all(|w| w[1].0 - w[0].0 < Duration::from_millis(2500)),
         "a tick was late by more than 1.5 s: {during:?}"
     );
-    // The median is design.md's target. The tail is not there yet: on two
-    // shared cores, debug build, a few calls took 0.6-1.9 s once the flood's
-    // flows passed ~100k (they grow with the flow table, like the tick's
-    // period); the bound only catches a daemon that stops answering.
+    // design.md's target, for every call: status reads the last tick's
+    // figures instead of waiting for the tick (before that, 0.6-1.9 s once
+    // the flood's flows passed ~100k; now a worst of ~10 ms here).
     assert!(
-        median < 200 && worst < 3000,
+        median < 200 && worst < 200,
         "status under load: median {median} ms, worst {worst} ms: {lat:?}"
     );
     assert!(
