@@ -164,6 +164,9 @@ pub enum Action {
     ToggleUnits,
     /// Ask netmond to re-read its configuration.
     Reload,
+    /// ←/→ in History: the day before or after.
+    PrevDay,
+    NextDay,
 }
 
 /// How rates are shown: binary bytes (`1.5 MiB/s`) or decimal bits (`12.6 Mbit/s`).
@@ -215,8 +218,9 @@ pub enum Effect {
     FetchConnections(Option<u32>),
     /// Today's remote hosts of the program of this name, from history.
     FetchProcessHosts(String),
-    /// Today's report and the alerts.
-    FetchHistory,
+    /// The report, hosts, hourly series and alerts of the local day this
+    /// many days back from today (0 = today).
+    FetchHistory(i32),
     /// The threshold rules (another client may change them).
     FetchThresholds,
 }
@@ -262,9 +266,19 @@ pub struct Detail {
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct History {
+    /// Days back from today (0 = today), moved with ←/→.
+    pub day_offset: i32,
+    /// Top processes of the day.
     pub report: Option<Result<v1::ReportReply, String>>,
+    /// Top remote hosts of the day.
+    pub hosts: Option<Result<v1::ReportReply, String>>,
+    /// The day by hour (`periods`), for the chart.
+    pub hourly: Option<Result<v1::ReportReply, String>>,
     pub alerts: Option<Result<Vec<v1::Alert>, String>>,
 }
+
+/// How far back the History view goes: retention keeps days for a year.
+pub const HISTORY_MAX_DAYS_BACK: i32 = 366;
 
 /// What a process detail polls: its connections and its program's hosts.
 fn detail_effects(d: &Detail) -> Vec<Effect> {
@@ -649,6 +663,27 @@ impl App {
                 self.sort_processes();
                 self.message = Some((format!("sort: {}", self.sort.label()), false));
             }
+            Action::PrevDay | Action::NextDay => {
+                if self.view != View::History || self.detail.is_some() {
+                    return Vec::new();
+                }
+                let step = if action == Action::PrevDay { -1 } else { 1 };
+                let to = (self.history.day_offset + step).clamp(-HISTORY_MAX_DAYS_BACK, 0);
+                if to == self.history.day_offset {
+                    return Vec::new();
+                }
+                // What is shown belongs to the old day: say loading instead.
+                self.history = History {
+                    day_offset: to,
+                    ..History::default()
+                };
+                self.cursor = 0;
+                return if self.connected() {
+                    vec![Effect::FetchHistory(to)]
+                } else {
+                    Vec::new()
+                };
+            }
             Action::ToggleUnits => {
                 self.units = match self.units {
                     RateUnit::Bytes => RateUnit::Bits,
@@ -797,7 +832,7 @@ impl App {
         match (&self.detail, self.view) {
             (Some(d), _) => detail_effects(d),
             (None, View::Connections) => vec![Effect::FetchConnections(None)],
-            (None, View::History) => vec![Effect::FetchHistory],
+            (None, View::History) => vec![Effect::FetchHistory(self.history.day_offset)],
             _ => Vec::new(),
         }
     }
@@ -1413,14 +1448,35 @@ mod tests {
         assert!(a.apply(Action::NextView).is_empty());
         assert_eq!(a.view, View::Packets);
         a.apply(Action::NextView);
-        assert_eq!(a.apply(Action::NextView), [Effect::FetchHistory]);
+        assert_eq!(a.apply(Action::NextView), [Effect::FetchHistory(0)]);
         a.apply(Action::NextView);
         assert_eq!(a.view, View::Processes);
         a.apply(Action::PrevView);
         assert_eq!(a.view, View::History);
         assert_eq!(
             a.periodic_effects(),
-            [Effect::FetchHistory, Effect::FetchThresholds]
+            [Effect::FetchHistory(0), Effect::FetchThresholds]
+        );
+    }
+
+    #[test]
+    fn left_and_right_move_the_history_day_back_to_today_at_most() {
+        let mut a = app();
+        assert!(a.apply(Action::PrevDay).is_empty(), "only in History");
+        a.view = View::History;
+        a.history.report = Some(Ok(v1::ReportReply::default()));
+        assert_eq!(a.apply(Action::PrevDay), [Effect::FetchHistory(-1)]);
+        assert_eq!(a.history.day_offset, -1);
+        assert!(a.history.report.is_none(), "yesterday's is loading");
+        assert_eq!(a.apply(Action::PrevDay), [Effect::FetchHistory(-2)]);
+        assert_eq!(a.refresh_effects(), [Effect::FetchHistory(-2)]);
+        assert_eq!(a.apply(Action::NextDay), [Effect::FetchHistory(-1)]);
+        assert_eq!(a.apply(Action::NextDay), [Effect::FetchHistory(0)]);
+        assert!(a.apply(Action::NextDay).is_empty(), "no day after today");
+        a.history.day_offset = -HISTORY_MAX_DAYS_BACK;
+        assert!(
+            a.apply(Action::PrevDay).is_empty(),
+            "no further back than a year"
         );
     }
 

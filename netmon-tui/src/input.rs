@@ -27,6 +27,8 @@ pub fn action_for(key: &KeyEvent) -> Option<Action> {
         KeyCode::Char('u') => Action::ToggleUnits,
         KeyCode::Char('R') => Action::Reload,
         KeyCode::Up | KeyCode::Char('k') => Action::Up,
+        KeyCode::Left => Action::PrevDay,
+        KeyCode::Right => Action::NextDay,
         KeyCode::Down | KeyCode::Char('j') => Action::Down,
         KeyCode::PageUp => Action::PageUp,
         KeyCode::PageDown => Action::PageDown,

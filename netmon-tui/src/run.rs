@@ -46,10 +46,7 @@ enum Msg {
         pid: Option<u32>,
         result: Result<Vec<v1::Connection>, String>,
     },
-    History {
-        report: Box<Result<v1::ReportReply, String>>,
-        alerts: Result<Vec<v1::Alert>, String>,
-    },
+    History(Box<crate::app::History>),
     ProcessHosts {
         name: String,
         result: Result<v1::ReportReply, String>,
@@ -149,10 +146,9 @@ pub async fn run(socket: PathBuf, color: bool) -> anyhow::Result<()> {
                     message_at = Instant::now();
                 }
                 Msg::Connections { pid, result } => app.on_connections(pid, result),
-                Msg::History { report, alerts } => {
-                    app.history.report = Some(*report);
-                    app.history.alerts = Some(alerts);
-                }
+                // A reply for a day the user has since left is dropped.
+                Msg::History(h) if h.day_offset == app.history.day_offset => app.history = *h,
+                Msg::History(_) => {}
                 Msg::ProcessHosts { name, result } => app.on_process_hosts(&name, result),
             },
             _ = tick.tick() => {
@@ -380,34 +376,56 @@ async fn execute(effect: Effect, mut c: Client) -> Msg {
                 .map_err(|s| s.message().to_owned());
             Msg::ProcessHosts { name, result }
         }
-        Effect::FetchHistory => {
-            let now = now_ms();
+        Effect::FetchHistory(day_offset) => {
             let zone = crate::units::zone();
-            let today = zone.start_of_day(now);
-            let report = c
-                .report(v1::ReportRequest {
-                    since_ms: today,
-                    until_ms: 0,
-                    group_by: v1::GroupBy::Process as i32,
-                    limit: 50,
+            let (_, since, until) = zone.day_at(now_ms(), day_offset);
+            let request =
+                |group_by: v1::GroupBy, limit: u32, every: v1::ReportEvery| v1::ReportRequest {
+                    since_ms: since,
+                    until_ms: until,
+                    group_by: group_by as i32,
+                    limit,
+                    every: every as i32,
                     time_zone: zone.name().to_owned(),
                     ..Default::default()
-                })
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(|s| s.message().to_owned());
+                };
+            let ask = |req: v1::ReportRequest| {
+                let mut c = c.clone();
+                async move {
+                    c.report(req)
+                        .await
+                        .map(tonic::Response::into_inner)
+                        .map_err(|s| s.message().to_owned())
+                }
+            };
+            let report = ask(request(
+                v1::GroupBy::Process,
+                50,
+                v1::ReportEvery::Unspecified,
+            ))
+            .await;
+            let hosts = ask(request(v1::GroupBy::Host, 20, v1::ReportEvery::Unspecified)).await;
+            // Only the periods' totals are drawn: one row a period is enough.
+            let hourly = ask(request(v1::GroupBy::Process, 1, v1::ReportEvery::Hour)).await;
             let alerts = c
                 .list_alerts(v1::ListAlertsRequest {
-                    since_ms: today,
+                    since_ms: since,
                     limit: 100,
                 })
                 .await
-                .map(|r| r.into_inner().alerts)
+                .map(|r| {
+                    let mut alerts = r.into_inner().alerts;
+                    alerts.retain(|a| a.started_ms < until);
+                    alerts
+                })
                 .map_err(|s| s.message().to_owned());
-            Msg::History {
-                report: Box::new(report),
-                alerts,
-            }
+            Msg::History(Box::new(crate::app::History {
+                day_offset,
+                report: Some(report),
+                hosts: Some(hosts),
+                hourly: Some(hourly),
+                alerts: Some(alerts),
+            }))
         }
     }
 }

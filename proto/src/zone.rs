@@ -145,6 +145,18 @@ impl Zone {
         self.day_start(self.date(ms))
     }
 
+    /// The local day `days` days from the one holding `ms` (negative: back),
+    /// as its date and the half-open range `[start, next day's start)`: 23
+    /// or 25 hours long across a DST change.
+    pub fn day_at(&self, ms: i64, days: i32) -> (Date, i64, i64) {
+        let base = self.date(ms);
+        let date = base
+            .checked_add(jiff::Span::new().days(i64::from(days)))
+            .unwrap_or(base);
+        let next = date.tomorrow().unwrap_or(date);
+        (date, self.day_start(date), self.day_start(next))
+    }
+
     /// The start of the local hour, day or month after the one holding `ms`.
     /// Hours end where the local clock shows a whole hour or the offset
     /// changes, so every real hour is in exactly one period: the repeated
@@ -299,6 +311,18 @@ mod tests {
         // The repeated 01:00 is two periods with their own offsets.
         assert_eq!(z.human_time(hs[1]), "2026-11-01T01:00:00-07:00");
         assert_eq!(z.human_time(hs[2]), "2026-11-01T01:00:00-08:00");
+    }
+
+    #[test]
+    fn days_back_from_now_follow_local_dates_across_dst() {
+        let z = zone("America/Los_Angeles");
+        let now = utc_ms("2026-03-09T20:00:00Z");
+        let (date, s, e) = z.day_at(now, -1);
+        assert_eq!(date.to_string(), "2026-03-08");
+        assert_eq!((s, e), z.parse_day("2026-03-08").unwrap());
+        assert_eq!(e - s, 23 * H);
+        let (today, s0, _) = z.day_at(now, 0);
+        assert_eq!((today.to_string(), s0), ("2026-03-09".to_owned(), e));
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("o", "sort by up, down, total rate or name"),
     ("u", "rates in bytes/s or bits/s"),
     ("↑ ↓  k j", "select; PgUp PgDn Home End (g G) jump"),
+    ("← →", "History: the day before / after"),
     ("/", "filter processes by name (Enter keeps, Esc clears)"),
     ("1-9", "sort by PID NAME USER UP DOWN TOT↑ TOT↓ PROTO CONN"),
     ("", "(the same key again reverses the order)"),

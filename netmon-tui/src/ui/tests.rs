@@ -204,6 +204,35 @@ fn history_view_with_a_report() {
         }),
         ..Default::default()
     }));
+    a.history.hosts = Some(Ok(v1::ReportReply {
+        rows: vec![
+            row("video.example.net", 2_000_000, 900_000_000),
+            row("10.0.0.5", 40_000_000, 250_000),
+        ],
+        ..Default::default()
+    }));
+    // A day by hour: quiet nights, a busy evening.
+    let day = a.now_ms - a.now_ms.rem_euclid(86_400_000);
+    let periods = (0..24)
+        .map(|h: i64| v1::ReportPeriod {
+            since_ms: day + h * 3_600_000,
+            until_ms: day + (h + 1) * 3_600_000,
+            totals: Some(v1::Traffic {
+                up_bytes: (h as u64) * 1_000_000,
+                down_bytes: if (18..22).contains(&h) {
+                    300_000_000
+                } else {
+                    5_000_000
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect();
+    a.history.hourly = Some(Ok(v1::ReportReply {
+        periods,
+        ..Default::default()
+    }));
     a.history.alerts = Some(Ok(frame(1).alerts));
     snapshot("history", &a);
 }
@@ -373,6 +402,8 @@ fn help_lists_every_mapped_key() {
     for (code, label) in [
         (KeyCode::Up, "↑"),
         (KeyCode::Down, "↓"),
+        (KeyCode::Left, "←"),
+        (KeyCode::Right, "→"),
         (KeyCode::PageUp, "PgUp"),
         (KeyCode::PageDown, "PgDn"),
         (KeyCode::Home, "Home"),

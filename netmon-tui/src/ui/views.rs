@@ -7,7 +7,8 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{
-    Block, Borders, Cell, Paragraph, Row, StatefulWidget, Table, TableState, Widget,
+    Bar, BarChart, BarGroup, Block, Borders, Cell, Paragraph, Row, StatefulWidget, Table,
+    TableState, Widget,
 };
 
 use super::processes::{alert_line, RateChart, WIDE};
@@ -305,15 +306,47 @@ impl Widget for &HistoryView<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let app = self.app;
         let p = palette(app.color);
-        let [report, alerts] =
-            Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
+        let h = &app.history;
+        let zone = crate::units::zone();
+        let (date, _, _) = zone.day_at(app.now_ms, h.day_offset);
+        let which = match h.day_offset {
+            0 => ", today",
+            -1 => ", yesterday",
+            _ => "",
+        };
+        let [chart, tables, alerts] = Layout::vertical([
+            Constraint::Length(7),
+            Constraint::Min(4),
+            Constraint::Percentage(25),
+        ])
+        .areas(area);
+
         let block = Block::new().borders(Borders::TOP).title(format!(
-            " today ({}), by process ",
+            " {date}{which} ({}) by hour · ←/→ another day ",
             crate::units::zone_label(app.now_ms)
         ));
-        let inner = block.inner(report);
-        block.render(report, buf);
-        match &app.history.report {
+        let inner = block.inner(chart);
+        block.render(chart, buf);
+        match &h.hourly {
+            None => Paragraph::new(" loading…").render(inner, buf),
+            Some(Err(e)) => unavailable(inner, buf, e, p),
+            Some(Ok(r)) => HourlyChart { reply: r, p }.render(inner, buf),
+        }
+
+        // Processes, and beside them on a wide screen the hosts.
+        let (procs, hosts) = if tables.width >= WIDE {
+            let [a, b] =
+                Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)])
+                    .spacing(2)
+                    .areas(tables);
+            (a, Some(b))
+        } else {
+            (tables, None)
+        };
+        let block = Block::new().borders(Borders::TOP).title(" by process ");
+        let inner = block.inner(procs);
+        block.render(procs, buf);
+        match &h.report {
             None => Paragraph::new(" loading…").render(inner, buf),
             Some(Err(e)) => unavailable(inner, buf, e, p),
             Some(Ok(r)) => {
@@ -321,13 +354,8 @@ impl Widget for &HistoryView<'_> {
                     .rows
                     .iter()
                     .map(|row| {
-                        let label = if row.label.is_empty() {
-                            &row.key
-                        } else {
-                            &row.label
-                        };
                         Row::new(vec![
-                            Cell::from(terminal_safe(label).into_owned()),
+                            Cell::from(row_label(row)),
                             Cell::from(format!("{:>10}", format_bytes(row.up_bytes))),
                             Cell::from(format!("{:>10}", format_bytes(row.down_bytes))),
                             Cell::from(format!("{:>12}", rate(app, row.peak_up_bps))),
@@ -371,10 +399,44 @@ impl Widget for &HistoryView<'_> {
                 );
             }
         }
+        if let Some(area) = hosts {
+            let block = Block::new().borders(Borders::TOP).title(" by remote host ");
+            let inner = block.inner(area);
+            block.render(area, buf);
+            match &h.hosts {
+                None => Paragraph::new(" loading…").render(inner, buf),
+                Some(Err(e)) => unavailable(inner, buf, e, p),
+                Some(Ok(r)) => {
+                    let rows: Vec<Row> = r
+                        .rows
+                        .iter()
+                        .map(|row| {
+                            Row::new(vec![
+                                Cell::from(row_label(row)),
+                                Cell::from(format!("{:>10}", format_bytes(row.up_bytes))),
+                                Cell::from(format!("{:>10}", format_bytes(row.down_bytes))),
+                            ])
+                        })
+                        .collect();
+                    let table = Table::new(
+                        rows,
+                        [
+                            Constraint::Min(16),
+                            Constraint::Length(10),
+                            Constraint::Length(10),
+                        ],
+                    )
+                    .header(Row::new(["HOST", "UP", "DOWN"]).style(p.table_header))
+                    .column_spacing(1);
+                    Widget::render(table, inner, buf);
+                }
+            }
+        }
+
         let block = Block::new().borders(Borders::TOP).title(" alerts (store) ");
         let inner = block.inner(alerts);
         block.render(alerts, buf);
-        match &app.history.alerts {
+        match &h.alerts {
             None => Paragraph::new(" loading…").render(inner, buf),
             Some(Err(e)) => unavailable(inner, buf, e, p),
             Some(Ok(list)) if list.is_empty() => {
@@ -386,6 +448,81 @@ impl Widget for &HistoryView<'_> {
             }
         }
     }
+}
+
+/// A day's bytes (up + down) by hour: one bar an hour of local time,
+/// labelled with the hour the clock showed (a DST change repeats or skips
+/// one), scaled to the busiest.
+struct HourlyChart<'a> {
+    reply: &'a v1::ReportReply,
+    p: &'a Palette,
+}
+
+impl Widget for HourlyChart<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let periods = &self.reply.periods;
+        let total = |t: Option<&v1::Traffic>| t.map_or(0, |t| t.up_bytes + t.down_bytes);
+        let peak = periods
+            .iter()
+            .map(|x| total(x.totals.as_ref()))
+            .max()
+            .unwrap_or(0);
+        if area.height < 3 || periods.is_empty() {
+            Paragraph::new(Span::styled(" no traffic recorded", self.p.label)).render(area, buf);
+            return;
+        }
+        let sum: u64 = periods.iter().map(|x| total(x.totals.as_ref())).sum();
+        Paragraph::new(Span::styled(
+            format!(
+                " {} in all, busiest hour {}",
+                format_bytes(sum),
+                format_bytes(peak)
+            ),
+            self.p.label,
+        ))
+        .render(Rect { height: 1, ..area }, buf);
+        let bars: Vec<Bar> = periods
+            .iter()
+            .map(|x| {
+                let local_ms = x.since_ms + i64::from(x.utc_offset_s) * 1000;
+                let hour = local_ms.rem_euclid(86_400_000) / 3_600_000;
+                Bar::default()
+                    .value(total(x.totals.as_ref()))
+                    .label(Line::from(format!("{hour:02}")))
+                    .text_value(String::new())
+            })
+            .collect();
+        // Two-digit labels want bars of two columns and a gap where it fits.
+        let n = u16::try_from(periods.len()).unwrap_or(u16::MAX).max(1);
+        let (bar_width, gap) = match area.width.saturating_sub(1) / n {
+            0 | 1 => (1, 0),
+            2 => (2, 0),
+            per => (per.min(5) - 1, 1),
+        };
+        BarChart::default()
+            .data(BarGroup::default().bars(&bars))
+            .bar_width(bar_width)
+            .bar_gap(gap)
+            .bar_style(self.p.value)
+            .render(
+                Rect {
+                    y: area.y + 1,
+                    height: area.height - 1,
+                    ..area
+                },
+                buf,
+            );
+    }
+}
+
+/// A report row's label (its key when it has none), safe for the terminal.
+fn row_label(row: &v1::ReportRow) -> String {
+    let label = if row.label.is_empty() {
+        &row.key
+    } else {
+        &row.label
+    };
+    terminal_safe(label).into_owned()
 }
 
 fn unavailable(area: Rect, buf: &mut Buffer, msg: &str, p: &Palette) {

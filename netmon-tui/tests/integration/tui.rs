@@ -268,6 +268,27 @@ fn tui_shows_packets_sets_a_typed_threshold_pauses_and_reloads() {
         daemon.log_text()
     );
 
+    // History (two tabs on from Packets): today by hour, with the lab's
+    // traffic in it; ← goes to yesterday (nothing recorded), → back.
+    tmux.keys("Tab");
+    tmux.keys("Tab");
+    let screen = tmux.wait_screen(15, "today's history with traffic", |s| {
+        s.contains("today (")
+            && s.contains("by hour")
+            && s.contains("in all")
+            && s.contains("python3")
+    });
+    eprintln!("--- history, today ---\n{screen}");
+    tmux.keys("Left");
+    let screen = tmux.wait_screen(10, "yesterday's history", |s| {
+        s.contains("yesterday (") && !s.contains("python3")
+    });
+    eprintln!("--- history, yesterday ---\n{screen}");
+    tmux.keys("Right");
+    tmux.wait_screen(10, "today again", |s| {
+        s.contains("today (") && s.contains("python3")
+    });
+
     tmux.keys("q");
     let screen = tmux.wait_screen(10, "netmon-tui exiting", |s| s.contains("tui exited"));
     assert!(screen.contains("tui exited 0"), "{screen}");
