@@ -167,6 +167,8 @@ pub enum Action {
     /// ←/→ in History: the day before or after.
     PrevDay,
     NextDay,
+    /// `d` in History: day, 7 days, 30 days.
+    CycleSpan,
 }
 
 /// How rates are shown: binary bytes (`1.5 MiB/s`) or decimal bits (`12.6 Mbit/s`).
@@ -218,9 +220,8 @@ pub enum Effect {
     FetchConnections(Option<u32>),
     /// Today's remote hosts of the program of this name, from history.
     FetchProcessHosts(String),
-    /// The report, hosts, hourly series and alerts of the local day this
-    /// many days back from today (0 = today).
-    FetchHistory(i32),
+    /// The report, hosts, series and alerts History shows.
+    FetchHistory(HistoryQuery),
     /// The threshold rules (another client may change them).
     FetchThresholds,
 }
@@ -264,10 +265,56 @@ pub struct Detail {
     pub hosts_history: Option<Result<v1::ReportReply, String>>,
 }
 
+/// How much History shows: the chosen day by hour, or the week or 30 days
+/// that end with it, by day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HistorySpan {
+    #[default]
+    Day,
+    Week,
+    Month,
+}
+
+impl HistorySpan {
+    /// Local days covered, the chosen one last.
+    pub fn days(self) -> i32 {
+        match self {
+            HistorySpan::Day => 1,
+            HistorySpan::Week => 7,
+            HistorySpan::Month => 30,
+        }
+    }
+
+    pub fn next(self) -> HistorySpan {
+        match self {
+            HistorySpan::Day => HistorySpan::Week,
+            HistorySpan::Week => HistorySpan::Month,
+            HistorySpan::Month => HistorySpan::Day,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            HistorySpan::Day => "by hour",
+            HistorySpan::Week => "7 days by day",
+            HistorySpan::Month => "30 days by day",
+        }
+    }
+}
+
+/// What History asks the daemon for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HistoryQuery {
+    /// Days back from today (0 = today) of the last day shown.
+    pub day_offset: i32,
+    pub span: HistorySpan,
+    /// Chart one program (a process name) instead of the whole host.
+    pub program: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct History {
-    /// Days back from today (0 = today), moved with ←/→.
-    pub day_offset: i32,
+    pub query: HistoryQuery,
     /// Top processes of the day.
     pub report: Option<Result<v1::ReportReply, String>>,
     /// Top remote hosts of the day.
@@ -663,26 +710,18 @@ impl App {
                 self.sort_processes();
                 self.message = Some((format!("sort: {}", self.sort.label()), false));
             }
-            Action::PrevDay | Action::NextDay => {
+            Action::PrevDay | Action::NextDay | Action::CycleSpan => {
                 if self.view != View::History || self.detail.is_some() {
                     return Vec::new();
                 }
-                let step = if action == Action::PrevDay { -1 } else { 1 };
-                let to = (self.history.day_offset + step).clamp(-HISTORY_MAX_DAYS_BACK, 0);
-                if to == self.history.day_offset {
-                    return Vec::new();
+                let mut q = self.history.query.clone();
+                match action {
+                    Action::PrevDay => q.day_offset -= 1,
+                    Action::NextDay => q.day_offset += 1,
+                    _ => q.span = q.span.next(),
                 }
-                // What is shown belongs to the old day: say loading instead.
-                self.history = History {
-                    day_offset: to,
-                    ..History::default()
-                };
-                self.cursor = 0;
-                return if self.connected() {
-                    vec![Effect::FetchHistory(to)]
-                } else {
-                    Vec::new()
-                };
+                q.day_offset = q.day_offset.clamp(-HISTORY_MAX_DAYS_BACK, 0);
+                return self.query_history(q);
             }
             Action::ToggleUnits => {
                 self.units = match self.units {
@@ -725,6 +764,26 @@ impl App {
                     self.descending = col.default_descending();
                 }
                 self.sort_processes();
+            }
+            Action::Open if self.view == View::History && self.detail.is_none() => {
+                // The selected process row becomes the chart's program.
+                let name = self
+                    .history
+                    .report
+                    .as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .and_then(|r| r.rows.get(self.cursor))
+                    .map(|row| row.key.clone());
+                if let Some(name) = name {
+                    let mut q = self.history.query.clone();
+                    q.program = Some(name);
+                    return self.query_history(q);
+                }
+            }
+            Action::Back if self.view == View::History && self.history.query.program.is_some() => {
+                let mut q = self.history.query.clone();
+                q.program = None;
+                return self.query_history(q);
             }
             Action::Open => {
                 if self.view == View::Processes && self.detail.is_none() {
@@ -823,6 +882,39 @@ impl App {
         vec![effect]
     }
 
+    /// Shows History for `q` (loading until the answer comes) and asks for it.
+    fn query_history(&mut self, q: HistoryQuery) -> Vec<Effect> {
+        if q == self.history.query {
+            return Vec::new();
+        }
+        let keep_cursor =
+            q.day_offset == self.history.query.day_offset && q.span == self.history.query.span;
+        let (report, hosts, alerts) = if keep_cursor {
+            (
+                self.history.report.take(),
+                self.history.hosts.take(),
+                self.history.alerts.take(),
+            )
+        } else {
+            (None, None, None)
+        };
+        self.history = History {
+            query: q.clone(),
+            report,
+            hosts,
+            hourly: None,
+            alerts,
+        };
+        if !keep_cursor {
+            self.cursor = 0;
+        }
+        if self.connected() {
+            vec![Effect::FetchHistory(q)]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The polled data the current screen needs (connections, history); the
     /// event loop calls this on entering a view and every few seconds.
     pub fn refresh_effects(&self) -> Vec<Effect> {
@@ -832,7 +924,7 @@ impl App {
         match (&self.detail, self.view) {
             (Some(d), _) => detail_effects(d),
             (None, View::Connections) => vec![Effect::FetchConnections(None)],
-            (None, View::History) => vec![Effect::FetchHistory(self.history.day_offset)],
+            (None, View::History) => vec![Effect::FetchHistory(self.history.query.clone())],
             _ => Vec::new(),
         }
     }
@@ -1448,36 +1540,80 @@ mod tests {
         assert!(a.apply(Action::NextView).is_empty());
         assert_eq!(a.view, View::Packets);
         a.apply(Action::NextView);
-        assert_eq!(a.apply(Action::NextView), [Effect::FetchHistory(0)]);
+        assert_eq!(
+            a.apply(Action::NextView),
+            [Effect::FetchHistory(HistoryQuery::default())]
+        );
         a.apply(Action::NextView);
         assert_eq!(a.view, View::Processes);
         a.apply(Action::PrevView);
         assert_eq!(a.view, View::History);
         assert_eq!(
             a.periodic_effects(),
-            [Effect::FetchHistory(0), Effect::FetchThresholds]
+            [
+                Effect::FetchHistory(HistoryQuery::default()),
+                Effect::FetchThresholds
+            ]
         );
     }
 
     #[test]
     fn left_and_right_move_the_history_day_back_to_today_at_most() {
+        let day = |day_offset| {
+            vec![Effect::FetchHistory(HistoryQuery {
+                day_offset,
+                ..Default::default()
+            })]
+        };
         let mut a = app();
         assert!(a.apply(Action::PrevDay).is_empty(), "only in History");
         a.view = View::History;
         a.history.report = Some(Ok(v1::ReportReply::default()));
-        assert_eq!(a.apply(Action::PrevDay), [Effect::FetchHistory(-1)]);
-        assert_eq!(a.history.day_offset, -1);
+        assert_eq!(a.apply(Action::PrevDay), day(-1));
+        assert_eq!(a.history.query.day_offset, -1);
         assert!(a.history.report.is_none(), "yesterday's is loading");
-        assert_eq!(a.apply(Action::PrevDay), [Effect::FetchHistory(-2)]);
-        assert_eq!(a.refresh_effects(), [Effect::FetchHistory(-2)]);
-        assert_eq!(a.apply(Action::NextDay), [Effect::FetchHistory(-1)]);
-        assert_eq!(a.apply(Action::NextDay), [Effect::FetchHistory(0)]);
+        assert_eq!(a.apply(Action::PrevDay), day(-2));
+        assert_eq!(a.refresh_effects(), day(-2));
+        assert_eq!(a.apply(Action::NextDay), day(-1));
+        assert_eq!(a.apply(Action::NextDay), day(0));
         assert!(a.apply(Action::NextDay).is_empty(), "no day after today");
-        a.history.day_offset = -HISTORY_MAX_DAYS_BACK;
+        a.history.query.day_offset = -HISTORY_MAX_DAYS_BACK;
         assert!(
             a.apply(Action::PrevDay).is_empty(),
             "no further back than a year"
         );
+    }
+
+    #[test]
+    fn history_spans_cycle_and_enter_charts_the_selected_process() {
+        let mut a = app();
+        a.view = View::History;
+        let q = |span, program: Option<&str>| {
+            vec![Effect::FetchHistory(HistoryQuery {
+                day_offset: 0,
+                span,
+                program: program.map(str::to_owned),
+            })]
+        };
+        assert_eq!(a.apply(Action::CycleSpan), q(HistorySpan::Week, None));
+        assert_eq!(a.apply(Action::CycleSpan), q(HistorySpan::Month, None));
+        assert_eq!(a.apply(Action::CycleSpan), q(HistorySpan::Day, None));
+        // Nothing listed yet: Enter has no process to chart.
+        assert!(a.apply(Action::Open).is_empty());
+        let row = |key: &str| v1::ReportRow {
+            key: key.into(),
+            ..Default::default()
+        };
+        a.history.report = Some(Ok(v1::ReportReply {
+            rows: vec![row("firefox"), row("curl")],
+            ..Default::default()
+        }));
+        a.apply(Action::Down);
+        assert_eq!(a.apply(Action::Open), q(HistorySpan::Day, Some("curl")));
+        assert!(a.history.report.is_some(), "the same day's tables stay");
+        assert_eq!(a.cursor, 1);
+        assert_eq!(a.apply(Action::Back), q(HistorySpan::Day, None));
+        assert!(a.apply(Action::Back).is_empty());
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub fn action_for(key: &KeyEvent) -> Option<Action> {
         KeyCode::Up | KeyCode::Char('k') => Action::Up,
         KeyCode::Left => Action::PrevDay,
         KeyCode::Right => Action::NextDay,
+        KeyCode::Char('d') => Action::CycleSpan,
         KeyCode::Down | KeyCode::Char('j') => Action::Down,
         KeyCode::PageUp => Action::PageUp,
         KeyCode::PageDown => Action::PageDown,

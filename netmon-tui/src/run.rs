@@ -147,7 +147,7 @@ pub async fn run(socket: PathBuf, color: bool) -> anyhow::Result<()> {
                 }
                 Msg::Connections { pid, result } => app.on_connections(pid, result),
                 // A reply for a day the user has since left is dropped.
-                Msg::History(h) if h.day_offset == app.history.day_offset => app.history = *h,
+                Msg::History(h) if h.query == app.history.query => app.history = *h,
                 Msg::History(_) => {}
                 Msg::ProcessHosts { name, result } => app.on_process_hosts(&name, result),
             },
@@ -376,9 +376,15 @@ async fn execute(effect: Effect, mut c: Client) -> Msg {
                 .map_err(|s| s.message().to_owned());
             Msg::ProcessHosts { name, result }
         }
-        Effect::FetchHistory(day_offset) => {
+        Effect::FetchHistory(query) => {
             let zone = crate::units::zone();
-            let (_, since, until) = zone.day_at(now_ms(), day_offset);
+            let now = now_ms();
+            let (_, _, until) = zone.day_at(now, query.day_offset);
+            let (_, since, _) = zone.day_at(now, query.day_offset - query.span.days() + 1);
+            let every = match query.span {
+                crate::app::HistorySpan::Day => v1::ReportEvery::Hour,
+                _ => v1::ReportEvery::Day,
+            };
             let request =
                 |group_by: v1::GroupBy, limit: u32, every: v1::ReportEvery| v1::ReportRequest {
                     since_ms: since,
@@ -406,7 +412,15 @@ async fn execute(effect: Effect, mut c: Client) -> Msg {
             .await;
             let hosts = ask(request(v1::GroupBy::Host, 20, v1::ReportEvery::Unspecified)).await;
             // Only the periods' totals are drawn: one row a period is enough.
-            let hourly = ask(request(v1::GroupBy::Process, 1, v1::ReportEvery::Hour)).await;
+            // One program's periods come from its host history.
+            let hourly = match &query.program {
+                None => ask(request(v1::GroupBy::Process, 1, every)).await,
+                Some(name) => {
+                    let mut req = request(v1::GroupBy::Host, 1, every);
+                    req.process = name.clone();
+                    ask(req).await
+                }
+            };
             let alerts = c
                 .list_alerts(v1::ListAlertsRequest {
                     since_ms: since,
@@ -420,7 +434,7 @@ async fn execute(effect: Effect, mut c: Client) -> Msg {
                 })
                 .map_err(|s| s.message().to_owned());
             Msg::History(Box::new(crate::app::History {
-                day_offset,
+                query,
                 report: Some(report),
                 hosts: Some(hosts),
                 hourly: Some(hourly),

@@ -27,10 +27,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ("u", "rates in bytes/s or bits/s"),
     ("↑ ↓  k j", "select; PgUp PgDn Home End (g G) jump"),
     ("← →", "History: the day before / after"),
+    ("d", "History: one day by hour, 7 or 30 days by day"),
     ("/", "filter processes by name (Enter keeps, Esc clears)"),
     ("1-9", "sort by PID NAME USER UP DOWN TOT↑ TOT↓ PROTO CONN"),
     ("", "(the same key again reverses the order)"),
-    ("Enter", "process detail: connections, hosts, rate chart"),
+    ("Enter", "process detail; in History: chart that process"),
     ("Esc", "back / clear the filter"),
     (
         "Tab ⇧Tab",

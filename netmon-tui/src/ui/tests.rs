@@ -238,6 +238,37 @@ fn history_view_with_a_report() {
 }
 
 #[test]
+fn history_of_one_program_over_a_week() {
+    let mut a = app();
+    a.apply(Action::PrevView);
+    a.history.query = crate::app::HistoryQuery {
+        day_offset: -1,
+        span: crate::app::HistorySpan::Week,
+        program: Some("firefox".into()),
+    };
+    let day = a.now_ms - a.now_ms.rem_euclid(86_400_000) - 7 * 86_400_000;
+    let periods = (0..7)
+        .map(|d: i64| v1::ReportPeriod {
+            since_ms: day + d * 86_400_000,
+            until_ms: day + (d + 1) * 86_400_000,
+            totals: Some(v1::Traffic {
+                up_bytes: 10_000_000,
+                down_bytes: (d as u64 + 1) * 100_000_000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect();
+    a.history.hourly = Some(Ok(v1::ReportReply {
+        periods,
+        ..Default::default()
+    }));
+    a.history.report = Some(Ok(v1::ReportReply::default()));
+    a.history.alerts = Some(Ok(Vec::new()));
+    snapshot("history_week_program", &a);
+}
+
+#[test]
 fn help_screen() {
     let mut a = app();
     a.apply(Action::ToggleHelp);

@@ -14,8 +14,8 @@ use ratatui::widgets::{
 use super::processes::{alert_line, RateChart, WIDE};
 use super::rate;
 use super::style::{palette, Palette};
-use crate::app::App;
 use crate::app::RateUnit;
+use crate::app::{App, HistorySpan};
 use crate::series::SERIES_SAMPLES;
 use crate::units::{format_bytes, format_rate_as};
 
@@ -308,8 +308,9 @@ impl Widget for &HistoryView<'_> {
         let p = palette(app.color);
         let h = &app.history;
         let zone = crate::units::zone();
-        let (date, _, _) = zone.day_at(app.now_ms, h.day_offset);
-        let which = match h.day_offset {
+        let q = &h.query;
+        let (date, _, _) = zone.day_at(app.now_ms, q.day_offset);
+        let which = match q.day_offset {
             0 => ", today",
             -1 => ", yesterday",
             _ => "",
@@ -321,16 +322,34 @@ impl Widget for &HistoryView<'_> {
         ])
         .areas(area);
 
+        let span = match q.span {
+            HistorySpan::Day => format!("{date}{which}"),
+            s => {
+                let (first, _, _) = zone.day_at(app.now_ms, q.day_offset - s.days() + 1);
+                format!("{first} to {date}{which}")
+            }
+        };
+        let whose = q
+            .program
+            .as_deref()
+            .map(|p| format!(", {} (Esc: all)", terminal_safe(p)))
+            .unwrap_or_default();
         let block = Block::new().borders(Borders::TOP).title(format!(
-            " {date}{which} ({}) by hour · ←/→ another day ",
-            crate::units::zone_label(app.now_ms)
+            " {span} ({}) {}{whose} · ←/→ day · d span ",
+            crate::units::zone_label(app.now_ms),
+            q.span.title()
         ));
         let inner = block.inner(chart);
         block.render(chart, buf);
         match &h.hourly {
             None => Paragraph::new(" loading…").render(inner, buf),
             Some(Err(e)) => unavailable(inner, buf, e, p),
-            Some(Ok(r)) => HourlyChart { reply: r, p }.render(inner, buf),
+            Some(Ok(r)) => PeriodChart {
+                reply: r,
+                daily: q.span != HistorySpan::Day,
+                p,
+            }
+            .render(inner, buf),
         }
 
         // Processes, and beside them on a wide screen the hosts.
@@ -450,15 +469,16 @@ impl Widget for &HistoryView<'_> {
     }
 }
 
-/// A day's bytes (up + down) by hour: one bar an hour of local time,
-/// labelled with the hour the clock showed (a DST change repeats or skips
-/// one), scaled to the busiest.
-struct HourlyChart<'a> {
+/// Bytes (up + down) by period: one bar an hour of local time, labelled
+/// with the hour the clock showed (a DST change repeats or skips one), or
+/// one bar a day labelled with its day of the month; scaled to the busiest.
+struct PeriodChart<'a> {
     reply: &'a v1::ReportReply,
+    daily: bool,
     p: &'a Palette,
 }
 
-impl Widget for HourlyChart<'_> {
+impl Widget for PeriodChart<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let periods = &self.reply.periods;
         let total = |t: Option<&v1::Traffic>| t.map_or(0, |t| t.up_bytes + t.down_bytes);
@@ -474,8 +494,9 @@ impl Widget for HourlyChart<'_> {
         let sum: u64 = periods.iter().map(|x| total(x.totals.as_ref())).sum();
         Paragraph::new(Span::styled(
             format!(
-                " {} in all, busiest hour {}",
+                " {} in all, busiest {} {}",
                 format_bytes(sum),
+                if self.daily { "day" } else { "hour" },
                 format_bytes(peak)
             ),
             self.p.label,
@@ -485,10 +506,14 @@ impl Widget for HourlyChart<'_> {
             .iter()
             .map(|x| {
                 let local_ms = x.since_ms + i64::from(x.utc_offset_s) * 1000;
-                let hour = local_ms.rem_euclid(86_400_000) / 3_600_000;
+                let label = if self.daily {
+                    i64::from(crate::units::zone().date(x.since_ms).day())
+                } else {
+                    local_ms.rem_euclid(86_400_000) / 3_600_000
+                };
                 Bar::default()
                     .value(total(x.totals.as_ref()))
-                    .label(Line::from(format!("{hour:02}")))
+                    .label(Line::from(format!("{label:02}")))
                     .text_value(String::new())
             })
             .collect();
