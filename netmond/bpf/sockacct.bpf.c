@@ -3,8 +3,10 @@
  * netmon socket accounting: who owns each socket, and every byte it moves.
  *
  * Only UAPI context fields (struct bpf_sock, struct __sk_buff) are read: the
- * verifier rewrites those accesses for the running kernel, so the object needs
- * no vmlinux.h and no CO-RE relocations to run on any kernel with these hooks.
+ * verifier rewrites those accesses for the running kernel. The one exception
+ * is the owner's start time (two task_struct fields, CO-RE relocated by the
+ * loader), read only when the loader sets read_task_start: a kernel that
+ * refuses task reads to cgroup programs loads the object with it off.
  *
  * Every program returns 1 (allow) on every path: this code observes, it must
  * never drop a packet or refuse a socket, also when a map is full.
@@ -13,6 +15,7 @@
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -24,6 +27,14 @@
 
 /* Set by the loader before load. */
 const volatile __u32 include_loopback = 0;
+const volatile __u32 read_task_start = 0;
+
+/* The fields read of the creating task, relocated for the running kernel:
+ * its thread-group leader's start is the process start /proc/<pid>/stat shows. */
+struct task_struct {
+	struct task_struct *group_leader;
+	__u64 start_boottime;
+} __attribute__((preserve_access_index));
 
 /* Recorded synchronously in the task that creates (or connects) the socket. */
 struct owner {
@@ -32,6 +43,8 @@ struct owner {
 	__u64 cgroup_id;
 	/* boot-time ns when recorded: tells a reused pid from the owner */
 	__u64 recorded_ns;
+	/* boot-time ns the process started (0: not read): with tgid, its identity */
+	__u64 start_ns;
 	char comm[16];
 	__u32 released;
 	__u32 _pad;
@@ -93,6 +106,11 @@ static __always_inline void record_owner(struct owner *o)
 	o->cgroup_id = bpf_get_current_cgroup_id();
 	o->recorded_ns = bpf_ktime_get_boot_ns();
 	bpf_get_current_comm(o->comm, sizeof(o->comm));
+	o->start_ns = 0;
+	if (read_task_start) {
+		struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+		o->start_ns = BPF_CORE_READ(t, group_leader, start_boottime);
+	}
 }
 
 static __always_inline int is_inet(__u32 family)

@@ -17,7 +17,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, SkStorage};
 use aya::programs::links::CgroupAttachMode;
 use aya::programs::{CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr};
 use aya::{Ebpf, EbpfLoader};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::procmap::{ProcessInfo, Resolution, SocketQuery, Unattributed};
 pub use owners::OwnerCache;
@@ -130,9 +130,33 @@ impl SockAcct {
         exclude_netns: HashSet<u64>,
     ) -> Result<SockAcct, SockAcctError> {
         let (root, cgroup) = open_cgroup2_root()?;
+        // Owners' start times make their identity exact; a kernel that does
+        // not let cgroup programs read the task still counts every byte.
+        let (ebpf, own_netns) = match Self::attach(&cgroup, include_loopback, true) {
+            Ok(attached) => attached,
+            Err(e) => {
+                warn!(
+                    error = %e,
+                    "eBPF socket accounting without owners' start times: a process gone \
+                     before /proc is read is known by pid and name only"
+                );
+                Self::attach(&cgroup, include_loopback, false)?
+            }
+        };
+        Self::with(ebpf, own_netns, &root, exclude_netns)
+    }
+
+    /// Loads and attaches every program; the links live as long as the `Ebpf`.
+    fn attach(
+        cgroup: &std::fs::File,
+        include_loopback: bool,
+        task_start: bool,
+    ) -> Result<(Ebpf, u64), SockAcctError> {
         let loopback = u32::from(include_loopback);
+        let task_start_flag = u32::from(task_start);
         let mut ebpf = EbpfLoader::new()
             .override_global("include_loopback", &loopback, true)
+            .override_global("read_task_start", &task_start_flag, true)
             .load(OBJECT)
             .map_err(|e| SockAcctError::Load(chain(&e)))?;
         // bpf_link attachments take no flags (a link always coexists with other
@@ -155,7 +179,16 @@ impl SockAcct {
             prog.attach(cgroup.as_fd(), CgroupAttachMode::Single)
                 .map_err(|e| prog_err(name, &e))?;
         }
-        let own_netns = self_test(&mut ebpf)?;
+        let own_netns = self_test(&mut ebpf, task_start)?;
+        Ok((ebpf, own_netns))
+    }
+
+    fn with(
+        mut ebpf: Ebpf,
+        own_netns: u64,
+        root: &str,
+        exclude_netns: HashSet<u64>,
+    ) -> Result<SockAcct, SockAcctError> {
         let socks = ebpf
             .take_map("socks")
             .ok_or(SockAcctError::Map("socks"))
@@ -388,7 +421,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// A socket this process creates must carry its owner: if it does not, the
 /// hooks on the cgroup v2 root do not run for this host's sockets. Returns
 /// the cookie of netmond's own network namespace.
-fn self_test(ebpf: &mut Ebpf) -> Result<u64, SockAcctError> {
+fn self_test(ebpf: &mut Ebpf, task_start: bool) -> Result<u64, SockAcctError> {
     let map = ebpf.map_mut("owners").ok_or(SockAcctError::Map("owners"))?;
     let owners: SkStorage<&mut MapData, RawOwner> =
         SkStorage::try_from(map).map_err(|_| SockAcctError::Map("owners"))?;
@@ -396,7 +429,12 @@ fn self_test(ebpf: &mut Ebpf) -> Result<u64, SockAcctError> {
         .map_err(|e| SockAcctError::SelfTest(format!("cannot open a test socket: {e}")))?;
     let me = std::process::id();
     match owners.get(&sock, 0) {
-        Ok(o) if o.tgid == me => socket_netns_cookie(&sock).map_err(SockAcctError::SelfTest),
+        Ok(o) if o.tgid == me => {
+            if task_start {
+                check_start(&o)?;
+            }
+            socket_netns_cookie(&sock).map_err(SockAcctError::SelfTest)
+        }
         Ok(o) => Err(SockAcctError::SelfTest(format!(
             "test socket owned by pid {} instead of {me}",
             o.tgid
@@ -405,6 +443,23 @@ fn self_test(ebpf: &mut Ebpf) -> Result<u64, SockAcctError> {
             "no owner recorded for a test socket: {}",
             chain(&e)
         ))),
+    }
+}
+
+/// The start time read in the kernel must be the one /proc shows: a
+/// relocation gone wrong would give every process a wrong identity.
+fn check_start(o: &RawOwner) -> Result<(), SockAcctError> {
+    let stat = crate::procmap::procinfo::InfoReader::read_stat(std::path::Path::new("/proc/self"))
+        .ok_or_else(|| SockAcctError::SelfTest("cannot read /proc/self/stat".to_owned()))?;
+    let ticks = owners::start_ticks(o.start_ns, owners::clock_ticks());
+    if ticks == stat.start_time {
+        Ok(())
+    } else {
+        Err(SockAcctError::SelfTest(format!(
+            "the kernel's start time of this process ({} ns, {ticks} clock ticks) is not \
+             /proc's ({} clock ticks)",
+            o.start_ns, stat.start_time
+        )))
     }
 }
 

@@ -2,13 +2,22 @@
 //! identities: /proc is read once per process, a reused pid is told apart by
 //! its start time, and a process gone before it was read keeps the name the
 //! kernel recorded.
+//!
+//! Where the kernel recorded the owner's start time (`start_ns`), (tgid,
+//! start) is the identity, exact even for a process gone before /proc was
+//! read. Otherwise a cached process answers for a record only if it was seen
+//! alive after the record was made: pids are unique among live processes, so a process that
+//! started before the record and was still there later held the pid then.
+//! A record newer than that check costs one re-read of `stat` (at most once
+//! per process per tick in practice); without it a reused pid (they wrap at
+//! `pid_max`, 32,768 by default) was credited to the cached, older process.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::rec::RawOwner;
-use crate::procmap::procinfo::InfoReader;
+use crate::procmap::procinfo::{started_ms, InfoReader};
 use crate::procmap::ProcessInfo;
 
 /// Processes remembered; past this the least recently used half is dropped.
@@ -21,6 +30,8 @@ const IDLE_TICKS: u64 = 30;
 struct Entry {
     /// Process start, CLOCK_BOOTTIME ns (floor of /proc's clock ticks).
     start_ns: u64,
+    /// CLOCK_BOOTTIME ns taken right before /proc showed this process alive.
+    alive_ns: u64,
     info: Arc<ProcessInfo>,
     used: u64,
     /// Built from the kernel's record alone (the process was already gone).
@@ -54,22 +65,35 @@ impl OwnerCache {
 
     /// The process that owned the socket when the kernel recorded it.
     pub fn resolve(&mut self, o: &RawOwner) -> Arc<ProcessInfo> {
+        if o.start_ns != 0 {
+            return self.resolve_started(o);
+        }
         let tick = self.tick;
         if let Some(e) = self.by_tgid.get_mut(&o.tgid) {
-            // The cached process started before the record was made: it is the owner.
-            if !e.recorded_only && e.start_ns <= o.recorded_ns {
+            // Started before the record and alive after it: it is the owner.
+            if !e.recorded_only && e.start_ns <= o.recorded_ns && o.recorded_ns <= e.alive_ns {
                 e.used = tick;
                 return e.info.clone();
             }
         }
         let proc_pid = Path::new("/proc").join(o.tgid.to_string());
+        // Before the read: the process the read finds was alive at this time.
+        let checked_ns = boottime_ns();
         let stat = InfoReader::read_stat(&proc_pid);
         let per_tick = self.ns_per_tick();
         let info = match stat {
             Some(st) if st.start_time.saturating_mul(per_tick) <= o.recorded_ns => {
                 let start_ns = st.start_time.saturating_mul(per_tick);
+                if let Some(e) = self.by_tgid.get_mut(&o.tgid) {
+                    // The same process, seen alive again: no need to read the rest.
+                    if !e.recorded_only && e.start_ns == start_ns {
+                        e.alive_ns = e.alive_ns.max(checked_ns);
+                        e.used = tick;
+                        return e.info.clone();
+                    }
+                }
                 let info = Arc::new(self.reader.read_rest(o.tgid, &proc_pid, st));
-                self.remember(o.tgid, start_ns, info.clone(), false);
+                self.remember(o.tgid, start_ns, checked_ns, info.clone(), false);
                 info
             }
             // Gone, or the pid now belongs to a younger process: what the kernel recorded.
@@ -81,10 +105,40 @@ impl OwnerCache {
                     }
                 }
                 let info = Arc::new(self.recorded_only(o));
-                self.remember(o.tgid, o.recorded_ns, info.clone(), true);
+                self.remember(o.tgid, o.recorded_ns, 0, info.clone(), true);
                 info
             }
         };
+        info
+    }
+
+    /// The owner's start is known: the cached or /proc's process is it only
+    /// if it started then.
+    fn resolve_started(&mut self, o: &RawOwner) -> Arc<ProcessInfo> {
+        let tick = self.tick;
+        let start = start_ticks(o.start_ns, self.reader.clk_tck);
+        if let Some(e) = self.by_tgid.get_mut(&o.tgid) {
+            if e.info.start_time == start {
+                e.used = tick;
+                return e.info.clone();
+            }
+        }
+        let proc_pid = Path::new("/proc").join(o.tgid.to_string());
+        let start_ns = start.saturating_mul(self.ns_per_tick());
+        let (info, recorded_only) = match InfoReader::read_stat(&proc_pid) {
+            Some(st) if st.start_time == start => {
+                (self.reader.read_rest(o.tgid, &proc_pid, st), false)
+            }
+            // Gone, or the pid already belongs to another process.
+            _ => {
+                let mut info = self.recorded_only(o);
+                info.start_time = start;
+                info.started_ms = started_ms(self.reader.btime_s, start, self.reader.clk_tck);
+                (info, true)
+            }
+        };
+        let info = Arc::new(info);
+        self.remember(o.tgid, start_ns, u64::MAX, info.clone(), recorded_only);
         info
     }
 
@@ -107,7 +161,14 @@ impl OwnerCache {
         }
     }
 
-    fn remember(&mut self, tgid: u32, start_ns: u64, info: Arc<ProcessInfo>, recorded_only: bool) {
+    fn remember(
+        &mut self,
+        tgid: u32,
+        start_ns: u64,
+        alive_ns: u64,
+        info: Arc<ProcessInfo>,
+        recorded_only: bool,
+    ) {
         if self.by_tgid.len() >= MAX_OWNERS {
             let mut used: Vec<u64> = self.by_tgid.values().map(|e| e.used).collect();
             used.sort_unstable();
@@ -118,6 +179,7 @@ impl OwnerCache {
             tgid,
             Entry {
                 start_ns,
+                alive_ns,
                 info,
                 used: self.tick,
                 recorded_only,
@@ -142,5 +204,95 @@ impl OwnerCache {
 
     pub fn is_empty(&self) -> bool {
         self.by_tgid.is_empty()
+    }
+}
+
+/// /proc's start time (clock ticks since boot) of a CLOCK_BOOTTIME start in
+/// ns, rounded as the kernel rounds it (down).
+pub fn start_ticks(start_ns: u64, clk_tck: u64) -> u64 {
+    start_ns / (1_000_000_000 / clk_tck.clamp(1, 1_000_000_000))
+}
+
+/// The kernel's USER_HZ, as /proc counts.
+pub fn clock_ticks() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|t| *t > 0)
+        .unwrap_or(100)
+}
+
+/// CLOCK_BOOTTIME now, ns: the clock the kernel's records use.
+fn boottime_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map_or(0, |t| {
+        u64::try_from(t.tv_sec())
+            .unwrap_or(0)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::try_from(t.tv_nsec()).unwrap_or(0))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record_of_self() -> RawOwner {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"self");
+        RawOwner {
+            tgid: std::process::id(),
+            uid: 0,
+            cgroup_id: 0,
+            recorded_ns: boottime_ns(),
+            start_ns: 0,
+            comm,
+            released: 0,
+            pad: 0,
+        }
+    }
+
+    #[test]
+    fn a_reused_pid_is_not_credited_to_the_cached_older_process() {
+        let mut cache = OwnerCache::new();
+        let me = cache.resolve(&record_of_self());
+        assert_eq!(me.pid, std::process::id());
+        // Pretend an older process held this pid and was last seen alive
+        // before the next record: its entry must not answer for it.
+        let older = ProcessInfo {
+            name: "older".to_owned(),
+            start_time: 1,
+            ..(*me).clone()
+        };
+        let seen = boottime_ns();
+        cache.remember(std::process::id(), 1, seen, Arc::new(older), false);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let got = cache.resolve(&record_of_self());
+        assert_eq!(got.name, me.name);
+        assert_eq!(got.start_time, me.start_time);
+        // A record made before that sighting is still the older process's.
+        let mut early = record_of_self();
+        early.recorded_ns = seen.saturating_sub(1);
+        cache.remember(
+            std::process::id(),
+            1,
+            seen,
+            Arc::new(ProcessInfo {
+                name: "older".to_owned(),
+                ..(*me).clone()
+            }),
+            false,
+        );
+        assert_eq!(cache.resolve(&early).name, "older");
+    }
+
+    #[test]
+    fn a_record_newer_than_the_last_sighting_keeps_the_same_process() {
+        let mut cache = OwnerCache::new();
+        let first = cache.resolve(&record_of_self());
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let again = cache.resolve(&record_of_self());
+        // Same process: the cached identity, not a new read of everything.
+        assert!(Arc::ptr_eq(&first, &again));
     }
 }

@@ -14,6 +14,9 @@ pub struct RawOwner {
     pub cgroup_id: u64,
     /// CLOCK_BOOTTIME ns when recorded: a process started later is a reused pid.
     pub recorded_ns: u64,
+    /// CLOCK_BOOTTIME ns the process started (0: not read): with `tgid`, its
+    /// identity, exact even for a process gone before /proc was read.
+    pub start_ns: u64,
     pub comm: [u8; 16],
     pub released: u32,
     pub pad: u32,
@@ -40,8 +43,8 @@ pub struct RawRec {
     pub pad: u8,
 }
 
-const _: () = assert!(std::mem::size_of::<RawOwner>() == 48);
-const _: () = assert!(std::mem::size_of::<RawRec>() == 128);
+const _: () = assert!(std::mem::size_of::<RawOwner>() == 56);
+const _: () = assert!(std::mem::size_of::<RawRec>() == 136);
 
 // SAFETY: both are #[repr(C)] structs of integers and byte arrays with no
 // padding the compiler could add (sizes asserted above): every bit pattern
