@@ -20,6 +20,12 @@ const MAX_PROGRAMS: usize = 10_000;
 /// An exited process folds only after this many ticks without a byte (the
 /// last packets of its closed sockets come a moment after it exits).
 const MIN_QUIET_TICKS: u32 = 3;
+/// A process folded at most this many ticks ago whose identity shows up
+/// again (its closed sockets' last packets: a peer's late FIN is answered up
+/// to the 60 s FIN-WAIT-2 timeout) adds bytes to its program, not a process.
+const REFOLD_TICKS: u64 = 120;
+/// Folded identities remembered for that at most.
+const MAX_RECENTLY_FOLDED: usize = 65_536;
 /// Name of the catch-all program row.
 const OTHER_PROGRAMS: &str = "(other programs)";
 /// Remote hosts kept; beyond this the smallest go.
@@ -311,6 +317,8 @@ pub struct Aggregator {
     program_of_name: HashMap<String, ProgramKey>,
     /// Folded since the last rollup (see `Rollup::folded`).
     folded_keys: Vec<ProcKey>,
+    /// Exact identities (known start time) folded lately, with the tick.
+    recently_folded: HashMap<ProcKey, u64>,
     retention: ExitedRetention,
     unattributed: HashMap<&'static str, Meter>,
     hosts: HashMap<IpAddr, HostRec>,
@@ -1138,6 +1146,14 @@ impl Aggregator {
     /// beyond its count, fold into their programs' rows: totals stay exact,
     /// only the per-pid split of old exited processes goes (history keeps it).
     fn fold_exited(&mut self, tick_ms: u64) {
+        if self.ticks.is_multiple_of(8) {
+            let now = self.ticks;
+            self.recently_folded
+                .retain(|_, t| now.saturating_sub(*t) <= REFOLD_TICKS);
+            if self.recently_folded.capacity() > 4 * self.recently_folded.len().max(1024) {
+                self.recently_folded.shrink_to_fit();
+            }
+        }
         let keep_ticks = self.retention.keep_ms.div_ceil(tick_ms.max(1));
         let mut count: usize = 0;
         let mut exited: Vec<(u64, i64, ProcKey)> = self
@@ -1165,7 +1181,19 @@ impl Aggregator {
     }
 
     fn fold(&mut self, p: ProcRec) {
-        self.folded_keys.push((p.info.pid, p.info.start_time));
+        let id = (p.info.pid, p.info.start_time);
+        self.folded_keys.push(id);
+        // Start time 0 is "never read": such a pid may be a different process.
+        let again = id.1 != 0 && self.recently_folded.contains_key(&id);
+        if id.1 != 0 {
+            if self.recently_folded.len() >= MAX_RECENTLY_FOLDED {
+                let mut at: Vec<u64> = self.recently_folded.values().copied().collect();
+                at.sort_unstable();
+                let cut = at[at.len() / 2];
+                self.recently_folded.retain(|_, t| *t > cut);
+            }
+            self.recently_folded.insert(id, self.ticks);
+        }
         let mut key = ProgramKey::of(&p.info);
         let by_name = key.name.clone();
         if key.exe.is_empty() {
@@ -1232,7 +1260,9 @@ impl Aggregator {
         g.meter.total.add(&p.meter.total);
         g.meter.tick.add(&p.meter.tick);
         g.protocols.extend(p.protocols);
-        g.folded = g.folded.saturating_add(1);
+        if !again {
+            g.folded = g.folded.saturating_add(1);
+        }
         g.first_seen_ms = g.first_seen_ms.min(p.first_seen_ms);
         g.last_seen_ms = g.last_seen_ms.max(p.last_seen_ms);
     }
@@ -1821,6 +1851,40 @@ mod tests {
         assert_eq!(job.folded_processes, 3);
         assert_eq!(job.process.as_ref().unwrap().exe, "/usr/bin/job");
         assert_eq!(job.traffic.unwrap().down_bytes, 10 + 4_200 + 20);
+    }
+
+    #[test]
+    fn late_bytes_of_a_folded_process_add_bytes_not_a_process() {
+        let mut a = Aggregator::new();
+        a.set_exited_retention(ExitedRetention {
+            keep_ms: 0,
+            keep_max: 0,
+        });
+        let settle = |a: &mut Aggregator| {
+            for _ in 0..=MIN_QUIET_TICKS {
+                a.roll(1000, |_, _| false);
+            }
+            a.roll(1000, |_, _| false)
+        };
+        run_and_exit(&mut a, &[(51, "late")]);
+        assert_eq!(
+            program(&settle(&mut a), "late").unwrap().folded_processes,
+            1
+        );
+        // Its socket's last packets, after the fold: same pid, same start.
+        a.apply_resolution(answer(52, Ok(named(51, "late"))), 0);
+        a.apply_deltas(0, &[delta(52, 1, 60, true)], &[]);
+        let r = settle(&mut a);
+        let row = program(&r, "late").unwrap();
+        assert_eq!(row.folded_processes, 1, "{row:?}");
+        assert_eq!(row.traffic.unwrap().down_bytes, 5_100 + 60);
+        // The pid reused by another process of that program: one more.
+        let mut reused = (*named(51, "late")).clone();
+        reused.start_time += 1_000;
+        a.apply_resolution(answer(53, Ok(Arc::new(reused))), 0);
+        a.apply_deltas(0, &[delta(53, 1, 7, true)], &[]);
+        let r = settle(&mut a);
+        assert_eq!(program(&r, "late").unwrap().folded_processes, 2);
     }
 
     #[test]

@@ -208,6 +208,12 @@ fn twenty_thousand_short_lived_processes_fold_into_twenty_programs_and_memory_re
         "one row per program: {summary:#?}"
     );
     let per_name = TOTAL / NAMES;
+    let off_rows: Vec<String> = rows
+        .iter()
+        .filter(|p| u(p, "folded_processes") != per_name)
+        .map(|p| format!("{} {}", p["name"], p["folded_processes"]))
+        .collect();
+    eprintln!("soak: program rows not at {per_name} processes: {off_rows:?}");
     let mut credited_all = 0;
     for k in 0..NAMES {
         let name = format!("nmsoak{k:02}");
