@@ -17,12 +17,21 @@ pub fn give_back() {
 /// may get its own (up to eight per core), and what one thread frees cannot
 /// serve another's next allocation, so short bursts on many threads leave
 /// RSS that no trim returns. netmond's hot path does not allocate, so the
-/// shared arenas' locks cost nothing measurable. Call before any thread starts.
+/// shared arenas' locks cost nothing measurable.
+///
+/// Also fixes the mmap threshold at 256 KiB. glibc raises it, by default,
+/// to the size of each large block freed (up to 32 MiB), so after the first
+/// burst the big tables sized by it (a flood's flow table, 20,000 exited
+/// processes' rows) are carved from the heap, where what is left around
+/// them after they shrink cannot be returned. Blocks this large are
+/// allocated rarely (tables grow by doubling), so their system calls cost
+/// nothing measurable. Call before any thread starts.
 pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called before other
+    // SAFETY: mallopt only sets allocator parameters; called before other
     // threads exist, it races with nothing.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
 }
