@@ -269,6 +269,8 @@ pub struct InterfaceStatusJson {
     pub error: Option<String>,
     pub link_type: String,
     pub capture: Option<CaptureJson>,
+    /// Times its capture ended unexpectedly and was started again.
+    pub restarts: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -280,6 +282,9 @@ pub struct StorageJson {
     pub size_bytes: u64,
     pub pending_batches: u64,
     pub last_flush: Option<String>,
+    /// Times the store's thread failed and was started again.
+    pub restarts: u32,
+    pub last_failure: Option<String>,
 }
 
 /// `status --json`.
@@ -358,6 +363,7 @@ impl From<&v1::Status> for StatusJson {
                     error: non_empty(&i.error),
                     link_type: i.link_type.clone(),
                     capture: i.capture.as_ref().map(CaptureJson::from),
+                    restarts: i.restarts,
                 })
                 .collect(),
             packets_seen: s.packets_seen,
@@ -375,6 +381,8 @@ impl From<&v1::Status> for StatusJson {
                 size_bytes: st.size_bytes,
                 pending_batches: st.pending_batches,
                 last_flush: rfc3339_ms(st.last_flush_ms),
+                restarts: st.restarts,
+                last_failure: non_empty(&st.last_failure),
             }),
             subscribers: s.subscribers,
             subscriber_resyncs: s.subscriber_resyncs,

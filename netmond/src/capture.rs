@@ -318,10 +318,14 @@ pub fn start(
         stop: stop.clone(),
         fast_path: fast_path.clone(),
     };
+    let ended = Ended(stats.clone());
     threads.push(
         std::thread::Builder::new()
             .name(format!("cap-{name}"))
-            .spawn(move || bulk_thread.run(bulk))
+            .spawn(move || {
+                let _ended = ended;
+                bulk_thread.run(bulk);
+            })
             .map_err(|source| CaptureError::Thread {
                 iface: name.clone(),
                 source,
@@ -340,8 +344,9 @@ pub fn start(
             match std::thread::Builder::new()
                 .name(format!("new-{name}"))
                 .spawn(move || {
+                    // However it ends: the bulk thread then asks about new flows itself.
+                    let _off = FastPathOff(fp);
                     flow_start_loop(cap, link, sh, r, st, &n);
-                    fp.store(false, Ordering::Relaxed);
                 }) {
                 Ok(t) => threads.push(t),
                 Err(e) => {
@@ -363,6 +368,30 @@ pub fn start(
         threads,
         shared: handle_shared,
     })
+}
+
+/// Marks a capture ended when its bulk thread ends, a panic included: the
+/// monitor then reaps it, says why in `status` and starts it again.
+struct Ended(Arc<IfaceStats>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Ok(mut err) = self.0.error.lock() {
+                *err = "the capture thread failed (see the log)".to_owned();
+            }
+        }
+        self.0.running.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Clears an interface's flow-start flag when that thread ends, however.
+struct FastPathOff(Arc<AtomicBool>);
+
+impl Drop for FastPathOff {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
 }
 
 fn ts_ms(h: &pcap::PacketHeader) -> i64 {
@@ -699,6 +728,31 @@ fn orient(meta: &PacketMeta, local: &LocalSet) -> Option<FlowKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_capture_thread_that_fails_is_marked_ended_with_the_reason() {
+        let stats = Arc::new(IfaceStats::default());
+        stats.running.store(true, Ordering::Relaxed);
+        let fast = Arc::new(AtomicBool::new(true));
+        let (ended, off) = (Ended(stats.clone()), FastPathOff(fast.clone()));
+        let t = std::thread::spawn(move || {
+            let (_ended, _off) = (ended, off);
+            panic!("a bug in the capture loop");
+        });
+        assert!(t.join().is_err());
+        assert!(!stats.running.load(Ordering::Relaxed));
+        assert!(stats.error.lock().unwrap().contains("failed"));
+        assert!(
+            !fast.load(Ordering::Relaxed),
+            "the bulk thread asks about new flows again"
+        );
+        // An orderly end leaves no error.
+        let stats = Arc::new(IfaceStats::default());
+        stats.running.store(true, Ordering::Relaxed);
+        drop(Ended(stats.clone()));
+        assert!(!stats.running.load(Ordering::Relaxed));
+        assert!(stats.error.lock().unwrap().is_empty());
+    }
 
     #[test]
     fn inbound_bare_syns_wait_behind_local_starts_and_payload() {

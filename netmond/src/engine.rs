@@ -486,6 +486,8 @@ impl Engine {
                 size_bytes: h.size_bytes,
                 pending_batches: h.pending,
                 last_flush_ms: h.last_flush_ms,
+                restarts: h.restarts,
+                last_failure: h.last_failure,
             }),
             daemon_pid: std::process::id(),
             socket_path: self.cfg.daemon.socket.display().to_string(),

@@ -2,7 +2,7 @@
 //! watcher and the aggregation state they feed, started and stopped as a
 //! unit by the engine.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -185,6 +185,10 @@ struct Captures {
     names: HashMap<u16, String>,
     /// Last open error per interface, shown in status.
     errors: HashMap<String, String>,
+    /// Interfaces whose capture ended while wanted (reaped, not stopped).
+    ended: HashSet<String>,
+    /// Captures started again after they ended, per interface.
+    restarts: HashMap<String, u32>,
 }
 
 impl Captures {
@@ -316,6 +320,8 @@ impl CaptureMonitor {
                 ids: HashMap::new(),
                 names: HashMap::new(),
                 errors: HashMap::new(),
+                ended: HashSet::new(),
+                restarts: HashMap::new(),
             }),
             figures: Mutex::new(TickFigures::default()),
             inner: Mutex::new(Inner {
@@ -389,6 +395,11 @@ impl CaptureMonitor {
             if let Some(h) = caps.running.remove(&name) {
                 let err = h.stats.error.lock().map(|e| e.clone()).unwrap_or_default();
                 info!(iface = %name, error = %err, "capture ended");
+                // Still there (down, or its handle broke): a capture started
+                // on it again is a restart; a deleted interface is not.
+                if ifaces.iter().any(|i| i.name == name) {
+                    caps.ended.insert(name.clone());
+                }
                 caps.errors.insert(
                     name,
                     if err.is_empty() {
@@ -417,6 +428,9 @@ impl CaptureMonitor {
                     info!(iface = %i.name, "capturing");
                     self.start_name_capture(&mut h);
                     caps.errors.remove(&i.name);
+                    if caps.ended.remove(&i.name) {
+                        *caps.restarts.entry(i.name.clone()).or_default() += 1;
+                    }
                     caps.running.insert(i.name.clone(), h);
                 }
                 Err(e) => {
@@ -734,6 +748,7 @@ impl CaptureMonitor {
                 link_type: h
                     .and_then(|h| h.stats.link_type.lock().ok().map(|l| l.clone()))
                     .unwrap_or_default(),
+                restarts: caps.restarts.get(name).copied().unwrap_or(0),
             });
         }
         drop(caps);

@@ -116,11 +116,17 @@ fn write_status(s: &v1::Status, out: &mut dyn Write) -> std::io::Result<()> {
     }
     match &s.storage {
         Some(st) => {
-            let err = if st.error.is_empty() {
+            let mut err = if st.error.is_empty() {
                 String::new()
             } else {
                 format!(", error: {}", st.error)
             };
+            if st.restarts > 0 {
+                err.push_str(&format!(
+                    ", its thread failed and was restarted {}× (last: {})",
+                    st.restarts, st.last_failure
+                ));
+            }
             writeln!(
                 out,
                 "storage:     {} '{}', {}, {} pending batches, last flush {}{err}",
@@ -182,7 +188,13 @@ fn write_status(s: &v1::Status, out: &mut dyn Write) -> std::io::Result<()> {
             c.packets_counted.to_string(),
             format_bytes(c.bytes_counted),
             c.packets_malformed.to_string(),
-            i.error.clone(),
+            if i.restarts > 0 {
+                format!("{} (restarted {}×)", i.error, i.restarts)
+                    .trim_start()
+                    .to_owned()
+            } else {
+                i.error.clone()
+            },
         ]);
     }
     t.write_to(out)

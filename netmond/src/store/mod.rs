@@ -79,6 +79,10 @@ pub struct Health {
     pub last_flush_ms: i64,
     pub dropped_batches: u64,
     pub dropped_ticks: u64,
+    /// Times the store thread failed (a panic) and was started again.
+    pub restarts: u32,
+    /// What the last failure said.
+    pub last_failure: String,
 }
 
 type Reply<T> = tokio::sync::oneshot::Sender<Result<T, StoreError>>;
@@ -103,6 +107,9 @@ enum Cmd {
         reply: Reply<v1::ReportReply>,
     },
     Flush(tokio::sync::oneshot::Sender<()>),
+    /// A worker failure, for the test of the restart.
+    #[cfg(test)]
+    Fail,
 }
 
 /// How the store runs.
@@ -167,7 +174,7 @@ impl Store {
         let history_hosts = opts.history_hosts;
         let thread = std::thread::Builder::new()
             .name("netmond-store".into())
-            .spawn(move || Worker::new(p, h, opts).run(rx))
+            .spawn(move || supervise(&p, &h, opts, &rx))
             .map_err(|e| error!(%e, "cannot start the store thread"))
             .ok();
         Store {
@@ -366,6 +373,54 @@ impl Drop for Store {
     }
 }
 
+/// Pause before a failed store worker starts again, doubling per failure in
+/// a row up to the last entry.
+const RESTART_BACKOFF: [Duration; 4] = [
+    Duration::from_millis(100),
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+];
+
+/// Runs the worker until the queue closes. A worker that fails (a bug: a
+/// panic) loses only what it had not flushed yet; a new one reopens the
+/// database and takes the queue over, and `status` says it happened.
+fn supervise(path: &Path, health: &Arc<Mutex<Health>>, opts: StoreOptions, rx: &Receiver<Cmd>) {
+    let mut failures_in_a_row = 0usize;
+    loop {
+        let started = Instant::now();
+        let worker = Worker::new(path.to_path_buf(), health.clone(), opts);
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run(rx)));
+        let Err(panic) = run else { return };
+        let msg = panic_message(panic.as_ref());
+        if started.elapsed() > Duration::from_secs(600) {
+            failures_in_a_row = 0;
+        }
+        let pause = RESTART_BACKOFF[failures_in_a_row.min(RESTART_BACKOFF.len() - 1)];
+        failures_in_a_row += 1;
+        let restarts = health.lock().map_or(0, |mut h| {
+            h.restarts = h.restarts.saturating_add(1);
+            h.last_failure = msg.clone();
+            h.restarts
+        });
+        error!(
+            error = %msg,
+            restarts,
+            "the store thread failed; writes not yet flushed are lost; starting it again in {pause:?}"
+        );
+        std::thread::sleep(pause);
+    }
+}
+
+/// The text a panic carried, or a placeholder.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 struct Worker {
     path: PathBuf,
     health: Arc<Mutex<Health>>,
@@ -406,7 +461,7 @@ impl Worker {
         }
     }
 
-    fn run(mut self, rx: Receiver<Cmd>) {
+    fn run(mut self, rx: &Receiver<Cmd>) {
         self.ensure_open();
         self.close_crashed_sessions();
         self.maintain(crate::clock::now_ms());
@@ -472,6 +527,8 @@ impl Worker {
                 self.flush();
                 let _ = reply.send(());
             }
+            #[cfg(test)]
+            Cmd::Fail => panic!("store worker failure for the test"),
         }
     }
 
@@ -1124,6 +1181,49 @@ mod fault_tests {
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
+        s.shutdown();
+    }
+
+    #[tokio::test]
+    async fn a_failed_store_worker_is_started_again_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.db");
+        let s = Store::start(&p, StoreOptions::default());
+        let now = crate::clock::now_ms();
+        s.record_tick(tick(now, 1, vec![proc_tick(1, "before", 100, 50, "tcp")]));
+        s.flush().await;
+        s.send(Cmd::Fail);
+        // Written after the failure: the new worker must take it.
+        s.record_tick(tick(
+            now + 1000,
+            1,
+            vec![proc_tick(2, "after", 7, 3, "tcp")],
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.health().restarts == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let h = s.health();
+        assert_eq!(h.restarts, 1, "{h:?}");
+        assert!(h.last_failure.contains("for the test"), "{h:?}");
+        let rep = s
+            .report(
+                v1::ReportRequest {
+                    since_ms: now - 60_000,
+                    ..Default::default()
+                },
+                Zone::utc(),
+            )
+            .await
+            .unwrap();
+        let mut got: Vec<(u64, u64)> = rep
+            .rows
+            .iter()
+            .map(|r| (r.up_bytes, r.down_bytes))
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, vec![(7, 3), (100, 50)], "{:?}", rep.rows);
+        assert_eq!(s.health().state, "ok");
         s.shutdown();
     }
 

@@ -319,3 +319,49 @@ fn an_interface_added_while_monitoring_is_captured_within_two_seconds() {
     let st = d.ctl_json(&["status"]);
     assert_eq!(st["monitoring"], true);
 }
+
+#[test]
+fn a_capture_that_ends_with_its_interface_going_down_is_started_again_and_counted() {
+    let lab = Lab::new();
+    let d = lab.daemon(DaemonOpts::default());
+    let iface = |d: &Daemon| -> serde_json::Value {
+        d.ctl_json(&["status"])["interfaces"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|i| i["name"] == lab.host_if.as_str())
+                    .cloned()
+            })
+            .unwrap_or_default()
+    };
+    let wait = |what: &str, pred: &dyn Fn(&serde_json::Value) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let i = iface(&d);
+            if pred(&i) {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "{what}: {i}\n{}", d.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait("captured at start", &|i| i["capturing"] == true);
+    assert_eq!(u(&iface(&d), "restarts"), 0);
+    let ns = &lab.host.name;
+    sh_ok(&format!("ip -n {ns} link set {} down", lab.host_if));
+    wait("capture ended with the interface down", &|i| {
+        i["capturing"] == false
+    });
+    sh_ok(&format!("ip -n {ns} link set {} up", lab.host_if));
+    let i = wait("captured again once up", &|i| i["capturing"] == true);
+    assert_eq!(u(&i, "restarts"), 1, "{i}");
+    // The new capture counts: an upload's bytes reach this interface's figures.
+    let counted = |d: &Daemon| u(&iface(d)["capture"], "bytes_counted");
+    let before = counted(&d);
+    let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5702"]);
+    const N: u64 = 2 * 1024 * 1024;
+    upload(&lab, "5702", N);
+    let got = settle(20, before + N, || counted(&d)) - before;
+    // pcap on veth may see GSO super-packets (fewer header bytes), never less payload.
+    assert_between(got, N, tcp_credit_hi(N), "bytes captured after the restart");
+}
