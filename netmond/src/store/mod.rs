@@ -439,6 +439,9 @@ struct Worker {
     last_retention: Option<Instant>,
     last_sweep: Option<Instant>,
     last_vacuum: Option<Instant>,
+    /// Time between retention passes: RETENTION_EVERY (a field so a test can
+    /// run the schedule in seconds).
+    retention_every: Duration,
 }
 
 impl Worker {
@@ -458,6 +461,7 @@ impl Worker {
             last_retention: None,
             last_sweep: None,
             last_vacuum: None,
+            retention_every: RETENTION_EVERY,
         }
     }
 
@@ -704,7 +708,7 @@ impl Worker {
         if !self.pending.is_empty()
             || self
                 .last_retention
-                .is_some_and(|t| t.elapsed() < RETENTION_EVERY)
+                .is_some_and(|t| t.elapsed() < self.retention_every)
         {
             return;
         }
@@ -1108,6 +1112,110 @@ mod fault_tests {
         w.flush();
         assert_eq!(state(&w), ("ok", 0));
         assert_eq!(stored_up(&p), 150);
+    }
+
+    /// Flushes once while another connection holds the write lock for
+    /// `hold`; returns how long the flush took and the state after it.
+    fn flush_under_lock(hold: Duration) -> (Duration, &'static str, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.db");
+        let mut w = worker(&p);
+        w.handle(Cmd::Tick(Box::new(tick(
+            0,
+            1,
+            vec![proc_tick(1, "a", 100, 0, "tcp")],
+        ))));
+        let (locked_tx, locked_rx) = mpsc::channel();
+        let lp = p.clone();
+        let locker = std::thread::spawn(move || {
+            let c = Connection::open(&lp).unwrap();
+            c.execute_batch("BEGIN IMMEDIATE").unwrap();
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(hold);
+            c.execute_batch("ROLLBACK").unwrap();
+        });
+        locked_rx.recv().unwrap();
+        let t = Instant::now();
+        w.flush();
+        let took = t.elapsed();
+        locker.join().unwrap();
+        (took, state(&w).0, stored_up(&p))
+    }
+
+    #[test]
+    fn a_flush_waits_half_a_second_for_the_write_lock() {
+        // Held 0.3 s: the flush waits it out and writes.
+        let (took, st, up) = flush_under_lock(Duration::from_millis(300));
+        println!("lock held 300 ms: the flush took {} ms", took.as_millis());
+        assert_eq!((st, up), ("ok", 100));
+        assert!(took >= Duration::from_millis(250), "{took:?}");
+        // Held 2 s: the flush gives up after 0.5 s and keeps its batch.
+        let (took, st, up) = flush_under_lock(Duration::from_secs(2));
+        println!(
+            "lock held 2 s: the flush gave up after {} ms",
+            took.as_millis()
+        );
+        assert_eq!((st, up), ("degraded", 0));
+        assert!(
+            (Duration::from_millis(450)..Duration::from_millis(1200)).contains(&took),
+            "{took:?}"
+        );
+    }
+
+    #[test]
+    fn retention_runs_again_on_its_schedule_without_a_restart() {
+        let aged = |p: &Path, ts: i64| {
+            let c = Connection::open(p).unwrap();
+            c.busy_timeout(Duration::from_secs(5)).unwrap();
+            c.execute(
+                "INSERT INTO process_minute VALUES (?1, 1, 1, 1, 1, 1, 0)",
+                [ts],
+            )
+            .unwrap();
+        };
+        let rows = |p: &Path, ts: i64| -> i64 {
+            Connection::open(p)
+                .unwrap()
+                .query_row(
+                    "SELECT count(*) FROM process_minute WHERE ts_ms = ?1",
+                    [ts],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        let old = crate::clock::now_ms() - 2 * 86_400_000;
+        // With the hourly schedule a row aged after the start stays; with the
+        // schedule at 0.2 s it goes within a second, the thread still running.
+        for (every, gone) in [(RETENTION_EVERY, false), (Duration::from_millis(200), true)] {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("t.db");
+            drop(open(&p).unwrap());
+            aged(&p, old);
+            let opts = StoreOptions {
+                flush_interval: Duration::from_millis(50),
+                retention: write::Retention {
+                    minute_days: 1,
+                    hour_days: 1,
+                    day_days: 1,
+                },
+                ..StoreOptions::default()
+            };
+            let mut w = Worker::new(p.clone(), Arc::new(Mutex::new(Health::default())), opts);
+            w.retention_every = every;
+            let (tx, rx) = mpsc::sync_channel(16);
+            let thread = std::thread::spawn(move || w.run(rx));
+            // The pass at start removes the first row.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while rows(&p, old) > 0 {
+                assert!(Instant::now() < deadline, "no retention at start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            aged(&p, old + 1);
+            std::thread::sleep(Duration::from_millis(1000));
+            assert_eq!(rows(&p, old + 1) == 0, gone, "schedule {every:?}");
+            drop(tx);
+            thread.join().unwrap();
+        }
     }
 
     #[test]

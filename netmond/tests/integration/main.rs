@@ -21,4 +21,6 @@ mod metrics;
 mod names;
 mod process_hosts;
 mod reload;
+mod retention;
 mod soak;
+mod store_lock;
