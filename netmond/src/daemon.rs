@@ -144,6 +144,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
+        // First: a SIGTERM or SIGHUP during start-up (loading eBPF takes a
+        // moment) waits for the loop below instead of killing the process
+        // with its socket left behind.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let bound = service::socket::bind(&cfg.daemon.socket, nix::unistd::Gid::from_raw(read_gid))?;
         info!(socket = %bound.path().display(), version = env!("CARGO_PKG_VERSION"), "netmond listening");
         let zone = crate::clock::zone();
@@ -168,10 +174,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         let ticker = spawn_ticker(&engine);
         let listener = bound.listener.try_clone().context("cannot duplicate the listening socket")?;
         let server = tokio::spawn(service::serve(engine.clone(), listener, Access { read_gid, control_gid }, limits, stop_rx));
-
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut server = server;
         loop {
             tokio::select! {
