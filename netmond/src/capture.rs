@@ -528,6 +528,9 @@ impl BulkThread {
                 self.stats.handoff_dropped.fetch_add(1, Ordering::Relaxed);
                 epoch = e;
             } else if e != epoch {
+                if crate::fault::fire("capture", &self.iface) {
+                    panic!("injected failure of the capture of '{}' (NETMOND_FAULT)", self.iface);
+                }
                 epoch = e;
                 let now = crate::clock::now_ms().max(last_ms);
                 table.expire(now, self.settings.idle_ms);

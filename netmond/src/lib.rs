@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod fault;
 pub mod latency;
 pub mod memory;
 pub mod metrics;

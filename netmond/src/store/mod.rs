@@ -492,7 +492,12 @@ impl Worker {
 
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Tick(rec) => self.acc.record(&rec),
+            Cmd::Tick(rec) => {
+                if crate::fault::fire("store", "") {
+                    panic!("injected failure of the store (NETMOND_FAULT)");
+                }
+                self.acc.record(&rec);
+            }
             Cmd::Session(s) => {
                 self.pending_sessions.insert(s.id, s);
             }

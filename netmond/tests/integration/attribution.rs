@@ -321,41 +321,44 @@ fn an_interface_added_while_monitoring_is_captured_within_two_seconds() {
 }
 
 #[test]
-fn a_capture_that_ends_with_its_interface_going_down_is_started_again_and_counted() {
+fn a_capture_or_store_thread_that_fails_is_started_again_and_status_says_so() {
     let lab = Lab::new();
-    let d = lab.daemon(DaemonOpts::default());
+    // Debug builds only: each listed part panics once, as a bug would.
+    let d = lab.daemon(DaemonOpts {
+        env: vec![(
+            "NETMOND_FAULT".to_owned(),
+            format!("capture:{},store", lab.host_if),
+        )],
+        config_extra: "[store]\nflush_interval_secs = 1\n".to_owned(),
+        ..DaemonOpts::default()
+    });
     let iface = |d: &Daemon| -> serde_json::Value {
         d.ctl_json(&["status"])["interfaces"]
             .as_array()
-            .and_then(|a| {
-                a.iter()
-                    .find(|i| i["name"] == lab.host_if.as_str())
-                    .cloned()
-            })
+            .and_then(|a| a.iter().find(|i| i["name"] == lab.host_if.as_str()).cloned())
             .unwrap_or_default()
     };
-    let wait = |what: &str, pred: &dyn Fn(&serde_json::Value) -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let i = iface(&d);
-            if pred(&i) {
-                return i;
-            }
-            assert!(Instant::now() < deadline, "{what}: {i}\n{}", d.log_text());
-            std::thread::sleep(Duration::from_millis(100));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let st = loop {
+        let st = d.ctl_json(&["status"]);
+        let i = iface(&d);
+        if i["capturing"] == true
+            && i.get("restarts").and_then(serde_json::Value::as_u64) == Some(1)
+            && st["storage"]["restarts"] == 1
+        {
+            break st;
         }
+        assert!(Instant::now() < deadline, "no restart seen: {st}\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(100));
     };
-    wait("captured at start", &|i| i["capturing"] == true);
-    assert_eq!(u(&iface(&d), "restarts"), 0);
-    let ns = &lab.host.name;
-    sh_ok(&format!("ip -n {ns} link set {} down", lab.host_if));
-    wait("capture ended with the interface down", &|i| {
-        i["capturing"] == false
-    });
-    sh_ok(&format!("ip -n {ns} link set {} up", lab.host_if));
-    let i = wait("captured again once up", &|i| i["capturing"] == true);
-    assert_eq!(u(&i, "restarts"), 1, "{i}");
-    // The new capture counts: an upload's bytes reach this interface's figures.
+    assert!(
+        st["storage"]["last_failure"]
+            .as_str()
+            .is_some_and(|f| f.contains("injected")),
+        "{st}"
+    );
+    // Both work again: the new capture counts an upload, the new store
+    // writes it (and the failure is in the log).
     let counted = |d: &Daemon| u(&iface(d)["capture"], "bytes_counted");
     let before = counted(&d);
     let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5702"]);
@@ -364,4 +367,23 @@ fn a_capture_that_ends_with_its_interface_going_down_is_started_again_and_counte
     let got = settle(20, before + N, || counted(&d)) - before;
     // pcap on veth may see GSO super-packets (fewer header bytes), never less payload.
     assert_between(got, N, tcp_credit_hi(N), "bytes captured after the restart");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rep = d.ctl_json(&["report", "--limit", "1000"]);
+        let stored: u64 = rep["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["key"] == "python3")
+            .map(|r| u(r, "up_bytes"))
+            .sum();
+        if stored >= N {
+            assert_between(stored, N, tcp_credit_hi(N), "stored after the store's restart");
+            break;
+        }
+        assert!(Instant::now() < deadline, "upload not stored: {rep}\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(d.ctl_json(&["status"])["storage"]["state"], "ok");
+    assert!(d.log_text().contains("the store thread failed"));
 }
