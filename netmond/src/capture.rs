@@ -529,7 +529,10 @@ impl BulkThread {
                 epoch = e;
             } else if e != epoch {
                 if crate::fault::fire("capture", &self.iface) {
-                    panic!("injected failure of the capture of '{}' (NETMOND_FAULT)", self.iface);
+                    panic!(
+                        "injected failure of the capture of '{}' (NETMOND_FAULT)",
+                        self.iface
+                    );
                 }
                 epoch = e;
                 let now = crate::clock::now_ms().max(last_ms);
