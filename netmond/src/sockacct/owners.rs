@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::rec::RawOwner;
-use crate::procmap::procinfo::InfoReader;
+use crate::procmap::procinfo::{InfoReader, ProcDir};
 use crate::procmap::ProcessInfo;
 
 /// Processes remembered; past this the least recently used half is dropped.
@@ -62,13 +62,13 @@ impl OwnerCache {
                 return e.info.clone();
             }
         }
-        let proc_pid = Path::new("/proc").join(o.tgid.to_string());
-        let stat = InfoReader::read_stat(&proc_pid);
+        let dir = ProcDir::open(Path::new("/proc"), o.tgid);
+        let stat = dir.as_ref().and_then(ProcDir::stat).zip(dir);
         let per_tick = self.ns_per_tick();
         let info = match stat {
-            Some(st) if st.start_time.saturating_mul(per_tick) <= o.recorded_ns => {
+            Some((st, dir)) if st.start_time.saturating_mul(per_tick) <= o.recorded_ns => {
                 let start_ns = st.start_time.saturating_mul(per_tick);
-                let info = Arc::new(self.reader.read_rest(o.tgid, &proc_pid, st));
+                let info = Arc::new(self.reader.read_rest(o.tgid, &dir, st));
                 self.remember(o.tgid, start_ns, info.clone(), false);
                 info
             }
