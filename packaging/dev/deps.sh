@@ -25,7 +25,7 @@ APT_PACKAGES=(
 
 # Every external command the scripts (packaging/**) and the tests
 # (*/tests/integration) run, and the Debian 12 package that provides it. The
-# tests' own table (COMMAND_PACKAGES in netmond/tests/integration/commands.rs)
+# tests' own table (COMMAND_PACKAGES in netmond/testkit/src/lab/commands.rs)
 # must agree with this one; a test checks it. Format: command package.
 COMMAND_PACKAGES=(
   sh dash                bash bash

@@ -1,7 +1,4 @@
 //! netmon-tui end-to-end tests: the real binary in tmux, as a non-root member
 //! of the daemon's group, against a real netmond with real lab traffic.
 
-#[path = "../../../netmond/tests/integration/commands.rs"]
-mod commands;
-mod lab;
 mod tui;

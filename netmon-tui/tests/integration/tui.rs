@@ -4,10 +4,29 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::lab::{
-    bin, command, require_root, start_server, unique, ChildGuard, Daemon, Lab, TempGroup, TempUser,
-    TCP_TRICKLE,
+use netmon_testkit::lab::{
+    bin, command, gen, require_root, start_server, unique, ChildGuard, Daemon, DaemonOpts, Lab,
+    TempGroup, TempUser,
 };
+
+/// TCP client that sends ~3 MiB/s for at most `secs` seconds, then exits.
+const TCP_TRICKLE: &str = r#"
+import socket, sys, time
+host, port, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+c = socket.socket(); c.connect((host, port))
+chunk = b"u" * 32768; end = time.time() + secs
+while time.time() < end:
+    c.sendall(chunk); time.sleep(0.01)
+c.close()
+"#;
+
+/// A daemon of the lab's host namespace whose socket `group` may use.
+fn daemon(lab: &Lab, group: &TempGroup) -> Daemon {
+    lab.daemon(DaemonOpts {
+        group: Some(group.name.clone()),
+        ..DaemonOpts::default()
+    })
+}
 
 /// A tmux server of its own (`-L`), killed on drop.
 struct Tmux {
@@ -99,9 +118,9 @@ fn tui_shows_the_sender_stops_monitoring_and_restores_the_terminal() {
     require_root();
     let lab = Lab::new();
     let group = TempGroup::new();
-    let daemon = Daemon::start(&lab, &group.name);
-    let user = TempUser::new(Some(&group.name));
-    let _server = start_server(&lab.peer, &lab.peer_ip, 5301);
+    let daemon = daemon(&lab, &group);
+    let user = TempUser::new(&[&group.name]);
+    let _server = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5301"]);
 
     let tmux = Tmux::start(120, 40, &tui_command(&user, &daemon));
     tmux.wait_screen(15, "the connected dashboard", |s| {
@@ -109,7 +128,8 @@ fn tui_shows_the_sender_stops_monitoring_and_restores_the_terminal() {
     });
 
     // Traffic from a known process in the daemon's namespace, bounded in time.
-    let client = ChildGuard(lab.host.spawn(
+    let client = ChildGuard(Lab::spawn_in(
+        &lab.host,
         "python3",
         &["-u", "-c", TCP_TRICKLE, &lab.peer_ip, "5301", "20"],
     ));
@@ -143,7 +163,7 @@ fn tui_shows_the_sender_stops_monitoring_and_restores_the_terminal() {
     tmux.keys("s");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if daemon.status()["monitoring"] == false {
+        if daemon.ctl_json(&["status"])["monitoring"] == false {
             break;
         }
         assert!(
@@ -183,15 +203,16 @@ fn tui_shows_packets_sets_a_typed_threshold_pauses_and_reloads() {
     require_root();
     let lab = Lab::new();
     let group = TempGroup::new();
-    let daemon = Daemon::start(&lab, &group.name);
-    let user = TempUser::new(Some(&group.name));
-    let _server = start_server(&lab.peer, &lab.peer_ip, 5302);
+    let daemon = daemon(&lab, &group);
+    let user = TempUser::new(&[&group.name]);
+    let _server = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5302"]);
 
     let tmux = Tmux::start(120, 40, &tui_command(&user, &daemon));
     tmux.wait_screen(15, "the connected dashboard", |s| {
         s.contains("Monitoring ON") && s.contains("PROCESS")
     });
-    let client = ChildGuard(lab.host.spawn(
+    let client = ChildGuard(Lab::spawn_in(
+        &lab.host,
         "python3",
         &["-u", "-c", TCP_TRICKLE, &lab.peer_ip, "5302", "20"],
     ));
@@ -254,9 +275,12 @@ fn tui_shows_packets_sets_a_typed_threshold_pauses_and_reloads() {
     tmux.wait_screen(5, "the marker gone", |s| !s.contains("PAUSED"));
 
     // `R`: netmond reads its changed config and says what it applied.
-    daemon.write_config(
-        "[daemon]\nautostart = true\ntick_ms = 1000\n[alerts]\nopen_after_ticks = 1\n",
-    );
+    let config = std::fs::read_to_string(&daemon.config).expect("read config");
+    std::fs::write(
+        &daemon.config,
+        format!("{config}\n[alerts]\nopen_after_ticks = 1\n"),
+    )
+    .expect("write config");
     tmux.keys("R");
     let screen = tmux.wait_screen(10, "the reload feedback", |s| {
         s.contains("reloaded: applied alerts.open_after_ticks")
@@ -339,11 +363,11 @@ fn tui_explains_refusal_and_reconnects_after_a_daemon_restart() {
     require_root();
     let lab = Lab::new();
     let group = TempGroup::new();
-    let mut daemon = Daemon::start(&lab, &group.name);
+    let mut daemon = daemon(&lab, &group);
     let _ = bin("netmonctl");
 
     // Not in the group: the socket refuses, and the screen says how to fix it.
-    let outsider = TempUser::new(None);
+    let outsider = TempUser::new(&[]);
     let refused = Tmux::start(80, 24, &tui_command(&outsider, &daemon));
     let screen = refused.wait_screen(15, "the permission notice", |s| {
         s.contains("Permission denied") && s.contains(&format!("usermod -aG {} ", group.name))
@@ -356,14 +380,15 @@ fn tui_explains_refusal_and_reconnects_after_a_daemon_restart() {
 
     // A member sees the dashboard, a notice while the daemon is gone, and the
     // dashboard again once it is back, without doing anything.
-    let member = TempUser::new(Some(&group.name));
+    let member = TempUser::new(&[&group.name]);
     let tmux = Tmux::start(80, 24, &tui_command(&member, &daemon));
     tmux.wait_screen(15, "the dashboard", |s| s.contains("Monitoring ON"));
-    daemon.stop();
+    daemon.terminate();
     tmux.wait_screen(10, "the daemon-gone notice", |s| {
         s.contains("netmond is not running") || s.contains("Connection to netmond lost")
     });
     daemon.spawn();
+    daemon.wait_ready();
     tmux.wait_screen(20, "the dashboard after the restart", |s| {
         s.contains("Monitoring ON")
     });

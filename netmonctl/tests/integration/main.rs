@@ -1,17 +1,16 @@
 //! Runs the built netmonctl binary: exit codes and messages with no daemon,
 //! output against a canned one (`fake`), and `alerts --follow` against a real
-//! netmond in the lab of netmond's tests (`follow`, root), and `--notify` on a
+//! netmond in the shared test lab (netmon-testkit) (`follow`, root), and `--notify` on a
 //! private session bus (`notify`).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-#[path = "../../../netmond/tests/integration/commands.rs"]
-mod commands;
 mod follow;
-#[path = "../../../netmond/tests/integration/harness.rs"]
-mod harness;
 mod notify;
+
+use netmon_testkit::lab as harness;
+use netmon_testkit::lab::commands;
 
 fn missing_socket() -> PathBuf {
     std::env::temp_dir()

@@ -1,6 +1,6 @@
 //! Where thresholds set over the API (and the seen-executables set) survive a
-//! restart: `ThresholdStore`, for now a JSON file next to the database, written
-//! atomically. Meant to be swapped for the SQLite store later.
+//! restart: `ThresholdStore`, a JSON file next to the database, written
+//! atomically.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,8 +36,7 @@ pub enum StateError {
     },
 }
 
-/// Load and save of the persisted alert state. The SQLite store's
-/// `save_thresholds` / `load_thresholds` can implement this later.
+/// Load and save of the persisted alert state.
 pub trait ThresholdStore: Send {
     /// `Ok(None)` when nothing was saved yet.
     fn load(&self) -> Result<Option<Persisted>, StateError>;

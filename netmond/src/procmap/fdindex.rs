@@ -1,6 +1,8 @@
 //! The socket inode -> (pid, fd) index, filled from `/proc/<pid>/fd/*` links one pid at
 //! a time or by a full (rate-limited, caller-decided) rescan. Knows nothing of netlink;
-//! never rescans on its own.
+//! never rescans on its own. Hand-written rather than procfs's `Process::fd()`, which
+//! opens, reads and stats every fd (four calls against one readlink): reading 200
+//! socket fds took 1.0 ms with it against 0.66 ms here (best of 40, release build).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

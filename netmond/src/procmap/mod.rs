@@ -68,8 +68,7 @@ use std::time::{Duration, Instant};
 pub use connector::ProcEvent;
 pub use dumpjoin::LookupMode;
 pub use procinfo::{
-    parse_btime, parse_cgroup, parse_cmdline, parse_stat, parse_status_uid, unit_from_cgroup, Stat,
-    CMDLINE_MAX,
+    parse_btime, parse_cgroup, parse_cmdline, parse_status_uid, unit_from_cgroup, Stat, CMDLINE_MAX,
 };
 pub use sockdiag::{DiagAnswer, DiagReply};
 pub use tcpsample::{TcpSample, TcpSampler};
@@ -77,23 +76,19 @@ pub use tcpsample::{TcpSample, TcpSampler};
 use dumpjoin::{DumpIndex, ModeSwitch};
 use fdindex::{FdIndex, Holder};
 use netns::OtherNets;
-use procinfo::InfoReader;
+use procinfo::{InfoReader, ProcDir};
 use sockdiag::{SockDiag, IPPROTO_TCP, IPPROTO_UDP};
 
 /// Whether the process (pid, start time) still exists: a reused pid with
 /// another start time is another process.
 pub fn is_alive(pid: u32, start_time: u64) -> bool {
-    std::fs::read(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| parse_stat(&s))
-        .is_some_and(|st| st.start_time == start_time)
+    start_time_of(pid) == Some(start_time)
 }
 
 /// The start time (clock ticks after boot) of the process `pid` now, if any.
 pub fn start_time_of(pid: u32) -> Option<u64> {
-    std::fs::read(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| parse_stat(&s))
+    ProcDir::open(std::path::Path::new("/proc"), pid)?
+        .stat()
         .map(|st| st.start_time)
 }
 
@@ -966,8 +961,8 @@ impl Worker {
     /// trusted even if the process has closed the socket since (short-lived
     /// clients do within milliseconds); older entries are verified.
     fn attribute(&mut self, inode: u64, h: Holder, fresh: bool) -> Option<Arc<ProcessInfo>> {
-        let proc_pid = self.cfg.proc_root.join(h.pid.to_string());
-        let stat = InfoReader::read_stat(&proc_pid)?;
+        let dir = ProcDir::open(&self.cfg.proc_root, h.pid)?;
+        let stat = dir.stat()?;
         // The stat read above belongs to the holder only if it still holds the fd now.
         if !fresh && !self.index.verify(inode, h) {
             return None;
@@ -982,12 +977,12 @@ impl Worker {
         // The process may exec while we read its files: read stat again afterwards and
         // start over (a few times at most) so name, exe and cmdline are of one image.
         let mut stat = stat;
-        let mut info = self.info.read_rest(h.pid, &proc_pid, stat.clone());
+        let mut info = self.info.read_rest(h.pid, &dir, stat.clone());
         for _ in 0..3 {
-            match InfoReader::read_stat(&proc_pid) {
+            match dir.stat() {
                 Some(again) if again != stat => {
                     stat = again;
-                    info = self.info.read_rest(h.pid, &proc_pid, stat.clone());
+                    info = self.info.read_rest(h.pid, &dir, stat.clone());
                 }
                 _ => break,
             }

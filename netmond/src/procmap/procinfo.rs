@@ -1,36 +1,73 @@
-//! Process facts (`ProcessInfo`) read from /proc at attribution time: pure parsers over
-//! the bytes of stat/status/cgroup/cmdline plus one reader that does the file I/O.
-//! Files are read as bytes: a name is any bytes a process chose (prctl, /proc/self/comm),
-//! shown lossily, and one odd field never drops a process. Knows nothing of sockets.
+//! Process facts (`ProcessInfo`) read from /proc at attribution time. One process's
+//! facts all come through one opened `/proc/<pid>` directory (`ProcDir`, a `procfs`
+//! process handle): a pid reused between two reads makes the later reads fail instead
+//! of describing another process. `procfs` parses stat (comm lossily) and reads exe;
+//! status, cmdline and cgroup are read as bytes through the same handle and parsed here,
+//! because `procfs` reads those files as UTF-8 text (one non-UTF-8 byte in a name, an
+//! argument or a cgroup path fails the whole file) and reads a command line whole.
+//! A name is any bytes a process chose (prctl, /proc/self/comm), shown lossily, and one
+//! odd field never drops a process. Knows nothing of sockets.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use procfs::process::Process;
 
 use super::ProcessInfo;
 
 /// Fields of `/proc/<pid>/stat` that we use.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stat {
+    /// Read as bytes and kept lossily (`procfs` does so).
     pub comm: String,
     /// Field 22: clock ticks since boot.
     pub start_time: u64,
 }
 
-/// Parse `/proc/<pid>/stat`. The comm is between the first '(' and the *last* ')' since
-/// it may itself contain spaces and parentheses; it is any bytes, kept lossily.
-pub fn parse_stat(s: &[u8]) -> Option<Stat> {
-    let open = s.iter().position(|&b| b == b'(')?;
-    let close = s.iter().rposition(|&b| b == b')')?;
-    if close < open {
-        return None;
+impl From<procfs::process::Stat> for Stat {
+    fn from(s: procfs::process::Stat) -> Stat {
+        Stat {
+            comm: s.comm,
+            start_time: s.starttime,
+        }
     }
-    let comm = String::from_utf8_lossy(&s[open + 1..close]).into_owned();
-    // After ") " come fields 3 (state) onward, all ASCII; field 22 is index 19.
-    let rest = std::str::from_utf8(&s[close + 1..]).ok()?;
-    let start_time = rest.split_ascii_whitespace().nth(19)?.parse().ok()?;
-    Some(Stat { comm, start_time })
 }
+
+/// One process's `/proc/<pid>` directory, opened once; every read below is relative
+/// to it.
+pub struct ProcDir(Process);
+
+impl ProcDir {
+    /// `None` when the process is gone (or /proc is not readable).
+    pub fn open(proc_root: &Path, pid: u32) -> Option<ProcDir> {
+        Process::new_with_root(proc_root.join(pid.to_string()))
+            .ok()
+            .map(ProcDir)
+    }
+
+    /// `/proc/<pid>/stat`: cheap, and enough to key a cache.
+    pub fn stat(&self) -> Option<Stat> {
+        self.0.stat().ok().map(Stat::from)
+    }
+
+    /// At most `limit` bytes of a file of this process.
+    fn read_bytes(&self, file: &str, limit: usize) -> Option<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.0
+            .open_relative(file)
+            .ok()?
+            .take(limit as u64)
+            .read_to_end(&mut buf)
+            .ok()?;
+        Some(buf)
+    }
+}
+
+/// Bytes read of `status` and `cgroup`: both are a few hundred bytes; the bound only
+/// keeps a surprise from costing memory.
+const SMALL_FILE_MAX: usize = 64 * 1024;
 
 /// The real uid from the `Uid:` line of `/proc/<pid>/status` (whose `Name:` line may
 /// hold any bytes).
@@ -70,17 +107,6 @@ pub fn parse_cmdline(b: &[u8]) -> (String, bool) {
         s.truncate(end);
     }
     (s, cut)
-}
-
-/// Reads at most what `parse_cmdline` keeps (plus a byte to tell a cut and the
-/// trailing NUL): a huge argv is never read whole.
-fn read_cmdline(path: &Path) -> std::io::Result<(String, bool)> {
-    use std::io::Read;
-    let mut buf = Vec::with_capacity(CMDLINE_MAX + 2);
-    std::fs::File::open(path)?
-        .take(CMDLINE_MAX as u64 + 2)
-        .read_to_end(&mut buf)?;
-    Ok(parse_cmdline(&buf))
 }
 
 /// `btime` (boot time, seconds since the epoch) from `/proc/stat`.
@@ -177,31 +203,37 @@ impl InfoReader {
         name
     }
 
-    /// Read `/proc/<pid>/stat` only: cheap, and enough to key the cache.
-    pub fn read_stat(proc_pid: &Path) -> Option<Stat> {
-        parse_stat(&std::fs::read(proc_pid.join("stat")).ok()?)
-    }
-
-    /// Read everything else for a process whose stat was just read. Missing pieces
-    /// (exe of a kernel thread, permission) become empty strings, not failures.
-    pub fn read_rest(&mut self, pid: u32, proc_pid: &Path, stat: Stat) -> ProcessInfo {
-        let exe = std::fs::read_link(proc_pid.join("exe"))
+    /// Read everything else for a process whose stat was just read through `dir`.
+    /// Missing pieces (exe of a kernel thread, permission) become empty strings, not
+    /// failures.
+    pub fn read_rest(&mut self, pid: u32, dir: &ProcDir, stat: Stat) -> ProcessInfo {
+        let exe = dir
+            .0
+            .exe()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let (cmdline, cmdline_truncated) =
-            read_cmdline(&proc_pid.join("cmdline")).unwrap_or_default();
-        let uid = std::fs::read(proc_pid.join("status"))
-            .ok()
+        // What `parse_cmdline` keeps, plus a byte to tell a cut and the trailing NUL:
+        // a huge argv is never read whole.
+        let (cmdline, cmdline_truncated) = dir
+            .read_bytes("cmdline", CMDLINE_MAX + 2)
+            .map(|b| parse_cmdline(&b))
+            .unwrap_or_default();
+        let uid = dir
+            .read_bytes("status", SMALL_FILE_MAX)
             .and_then(|s| parse_status_uid(&s))
-            .or_else(|| std::fs::metadata(proc_pid).ok().map(|m| m.uid()))
+            .or_else(|| dir.0.uid().ok())
             .unwrap_or(u32::MAX);
         let user = self.user_name(uid);
-        let cgroup = std::fs::read(proc_pid.join("cgroup"))
+        let cgroup = dir
+            .read_bytes("cgroup", SMALL_FILE_MAX)
             .map(|s| parse_cgroup(&String::from_utf8_lossy(&s)))
             .unwrap_or_default();
         let unit = unit_from_cgroup(&cgroup);
         let container = super::container::container_from_cgroup(&cgroup);
-        let netns = std::fs::metadata(proc_pid.join("ns/net"))
+        let netns = dir
+            .0
+            .open_relative("ns/net")
+            .and_then(|f| Ok(f.metadata()?))
             .map(|m| m.ino())
             .unwrap_or(0);
         ProcessInfo {
@@ -226,6 +258,12 @@ impl InfoReader {
 #[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests {
     use super::*;
+    use procfs::FromRead;
+
+    /// The stat parse `ProcDir::stat` uses, over given bytes.
+    fn parse_stat(b: &[u8]) -> Option<Stat> {
+        procfs::process::Stat::from_read(b).ok().map(Stat::from)
+    }
 
     #[test]
     fn stat_with_spaces_and_parens_in_comm() {
@@ -241,20 +279,53 @@ mod tests {
 
     #[test]
     fn stat_real_line_and_garbage() {
-        let s = "12577 (cat) R 12575 12575 5609 0 -1 4194304 101 0 0 0 0 0 0 0 20 0 1 0 55918 3133440 406 18446744073709551615 94510807838720\n";
+        let s = "12577 (cat) R 12575 12575 5609 0 -1 4194304 101 0 0 0 0 0 0 0 20 0 1 0 55918 3133440 406 18446744073709551615 94629744152576 94629744172457 140725586194064 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 94629744188464 94629744190080 94630003015680 140725586201302 140725586201322 140725586201322 140725586202603 0\n";
         assert_eq!(parse_stat(s.as_bytes()).unwrap().start_time, 55918);
         assert_eq!(parse_stat(s.as_bytes()).unwrap().comm, "cat");
         assert_eq!(parse_stat(b"12 (x) R 1 2"), None);
         assert_eq!(parse_stat(b"garbage"), None);
-        assert_eq!(parse_stat(b")("), None);
     }
 
     #[test]
     fn stat_with_non_utf8_comm_keeps_the_process_and_shows_the_name_lossily() {
-        let s = b"4242 (nmx\xff\xfe) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10\n";
+        let s = b"4242 (nmx\xff\xfe) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n";
         let st = parse_stat(s).unwrap();
         assert_eq!(st.start_time, 987654);
         assert_eq!(st.comm, "nmx\u{fffd}\u{fffd}");
+    }
+
+    #[test]
+    fn own_process_is_read_through_one_handle() {
+        let root = Path::new("/proc");
+        let dir = ProcDir::open(root, std::process::id()).unwrap();
+        let stat = dir.stat().unwrap();
+        let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+        assert_eq!(stat.comm, comm.trim_end_matches('\n'));
+        let info = InfoReader::new(root).read_rest(std::process::id(), &dir, stat.clone());
+        assert_eq!(info.start_time, stat.start_time);
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(info.exe, exe.to_string_lossy());
+        let args = std::env::args().collect::<Vec<_>>().join(" ");
+        assert_eq!(info.cmdline, args);
+        assert_eq!(info.uid, nix::unistd::getuid().as_raw());
+        let netns = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+        assert_eq!(info.netns, netns);
+    }
+
+    #[test]
+    fn a_handle_to_a_gone_process_reads_nothing_even_if_its_pid_comes_back() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let dir = ProcDir::open(Path::new("/proc"), child.id()).unwrap();
+        assert!(dir.stat().is_some());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Reaped: whoever gets the pid next, this handle names the old process.
+        assert_eq!(dir.stat(), None);
+        assert!(dir.read_bytes("cmdline", CMDLINE_MAX).is_none());
+        assert!(ProcDir::open(Path::new("/proc"), u32::MAX).is_none());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tracing::warn;
 
 use super::fdindex::FdIndex;
-use super::procinfo::InfoReader;
+use super::procinfo::{InfoReader, ProcDir};
 use super::sockdiag::{DestroyListener, DumpChunk, SockDiag, TcpSock};
 use super::ProcessInfo;
 
@@ -158,8 +158,8 @@ impl TcpSampler {
     }
 
     fn process(&mut self, pid: u32) -> Option<Arc<ProcessInfo>> {
-        let dir = self.proc_root.join(pid.to_string());
-        let stat = InfoReader::read_stat(&dir)?;
+        let dir = ProcDir::open(&self.proc_root, pid)?;
+        let stat = dir.stat()?;
         if let Some(p) = self.procs.get(&pid) {
             if p.start_time == stat.start_time {
                 return Some(p.clone());

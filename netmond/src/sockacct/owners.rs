@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::rec::RawOwner;
-use crate::procmap::procinfo::{started_ms, InfoReader};
+use crate::procmap::procinfo::{started_ms, InfoReader, ProcDir};
 use crate::procmap::ProcessInfo;
 
 /// Processes remembered; past this the least recently used half is dropped.
@@ -76,13 +76,13 @@ impl OwnerCache {
                 return e.info.clone();
             }
         }
-        let proc_pid = Path::new("/proc").join(o.tgid.to_string());
         // Before the read: the process the read finds was alive at this time.
         let checked_ns = boottime_ns();
-        let stat = InfoReader::read_stat(&proc_pid);
+        let dir = ProcDir::open(Path::new("/proc"), o.tgid);
+        let stat = dir.as_ref().and_then(ProcDir::stat).zip(dir);
         let per_tick = self.ns_per_tick();
         let info = match stat {
-            Some(st) if st.start_time.saturating_mul(per_tick) <= o.recorded_ns => {
+            Some((st, dir)) if st.start_time.saturating_mul(per_tick) <= o.recorded_ns => {
                 let start_ns = st.start_time.saturating_mul(per_tick);
                 if let Some(e) = self.by_tgid.get_mut(&o.tgid) {
                     // The same process, seen alive again: no need to read the rest.
@@ -92,7 +92,7 @@ impl OwnerCache {
                         return e.info.clone();
                     }
                 }
-                let info = Arc::new(self.reader.read_rest(o.tgid, &proc_pid, st));
+                let info = Arc::new(self.reader.read_rest(o.tgid, &dir, st));
                 self.remember(o.tgid, start_ns, checked_ns, info.clone(), false);
                 info
             }
@@ -123,11 +123,12 @@ impl OwnerCache {
                 return e.info.clone();
             }
         }
-        let proc_pid = Path::new("/proc").join(o.tgid.to_string());
         let start_ns = start.saturating_mul(self.ns_per_tick());
-        let (info, recorded_only) = match InfoReader::read_stat(&proc_pid) {
-            Some(st) if st.start_time == start => {
-                (self.reader.read_rest(o.tgid, &proc_pid, st), false)
+        let dir = ProcDir::open(Path::new("/proc"), o.tgid);
+        let stat = dir.as_ref().and_then(ProcDir::stat).zip(dir);
+        let (info, recorded_only) = match stat {
+            Some((st, dir)) if st.start_time == start => {
+                (self.reader.read_rest(o.tgid, &dir, st), false)
             }
             // Gone, or the pid already belongs to another process.
             _ => {

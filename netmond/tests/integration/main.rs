@@ -1,8 +1,7 @@
 //! End-to-end tests: a real netmond (the built binary) on a temporary socket
 //! and database, driven by the real netmonctl. Most need root (CI is root).
 
-mod commands;
-mod harness;
+use netmon_testkit::lab as harness;
 
 mod alerts;
 mod api_limits;

@@ -1,10 +1,7 @@
 //! The external commands the lab runs: which Debian 12 package provides each,
 //! and a failure that names that package when one is missing instead of a
-//! bare assertion. Shared with netmon-tui's tests (included by path there).
-//! The table agrees with COMMAND_PACKAGES in packaging/dev/deps.sh, which
+//! bare assertion. The table agrees with COMMAND_PACKAGES in packaging/dev/deps.sh, which
 //! installs them; a test below keeps the two from drifting.
-
-#![allow(dead_code, reason = "each test binary uses a different part")]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -184,7 +181,7 @@ mod tests {
 
     #[test]
     fn command_table_agrees_with_deps_sh() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/dev/deps.sh");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../packaging/dev/deps.sh");
         let text = std::fs::read_to_string(path).expect("read packaging/dev/deps.sh");
         let table = bash_array(&text, "COMMAND_PACKAGES");
         assert_eq!(

@@ -1,7 +1,13 @@
-//! Test lab: daemons on temporary sockets, network namespaces and veth pairs
-//! with unique names, throw-away users and groups, all removed on drop.
+//! Test lab of every crate's end-to-end tests: the built netmond on a
+//! temporary socket and database, network namespaces and veth pairs with
+//! unique names, throw-away users and groups, all removed on drop; traffic
+//! generators with known byte counts. Needs root; runs the workspace's
+//! binaries from target/debug.
 
-#![allow(dead_code, reason = "each test file uses a different part of the lab")]
+#![allow(
+    clippy::new_without_default,
+    reason = "new() creates namespaces, links and groups as root: not a default value"
+)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -9,7 +15,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-pub use crate::commands::{command, require_command, sh, sh_ok, sh_unchecked};
+pub mod commands;
+
+pub use commands::{command, require_command, sh, sh_ok, sh_unchecked};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -37,11 +45,9 @@ pub fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// A binary of the workspace, built in target/debug (Cargo builds a crate's
+/// own binaries before its integration tests; others need `cargo build --workspace`).
 pub fn bin(name: &str) -> PathBuf {
-    // Set in netmond's own tests; other crates' tests find it in target/debug.
-    if let Some(p) = option_env!("CARGO_BIN_EXE_netmond").filter(|_| name == "netmond") {
-        return PathBuf::from(p);
-    }
     let p = bin_dir().join(name);
     assert!(
         p.exists(),
