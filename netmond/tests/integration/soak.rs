@@ -56,6 +56,31 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
+/// Where the daemon's resident memory is, by mapping (heap, anonymous
+/// mappings, thread stacks, files), for a failure message.
+fn memory_breakdown(pid: u32) -> String {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut by_kind: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut kind = String::new();
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let first = f.next().unwrap_or_default();
+        if first.contains('-') && !first.ends_with(':') {
+            // A mapping's header: address range, perms, offset, dev, inode, path.
+            let path = line.split_whitespace().nth(5).unwrap_or("[anon]");
+            kind = if path.starts_with('/') {
+                "files".to_owned()
+            } else {
+                path.to_owned()
+            };
+        } else if first == "Rss:" {
+            *by_kind.entry(kind.clone()).or_default() +=
+                f.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    format!("RSS by mapping (KiB): {by_kind:?}")
+}
+
 fn iface_tx(ns: &Netns, iface: &str) -> (u64, u64) {
     let read = |what: &str| -> u64 {
         let out = ns.exec(&format!("cat /sys/class/net/{iface}/statistics/tx_{what}"));
@@ -156,6 +181,7 @@ fn twenty_thousand_short_lived_processes_fold_into_twenty_programs_and_memory_re
     d.ctl(&["reset"]);
     std::thread::sleep(Duration::from_secs(2));
     let rss_before = rss_kib(pid);
+    let mem_before = memory_breakdown(pid);
     let (tx0, txp0) = iface_tx(&lab.host, &lab.host_if);
 
     let started = Instant::now();
@@ -190,8 +216,9 @@ fn twenty_thousand_short_lived_processes_fold_into_twenty_programs_and_memory_re
     }
     eprintln!(
         "soak: {TOTAL} processes in {gen_secs:.1} s; RSS {rss_before} KiB before, peak {peak}, \
-         {rss_after} after; other folded rows: [{}]",
-        others(&top)
+         {rss_after} after; other folded rows: [{}]; before: {mem_before}; after: {}",
+        others(&top),
+        memory_breakdown(pid)
     );
     let summary: Vec<String> = rows
         .iter()
@@ -268,6 +295,8 @@ fn twenty_thousand_short_lived_processes_fold_into_twenty_programs_and_memory_re
     // It still fails on any growth per process.
     assert!(
         rss_after <= rss_before + RSS_GROWTH_KIB,
-        "RSS grew from {rss_before} KiB to {rss_after} KiB (peak {peak}) over {TOTAL} exited processes"
+        "RSS grew from {rss_before} KiB to {rss_after} KiB (peak {peak}) over {TOTAL} exited \
+         processes\n{}\n{st}",
+        memory_breakdown(pid)
     );
 }
