@@ -16,7 +16,7 @@ use netmon_wire::decode::{self, LinkType, PacketMeta};
 use netmon_wire::flows::{FlowDelta, FlowKey, FlowTable, Ingest, LocalSet};
 use tracing::{debug, warn};
 
-use crate::procmap::{Priority, ResolverHandle, SocketQuery};
+use crate::attribution::procmap::{Priority, ResolverHandle, SocketQuery};
 
 /// Packet-size histogram bounds (layer-3 bytes, inclusive upper bounds).
 pub const SIZE_BOUNDS: [u32; 8] = [64, 128, 256, 512, 1024, 1500, 9000, u32::MAX];
@@ -184,7 +184,7 @@ impl CaptureHandle {
     /// It stops with the other threads of the handle.
     pub fn start_names(
         &mut self,
-        names: Arc<crate::names::Names>,
+        names: Arc<crate::hostnames::Names>,
         snaplen: i32,
     ) -> Result<(), CaptureError> {
         let iface = self.name.clone();
@@ -529,7 +529,10 @@ impl BulkThread {
                 epoch = e;
             } else if e != epoch {
                 if crate::fault::fire("capture", &self.iface) {
-                    panic!("injected failure of the capture of '{}' (NETMOND_FAULT)", self.iface);
+                    panic!(
+                        "injected failure of the capture of '{}' (NETMOND_FAULT)",
+                        self.iface
+                    );
                 }
                 epoch = e;
                 let now = crate::clock::now_ms().max(last_ms);
@@ -679,7 +682,7 @@ fn flow_start_loop(
 fn name_loop(
     mut cap: pcap::Capture<pcap::Active>,
     link: LinkType,
-    names: &crate::names::Names,
+    names: &crate::hostnames::Names,
     shared: &Shared,
     stop: &AtomicBool,
     iface: &str,

@@ -14,13 +14,13 @@ use netmon_wire::flows::LocalSet;
 use tracing::{info, warn};
 
 use crate::aggregate::Aggregator;
-use crate::basic::BasicMonitor;
+use crate::attribution::ebpf::SockAcct;
+use crate::attribution::procmap::{Resolver, ResolverConfig, ResolverHandle};
 use crate::capture::{self, Batch, CaptureHandle, CaptureSettings, Shared};
 use crate::config::{Attribution, CaptureMode, Config};
-use crate::names::{Names, NamesSettings};
+use crate::engine::capture_free::BasicMonitor;
+use crate::hostnames::{Names, NamesSettings};
 use crate::netif;
-use crate::procmap::{Resolver, ResolverConfig, ResolverHandle};
-use crate::sockacct::SockAcct;
 
 /// Folded process rows after which freed memory is handed back to the system.
 const TRIM_AFTER_FOLDED: usize = 1000;
@@ -206,7 +206,7 @@ impl Captures {
 struct Inner {
     agg: Aggregator,
     batches: Receiver<Batch>,
-    resolutions: crate::procmap::Answers,
+    resolutions: crate::attribution::procmap::Answers,
     kernel: KernelCounters,
     last_rollup: crate::aggregate::Rollup,
     /// Process rows folded since memory was last given back to the system.
@@ -591,7 +591,7 @@ impl CaptureMonitor {
         if let Some(sa) = inner.sockacct.as_mut() {
             let handle = &self.handle;
             let poll = sa.poll(|q| {
-                handle.submit(q, crate::procmap::Priority::High);
+                handle.submit(q, crate::attribution::procmap::Priority::High);
             });
             inner.sockets_tracked = poll.tracked as u64;
             inner.agg.apply_sockets(&poll, now);
@@ -640,7 +640,9 @@ impl CaptureMonitor {
             n.with_lookup(|look| inner.agg.apply_names(look));
         }
         let tick_ms = inner.tick_ms;
-        let mut rollup = inner.agg.roll(tick_ms, crate::procmap::is_alive);
+        let mut rollup = inner
+            .agg
+            .roll(tick_ms, crate::attribution::procmap::is_alive);
         inner.folded_since_trim += rollup.folded.len();
         inner.ticks_since_trim += 1;
         // After a burst of folds, and once a minute after any: what exited
@@ -852,7 +854,7 @@ fn start_sockacct(cfg: &Config) -> anyhow::Result<(Option<SockAcct>, (&'static s
             ),
         ));
     }
-    let excluded = match crate::sockacct::netns_cookies(&cfg.capture.exclude_netns) {
+    let excluded = match crate::attribution::ebpf::netns_cookies(&cfg.capture.exclude_netns) {
         Ok(c) => c,
         Err(e) if cfg.capture.attribution == Attribution::Ebpf => {
             anyhow::bail!("capture.exclude_netns: {e}")
@@ -874,7 +876,10 @@ fn start_sockacct(cfg: &Config) -> anyhow::Result<(Option<SockAcct>, (&'static s
             Err(anyhow::Error::from(e).context("attribution = \"ebpf\" cannot start"))
         }
         Err(e) => {
-            let why = format!("eBPF unavailable: {}", crate::sockacct::describe(&e));
+            let why = format!(
+                "eBPF unavailable: {}",
+                crate::attribution::ebpf::describe(&e)
+            );
             warn!(reason = %why, "attribution falls back to socket lookups");
             Ok((None, (lookup, why)))
         }

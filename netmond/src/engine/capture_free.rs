@@ -27,10 +27,10 @@ use anyhow::Context;
 use netmon_proto::v1;
 
 use crate::aggregate::identity;
+use crate::attribution::procmap::{ProcessInfo, TcpSample, TcpSampler};
 use crate::config::Config;
-use crate::monitor::{KernelCounters, MonitorStatus, Snapshot};
+use crate::engine::run::{KernelCounters, MonitorStatus, Snapshot};
 use crate::netif;
-use crate::procmap::{ProcessInfo, TcpSample, TcpSampler};
 
 /// One socket's counters as read in one sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -352,7 +352,7 @@ impl BasicMonitor {
                 traffic: Some(p.meter.traffic(tick_ms)),
                 protocols: vec!["tcp".to_owned()],
                 connections: p.connections,
-                alive: crate::procmap::is_alive(p.info.pid, p.info.start_time),
+                alive: crate::attribution::procmap::is_alive(p.info.pid, p.info.start_time),
                 first_seen_ms: p.first_seen_ms,
                 last_seen_ms: p.last_seen_ms,
                 over_threshold: false,

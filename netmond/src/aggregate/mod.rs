@@ -10,9 +10,9 @@ use netmon_proto::v1;
 use netmon_wire::classify::{transport_name, AppProto};
 use netmon_wire::flows::{FlowDelta, FlowKey, Placement, TcpState};
 
+use crate::attribution::ebpf;
+use crate::attribution::procmap::{Priority, ProcessInfo, Resolution, SocketQuery, Unattributed};
 use crate::capture::SIZE_BOUNDS;
-use crate::procmap::{Priority, ProcessInfo, Resolution, SocketQuery, Unattributed};
-use crate::sockacct;
 
 /// Program rows kept; exited processes of further programs fold into one
 /// catch-all row (a flood of random names must not grow the table).
@@ -68,7 +68,7 @@ impl Counts {
         self.up_packets += o.up_packets;
         self.down_packets += o.down_packets;
     }
-    fn of_socket(c: &sockacct::Counts) -> Counts {
+    fn of_socket(c: &ebpf::Counts) -> Counts {
         Counts {
             up_bytes: c.up_bytes,
             down_bytes: c.down_bytes,
@@ -257,7 +257,7 @@ struct HostRec {
     last_seen_ms: i64,
     /// The last name learned for the address; kept after the name table
     /// entry expires, since the traffic was to that name.
-    name: Option<crate::names::NameInfo>,
+    name: Option<crate::hostnames::NameInfo>,
 }
 
 /// Everything the aggregator produced for one tick.
@@ -556,7 +556,7 @@ impl Aggregator {
 
     /// Folds one tick of socket accounting in (socket mode): process bytes,
     /// unattributed sockets, and the addresses captured flows are matched to.
-    pub fn apply_sockets(&mut self, poll: &sockacct::Poll, now_ms: i64) {
+    pub fn apply_sockets(&mut self, poll: &ebpf::Poll, now_ms: i64) {
         for s in &poll.sockets {
             let c = Counts::of_socket(&s.counts);
             let (info, reason) = match &s.owner {
@@ -860,7 +860,7 @@ impl Aggregator {
 
     /// Names remote hosts: `lookup` is asked about every host once per tick
     /// (before `roll`); a host keeps its last name when lookup has none.
-    pub fn apply_names(&mut self, lookup: &dyn Fn(&IpAddr) -> Option<crate::names::NameInfo>) {
+    pub fn apply_names(&mut self, lookup: &dyn Fn(&IpAddr) -> Option<crate::hostnames::NameInfo>) {
         for (ip, h) in self.hosts.iter_mut() {
             if let Some(n) = lookup(ip) {
                 if h.name.as_ref() != Some(&n) {
