@@ -1,4 +1,4 @@
-//! Basic (capture-free) mode: per-process TCP payload bytes from the kernel's
+//! The capture-free mode (`mode = "basic"`): per-process TCP payload bytes from the kernel's
 //! per-socket counters (sock_diag `tcp_info`), sampled every tick, plus the kernel's
 //! interface counters. No pcap, no packet statistics, no UDP.
 //!
@@ -29,7 +29,7 @@ use netmon_proto::v1;
 use crate::aggregate::identity;
 use crate::attribution::procmap::{ProcessInfo, TcpSample, TcpSampler};
 use crate::config::Config;
-use crate::engine::run::{KernelCounters, MonitorStatus, Snapshot};
+use crate::engine::snapshot::{KernelCounters, MonitorStatus, Snapshot};
 use crate::netif;
 
 /// One socket's counters as read in one sample.
@@ -162,7 +162,7 @@ struct Inner {
 }
 
 /// A basic-mode monitoring run, with the same surface as the capture one.
-pub struct BasicMonitor {
+pub struct CaptureFreeMonitor {
     tick_ms: u64,
     include_loopback: bool,
     wanted: Vec<String>,
@@ -190,11 +190,11 @@ fn plain_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-impl BasicMonitor {
+impl CaptureFreeMonitor {
     /// `reason` says why basic mode runs (config, or why capture failed).
     pub fn start(cfg: &Config, wanted: Vec<String>, reason: String) -> anyhow::Result<Self> {
         let sampler = TcpSampler::open().context("cannot open a sock_diag socket")?;
-        let m = BasicMonitor {
+        let m = CaptureFreeMonitor {
             tick_ms: cfg.daemon.tick_ms,
             include_loopback: cfg.capture.include_loopback,
             wanted,

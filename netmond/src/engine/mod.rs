@@ -4,6 +4,7 @@
 
 pub mod capture_free;
 pub mod run;
+pub mod snapshot;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +21,8 @@ use crate::alerts::state::{JsonFile, ThresholdStore};
 use crate::alerts::{self, Evaluator};
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::engine::run::{Monitor, Snapshot};
+use crate::engine::run::Monitor;
+use crate::engine::snapshot::Snapshot;
 use crate::store::{SessionRecord, Store, TickRecord};
 
 /// Frames buffered per subscriber before it is considered behind and skipped.
