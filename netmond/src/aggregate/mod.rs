@@ -2,6 +2,8 @@
 //! hosts, interfaces, protocols and the unattributed buckets. No I/O but the
 //! cheap liveness check of known pids; nothing here runs per packet.
 
+pub mod rows;
+
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use netmon_wire::flows::{FlowDelta, FlowKey, Placement, TcpState};
 use crate::attribution::ebpf;
 use crate::attribution::procmap::{Priority, ProcessInfo, Resolution, SocketQuery, Unattributed};
 use crate::capture::SIZE_BOUNDS;
+use rows::{host_row, identity, most_bytes_first, process_row};
 
 /// Program rows kept; exited processes of further programs fold into one
 /// catch-all row (a flood of random names must not grow the table).
@@ -936,41 +939,37 @@ impl Aggregator {
         let mut processes: Vec<v1::ProcessRow> = self
             .procs
             .values()
-            .map(|p| v1::ProcessRow {
-                process: Some(identity(&p.info)),
-                traffic: Some(p.meter.traffic(tick_ms)),
-                protocols: p.protocols.iter().map(|s| (*s).to_owned()).collect(),
-                connections: p.live_flows,
-                alive: p.alive,
-                first_seen_ms: p.first_seen_ms,
-                last_seen_ms: p.last_seen_ms,
-                over_threshold: false,
-                threshold_bps: 0,
-                folded_processes: 0,
+            .map(|p| {
+                process_row(
+                    &p.info,
+                    p.meter.traffic(tick_ms),
+                    p.protocols.iter().map(|s| (*s).to_owned()).collect(),
+                    p.live_flows,
+                    p.alive,
+                    (p.first_seen_ms, p.last_seen_ms),
+                )
             })
-            .chain(self.programs.values().map(|g| v1::ProcessRow {
-                process: Some(v1::ProcessIdentity {
-                    pid: 0,
-                    start_time: 0,
-                    netns: 0,
-                    started_ms: 0,
-                    ..identity(&g.info)
-                }),
-                traffic: Some(g.meter.traffic(tick_ms)),
-                protocols: g.protocols.iter().map(|s| (*s).to_owned()).collect(),
-                connections: 0,
-                alive: false,
-                first_seen_ms: g.first_seen_ms,
-                last_seen_ms: g.last_seen_ms,
-                over_threshold: false,
-                threshold_bps: 0,
-                folded_processes: g.folded,
+            .chain(self.programs.values().map(|g| {
+                let mut row = process_row(
+                    &g.info,
+                    g.meter.traffic(tick_ms),
+                    g.protocols.iter().map(|s| (*s).to_owned()).collect(),
+                    0,
+                    false,
+                    (g.first_seen_ms, g.last_seen_ms),
+                );
+                // The folded processes' own identities are not shown.
+                if let Some(id) = row.process.as_mut() {
+                    id.pid = 0;
+                    id.start_time = 0;
+                    id.netns = 0;
+                    id.started_ms = 0;
+                }
+                row.folded_processes = g.folded;
+                row
             }))
             .collect();
-        processes.sort_by_key(|r| {
-            let t = r.traffic.unwrap_or_default();
-            std::cmp::Reverse(t.up_bytes + t.down_bytes)
-        });
+        most_bytes_first(&mut processes, |r| r.traffic);
 
         let mut reasons: Vec<v1::UnattributedReason> = self
             .unattributed
@@ -1008,28 +1007,17 @@ impl Aggregator {
         let mut hosts: Vec<v1::HostRow> = self
             .hosts
             .iter()
-            .map(|(ip, h)| v1::HostRow {
-                address: ip.to_string(),
-                name: h
-                    .name
-                    .as_ref()
-                    .map(|n| n.name.to_string())
-                    .unwrap_or_default(),
-                category: h
-                    .name
-                    .as_ref()
-                    .and_then(|n| n.category.as_deref())
-                    .unwrap_or_default()
-                    .to_owned(),
-                traffic: Some(h.meter.traffic(tick_ms)),
-                processes: h.processes.iter().cloned().collect(),
-                connections: h.live_flows,
+            .map(|(ip, h)| {
+                host_row(
+                    *ip,
+                    h.name.as_ref(),
+                    h.meter.traffic(tick_ms),
+                    h.processes.iter().cloned().collect(),
+                    h.live_flows,
+                )
             })
             .collect();
-        hosts.sort_by_key(|h| {
-            let t = h.traffic.unwrap_or_default();
-            std::cmp::Reverse(t.up_bytes + t.down_bytes)
-        });
+        most_bytes_first(&mut hosts, |h| h.traffic);
 
         let attributed: u64 = self
             .procs
@@ -1435,24 +1423,6 @@ fn tcp_state_name(proto: u8, s: TcpState) -> &'static str {
         TcpState::Established => "established",
         TcpState::Closing => "closing",
         TcpState::Closed => "closed",
-    }
-}
-
-pub fn identity(p: &ProcessInfo) -> v1::ProcessIdentity {
-    v1::ProcessIdentity {
-        pid: p.pid,
-        start_time: p.start_time,
-        name: p.name.clone(),
-        exe: p.exe.clone(),
-        cmdline: p.cmdline.clone(),
-        cmdline_truncated: p.cmdline_truncated,
-        uid: p.uid,
-        user: p.user.clone(),
-        unit: p.unit.clone(),
-        cgroup: p.cgroup.clone(),
-        netns: p.netns,
-        started_ms: p.started_ms,
-        container: p.container.clone(),
     }
 }
 

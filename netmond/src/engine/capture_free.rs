@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use anyhow::Context;
 use netmon_proto::v1;
 
-use crate::aggregate::identity;
+use crate::aggregate::rows::{host_row, identity, most_bytes_first, process_row};
 use crate::attribution::procmap::{ProcessInfo, TcpSample, TcpSampler};
 use crate::config::Config;
 use crate::engine::snapshot::{KernelCounters, MonitorStatus, Snapshot};
@@ -347,23 +347,18 @@ impl CaptureFreeMonitor {
         let mut processes: Vec<v1::ProcessRow> = inner
             .procs
             .values()
-            .map(|p| v1::ProcessRow {
-                process: Some(identity(&p.info)),
-                traffic: Some(p.meter.traffic(tick_ms)),
-                protocols: vec!["tcp".to_owned()],
-                connections: p.connections,
-                alive: crate::attribution::procmap::is_alive(p.info.pid, p.info.start_time),
-                first_seen_ms: p.first_seen_ms,
-                last_seen_ms: p.last_seen_ms,
-                over_threshold: false,
-                threshold_bps: 0,
-                folded_processes: 0,
+            .map(|p| {
+                process_row(
+                    &p.info,
+                    p.meter.traffic(tick_ms),
+                    vec!["tcp".to_owned()],
+                    p.connections,
+                    crate::attribution::procmap::is_alive(p.info.pid, p.info.start_time),
+                    (p.first_seen_ms, p.last_seen_ms),
+                )
             })
             .collect();
-        processes.sort_by_key(|r| {
-            let t = r.traffic.unwrap_or_default();
-            std::cmp::Reverse(t.up_bytes + t.down_bytes)
-        });
+        most_bytes_first(&mut processes, |r| r.traffic);
         let mut all = inner.unattributed;
         for p in inner.procs.values() {
             all.up += p.meter.up;
@@ -378,20 +373,10 @@ impl CaptureFreeMonitor {
             .map(|(ip, h)| {
                 let mut procs: Vec<String> = h.processes.iter().cloned().collect();
                 procs.sort();
-                v1::HostRow {
-                    address: ip.to_string(),
-                    name: String::new(),
-                    category: String::new(),
-                    traffic: Some(h.meter.traffic(tick_ms)),
-                    processes: procs,
-                    connections: h.connections,
-                }
+                host_row(*ip, None, h.meter.traffic(tick_ms), procs, h.connections)
             })
             .collect();
-        hosts.sort_by_key(|h| {
-            let t = h.traffic.unwrap_or_default();
-            std::cmp::Reverse(t.up_bytes + t.down_bytes)
-        });
+        most_bytes_first(&mut hosts, |h| h.traffic);
         let interfaces = match &list {
             Ok(l) => inner.kernel.rows(l, |_| (None, None)),
             Err(_) => Vec::new(),
