@@ -12,10 +12,10 @@ use netmon_proto::v1;
 use netmon_wire::classify::{transport_name, AppProto};
 use netmon_wire::flows::{FlowDelta, FlowKey, Placement, TcpState};
 
-use crate::attribution::ebpf;
-use crate::attribution::procmap::{Priority, ProcessInfo, Resolution, SocketQuery, Unattributed};
+use crate::attribution::procmap::{Priority, Resolution, SocketQuery, Unattributed};
+use crate::attribution::{ebpf, ProcessInfo};
 use crate::capture::SIZE_BOUNDS;
-use rows::{host_row, identity, most_bytes_first, process_row};
+use rows::{host_row, most_bytes_first, process_row};
 
 /// Program rows kept; exited processes of further programs fold into one
 /// catch-all row (a flood of random names must not grow the table).
@@ -1267,7 +1267,9 @@ impl Aggregator {
             .map(|(k, f)| {
                 let (process, reason) = match f.owner {
                     Owner::Process(pk) | Owner::Socket(Some(pk)) => (
-                        self.procs.get(&pk).map(|p| identity(&p.info)),
+                        self.procs
+                            .get(&pk)
+                            .map(|p| v1::ProcessIdentity::from(&*p.info)),
                         String::new(),
                     ),
                     Owner::Socket(None) => (None, String::new()),

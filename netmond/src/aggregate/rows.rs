@@ -1,31 +1,13 @@
 //! The snapshot's process and host rows, built the same way by the capture
-//! rollup and the capture-free mode: a process's API identity and row, a
-//! remote host's row, and their order (most bytes first).
+//! rollup and the capture-free mode: a process's row, a remote host's row,
+//! and their order (most bytes first).
 
 use std::net::IpAddr;
 
 use netmon_proto::v1;
 
-use crate::attribution::procmap::ProcessInfo;
+use crate::attribution::ProcessInfo;
 use crate::hostnames::NameInfo;
-
-pub fn identity(p: &ProcessInfo) -> v1::ProcessIdentity {
-    v1::ProcessIdentity {
-        pid: p.pid,
-        start_time: p.start_time,
-        name: p.name.clone(),
-        exe: p.exe.clone(),
-        cmdline: p.cmdline.clone(),
-        cmdline_truncated: p.cmdline_truncated,
-        uid: p.uid,
-        user: p.user.clone(),
-        unit: p.unit.clone(),
-        cgroup: p.cgroup.clone(),
-        netns: p.netns,
-        started_ms: p.started_ms,
-        container: p.container.clone(),
-    }
-}
 
 /// One process's row; the engine fills in its threshold.
 pub(crate) fn process_row(
@@ -37,7 +19,7 @@ pub(crate) fn process_row(
     (first_seen_ms, last_seen_ms): (i64, i64),
 ) -> v1::ProcessRow {
     v1::ProcessRow {
-        process: Some(identity(info)),
+        process: Some(v1::ProcessIdentity::from(info)),
         traffic: Some(traffic),
         protocols,
         connections,

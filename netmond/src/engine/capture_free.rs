@@ -26,8 +26,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use anyhow::Context;
 use netmon_proto::v1;
 
-use crate::aggregate::rows::{host_row, identity, most_bytes_first, process_row};
-use crate::attribution::procmap::{ProcessInfo, TcpSample, TcpSampler};
+use crate::aggregate::rows::{host_row, most_bytes_first, process_row};
+use crate::attribution::procmap::{TcpSample, TcpSampler};
+use crate::attribution::ProcessInfo;
 use crate::config::Config;
 use crate::engine::snapshot::{KernelCounters, MonitorStatus, Snapshot};
 use crate::netif;
@@ -161,7 +162,7 @@ struct Inner {
     error: String,
 }
 
-/// A basic-mode monitoring run, with the same surface as the capture one.
+/// A capture-free (`mode = "basic"`) monitoring run, with the same surface as the capture one.
 pub struct CaptureFreeMonitor {
     tick_ms: u64,
     include_loopback: bool,
@@ -442,7 +443,7 @@ impl CaptureFreeMonitor {
                 remote_port: u32::from(c.sample.remote.port()),
                 remote_name: String::new(),
                 state: "active".to_owned(),
-                process: c.sample.owner.as_deref().map(identity),
+                process: c.sample.owner.as_deref().map(v1::ProcessIdentity::from),
                 unattributed_reason: if c.sample.owner.is_some() {
                     String::new()
                 } else {

@@ -20,7 +20,7 @@ use rusqlite::{params, Connection, OpenFlags};
 use tracing::{debug, error, info, warn};
 
 use minute::{Accumulator, Batch};
-pub use minute::{HostTick, IfaceTick, ProcHostTick, ProcIdentity, ProcTick, TickRecord};
+pub use minute::{HostTick, IfaceTick, ProcHostTick, ProcTick, TickRecord};
 use schema::MIGRATIONS;
 use write::Ids;
 pub use write::Retention;

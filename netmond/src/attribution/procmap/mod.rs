@@ -66,6 +66,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use crate::attribution::ProcessInfo;
 pub use connector::ProcEvent;
 pub use dumpjoin::LookupMode;
 pub use procinfo::{
@@ -117,32 +118,6 @@ pub enum Priority {
     /// Inbound SYNs without payload: nobody may ever answer them (a SYN flood), so
     /// they wait behind `High` in a bounded queue.
     Low,
-}
-
-/// Who owns a socket, read when attribution succeeded.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProcessInfo {
-    pub pid: u32,
-    /// Clock ticks since boot (/proc/<pid>/stat field 22); with `pid`, the identity.
-    pub start_time: u64,
-    /// comm.
-    pub name: String,
-    pub exe: String,
-    /// Arguments joined by spaces, at most `procinfo::CMDLINE_MAX` bytes.
-    pub cmdline: String,
-    /// `cmdline` was cut to the cap.
-    pub cmdline_truncated: bool,
-    pub uid: u32,
-    pub user: String,
-    /// systemd unit from the cgroup path, e.g. "nginx.service", or "".
-    pub unit: String,
-    pub cgroup: String,
-    /// Container from the cgroup path (`docker:3f2e5d001387`, `lxc:db1`), or "".
-    pub container: String,
-    /// Inode of /proc/<pid>/ns/net.
-    pub netns: u64,
-    /// Start as wall clock, ms since the epoch.
-    pub started_ms: i64,
 }
 
 /// Why a flow has no owner.
