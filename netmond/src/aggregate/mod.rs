@@ -192,6 +192,23 @@ struct ProcRec {
     last_seen_ms: i64,
 }
 
+impl ProcRec {
+    /// A process first seen now, alive, with nothing counted yet.
+    fn new(info: Arc<ProcessInfo>, first_seen_ms: i64, last_seen_ms: i64) -> ProcRec {
+        ProcRec {
+            info,
+            meter: Meter::default(),
+            protocols: BTreeSet::new(),
+            live_flows: 0,
+            alive: true,
+            exited_tick: 0,
+            quiet_ticks: 0,
+            first_seen_ms,
+            last_seen_ms,
+        }
+    }
+}
+
 /// What makes processes one program: their exited rows fold into its row.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ProgramKey {
@@ -634,17 +651,7 @@ impl Aggregator {
                 let p = self
                     .procs
                     .entry((info.pid, info.start_time))
-                    .or_insert_with(|| ProcRec {
-                        info,
-                        meter: Meter::default(),
-                        protocols: BTreeSet::new(),
-                        live_flows: 0,
-                        alive: true,
-                        exited_tick: 0,
-                        quiet_ticks: 0,
-                        first_seen_ms: now_ms,
-                        last_seen_ms: now_ms,
-                    });
+                    .or_insert_with(|| ProcRec::new(info, now_ms, now_ms));
                 p.meter.add(c);
                 p.last_seen_ms = now_ms;
                 p.protocols.insert(transport_name(proto));
@@ -746,17 +753,10 @@ impl Aggregator {
             Ok(info) => {
                 let k = (info.pid, info.start_time);
                 rec.owner = Owner::Process(k);
-                let p = self.procs.entry(k).or_insert_with(|| ProcRec {
-                    info: info.clone(),
-                    meter: Meter::default(),
-                    protocols: BTreeSet::new(),
-                    live_flows: 0,
-                    alive: true,
-                    exited_tick: 0,
-                    quiet_ticks: 0,
-                    first_seen_ms,
-                    last_seen_ms: rec.last_seen_ms,
-                });
+                let p = self
+                    .procs
+                    .entry(k)
+                    .or_insert_with(|| ProcRec::new(info.clone(), first_seen_ms, rec.last_seen_ms));
                 p.meter.total.add(&moved.total);
                 p.meter.tick.add(&moved.tick);
                 p.protocols.insert(label);
