@@ -1211,7 +1211,7 @@ mod fault_tests {
             let mut w = Worker::new(p.clone(), Arc::new(Mutex::new(Health::default())), opts);
             w.retention_every = every;
             let (tx, rx) = mpsc::sync_channel(16);
-            let thread = std::thread::spawn(move || w.run(rx));
+            let thread = std::thread::spawn(move || w.run(&rx));
             // The pass at start removes the first row.
             let deadline = Instant::now() + Duration::from_secs(5);
             while rows(&p, old) > 0 {
