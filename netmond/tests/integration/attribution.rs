@@ -335,7 +335,11 @@ fn a_capture_or_store_thread_that_fails_is_started_again_and_status_says_so() {
     let iface = |d: &Daemon| -> serde_json::Value {
         d.ctl_json(&["status"])["interfaces"]
             .as_array()
-            .and_then(|a| a.iter().find(|i| i["name"] == lab.host_if.as_str()).cloned())
+            .and_then(|a| {
+                a.iter()
+                    .find(|i| i["name"] == lab.host_if.as_str())
+                    .cloned()
+            })
             .unwrap_or_default()
     };
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -348,7 +352,11 @@ fn a_capture_or_store_thread_that_fails_is_started_again_and_status_says_so() {
         {
             break st;
         }
-        assert!(Instant::now() < deadline, "no restart seen: {st}\n{}", d.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "no restart seen: {st}\n{}",
+            d.log_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(
@@ -378,10 +386,19 @@ fn a_capture_or_store_thread_that_fails_is_started_again_and_status_says_so() {
             .map(|r| u(r, "up_bytes"))
             .sum();
         if stored >= N {
-            assert_between(stored, N, tcp_credit_hi(N), "stored after the store's restart");
+            assert_between(
+                stored,
+                N,
+                tcp_credit_hi(N),
+                "stored after the store's restart",
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "upload not stored: {rep}\n{}", d.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "upload not stored: {rep}\n{}",
+            d.log_text()
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     assert_eq!(d.ctl_json(&["status"])["storage"]["state"], "ok");
