@@ -27,7 +27,7 @@ pub enum ConfigError {
     #[error("invalid value for '{key}': {message}")]
     Value { key: &'static str, message: String },
     #[error("invalid host categories")]
-    Categories(#[source] crate::names::category::RulesError),
+    Categories(#[source] crate::hostnames::category::RulesError),
 }
 
 /// `[daemon]` section.
@@ -661,7 +661,7 @@ pub struct Config {
     pub names: NamesSection,
     pub privacy: crate::privacy::PrivacySection,
     /// Built-in rules, then `names.categories_file`, then `names.categories`.
-    pub categories: crate::names::Categories,
+    pub categories: crate::hostnames::Categories,
     pub metrics: MetricsConfig,
 }
 
@@ -721,7 +721,7 @@ impl Config {
             capture: file.capture,
             store: file.store,
             alerts: file.alerts.resolve()?,
-            categories: crate::names::Categories::default(),
+            categories: crate::hostnames::Categories::default(),
             names: file.names,
             metrics: file.metrics.resolve()?,
             privacy: file.privacy,
@@ -829,9 +829,9 @@ impl Config {
 }
 
 /// The category rules: built in, then the rules file, then inline rules.
-fn load_categories(names: &NamesSection) -> Result<crate::names::Categories, ConfigError> {
-    use crate::names::category::RulesError;
-    let mut c = crate::names::Categories::builtin();
+fn load_categories(names: &NamesSection) -> Result<crate::hostnames::Categories, ConfigError> {
+    use crate::hostnames::category::RulesError;
+    let mut c = crate::hostnames::Categories::builtin();
     if let Some(p) = &names.categories_file {
         let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
             path: p.clone(),

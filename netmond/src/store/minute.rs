@@ -6,6 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use netmon_proto::v1;
 
+use crate::attribution::ProcessInfo;
+
 pub const MINUTE_MS: i64 = 60_000;
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 86_400_000;
@@ -13,27 +15,10 @@ pub const DAY_MS: i64 = 86_400_000;
 /// Baselines kept per kind before the least recently seen half is dropped.
 const MAX_BASELINES: usize = 200_000;
 
-/// Who a process is, as stored with its samples.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProcIdentity {
-    pub pid: u32,
-    /// Clock ticks since boot, as in /proc/<pid>/stat.
-    pub start_time: u64,
-    pub name: String,
-    pub exe: String,
-    pub cmdline: String,
-    pub cmdline_truncated: bool,
-    pub uid: u32,
-    pub user: String,
-    pub unit: String,
-    /// Container from the cgroup path, or "".
-    pub container: String,
-}
-
 /// One process in a tick: cumulative totals (since start or reset) and rates.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcTick {
-    pub identity: ProcIdentity,
+    pub identity: ProcessInfo,
     pub up_bytes: u64,
     pub down_bytes: u64,
     pub up_bps: u64,
@@ -117,18 +102,7 @@ impl TickRecord {
                     let t = p.traffic.unwrap_or_default();
                     let id = p.process.as_ref()?;
                     moving(&t).then(|| ProcTick {
-                        identity: ProcIdentity {
-                            pid: id.pid,
-                            start_time: id.start_time,
-                            name: id.name.clone(),
-                            exe: id.exe.clone(),
-                            cmdline: id.cmdline.clone(),
-                            cmdline_truncated: id.cmdline_truncated,
-                            uid: id.uid,
-                            user: id.user.clone(),
-                            unit: id.unit.clone(),
-                            container: id.container.clone(),
-                        },
+                        identity: ProcessInfo::from(id),
                         up_bytes: t.up_bytes,
                         down_bytes: t.down_bytes,
                         up_bps: t.up_bps,
@@ -189,7 +163,7 @@ impl Sample {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcMinute {
-    pub identity: ProcIdentity,
+    pub identity: ProcessInfo,
     pub sample: Sample,
     pub protocols: BTreeSet<String>,
 }
@@ -368,7 +342,7 @@ pub(crate) mod tests {
 
     pub fn proc_tick(pid: u32, name: &str, up: u64, down: u64, proto: &str) -> ProcTick {
         ProcTick {
-            identity: ProcIdentity {
+            identity: ProcessInfo {
                 pid,
                 start_time: u64::from(pid) * 10,
                 name: name.into(),

@@ -20,7 +20,7 @@ use rusqlite::{params, Connection, OpenFlags};
 use tracing::{debug, error, info, warn};
 
 use minute::{Accumulator, Batch};
-pub use minute::{HostTick, IfaceTick, ProcHostTick, ProcIdentity, ProcTick, TickRecord};
+pub use minute::{HostTick, IfaceTick, ProcHostTick, ProcTick, TickRecord};
 use schema::MIGRATIONS;
 use write::Ids;
 pub use write::Retention;
@@ -913,7 +913,7 @@ mod tests {
         let p = dir.path().join("t.db");
         let s = Store::start(&p, StoreOptions::default());
         let mut t = proc_tick(1, "a", 100, 50, "tcp");
-        t.identity.cmdline = "a".repeat(crate::procmap::CMDLINE_MAX);
+        t.identity.cmdline = "a".repeat(crate::attribution::procmap::CMDLINE_MAX);
         t.identity.cmdline_truncated = true;
         s.record_tick(tick(crate::clock::now_ms(), 1, vec![t]));
         s.flush().await;
@@ -926,7 +926,10 @@ mod tests {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
-        assert_eq!((len, cut), (crate::procmap::CMDLINE_MAX as i64, true));
+        assert_eq!(
+            (len, cut),
+            (crate::attribution::procmap::CMDLINE_MAX as i64, true)
+        );
     }
 
     #[test]

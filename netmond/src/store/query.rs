@@ -1296,9 +1296,10 @@ mod bench {
     use std::collections::BTreeSet;
     use std::time::Instant;
 
-    use super::super::minute::{Batch, HostMinute, ProcIdentity, ProcMinute, Sample, MINUTE_MS};
+    use super::super::minute::{Batch, HostMinute, ProcMinute, Sample, MINUTE_MS};
     use super::super::write::{apply_retention, write_batch, Ids};
     use super::*;
+    use crate::attribution::ProcessInfo;
 
     struct Lcg(u64);
     impl Lcg {
@@ -1325,7 +1326,7 @@ mod bench {
                 100_000 + d as u32 * 100 + p
             };
             let name = format!("proc{}", p % 60);
-            let identity = ProcIdentity {
+            let identity = ProcessInfo {
                 pid,
                 start_time: u64::from(pid) * 7,
                 name: name.clone(),
@@ -1336,6 +1337,7 @@ mod bench {
                 user: format!("user{}", p % 3),
                 unit: String::new(),
                 container: String::new(),
+                ..ProcessInfo::default()
             };
             for m in 0..1440 {
                 if rng.next(4) != 0 {

@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use netmon_proto::v1;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::minute::{floor_to, Batch, ProcIdentity, ProcKey, Sample, DAY_MS, HOUR_MS, MINUTE_MS};
+use super::minute::{floor_to, Batch, ProcKey, Sample, DAY_MS, HOUR_MS, MINUTE_MS};
 use super::SessionRecord;
+use crate::attribution::ProcessInfo;
 
 /// The three resolutions and the span of one row.
 pub const RESOLUTIONS: [(&str, i64); 3] =
@@ -75,7 +76,7 @@ fn proc_id(
     ids: &Ids,
     staged: &mut Ids,
     key: ProcKey,
-    p: &ProcIdentity,
+    p: &ProcessInfo,
     now_ms: i64,
 ) -> rusqlite::Result<i64> {
     if let Some(id) = ids.procs.get(&key).or_else(|| staged.procs.get(&key)) {

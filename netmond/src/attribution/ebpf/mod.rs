@@ -19,7 +19,7 @@ use aya::programs::{CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr};
 use aya::{Ebpf, EbpfLoader};
 use tracing::{debug, info, warn};
 
-use crate::procmap::{ProcessInfo, Resolution, SocketQuery, Unattributed};
+use crate::attribution::procmap::{ProcessInfo, Resolution, SocketQuery, Unattributed};
 pub use owners::OwnerCache;
 pub use rec::Counts;
 use rec::{RawOwner, RawRec, Tracker};
@@ -449,10 +449,12 @@ fn self_test(ebpf: &mut Ebpf, task_start: bool) -> Result<u64, SockAcctError> {
 /// The start time read in the kernel must be the one /proc shows: a
 /// relocation gone wrong would give every process a wrong identity.
 fn check_start(o: &RawOwner) -> Result<(), SockAcctError> {
-    let stat =
-        crate::procmap::procinfo::ProcDir::open(std::path::Path::new("/proc"), std::process::id())
-            .and_then(|d| d.stat())
-            .ok_or_else(|| SockAcctError::SelfTest("cannot read /proc/self/stat".to_owned()))?;
+    let stat = crate::attribution::procmap::procinfo::ProcDir::open(
+        std::path::Path::new("/proc"),
+        std::process::id(),
+    )
+    .and_then(|d| d.stat())
+    .ok_or_else(|| SockAcctError::SelfTest("cannot read /proc/self/stat".to_owned()))?;
     let ticks = owners::start_ticks(o.start_ns, owners::clock_ticks());
     if ticks == stat.start_time {
         Ok(())

@@ -1,4 +1,4 @@
-//! Basic (capture-free) mode: per-process TCP payload bytes from the kernel's
+//! The capture-free mode (`mode = "basic"`): per-process TCP payload bytes from the kernel's
 //! per-socket counters (sock_diag `tcp_info`), sampled every tick, plus the kernel's
 //! interface counters. No pcap, no packet statistics, no UDP.
 //!
@@ -26,11 +26,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use anyhow::Context;
 use netmon_proto::v1;
 
-use crate::aggregate::identity;
+use crate::aggregate::rows::{host_row, most_bytes_first, process_row};
+use crate::attribution::procmap::{TcpSample, TcpSampler};
+use crate::attribution::ProcessInfo;
 use crate::config::Config;
-use crate::monitor::{KernelCounters, MonitorStatus, Snapshot};
+use crate::engine::snapshot::{KernelCounters, MonitorStatus, Snapshot};
 use crate::netif;
-use crate::procmap::{ProcessInfo, TcpSample, TcpSampler};
 
 /// One socket's counters as read in one sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,8 +162,8 @@ struct Inner {
     error: String,
 }
 
-/// A basic-mode monitoring run, with the same surface as the capture one.
-pub struct BasicMonitor {
+/// A capture-free (`mode = "basic"`) monitoring run, with the same surface as the capture one.
+pub struct CaptureFreeMonitor {
     tick_ms: u64,
     include_loopback: bool,
     wanted: Vec<String>,
@@ -190,11 +191,11 @@ fn plain_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-impl BasicMonitor {
+impl CaptureFreeMonitor {
     /// `reason` says why basic mode runs (config, or why capture failed).
     pub fn start(cfg: &Config, wanted: Vec<String>, reason: String) -> anyhow::Result<Self> {
         let sampler = TcpSampler::open().context("cannot open a sock_diag socket")?;
-        let m = BasicMonitor {
+        let m = CaptureFreeMonitor {
             tick_ms: cfg.daemon.tick_ms,
             include_loopback: cfg.capture.include_loopback,
             wanted,
@@ -347,23 +348,18 @@ impl BasicMonitor {
         let mut processes: Vec<v1::ProcessRow> = inner
             .procs
             .values()
-            .map(|p| v1::ProcessRow {
-                process: Some(identity(&p.info)),
-                traffic: Some(p.meter.traffic(tick_ms)),
-                protocols: vec!["tcp".to_owned()],
-                connections: p.connections,
-                alive: crate::procmap::is_alive(p.info.pid, p.info.start_time),
-                first_seen_ms: p.first_seen_ms,
-                last_seen_ms: p.last_seen_ms,
-                over_threshold: false,
-                threshold_bps: 0,
-                folded_processes: 0,
+            .map(|p| {
+                process_row(
+                    &p.info,
+                    p.meter.traffic(tick_ms),
+                    vec!["tcp".to_owned()],
+                    p.connections,
+                    crate::attribution::procmap::is_alive(p.info.pid, p.info.start_time),
+                    (p.first_seen_ms, p.last_seen_ms),
+                )
             })
             .collect();
-        processes.sort_by_key(|r| {
-            let t = r.traffic.unwrap_or_default();
-            std::cmp::Reverse(t.up_bytes + t.down_bytes)
-        });
+        most_bytes_first(&mut processes, |r| r.traffic);
         let mut all = inner.unattributed;
         for p in inner.procs.values() {
             all.up += p.meter.up;
@@ -378,20 +374,10 @@ impl BasicMonitor {
             .map(|(ip, h)| {
                 let mut procs: Vec<String> = h.processes.iter().cloned().collect();
                 procs.sort();
-                v1::HostRow {
-                    address: ip.to_string(),
-                    name: String::new(),
-                    category: String::new(),
-                    traffic: Some(h.meter.traffic(tick_ms)),
-                    processes: procs,
-                    connections: h.connections,
-                }
+                host_row(*ip, None, h.meter.traffic(tick_ms), procs, h.connections)
             })
             .collect();
-        hosts.sort_by_key(|h| {
-            let t = h.traffic.unwrap_or_default();
-            std::cmp::Reverse(t.up_bytes + t.down_bytes)
-        });
+        most_bytes_first(&mut hosts, |h| h.traffic);
         let interfaces = match &list {
             Ok(l) => inner.kernel.rows(l, |_| (None, None)),
             Err(_) => Vec::new(),
@@ -457,7 +443,7 @@ impl BasicMonitor {
                 remote_port: u32::from(c.sample.remote.port()),
                 remote_name: String::new(),
                 state: "active".to_owned(),
-                process: c.sample.owner.as_deref().map(identity),
+                process: c.sample.owner.as_deref().map(v1::ProcessIdentity::from),
                 unattributed_reason: if c.sample.owner.is_some() {
                     String::new()
                 } else {

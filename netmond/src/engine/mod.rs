@@ -2,6 +2,10 @@
 //! per-tick snapshot and its broadcast to subscribers. The service calls in;
 //! the capture hot path never takes these locks.
 
+pub mod capture_free;
+pub mod run;
+pub mod snapshot;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,7 +21,8 @@ use crate::alerts::state::{JsonFile, ThresholdStore};
 use crate::alerts::{self, Evaluator};
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::monitor::{Monitor, Snapshot};
+use crate::engine::run::Monitor;
+use crate::engine::snapshot::Snapshot;
 use crate::store::{SessionRecord, Store, TickRecord};
 
 /// Frames buffered per subscriber before it is considered behind and skipped.
@@ -111,7 +116,7 @@ impl Engine {
         evaluator.set_zone(crate::clock::zone().clone());
         if let Some(p) = loaded {
             info!(rules = p.thresholds.len(), "thresholds restored");
-            for t in evaluator.restore(p, crate::procmap::is_alive) {
+            for t in evaluator.restore(p, crate::attribution::procmap::is_alive) {
                 info!(
                     id = t.id,
                     pid = t.pid,
@@ -565,7 +570,7 @@ impl Engine {
         // later process gets the pid.
         let start = match req.pid {
             0 => 0,
-            pid => crate::procmap::start_time_of(pid).ok_or_else(|| {
+            pid => crate::attribution::procmap::start_time_of(pid).ok_or_else(|| {
                 EngineError::InvalidArgument(format!("no process with pid {pid}"))
             })?,
         };

@@ -2,6 +2,8 @@
 //! hosts, interfaces, protocols and the unattributed buckets. No I/O but the
 //! cheap liveness check of known pids; nothing here runs per packet.
 
+pub mod rows;
+
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -10,9 +12,10 @@ use netmon_proto::v1;
 use netmon_wire::classify::{transport_name, AppProto};
 use netmon_wire::flows::{FlowDelta, FlowKey, Placement, TcpState};
 
+use crate::attribution::procmap::{Priority, Resolution, SocketQuery, Unattributed};
+use crate::attribution::{ebpf, ProcessInfo};
 use crate::capture::SIZE_BOUNDS;
-use crate::procmap::{Priority, ProcessInfo, Resolution, SocketQuery, Unattributed};
-use crate::sockacct;
+use rows::{host_row, most_bytes_first, process_row};
 
 /// Program rows kept; exited processes of further programs fold into one
 /// catch-all row (a flood of random names must not grow the table).
@@ -68,7 +71,7 @@ impl Counts {
         self.up_packets += o.up_packets;
         self.down_packets += o.down_packets;
     }
-    fn of_socket(c: &sockacct::Counts) -> Counts {
+    fn of_socket(c: &ebpf::Counts) -> Counts {
         Counts {
             up_bytes: c.up_bytes,
             down_bytes: c.down_bytes,
@@ -189,6 +192,23 @@ struct ProcRec {
     last_seen_ms: i64,
 }
 
+impl ProcRec {
+    /// A process first seen now, alive, with nothing counted yet.
+    fn new(info: Arc<ProcessInfo>, first_seen_ms: i64, last_seen_ms: i64) -> ProcRec {
+        ProcRec {
+            info,
+            meter: Meter::default(),
+            protocols: BTreeSet::new(),
+            live_flows: 0,
+            alive: true,
+            exited_tick: 0,
+            quiet_ticks: 0,
+            first_seen_ms,
+            last_seen_ms,
+        }
+    }
+}
+
 /// What makes processes one program: their exited rows fold into its row.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ProgramKey {
@@ -257,7 +277,7 @@ struct HostRec {
     last_seen_ms: i64,
     /// The last name learned for the address; kept after the name table
     /// entry expires, since the traffic was to that name.
-    name: Option<crate::names::NameInfo>,
+    name: Option<crate::hostnames::NameInfo>,
 }
 
 /// Everything the aggregator produced for one tick.
@@ -556,7 +576,7 @@ impl Aggregator {
 
     /// Folds one tick of socket accounting in (socket mode): process bytes,
     /// unattributed sockets, and the addresses captured flows are matched to.
-    pub fn apply_sockets(&mut self, poll: &sockacct::Poll, now_ms: i64) {
+    pub fn apply_sockets(&mut self, poll: &ebpf::Poll, now_ms: i64) {
         for s in &poll.sockets {
             let c = Counts::of_socket(&s.counts);
             let (info, reason) = match &s.owner {
@@ -631,17 +651,7 @@ impl Aggregator {
                 let p = self
                     .procs
                     .entry((info.pid, info.start_time))
-                    .or_insert_with(|| ProcRec {
-                        info,
-                        meter: Meter::default(),
-                        protocols: BTreeSet::new(),
-                        live_flows: 0,
-                        alive: true,
-                        exited_tick: 0,
-                        quiet_ticks: 0,
-                        first_seen_ms: now_ms,
-                        last_seen_ms: now_ms,
-                    });
+                    .or_insert_with(|| ProcRec::new(info, now_ms, now_ms));
                 p.meter.add(c);
                 p.last_seen_ms = now_ms;
                 p.protocols.insert(transport_name(proto));
@@ -743,17 +753,10 @@ impl Aggregator {
             Ok(info) => {
                 let k = (info.pid, info.start_time);
                 rec.owner = Owner::Process(k);
-                let p = self.procs.entry(k).or_insert_with(|| ProcRec {
-                    info: info.clone(),
-                    meter: Meter::default(),
-                    protocols: BTreeSet::new(),
-                    live_flows: 0,
-                    alive: true,
-                    exited_tick: 0,
-                    quiet_ticks: 0,
-                    first_seen_ms,
-                    last_seen_ms: rec.last_seen_ms,
-                });
+                let p = self
+                    .procs
+                    .entry(k)
+                    .or_insert_with(|| ProcRec::new(info.clone(), first_seen_ms, rec.last_seen_ms));
                 p.meter.total.add(&moved.total);
                 p.meter.tick.add(&moved.tick);
                 p.protocols.insert(label);
@@ -860,7 +863,7 @@ impl Aggregator {
 
     /// Names remote hosts: `lookup` is asked about every host once per tick
     /// (before `roll`); a host keeps its last name when lookup has none.
-    pub fn apply_names(&mut self, lookup: &dyn Fn(&IpAddr) -> Option<crate::names::NameInfo>) {
+    pub fn apply_names(&mut self, lookup: &dyn Fn(&IpAddr) -> Option<crate::hostnames::NameInfo>) {
         for (ip, h) in self.hosts.iter_mut() {
             if let Some(n) = lookup(ip) {
                 if h.name.as_ref() != Some(&n) {
@@ -936,41 +939,37 @@ impl Aggregator {
         let mut processes: Vec<v1::ProcessRow> = self
             .procs
             .values()
-            .map(|p| v1::ProcessRow {
-                process: Some(identity(&p.info)),
-                traffic: Some(p.meter.traffic(tick_ms)),
-                protocols: p.protocols.iter().map(|s| (*s).to_owned()).collect(),
-                connections: p.live_flows,
-                alive: p.alive,
-                first_seen_ms: p.first_seen_ms,
-                last_seen_ms: p.last_seen_ms,
-                over_threshold: false,
-                threshold_bps: 0,
-                folded_processes: 0,
+            .map(|p| {
+                process_row(
+                    &p.info,
+                    p.meter.traffic(tick_ms),
+                    p.protocols.iter().map(|s| (*s).to_owned()).collect(),
+                    p.live_flows,
+                    p.alive,
+                    (p.first_seen_ms, p.last_seen_ms),
+                )
             })
-            .chain(self.programs.values().map(|g| v1::ProcessRow {
-                process: Some(v1::ProcessIdentity {
-                    pid: 0,
-                    start_time: 0,
-                    netns: 0,
-                    started_ms: 0,
-                    ..identity(&g.info)
-                }),
-                traffic: Some(g.meter.traffic(tick_ms)),
-                protocols: g.protocols.iter().map(|s| (*s).to_owned()).collect(),
-                connections: 0,
-                alive: false,
-                first_seen_ms: g.first_seen_ms,
-                last_seen_ms: g.last_seen_ms,
-                over_threshold: false,
-                threshold_bps: 0,
-                folded_processes: g.folded,
+            .chain(self.programs.values().map(|g| {
+                let mut row = process_row(
+                    &g.info,
+                    g.meter.traffic(tick_ms),
+                    g.protocols.iter().map(|s| (*s).to_owned()).collect(),
+                    0,
+                    false,
+                    (g.first_seen_ms, g.last_seen_ms),
+                );
+                // The folded processes' own identities are not shown.
+                if let Some(id) = row.process.as_mut() {
+                    id.pid = 0;
+                    id.start_time = 0;
+                    id.netns = 0;
+                    id.started_ms = 0;
+                }
+                row.folded_processes = g.folded;
+                row
             }))
             .collect();
-        processes.sort_by_key(|r| {
-            let t = r.traffic.unwrap_or_default();
-            std::cmp::Reverse(t.up_bytes + t.down_bytes)
-        });
+        most_bytes_first(&mut processes, |r| r.traffic);
 
         let mut reasons: Vec<v1::UnattributedReason> = self
             .unattributed
@@ -1008,28 +1007,17 @@ impl Aggregator {
         let mut hosts: Vec<v1::HostRow> = self
             .hosts
             .iter()
-            .map(|(ip, h)| v1::HostRow {
-                address: ip.to_string(),
-                name: h
-                    .name
-                    .as_ref()
-                    .map(|n| n.name.to_string())
-                    .unwrap_or_default(),
-                category: h
-                    .name
-                    .as_ref()
-                    .and_then(|n| n.category.as_deref())
-                    .unwrap_or_default()
-                    .to_owned(),
-                traffic: Some(h.meter.traffic(tick_ms)),
-                processes: h.processes.iter().cloned().collect(),
-                connections: h.live_flows,
+            .map(|(ip, h)| {
+                host_row(
+                    *ip,
+                    h.name.as_ref(),
+                    h.meter.traffic(tick_ms),
+                    h.processes.iter().cloned().collect(),
+                    h.live_flows,
+                )
             })
             .collect();
-        hosts.sort_by_key(|h| {
-            let t = h.traffic.unwrap_or_default();
-            std::cmp::Reverse(t.up_bytes + t.down_bytes)
-        });
+        most_bytes_first(&mut hosts, |h| h.traffic);
 
         let attributed: u64 = self
             .procs
@@ -1279,7 +1267,9 @@ impl Aggregator {
             .map(|(k, f)| {
                 let (process, reason) = match f.owner {
                     Owner::Process(pk) | Owner::Socket(Some(pk)) => (
-                        self.procs.get(&pk).map(|p| identity(&p.info)),
+                        self.procs
+                            .get(&pk)
+                            .map(|p| v1::ProcessIdentity::from(&*p.info)),
                         String::new(),
                     ),
                     Owner::Socket(None) => (None, String::new()),
@@ -1438,497 +1428,5 @@ fn tcp_state_name(proto: u8, s: TcpState) -> &'static str {
     }
 }
 
-pub fn identity(p: &ProcessInfo) -> v1::ProcessIdentity {
-    v1::ProcessIdentity {
-        pid: p.pid,
-        start_time: p.start_time,
-        name: p.name.clone(),
-        exe: p.exe.clone(),
-        cmdline: p.cmdline.clone(),
-        cmdline_truncated: p.cmdline_truncated,
-        uid: p.uid,
-        user: p.user.clone(),
-        unit: p.unit.clone(),
-        cgroup: p.cgroup.clone(),
-        netns: p.netns,
-        started_ms: p.started_ms,
-        container: p.container.clone(),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-    use std::time::Duration;
-
-    fn key(port: u16) -> FlowKey {
-        FlowKey {
-            proto: 6,
-            local: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
-            local_port: port,
-            remote: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
-            remote_port: 443,
-        }
-    }
-
-    fn delta(port: u16, up: u64, down: u64, ended: bool) -> FlowDelta {
-        FlowDelta {
-            key: key(port),
-            placement: Placement::Local,
-            up_bytes: up,
-            down_bytes: down,
-            up_packets: 1,
-            down_packets: 1,
-            first_seen_ms: 1_000,
-            last_seen_ms: 2_000,
-            tcp_state: TcpState::Established,
-            app: AppProto::Tls,
-            is_new: true,
-            ended,
-            half_open: false,
-        }
-    }
-
-    fn info(pid: u32) -> Arc<ProcessInfo> {
-        Arc::new(ProcessInfo {
-            pid,
-            start_time: 77,
-            name: format!("p{pid}"),
-            exe: String::new(),
-            cmdline: String::new(),
-            cmdline_truncated: false,
-            uid: 1000,
-            user: "u".into(),
-            unit: String::new(),
-            cgroup: String::new(),
-            container: String::new(),
-            netns: 0,
-            started_ms: 0,
-        })
-    }
-
-    fn answer(port: u16, owner: Result<Arc<ProcessInfo>, Unattributed>) -> Resolution {
-        let k = key(port);
-        Resolution {
-            query: SocketQuery {
-                proto: 6,
-                local: SocketAddr::new(k.local, k.local_port),
-                remote: SocketAddr::new(k.remote, k.remote_port),
-            },
-            owner,
-            inode: 1,
-            uid: Some(1000),
-            latency: Duration::from_micros(300),
-            attempts: 1,
-        }
-    }
-
-    fn row(r: &Rollup, pid: u32) -> v1::ProcessRow {
-        r.processes
-            .iter()
-            .find(|p| p.process.as_ref().is_some_and(|i| i.pid == pid))
-            .cloned()
-            .expect("row")
-    }
-
-    fn proc_hosts(r: &Rollup) -> Vec<(u32, String, u64, u64)> {
-        let mut v: Vec<_> = r
-            .proc_hosts
-            .iter()
-            .map(|h| (h.process.0, h.address.clone(), h.up_bytes, h.down_bytes))
-            .collect();
-        v.sort();
-        v
-    }
-
-    #[test]
-    fn host_rows_of_a_process_include_bytes_from_before_its_owner_was_known() {
-        let mut a = Aggregator::new();
-        a.apply_deltas(0, &[delta(1, 100, 1000, false)], &[]);
-        let r = a.roll(1000, |_, _| true);
-        assert!(r.proc_hosts.is_empty(), "no owner yet");
-        a.apply_resolution(answer(1, Ok(info(42))), 0);
-        a.apply_deltas(0, &[delta(1, 10, 10, true)], &[]);
-        let r = a.roll(1000, |_, _| true);
-        assert_eq!(proc_hosts(&r), vec![(42, "10.0.0.2".into(), 110, 1010)]);
-        // Each byte once: nothing new, nothing handed out again.
-        let r = a.roll(1000, |_, _| true);
-        assert!(r.proc_hosts.is_empty());
-    }
-
-    #[test]
-    fn a_process_with_many_hosts_in_a_tick_keeps_the_busiest_and_sums_the_rest() {
-        let mut by_proc = HashMap::new();
-        let hosts: HashMap<IpAddr, Counts> = (0..(PROC_HOSTS_PER_TICK as u64 + 10))
-            .map(|n| {
-                let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n as u32));
-                let c = Counts {
-                    up_bytes: n + 1,
-                    down_bytes: 1,
-                    ..Counts::default()
-                };
-                (ip, c)
-            })
-            .collect();
-        by_proc.insert((7, 1), hosts);
-        let rows = proc_host_rows(by_proc);
-        assert_eq!(rows.len(), PROC_HOSTS_PER_TICK + 1);
-        let other = rows
-            .iter()
-            .find(|r| r.address.is_empty())
-            .expect("other row");
-        // The ten smallest: up 1..=10.
-        assert_eq!((other.up_bytes, other.down_bytes), (55, 10));
-        let up: u64 = rows.iter().map(|r| r.up_bytes).sum();
-        let n = PROC_HOSTS_PER_TICK as u64 + 10;
-        assert_eq!(up, n * (n + 1) / 2, "totals stay exact");
-        assert!(rows.iter().any(|r| r.address == "10.0.0.73"));
-    }
-
-    #[test]
-    fn bytes_seen_before_the_owner_is_known_move_to_it() {
-        let mut a = Aggregator::new();
-        a.apply_deltas(0, &[delta(1, 100, 1000, false)], &[]);
-        let r = a.roll(1000, |_, _| true);
-        assert_eq!(r.unattributed.reasons[0].reason, "pending");
-        a.apply_resolution(answer(1, Ok(info(42))), 0);
-        a.apply_deltas(0, &[delta(1, 10, 10, false)], &[]);
-        let r = a.roll(1000, |_, _| true);
-        let t = row(&r, 42).traffic.unwrap();
-        assert_eq!((t.up_bytes, t.down_bytes), (110, 1010));
-        assert_eq!(r.bytes_attributed, r.bytes_captured);
-        assert_eq!(r.unattributed.traffic.unwrap().down_bytes, 0);
-    }
-
-    #[test]
-    fn an_answer_that_arrives_before_the_flow_is_kept_for_it() {
-        let mut a = Aggregator::new();
-        a.apply_resolution(answer(2, Ok(info(7))), 0);
-        a.apply_deltas(0, &[delta(2, 5, 50, true)], &[]);
-        let r = a.roll(1000, |_, _| true);
-        assert_eq!(row(&r, 7).traffic.unwrap().down_bytes, 50);
-        assert_eq!(row(&r, 7).protocols, vec!["tls".to_owned()]);
-    }
-
-    #[test]
-    fn failure_goes_to_its_reason_and_a_later_owner_takes_the_bytes_back() {
-        let mut a = Aggregator::new();
-        a.apply_deltas(0, &[delta(3, 0, 300, false)], &[]);
-        a.apply_resolution(answer(3, Err(Unattributed::NoSocket)), 0);
-        let r = a.roll(1000, |_, _| true);
-        let b = r
-            .unattributed
-            .reasons
-            .iter()
-            .find(|x| x.reason == "no_socket")
-            .unwrap();
-        assert_eq!(b.traffic.unwrap().down_bytes, 300);
-        a.apply_resolution(answer(3, Ok(info(9))), 0);
-        let r = a.roll(1000, |_, _| true);
-        assert_eq!(row(&r, 9).traffic.unwrap().down_bytes, 300);
-        let b = r
-            .unattributed
-            .reasons
-            .iter()
-            .find(|x| x.reason == "no_socket")
-            .unwrap();
-        assert_eq!(b.traffic.unwrap().down_bytes, 0);
-    }
-
-    #[test]
-    fn rates_are_per_tick_and_totals_outlive_the_process() {
-        let mut a = Aggregator::new();
-        a.apply_resolution(answer(4, Ok(info(11))), 0);
-        a.apply_deltas(0, &[delta(4, 0, 2000, false)], &[]);
-        let r = a.roll(500, |_, _| true);
-        assert_eq!(
-            row(&r, 11).traffic.unwrap().down_bps,
-            4000,
-            "2000 bytes in a 500 ms tick"
-        );
-        a.apply_deltas(0, &[delta(4, 0, 0, true)], &[]);
-        // Liveness is checked every few ticks, not every tick.
-        for _ in 0..5 {
-            a.roll(500, |_, _| false);
-        }
-        let r = a.roll(500, |_, _| false);
-        let p = row(&r, 11);
-        assert_eq!(p.traffic.unwrap().down_bytes, 2000);
-        assert_eq!(p.traffic.unwrap().down_bps, 0);
-        assert!(!p.alive, "an exited process keeps its row with alive=false");
-        assert_eq!(p.connections, 0);
-    }
-
-    #[test]
-    fn reset_zeroes_totals_but_keeps_owners() {
-        let mut a = Aggregator::new();
-        a.apply_resolution(answer(5, Ok(info(12))), 0);
-        a.apply_deltas(0, &[delta(5, 10, 10, false)], &[]);
-        a.roll(1000, |_, _| true);
-        a.reset();
-        a.apply_deltas(0, &[delta(5, 1, 2, false)], &[]);
-        let r = a.roll(1000, |_, _| true);
-        let t = row(&r, 12).traffic.unwrap();
-        assert_eq!((t.up_bytes, t.down_bytes), (1, 2));
-        assert_eq!(r.totals.down_bytes, 2);
-    }
-
-    #[test]
-    fn a_flood_of_new_flows_is_counted_but_not_tracked_past_the_bound() {
-        let mut a = Aggregator::with_max_flows(100);
-        let deltas: Vec<FlowDelta> = (0..1000).map(|p| delta(p, 0, 10, false)).collect();
-        a.apply_deltas(0, &deltas, &[]);
-        assert_eq!(a.flows.len(), 100);
-        assert_eq!(a.untracked(), 900);
-        let r = a.roll(1000, |_, _| true);
-        assert_eq!(r.totals.down_bytes, 10_000, "every byte is still counted");
-        let b = r
-            .unattributed
-            .reasons
-            .iter()
-            .find(|x| x.reason == "flow_table_full")
-            .unwrap();
-        assert_eq!(b.traffic.unwrap().down_bytes, 9_000);
-    }
-
-    #[test]
-    fn a_full_table_drops_half_open_flows_for_real_ones() {
-        let mut a = Aggregator::with_max_flows(2);
-        let syn = |port| FlowDelta {
-            up_packets: 0,
-            tcp_state: TcpState::SynSent,
-            half_open: true,
-            ..delta(port, 0, 40, false)
-        };
-        a.apply_deltas(0, &[syn(1), syn(2)], &[]);
-        // Another half-open flow finds no room; a real one takes the oldest's.
-        a.apply_deltas(0, &[syn(3), delta(4, 500, 5_000, false)], &[]);
-        assert_eq!(a.untracked(), 1);
-        assert_eq!(a.evicted_half_open(), 1);
-        a.apply_resolution(answer(4, Ok(info(7))), 1_000);
-        // Half-open flows are asked about again behind the others.
-        let again = a.maintenance(1_000 + RESUBMIT_AFTER_MS + 1);
-        assert_eq!(again.len(), 1);
-        assert_eq!(again[0].1, Priority::Low);
-        let r = a.roll(1000, |_, _| true);
-        assert_eq!(r.processes[0].traffic.unwrap().down_bytes, 5_000);
-        assert_eq!(r.totals.down_bytes, 5_120, "every byte is still counted");
-        let full = r
-            .unattributed
-            .reasons
-            .iter()
-            .find(|x| x.reason == "flow_table_full")
-            .unwrap();
-        assert_eq!(full.traffic.unwrap().down_bytes, 80);
-    }
-
-    fn named(pid: u32, name: &str) -> Arc<ProcessInfo> {
-        let mut i = (*info(pid)).clone();
-        i.name = name.to_owned();
-        i.exe = format!("/usr/bin/{name}");
-        i.start_time = u64::from(pid) * 3;
-        Arc::new(i)
-    }
-
-    /// Each of `who` sends `100 * pid` bytes down on its own flow and exits.
-    fn run_and_exit(a: &mut Aggregator, who: &[(u32, &str)]) {
-        for (pid, name) in who {
-            let port = u16::try_from(*pid).unwrap();
-            a.apply_resolution(answer(port, Ok(named(*pid, name))), 0);
-            a.apply_deltas(0, &[delta(port, 1, 100 * u64::from(*pid), true)], &[]);
-        }
-    }
-
-    fn program<'a>(r: &'a Rollup, name: &str) -> Option<&'a v1::ProcessRow> {
-        r.processes
-            .iter()
-            .find(|p| p.folded_processes > 0 && p.process.as_ref().unwrap().name == name)
-    }
-
-    #[test]
-    fn exited_processes_fold_into_their_program_after_the_keep_time() {
-        let mut a = Aggregator::new();
-        a.set_exited_retention(ExitedRetention {
-            keep_ms: 2_000,
-            keep_max: 100,
-        });
-        run_and_exit(&mut a, &[(11, "curl"), (12, "curl"), (13, "wget")]);
-        let r = a.roll(500, |_, _| false);
-        assert_eq!(r.table.exited_processes, 3, "exited rows are kept a while");
-        assert!(program(&r, "curl").is_none());
-        let attributed = r.bytes_attributed;
-        let mut r = r;
-        for _ in 0..5 {
-            r = a.roll(500, |_, _| false);
-        }
-        let curl = program(&r, "curl").expect("curl's program row");
-        let id = curl.process.as_ref().unwrap();
-        assert_eq!((id.pid, id.exe.as_str()), (0, "/usr/bin/curl"));
-        assert!(!curl.alive);
-        assert_eq!(curl.folded_processes, 2);
-        let t = curl.traffic.unwrap();
-        assert_eq!((t.up_bytes, t.down_bytes), (2, 2_300), "exact totals");
-        assert_eq!(program(&r, "wget").unwrap().folded_processes, 1);
-        assert_eq!(r.processes.len(), 2, "no per-pid rows left");
-        assert_eq!(r.bytes_attributed, attributed, "nothing lost");
-        assert_eq!(
-            r.table,
-            TableCounts {
-                live_processes: 0,
-                exited_processes: 0,
-                folded_programs: 2,
-                folded_processes: 3,
-            }
-        );
-        // More processes of the program add to the same row.
-        run_and_exit(&mut a, &[(14, "curl")]);
-        for _ in 0..10 {
-            r = a.roll(500, |_, _| false);
-        }
-        let curl = program(&r, "curl").unwrap();
-        assert_eq!(curl.folded_processes, 3);
-        assert_eq!(curl.traffic.unwrap().down_bytes, 3_700);
-    }
-
-    #[test]
-    fn beyond_the_keep_count_the_longest_gone_fold_first() {
-        let mut a = Aggregator::new();
-        a.set_exited_retention(ExitedRetention {
-            keep_ms: 3_600_000,
-            keep_max: 2,
-        });
-        run_and_exit(&mut a, &[(21, "job")]);
-        a.roll(1000, |_, _| false);
-        for _ in 0..4 {
-            a.roll(1000, |_, _| false);
-        }
-        run_and_exit(&mut a, &[(22, "job"), (23, "job")]);
-        let r = a.roll(1000, |_, _| false);
-        assert_eq!(r.table.exited_processes, 3);
-        let r = a.roll(1000, |_, _| false);
-        assert_eq!(r.table.exited_processes, 2);
-        assert_eq!(program(&r, "job").unwrap().folded_processes, 1);
-        assert_eq!(
-            program(&r, "job").unwrap().traffic.unwrap().down_bytes,
-            2_100
-        );
-        assert!(r
-            .processes
-            .iter()
-            .any(|p| p.process.as_ref().unwrap().pid == 22));
-    }
-
-    #[test]
-    fn processes_known_by_name_only_join_their_programs_row() {
-        let mut a = Aggregator::new();
-        a.set_exited_retention(ExitedRetention {
-            keep_ms: 0,
-            keep_max: 0,
-        });
-        // Gone before /proc was read: the kernel's record names it, no exe.
-        let gone = |pid: u32| {
-            let mut i = (*named(pid, "job")).clone();
-            i.exe.clear();
-            i.start_time = 0;
-            Arc::new(i)
-        };
-        a.apply_resolution(answer(41, Ok(gone(41))), 0);
-        a.apply_deltas(0, &[delta(41, 0, 10, true)], &[]);
-        a.roll(1000, |_, _| false);
-        run_and_exit(&mut a, &[(42, "job")]);
-        for _ in 0..5 {
-            a.roll(1000, |_, _| false);
-        }
-        a.apply_resolution(answer(43, Ok(gone(43))), 0);
-        a.apply_deltas(0, &[delta(43, 0, 20, true)], &[]);
-        for _ in 0..5 {
-            a.roll(1000, |_, _| false);
-        }
-        let r = a.roll(1000, |_, _| false);
-        assert_eq!(r.processes.len(), 1, "{:?}", r.processes);
-        let job = &r.processes[0];
-        assert_eq!(job.folded_processes, 3);
-        assert_eq!(job.process.as_ref().unwrap().exe, "/usr/bin/job");
-        assert_eq!(job.traffic.unwrap().down_bytes, 10 + 4_200 + 20);
-    }
-
-    #[test]
-    fn late_bytes_of_a_folded_process_add_bytes_not_a_process() {
-        let mut a = Aggregator::new();
-        a.set_exited_retention(ExitedRetention {
-            keep_ms: 0,
-            keep_max: 0,
-        });
-        let settle = |a: &mut Aggregator| {
-            for _ in 0..=MIN_QUIET_TICKS {
-                a.roll(1000, |_, _| false);
-            }
-            a.roll(1000, |_, _| false)
-        };
-        run_and_exit(&mut a, &[(51, "late")]);
-        assert_eq!(
-            program(&settle(&mut a), "late").unwrap().folded_processes,
-            1
-        );
-        // Its socket's last packets, after the fold: same pid, same start.
-        a.apply_resolution(answer(52, Ok(named(51, "late"))), 0);
-        a.apply_deltas(0, &[delta(52, 1, 60, true)], &[]);
-        let r = settle(&mut a);
-        let row = program(&r, "late").unwrap();
-        assert_eq!(row.folded_processes, 1, "{row:?}");
-        assert_eq!(row.traffic.unwrap().down_bytes, 5_100 + 60);
-        // The pid reused by another process of that program: one more.
-        let mut reused = (*named(51, "late")).clone();
-        reused.start_time += 1_000;
-        a.apply_resolution(answer(53, Ok(Arc::new(reused))), 0);
-        a.apply_deltas(0, &[delta(53, 1, 7, true)], &[]);
-        let r = settle(&mut a);
-        assert_eq!(program(&r, "late").unwrap().folded_processes, 2);
-    }
-
-    #[test]
-    fn reset_forgets_program_rows() {
-        let mut a = Aggregator::new();
-        a.set_exited_retention(ExitedRetention {
-            keep_ms: 0,
-            keep_max: 0,
-        });
-        run_and_exit(&mut a, &[(31, "x")]);
-        let r = a.roll(1000, |_, _| false);
-        assert_eq!(
-            r.table.exited_processes, 1,
-            "a process that just moved bytes is not folded yet"
-        );
-        for _ in 0..MIN_QUIET_TICKS {
-            a.roll(1000, |_, _| false);
-        }
-        assert_eq!(a.roll(1000, |_, _| false).table.folded_programs, 1);
-        assert!(r.bytes_attributed > 0);
-        a.reset();
-        let r = a.roll(1000, |_, _| false);
-        assert!(r.processes.is_empty());
-        assert_eq!(r.bytes_attributed, 0);
-    }
-
-    #[test]
-    fn flows_never_answered_are_given_up_on() {
-        let mut a = Aggregator::new();
-        a.apply_deltas(0, &[delta(6, 0, 64, false)], &[]);
-        assert_eq!(
-            a.maintenance(1_000 + RESUBMIT_AFTER_MS + 1).len(),
-            1,
-            "asked again once"
-        );
-        assert!(a.maintenance(1_000 + RESUBMIT_AFTER_MS + 2).is_empty());
-        a.maintenance(1_000 + GIVE_UP_AFTER_MS + 1);
-        let r = a.roll(1000, |_, _| true);
-        let b = r
-            .unattributed
-            .reasons
-            .iter()
-            .find(|x| x.reason == "no_socket")
-            .unwrap();
-        assert_eq!(b.traffic.unwrap().down_bytes, 64);
-    }
-}
+mod tests;

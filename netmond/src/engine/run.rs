@@ -1,6 +1,6 @@
 //! One monitoring run: the capture threads, the resolver, the interface
 //! watcher and the aggregation state they feed, started and stopped as a
-//! unit by the engine.
+//! unit by the engine; or, without capture, the capture-free run instead.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,13 +14,14 @@ use netmon_wire::flows::LocalSet;
 use tracing::{info, warn};
 
 use crate::aggregate::Aggregator;
-use crate::basic::BasicMonitor;
+use crate::attribution::ebpf::SockAcct;
+use crate::attribution::procmap::{Resolver, ResolverConfig, ResolverHandle};
 use crate::capture::{self, Batch, CaptureHandle, CaptureSettings, Shared};
 use crate::config::{Attribution, CaptureMode, Config};
-use crate::names::{Names, NamesSettings};
+use crate::engine::capture_free::CaptureFreeMonitor;
+use crate::engine::snapshot::{KernelCounters, MonitorStatus, Snapshot};
+use crate::hostnames::{Names, NamesSettings};
 use crate::netif;
-use crate::procmap::{Resolver, ResolverConfig, ResolverHandle};
-use crate::sockacct::SockAcct;
 
 /// Folded process rows after which freed memory is handed back to the system.
 const TRIM_AFTER_FOLDED: usize = 1000;
@@ -28,63 +29,10 @@ const TRIM_AFTER_FOLDED: usize = 1000;
 const TRIM_EVERY_TICKS: u32 = 60;
 const TRIM_IDLE_TICKS: u32 = 600;
 
-/// What one tick hands the engine.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    pub processes: Vec<v1::ProcessRow>,
-    pub totals: v1::Traffic,
-    pub unattributed: v1::Unattributed,
-    pub interfaces: Vec<v1::InterfaceRow>,
-    pub hosts: Vec<v1::HostRow>,
-    pub packet_stats: Option<v1::PacketStats>,
-    pub packets_dropped: u64,
-    pub flows_active: u64,
-    pub handoff_dropped: u64,
-    pub lookup_queue: u64,
-    pub lookup_dropped: u64,
-    pub lookup_mode: &'static str,
-    /// Processes (pid, start time) whose rows folded into program rows.
-    pub folded: Vec<(u32, u64)>,
-    /// Who talked to whom since the last snapshot (see `Rollup::proc_hosts`).
-    pub proc_hosts: Vec<crate::store::ProcHostTick>,
-}
-
-/// Counters for `status`.
-#[derive(Debug, Clone, Default)]
-pub struct MonitorStatus {
-    /// "capture" or "basic".
-    pub mode: &'static str,
-    pub mode_reason: String,
-    pub interfaces: Vec<v1::InterfaceStatus>,
-    pub packets_seen: u64,
-    pub packets_dropped: u64,
-    pub packets_malformed: u64,
-    pub flows_active: u64,
-    pub flows_evicted: u64,
-    pub bytes_captured: u64,
-    pub bytes_attributed: u64,
-    pub handoff_dropped: u64,
-    pub attribution_p50_us: u64,
-    pub attribution_p99_us: u64,
-    pub resolver_dropped: u64,
-    pub flows_untracked: u64,
-    /// "ebpf" or "socket-lookup" ("" in basic mode).
-    pub attribution: &'static str,
-    pub attribution_reason: String,
-    pub sockets_tracked: u64,
-    pub lookup_queue: u64,
-    pub lookup_dropped: u64,
-    /// "per-flow" or "dump"; "" without a resolver.
-    pub lookup_mode: &'static str,
-    pub flows_evicted_half_open: u64,
-    /// Rows of the per-process table.
-    pub table: crate::aggregate::TableCounts,
-}
-
 /// One monitoring run, with packet capture or without it (basic mode).
 pub enum Monitor {
     Capture(Box<CaptureMonitor>),
-    Basic(Box<BasicMonitor>),
+    CaptureFree(Box<CaptureFreeMonitor>),
 }
 
 impl Monitor {
@@ -111,48 +59,48 @@ impl Monitor {
             },
         };
         warn!(reason = %reason, "basic mode: kernel TCP counters, no packet capture");
-        BasicMonitor::start(cfg, wanted, reason).map(|m| Monitor::Basic(Box::new(m)))
+        CaptureFreeMonitor::start(cfg, wanted, reason).map(|m| Monitor::CaptureFree(Box::new(m)))
     }
 
     pub fn tick(&self) -> Snapshot {
         match self {
             Monitor::Capture(m) => m.tick(),
-            Monitor::Basic(m) => m.tick(),
+            Monitor::CaptureFree(m) => m.tick(),
         }
     }
 
     pub fn stop(&self) -> Snapshot {
         match self {
             Monitor::Capture(m) => m.stop(),
-            Monitor::Basic(m) => m.stop(),
+            Monitor::CaptureFree(m) => m.stop(),
         }
     }
 
     pub fn reset(&self) {
         match self {
             Monitor::Capture(m) => m.reset(),
-            Monitor::Basic(m) => m.reset(),
+            Monitor::CaptureFree(m) => m.reset(),
         }
     }
 
     pub fn status(&self) -> MonitorStatus {
         match self {
             Monitor::Capture(m) => m.status(),
-            Monitor::Basic(m) => m.status(),
+            Monitor::CaptureFree(m) => m.status(),
         }
     }
 
     pub fn connections(&self) -> Vec<v1::Connection> {
         match self {
             Monitor::Capture(m) => m.connections(),
-            Monitor::Basic(m) => m.connections(),
+            Monitor::CaptureFree(m) => m.connections(),
         }
     }
 
     pub fn interface_names(&self) -> Vec<String> {
         match self {
             Monitor::Capture(m) => m.interface_names(),
-            Monitor::Basic(m) => m.interface_names(),
+            Monitor::CaptureFree(m) => m.interface_names(),
         }
     }
 
@@ -160,7 +108,7 @@ impl Monitor {
     pub fn names(&self) -> Option<&Arc<Names>> {
         match self {
             Monitor::Capture(m) => m.names(),
-            Monitor::Basic(_) => None,
+            Monitor::CaptureFree(_) => None,
         }
     }
 }
@@ -206,7 +154,7 @@ impl Captures {
 struct Inner {
     agg: Aggregator,
     batches: Receiver<Batch>,
-    resolutions: crate::procmap::Answers,
+    resolutions: crate::attribution::procmap::Answers,
     kernel: KernelCounters,
     last_rollup: crate::aggregate::Rollup,
     /// Process rows folded since memory was last given back to the system.
@@ -591,7 +539,7 @@ impl CaptureMonitor {
         if let Some(sa) = inner.sockacct.as_mut() {
             let handle = &self.handle;
             let poll = sa.poll(|q| {
-                handle.submit(q, crate::procmap::Priority::High);
+                handle.submit(q, crate::attribution::procmap::Priority::High);
             });
             inner.sockets_tracked = poll.tracked as u64;
             inner.agg.apply_sockets(&poll, now);
@@ -640,7 +588,9 @@ impl CaptureMonitor {
             n.with_lookup(|look| inner.agg.apply_names(look));
         }
         let tick_ms = inner.tick_ms;
-        let mut rollup = inner.agg.roll(tick_ms, crate::procmap::is_alive);
+        let mut rollup = inner
+            .agg
+            .roll(tick_ms, crate::attribution::procmap::is_alive);
         inner.folded_since_trim += rollup.folded.len();
         inner.ticks_since_trim += 1;
         // After a burst of folds, and once a minute after any: what exited
@@ -778,67 +728,6 @@ impl Drop for CaptureMonitor {
     }
 }
 
-/// The kernel's per-interface counters of the previous tick, for rates.
-#[derive(Default)]
-pub(crate) struct KernelCounters {
-    last: HashMap<String, netif::Counters>,
-    last_at: Option<Instant>,
-}
-
-impl KernelCounters {
-    /// One row per interface in `list`; `extra` gives what netmond counted on it
-    /// and its capture statistics (None for both when not captured).
-    pub(crate) fn rows(
-        &mut self,
-        list: &[netif::Interface],
-        extra: impl Fn(&str) -> (Option<v1::Traffic>, Option<v1::CaptureStats>),
-    ) -> Vec<v1::InterfaceRow> {
-        let kernel = netif::counters().unwrap_or_default();
-        let elapsed_ms = self
-            .last_at
-            .map(|t| t.elapsed().as_millis() as u64)
-            .unwrap_or(0);
-        let mut rows = Vec::with_capacity(list.len());
-        for i in list {
-            let k = kernel
-                .iter()
-                .find(|(n, _)| n == &i.name)
-                .map(|(_, c)| *c)
-                .unwrap_or_default();
-            let prev = self.last.get(&i.name).copied();
-            let rate = |now: u64, before: Option<u64>| match before {
-                Some(b) if elapsed_ms > 0 => {
-                    now.saturating_sub(b).saturating_mul(1000) / elapsed_ms
-                }
-                _ => 0,
-            };
-            let (counted, capture) = extra(&i.name);
-            rows.push(v1::InterfaceRow {
-                name: i.name.clone(),
-                index: i.index,
-                up: i.up,
-                addresses: i.addresses.iter().map(ToString::to_string).collect(),
-                captured: capture.is_some(),
-                rx_bytes: k.rx_bytes,
-                tx_bytes: k.tx_bytes,
-                rx_packets: k.rx_packets,
-                tx_packets: k.tx_packets,
-                rx_errors: k.rx_errors,
-                tx_errors: k.tx_errors,
-                rx_dropped: k.rx_dropped,
-                tx_dropped: k.tx_dropped,
-                rx_bps: rate(k.rx_bytes, prev.map(|p| p.rx_bytes)),
-                tx_bps: rate(k.tx_bytes, prev.map(|p| p.tx_bytes)),
-                counted,
-                capture,
-            });
-        }
-        self.last = kernel.into_iter().collect();
-        self.last_at = Some(Instant::now());
-        rows
-    }
-}
-
 /// Socket accounting as the config asks: on where the kernel allows it in
 /// `auto`, required in `ebpf`, off in `socket-lookup`; with the reason for status.
 fn start_sockacct(cfg: &Config) -> anyhow::Result<(Option<SockAcct>, (&'static str, String))> {
@@ -852,7 +741,7 @@ fn start_sockacct(cfg: &Config) -> anyhow::Result<(Option<SockAcct>, (&'static s
             ),
         ));
     }
-    let excluded = match crate::sockacct::netns_cookies(&cfg.capture.exclude_netns) {
+    let excluded = match crate::attribution::ebpf::netns_cookies(&cfg.capture.exclude_netns) {
         Ok(c) => c,
         Err(e) if cfg.capture.attribution == Attribution::Ebpf => {
             anyhow::bail!("capture.exclude_netns: {e}")
@@ -874,7 +763,10 @@ fn start_sockacct(cfg: &Config) -> anyhow::Result<(Option<SockAcct>, (&'static s
             Err(anyhow::Error::from(e).context("attribution = \"ebpf\" cannot start"))
         }
         Err(e) => {
-            let why = format!("eBPF unavailable: {}", crate::sockacct::describe(&e));
+            let why = format!(
+                "eBPF unavailable: {}",
+                crate::attribution::ebpf::describe(&e)
+            );
             warn!(reason = %why, "attribution falls back to socket lookups");
             Ok((None, (lookup, why)))
         }

@@ -1,34 +1,30 @@
 //! pcap handles and their threads: one bulk capture thread per interface
 //! (batched reads into a thread-local flow table, drained once per tick) and
 //! one tiny immediate-mode thread that sees new flows within a millisecond so
-//! their owner is looked up while the socket still exists. The only pcap I/O.
+//! their owner is looked up while the socket still exists (`flow_start`). The
+//! only pcap I/O.
 
-use std::collections::HashSet;
-use std::net::SocketAddr;
+mod flow_start;
+
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use netmon_wire::decode::{self, LinkType, PacketMeta};
-use netmon_wire::flows::{FlowDelta, FlowKey, FlowTable, Ingest, LocalSet};
+use netmon_wire::decode::{self, LinkType};
+use netmon_wire::flows::{FlowDelta, FlowTable, Ingest, LocalSet};
 use tracing::{debug, warn};
 
-use crate::procmap::{Priority, ResolverHandle, SocketQuery};
+use crate::attribution::procmap::{Priority, ResolverHandle};
+use flow_start::{flow_start_loop, START_FILTER};
+pub use flow_start::{lookup_priority, query_for};
 
 /// Packet-size histogram bounds (layer-3 bytes, inclusive upper bounds).
 pub const SIZE_BOUNDS: [u32; 8] = [64, 128, 256, 512, 1024, 1500, 9000, u32::MAX];
 
 /// BPF for the bulk capture: the IP traffic we count (VLAN-tagged too).
 const BULK_FILTER: &str = "ip or ip6 or (vlan and (ip or ip6))";
-/// BPF for the flow-start capture: TCP SYNs (v4, and v6 without extension
-/// headers) and UDP. It only names new flows; it counts nothing.
-const START_FILTER: &str =
-    "(tcp[tcpflags] & tcp-syn != 0) or (ip6 and ip6[6] == 6 and ip6[53] & 2 != 0) or udp \
-     or (vlan and ((tcp[tcpflags] & tcp-syn != 0) or udp))";
-
 /// BPF for the name capture: DNS answers (UDP and TCP, mDNS) and, over
 /// IPv4 and IPv6 without extension headers, TCP segments whose payload
 /// starts a TLS ClientHello or an HTTP GET/POST/HEAD/PUT request. BPF's
@@ -184,7 +180,7 @@ impl CaptureHandle {
     /// It stops with the other threads of the handle.
     pub fn start_names(
         &mut self,
-        names: Arc<crate::names::Names>,
+        names: Arc<crate::hostnames::Names>,
         snaplen: i32,
     ) -> Result<(), CaptureError> {
         let iface = self.name.clone();
@@ -398,32 +394,6 @@ fn ts_ms(h: &pcap::PacketHeader) -> i64 {
     h.ts.tv_sec * 1000 + h.ts.tv_usec / 1000
 }
 
-/// The socket a flow belongs to, if it has a local end we can look up.
-pub fn query_for(key: &FlowKey, local: &LocalSet) -> Option<SocketQuery> {
-    if !matches!(key.proto, 6 | 17) || !local.is_local(&key.local) {
-        return None;
-    }
-    Some(SocketQuery {
-        proto: key.proto,
-        local: SocketAddr::new(key.local, key.local_port),
-        remote: SocketAddr::new(key.remote, key.remote_port),
-    })
-}
-
-/// Which queue a flow's lookup joins, from its first packet: an inbound SYN
-/// without payload (what a SYN flood is made of) waits behind flows a local
-/// socket started and flows that carry payload.
-pub fn lookup_priority(meta: &PacketMeta, local: &LocalSet) -> Priority {
-    let bare_syn = meta.proto == 6
-        && meta.tcp_flags & (decode::TCP_SYN | decode::TCP_ACK) == decode::TCP_SYN
-        && meta.payload_len == 0;
-    if bare_syn && !local.is_local(&meta.src) {
-        Priority::Low
-    } else {
-        Priority::High
-    }
-}
-
 fn size_bucket(len: u32) -> usize {
     SIZE_BOUNDS
         .iter()
@@ -628,61 +598,11 @@ impl StatBase {
     }
 }
 
-/// Watches flow starts and asks the resolver about each new one at once.
-fn flow_start_loop(
-    mut cap: pcap::Capture<pcap::Active>,
-    link: LinkType,
-    shared: Arc<Shared>,
-    resolver: ResolverHandle,
-    stop: Arc<AtomicBool>,
-    iface: &str,
-) {
-    let mut latency = crate::latency::LowLatency::start("flow-start");
-    let mut local = shared.local();
-    let mut local_gen = shared.local_gen.load(Ordering::Acquire);
-    // Recently submitted flows: a UDP flow's later packets need no new lookup.
-    let mut seen: HashSet<FlowKey> = HashSet::with_capacity(4096);
-    let mut cleared = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        latency.check();
-        wait_readable(cap.as_fd(), 100);
-        let res = cap.dispatch(None, |p| {
-            let Ok(meta) = decode::decode(link, p.data, p.header.len) else {
-                return;
-            };
-            let Some(key) = orient(&meta, &local) else {
-                return;
-            };
-            if seen.len() < 65_536 && !seen.insert(key) {
-                return;
-            }
-            if let Some(q) = query_for(&key, &local) {
-                resolver.submit(q, lookup_priority(&meta, &local));
-            }
-        });
-        if let Err(e) = res {
-            if !matches!(e, pcap::Error::TimeoutExpired) {
-                debug!(%iface, error = %e, "flow-start capture ended");
-                return;
-            }
-        }
-        if cleared.elapsed() > Duration::from_secs(2) {
-            seen.clear();
-            cleared = Instant::now();
-        }
-        let g = shared.local_gen.load(Ordering::Acquire);
-        if g != local_gen {
-            local = shared.local();
-            local_gen = g;
-        }
-    }
-}
-
 /// Reads DNS queries and answers, ClientHellos and requests into the name table.
 fn name_loop(
     mut cap: pcap::Capture<pcap::Active>,
     link: LinkType,
-    names: &crate::names::Names,
+    names: &crate::hostnames::Names,
     shared: &Shared,
     stop: &AtomicBool,
     iface: &str,
@@ -713,24 +633,6 @@ fn name_loop(
     }
 }
 
-/// The flow key of a packet as seen from the local end.
-fn orient(meta: &PacketMeta, local: &LocalSet) -> Option<FlowKey> {
-    let (l, lp, r, rp) = if local.is_local(&meta.src) {
-        (meta.src, meta.src_port, meta.dst, meta.dst_port)
-    } else if local.is_local(&meta.dst) {
-        (meta.dst, meta.dst_port, meta.src, meta.src_port)
-    } else {
-        return None;
-    };
-    Some(FlowKey {
-        proto: meta.proto,
-        local: l,
-        local_port: lp,
-        remote: r,
-        remote_port: rp,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -758,39 +660,6 @@ mod tests {
         drop(Ended(stats.clone()));
         assert!(!stats.running.load(Ordering::Relaxed));
         assert!(stats.error.lock().unwrap().is_empty());
-    }
-
-    #[test]
-    fn inbound_bare_syns_wait_behind_local_starts_and_payload() {
-        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("address");
-        let local = LocalSet::new(vec![ip("10.0.0.1")]);
-        let meta = |src: &str, dst: &str, proto: u8, flags: u8, payload: u32| PacketMeta {
-            src: ip(src),
-            dst: ip(dst),
-            proto,
-            src_port: 1234,
-            dst_port: 80,
-            l3_len: 40 + payload,
-            tcp_flags: flags,
-            payload_len: payload,
-            len_forged: false,
-            fragment: decode::Fragment::None,
-            frag_id: 0,
-            dir_hint: decode::PktDir::Unknown,
-            app: netmon_wire::classify::AppProto::Unknown,
-        };
-        let syn = decode::TCP_SYN;
-        let synack = decode::TCP_SYN | decode::TCP_ACK;
-        let p = |m: PacketMeta| lookup_priority(&m, &local);
-        assert_eq!(p(meta("10.0.0.9", "10.0.0.1", 6, syn, 0)), Priority::Low);
-        // Outgoing SYN, TCP Fast Open data, a SYN-ACK, UDP: first in line.
-        assert_eq!(p(meta("10.0.0.1", "10.0.0.9", 6, syn, 0)), Priority::High);
-        assert_eq!(p(meta("10.0.0.9", "10.0.0.1", 6, syn, 100)), Priority::High);
-        assert_eq!(
-            p(meta("10.0.0.9", "10.0.0.1", 6, synack, 0)),
-            Priority::High
-        );
-        assert_eq!(p(meta("10.0.0.9", "10.0.0.1", 17, 0, 0)), Priority::High);
     }
 
     #[test]

@@ -17,8 +17,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::rec::RawOwner;
-use crate::procmap::procinfo::{started_ms, InfoReader, ProcDir};
-use crate::procmap::ProcessInfo;
+use crate::attribution::procmap::procinfo::{started_ms, InfoReader, ProcDir};
+use crate::attribution::procmap::ProcessInfo;
 
 /// Processes remembered; past this the least recently used half is dropped.
 const MAX_OWNERS: usize = 16_384;
