@@ -13,6 +13,27 @@ pub fn give_back() {
     }
 }
 
+/// Gives back the room a table grew to for a burst once it is mostly empty:
+/// a map keeps its largest capacity otherwise, and after 20,000 short
+/// connections that is megabytes holding nothing. Keeps room for twice the
+/// entries, so a table that stays busy is not resized back and forth.
+pub fn shrink_map<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher>(
+    m: &mut std::collections::HashMap<K, V, S>,
+) {
+    if m.capacity() > 4 * m.len().max(256) {
+        m.shrink_to(2 * m.len());
+    }
+}
+
+/// [`shrink_map`] for a set.
+pub fn shrink_set<K: Eq + std::hash::Hash, S: std::hash::BuildHasher>(
+    m: &mut std::collections::HashSet<K, S>,
+) {
+    if m.capacity() > 4 * m.len().max(256) {
+        m.shrink_to(2 * m.len());
+    }
+}
+
 /// Caps glibc's heap arenas at two: by default each thread that allocates
 /// may get its own (up to eight per core), and what one thread frees cannot
 /// serve another's next allocation, so short bursts on many threads leave
@@ -33,5 +54,31 @@ pub fn limit_arenas() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn a_table_left_mostly_empty_after_a_burst_gives_its_room_back() {
+        let mut m: HashMap<u64, [u8; 64]> = (0..100_000).map(|i| (i, [0; 64])).collect();
+        let grown = m.capacity();
+        m.retain(|k, _| *k < 1_000);
+        assert!(m.capacity() > grown / 2, "retain keeps the room");
+        shrink_map(&mut m);
+        assert!(m.capacity() < grown / 16, "{} of {grown}", m.capacity());
+        assert!(m.capacity() >= 2_000, "room for twice the entries");
+        // A table still busy keeps its room.
+        let busy_cap = {
+            let mut b: HashMap<u64, u8> = (0..10_000).map(|i| (i, 0)).collect();
+            let c = b.capacity();
+            shrink_map(&mut b);
+            assert_eq!(b.capacity(), c);
+            c
+        };
+        assert!(busy_cap >= 10_000);
     }
 }

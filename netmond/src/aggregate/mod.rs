@@ -794,6 +794,22 @@ impl Aggregator {
         (at(0.50), at(0.99))
     }
 
+    /// Tables that grew for a burst and are mostly empty now give their
+    /// room back (see `memory::shrink_map`); called now and then, not per tick.
+    pub fn shrink_idle(&mut self) {
+        use crate::memory::shrink_map;
+        shrink_map(&mut self.flows);
+        shrink_map(&mut self.procs);
+        shrink_map(&mut self.hosts);
+        shrink_map(&mut self.early);
+        shrink_map(&mut self.sock_index);
+        shrink_map(&mut self.foreign_wait);
+        shrink_map(&mut self.recently_folded);
+        if self.half_open.capacity() > 4 * self.half_open.len().max(256) {
+            self.half_open.shrink_to(2 * self.half_open.len());
+        }
+    }
+
     /// Flows that need asking again, and flows given up on.
     pub fn maintenance(&mut self, now_ms: i64) -> Resubmit {
         if self.socket_mode {
@@ -1138,9 +1154,6 @@ impl Aggregator {
             let now = self.ticks;
             self.recently_folded
                 .retain(|_, t| now.saturating_sub(*t) <= REFOLD_TICKS);
-            if self.recently_folded.capacity() > 4 * self.recently_folded.len().max(1024) {
-                self.recently_folded.shrink_to_fit();
-            }
         }
         let keep_ticks = self.retention.keep_ms.div_ceil(tick_ms.max(1));
         let mut count: usize = 0;

@@ -602,6 +602,10 @@ impl CaptureMonitor {
         {
             inner.folded_since_trim = 0;
             inner.ticks_since_trim = 0;
+            inner.agg.shrink_idle();
+            if let Some(sa) = inner.sockacct.as_mut() {
+                sa.shrink_idle();
+            }
             crate::memory::give_back();
         }
         let caps = lock(&self.captures);

@@ -214,6 +214,15 @@ impl SockAcct {
         })
     }
 
+    /// Tables that grew for a burst of sockets give their room back.
+    pub fn shrink_idle(&mut self) {
+        self.tracker.shrink_idle();
+        self.owners.shrink_idle();
+        crate::memory::shrink_map(&mut self.recent);
+        crate::memory::shrink_map(&mut self.waiting);
+        crate::memory::shrink_map(&mut self.by_query);
+    }
+
     /// Reads every socket record once; `ask` sends a lookup for a socket whose
     /// owner the kernel did not record (it was created before netmond).
     pub fn poll(&mut self, mut ask: impl FnMut(SocketQuery)) -> Poll {

@@ -193,10 +193,12 @@ impl OwnerCache {
         if self.tick.is_multiple_of(8) {
             let now = self.tick;
             self.by_tgid.retain(|_, e| now - e.used <= IDLE_TICKS);
-            if self.by_tgid.capacity() > 4 * self.by_tgid.len().max(256) {
-                self.by_tgid.shrink_to_fit();
-            }
         }
+    }
+
+    /// Gives back the room of a burst of processes.
+    pub fn shrink_idle(&mut self) {
+        crate::memory::shrink_map(&mut self.by_tgid);
     }
 
     pub fn len(&self) -> usize {

@@ -168,6 +168,11 @@ impl Tracker {
     }
 
     /// Cookies tracked (sockets alive in the map as of the last tick).
+    /// Gives back the room of a burst of sockets (see `memory::shrink_map`).
+    pub fn shrink_idle(&mut self) {
+        crate::memory::shrink_map(&mut self.seen);
+    }
+
     pub fn len(&self) -> usize {
         self.seen.len()
     }
