@@ -34,6 +34,36 @@ pub fn shrink_set<K: Eq + std::hash::Hash, S: std::hash::BuildHasher>(
     }
 }
 
+/// Folded process rows after which freed memory is handed back to the system.
+const TRIM_AFTER_FOLDED: usize = 1000;
+/// Ticks between trims while processes fold, and without any.
+const TRIM_EVERY_TICKS: u32 = 60;
+const TRIM_IDLE_TICKS: u32 = 600;
+
+/// When a monitoring run shrinks its tables and gives memory back: after a
+/// burst of folds, and once a minute after any (what exited processes leave
+/// in caches with their own expiry is freed ticks after the fold itself).
+#[derive(Debug, Default)]
+pub struct TrimClock {
+    folded: usize,
+    ticks: u32,
+}
+
+impl TrimClock {
+    /// Called once a tick with the rows folded in it; true when it is time.
+    pub fn due(&mut self, folded: usize) -> bool {
+        self.folded += folded;
+        self.ticks += 1;
+        let due = self.folded >= TRIM_AFTER_FOLDED
+            || (self.folded > 0 && self.ticks >= TRIM_EVERY_TICKS)
+            || self.ticks >= TRIM_IDLE_TICKS;
+        if due {
+            *self = TrimClock::default();
+        }
+        due
+    }
+}
+
 /// Caps glibc's heap arenas at two: by default each thread that allocates
 /// may get its own (up to eight per core), and what one thread frees cannot
 /// serve another's next allocation, so short bursts on many threads leave

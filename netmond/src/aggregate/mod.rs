@@ -2,6 +2,7 @@
 //! hosts, interfaces, protocols and the unattributed buckets. No I/O but the
 //! cheap liveness check of known pids; nothing here runs per packet.
 
+pub(crate) mod programs;
 pub mod rows;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -15,22 +16,12 @@ use netmon_wire::flows::{FlowDelta, FlowKey, Placement, TcpState};
 use crate::attribution::procmap::{Priority, Resolution, SocketQuery, Unattributed};
 use crate::attribution::{ebpf, ProcessInfo};
 use crate::capture::SIZE_BOUNDS;
+pub(crate) use programs::Programs;
+#[cfg(test)]
+use programs::MIN_QUIET_TICKS;
+use programs::{Exited, ExitedRow};
 use rows::{host_row, most_bytes_first, process_row};
 
-/// Program rows kept; exited processes of further programs fold into one
-/// catch-all row (a flood of random names must not grow the table).
-const MAX_PROGRAMS: usize = 10_000;
-/// An exited process folds only after this many ticks without a byte (the
-/// last packets of its closed sockets come a moment after it exits).
-const MIN_QUIET_TICKS: u32 = 3;
-/// A process folded at most this many ticks ago whose identity shows up
-/// again (its closed sockets' last packets: a peer's late FIN is answered up
-/// to the 60 s FIN-WAIT-2 timeout) adds bytes to its program, not a process.
-const REFOLD_TICKS: u64 = 120;
-/// Folded identities remembered for that at most.
-const MAX_RECENTLY_FOLDED: usize = 65_536;
-/// Name of the catch-all program row.
-const OTHER_PROGRAMS: &str = "(other programs)";
 /// Remote hosts kept; beyond this the smallest go.
 const MAX_HOSTS: usize = 20_000;
 /// Remote hosts per process in one tick's who-talked-to-whom rows; the rest
@@ -57,15 +48,15 @@ const MAX_SOCKET_INDEX: usize = 262_144;
 type ProcKey = (u32, u64);
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Counts {
-    up_bytes: u64,
-    down_bytes: u64,
-    up_packets: u64,
-    down_packets: u64,
+pub(crate) struct Counts {
+    pub(crate) up_bytes: u64,
+    pub(crate) down_bytes: u64,
+    pub(crate) up_packets: u64,
+    pub(crate) down_packets: u64,
 }
 
 impl Counts {
-    fn add(&mut self, o: &Counts) {
+    pub(crate) fn add(&mut self, o: &Counts) {
         self.up_bytes += o.up_bytes;
         self.down_bytes += o.down_bytes;
         self.up_packets += o.up_packets;
@@ -114,7 +105,7 @@ impl Counts {
 /// Cumulative counts, the tick being accumulated, and the last full tick
 /// (which rates are computed from, so they hold between ticks).
 #[derive(Debug, Clone, Copy, Default)]
-struct Meter {
+pub(crate) struct Meter {
     total: Counts,
     tick: Counts,
     last: Counts,
@@ -209,50 +200,6 @@ impl ProcRec {
     }
 }
 
-/// What makes processes one program: their exited rows fold into its row.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ProgramKey {
-    name: String,
-    exe: String,
-    uid: u32,
-    unit: String,
-    container: String,
-}
-
-impl ProgramKey {
-    fn of(p: &ProcessInfo) -> ProgramKey {
-        ProgramKey {
-            name: p.name.clone(),
-            exe: p.exe.clone(),
-            uid: p.uid,
-            unit: p.unit.clone(),
-            container: p.container.clone(),
-        }
-    }
-
-    fn other() -> ProgramKey {
-        ProgramKey {
-            name: OTHER_PROGRAMS.to_owned(),
-            exe: String::new(),
-            uid: 0,
-            unit: String::new(),
-            container: String::new(),
-        }
-    }
-}
-
-/// The exact totals of a program's exited processes, folded into one row.
-#[derive(Debug)]
-struct ProgramRec {
-    /// The last process folded in (its pid and start time are not shown).
-    info: Arc<ProcessInfo>,
-    meter: Meter,
-    protocols: BTreeSet<&'static str>,
-    folded: u32,
-    first_seen_ms: i64,
-    last_seen_ms: i64,
-}
-
 /// How long, and how many, exited processes keep their own rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExitedRetention {
@@ -331,15 +278,7 @@ pub struct Aggregator {
     evicted_half_open: u64,
     procs: HashMap<ProcKey, ProcRec>,
     /// Exited processes folded by program; see `ExitedRetention`.
-    programs: HashMap<ProgramKey, ProgramRec>,
-    /// The program a name first folded into with its exe known:
-    /// where processes gone before /proc could be read (name only) go.
-    program_of_name: HashMap<String, ProgramKey>,
-    /// Folded since the last rollup (see `Rollup::folded`).
-    folded_keys: Vec<ProcKey>,
-    /// Exact identities (known start time) folded lately, with the tick.
-    recently_folded: HashMap<ProcKey, u64>,
-    retention: ExitedRetention,
+    programs: Programs,
     unattributed: HashMap<&'static str, Meter>,
     hosts: HashMap<IpAddr, HostRec>,
     ifaces: HashMap<u16, Meter>,
@@ -414,7 +353,7 @@ impl Aggregator {
 
     /// How long, and how many, exited processes keep their own rows.
     pub fn set_exited_retention(&mut self, r: ExitedRetention) {
-        self.retention = r;
+        self.programs.set_retention(r);
     }
 
     /// Process bytes come from socket accounting: see [`Aggregator::apply_sockets`].
@@ -804,7 +743,7 @@ impl Aggregator {
         shrink_map(&mut self.early);
         shrink_map(&mut self.sock_index);
         shrink_map(&mut self.foreign_wait);
-        shrink_map(&mut self.recently_folded);
+        self.programs.shrink_idle();
         if self.half_open.capacity() > 4 * self.half_open.len().max(256) {
             self.half_open.shrink_to(2 * self.half_open.len());
         }
@@ -859,7 +798,6 @@ impl Aggregator {
     pub fn reset(&mut self) {
         self.procs.retain(|_, p| p.alive);
         self.programs.clear();
-        self.program_of_name.clear();
         for p in self.procs.values_mut() {
             p.meter = Meter::default();
             p.protocols.clear();
@@ -941,7 +879,7 @@ impl Aggregator {
             }
         }
         // A process with no live flow may have exited; check now and then.
-        if self.ticks % 5 == 1 {
+        if programs::liveness_due(self.ticks) {
             let tick = self.ticks;
             for p in self.procs.values_mut() {
                 if p.alive && p.live_flows == 0 {
@@ -965,25 +903,7 @@ impl Aggregator {
                     (p.first_seen_ms, p.last_seen_ms),
                 )
             })
-            .chain(self.programs.values().map(|g| {
-                let mut row = process_row(
-                    &g.info,
-                    g.meter.traffic(tick_ms),
-                    g.protocols.iter().map(|s| (*s).to_owned()).collect(),
-                    0,
-                    false,
-                    (g.first_seen_ms, g.last_seen_ms),
-                );
-                // The folded processes' own identities are not shown.
-                if let Some(id) = row.process.as_mut() {
-                    id.pid = 0;
-                    id.start_time = 0;
-                    id.netns = 0;
-                    id.started_ms = 0;
-                }
-                row.folded_processes = g.folded;
-                row
-            }))
+            .chain(self.programs.rows(tick_ms))
             .collect();
         most_bytes_first(&mut processes, |r| r.traffic);
 
@@ -1039,15 +959,16 @@ impl Aggregator {
             .procs
             .values()
             .map(|p| &p.meter)
-            .chain(self.programs.values().map(|g| &g.meter))
+            .chain(self.programs.meters())
             .map(|m| m.total.up_bytes + m.total.down_bytes)
             .sum();
         let live = self.procs.values().filter(|p| p.alive).count() as u64;
+        let (folded_programs, folded_processes) = self.programs.counts();
         let table = TableCounts {
             live_processes: live,
             exited_processes: self.procs.len() as u64 - live,
-            folded_programs: self.programs.len() as u64,
-            folded_processes: self.programs.values().map(|g| u64::from(g.folded)).sum(),
+            folded_programs,
+            folded_processes,
         };
         let tick_packets: u64 = self.packets_by_proto.values().sum();
         // packets_by_proto and size_hist count the tick just ended.
@@ -1083,7 +1004,7 @@ impl Aggregator {
             bytes_attributed: attributed,
             flows_tracked: self.flows.len() as u64,
             table,
-            folded: std::mem::take(&mut self.folded_keys),
+            folded: self.programs.take_folded(),
             proc_hosts: proc_host_rows(proc_hosts),
         };
         self.end_tick(tick_ms);
@@ -1099,7 +1020,7 @@ impl Aggregator {
             };
             p.meter.rotate();
         });
-        self.programs.values_mut().for_each(|g| g.meter.rotate());
+        self.programs.rotate();
         self.unattributed.values_mut().for_each(Meter::rotate);
         self.hosts.values_mut().for_each(|h| h.meter.rotate());
         self.ifaces.values_mut().for_each(Meter::rotate);
@@ -1150,122 +1071,32 @@ impl Aggregator {
     /// beyond its count, fold into their programs' rows: totals stay exact,
     /// only the per-pid split of old exited processes goes (history keeps it).
     fn fold_exited(&mut self, tick_ms: u64) {
-        if self.ticks.is_multiple_of(8) {
-            let now = self.ticks;
-            self.recently_folded
-                .retain(|_, t| now.saturating_sub(*t) <= REFOLD_TICKS);
-        }
-        let keep_ticks = self.retention.keep_ms.div_ceil(tick_ms.max(1));
-        let mut count: usize = 0;
-        let mut exited: Vec<(u64, i64, ProcKey)> = self
+        let exited: Vec<ExitedRow> = self
             .procs
             .iter()
             .filter(|(_, p)| !p.alive)
-            .inspect(|_| count += 1)
-            .filter(|(_, p)| p.quiet_ticks >= MIN_QUIET_TICKS)
-            .map(|(k, p)| (p.exited_tick, p.last_seen_ms, *k))
-            .collect();
-        if exited.is_empty() {
-            return;
-        }
-        exited.sort_unstable();
-        let over = count.saturating_sub(self.retention.keep_max);
-        for (i, (since, _, k)) in exited.into_iter().enumerate() {
-            if i >= over && self.ticks.saturating_sub(since) < keep_ticks {
-                // Sorted by exit: the rest left later.
-                break;
-            }
-            if let Some(p) = self.procs.remove(&k) {
-                self.fold(p);
-            }
-        }
-    }
-
-    fn fold(&mut self, p: ProcRec) {
-        let id = (p.info.pid, p.info.start_time);
-        self.folded_keys.push(id);
-        // Start time 0 is "never read": such a pid may be a different process.
-        let again = id.1 != 0 && self.recently_folded.contains_key(&id);
-        if id.1 != 0 {
-            if self.recently_folded.len() >= MAX_RECENTLY_FOLDED {
-                let mut at: Vec<u64> = self.recently_folded.values().copied().collect();
-                at.sort_unstable();
-                let cut = at[at.len() / 2];
-                self.recently_folded.retain(|_, t| *t > cut);
-            }
-            self.recently_folded.insert(id, self.ticks);
-        }
-        let mut key = ProgramKey::of(&p.info);
-        let by_name = key.name.clone();
-        if key.exe.is_empty() {
-            // Gone (or a zombie) before /proc could be read: its name is all
-            // that is sure (the uid may be unreadable), so it joins the first
-            // program of that name.
-            key.uid = u32::MAX;
-            key.unit.clear();
-            key.container.clear();
-            if let Some(k) = self.program_of_name.get(&by_name) {
-                key = k.clone();
-            }
-        } else if !self.program_of_name.contains_key(&by_name)
-            && self.program_of_name.len() < MAX_PROGRAMS
-        {
-            let partial = ProgramKey {
-                exe: String::new(),
-                uid: u32::MAX,
-                unit: String::new(),
-                container: String::new(),
-                ..key.clone()
-            };
-            // Name-only processes folded before one was read: they join it.
-            if let Some(g) = self.programs.remove(&partial) {
-                self.programs.insert(key.clone(), g);
-            }
-            self.program_of_name.insert(by_name, key.clone());
-        }
-        let overflow = !self.programs.contains_key(&key) && self.programs.len() >= MAX_PROGRAMS;
-        if overflow {
-            key = ProgramKey::other();
-        }
-        let info = if overflow {
-            Arc::new(ProcessInfo {
-                pid: 0,
-                start_time: 0,
-                name: OTHER_PROGRAMS.to_owned(),
-                exe: String::new(),
-                cmdline: String::new(),
-                cmdline_truncated: false,
-                uid: 0,
-                user: String::new(),
-                unit: String::new(),
-                cgroup: String::new(),
-                container: String::new(),
-                netns: 0,
-                started_ms: 0,
+            .map(|(k, p)| ExitedRow {
+                exited_tick: p.exited_tick,
+                last_seen_ms: p.last_seen_ms,
+                quiet_ticks: p.quiet_ticks,
+                key: *k,
             })
-        } else {
-            p.info.clone()
-        };
-        let g = self.programs.entry(key).or_insert_with(|| ProgramRec {
-            info: info.clone(),
-            meter: Meter::default(),
-            protocols: BTreeSet::new(),
-            folded: 0,
-            first_seen_ms: p.first_seen_ms,
-            last_seen_ms: p.last_seen_ms,
-        });
-        // The row shows the last process folded in, unless it is name-only.
-        if !info.exe.is_empty() || g.info.exe.is_empty() {
-            g.info = info;
+            .collect();
+        for k in self.programs.due(self.ticks, tick_ms, exited) {
+            if let Some(p) = self.procs.remove(&k) {
+                self.programs.fold(
+                    Exited {
+                        info: p.info,
+                        total: p.meter.total,
+                        tick: p.meter.tick,
+                        protocols: p.protocols,
+                        first_seen_ms: p.first_seen_ms,
+                        last_seen_ms: p.last_seen_ms,
+                    },
+                    self.ticks,
+                );
+            }
         }
-        g.meter.total.add(&p.meter.total);
-        g.meter.tick.add(&p.meter.tick);
-        g.protocols.extend(p.protocols);
-        if !again {
-            g.folded = g.folded.saturating_add(1);
-        }
-        g.first_seen_ms = g.first_seen_ms.min(p.first_seen_ms);
-        g.last_seen_ms = g.last_seen_ms.max(p.last_seen_ms);
     }
 
     /// Live flows as API rows, with their owners.

@@ -19,18 +19,21 @@
 //! - Only the daemon's network namespace is dumped; loopback peers are skipped
 //!   unless `capture.include_loopback` is set (as in capture mode).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context;
 use netmon_proto::v1;
 
+use crate::aggregate::programs::{liveness_due, Exited, ExitedRow};
 use crate::aggregate::rows::{host_row, most_bytes_first, process_row};
+use crate::aggregate::{Counts, ExitedRetention, Programs, TableCounts};
 use crate::attribution::procmap::{TcpSample, TcpSampler};
 use crate::attribution::ProcessInfo;
 use crate::config::Config;
 use crate::engine::snapshot::{KernelCounters, MonitorStatus, Snapshot};
+use crate::memory::shrink_map;
 use crate::netif;
 
 /// One socket's counters as read in one sample.
@@ -131,6 +134,12 @@ struct ProcEntry {
     info: Arc<ProcessInfo>,
     meter: Meter,
     connections: u32,
+    alive: bool,
+    /// The tick its exit was noticed (when `alive` is false).
+    exited_tick: u64,
+    /// Ticks in a row without a byte (its closed sockets' final counters may
+    /// come a tick after it exited).
+    quiet_ticks: u32,
     first_seen_ms: i64,
     last_seen_ms: i64,
 }
@@ -151,14 +160,25 @@ struct HostEntry {
 /// Most remote hosts remembered; beyond it idle ones are dropped.
 const MAX_HOSTS: usize = 10_000;
 
-struct Inner {
-    sampler: TcpSampler,
+/// What the samples add up to: processes (exited ones kept a while, then
+/// folded into program rows as in capture mode), connections, hosts.
+#[derive(Default)]
+struct Table {
     deltas: SocketDeltas,
     procs: HashMap<(u32, u64), ProcEntry>,
+    /// Exited processes folded by program; see `ExitedRetention`.
+    programs: Programs,
     conns: HashMap<u64, Conn>,
     hosts: HashMap<IpAddr, HostEntry>,
     unattributed: Meter,
+    ticks: u64,
+}
+
+struct Inner {
+    sampler: TcpSampler,
+    table: Table,
     kernel: KernelCounters,
+    trim: crate::memory::TrimClock,
     error: String,
 }
 
@@ -191,6 +211,230 @@ fn plain_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+impl Table {
+    fn with_retention(r: ExitedRetention) -> Table {
+        let mut t = Table::default();
+        t.programs.set_retention(r);
+        t
+    }
+
+    /// One sample in. `is_alive(pid, start_time)` is asked only about
+    /// processes without an open connection, and not every tick.
+    fn apply(
+        &mut self,
+        samples: Vec<TcpSample>,
+        now: i64,
+        tick_ms: u64,
+        is_alive: impl Fn(u32, u64) -> bool,
+    ) {
+        self.ticks += 1;
+        self.programs.rotate();
+        let readings: Vec<Reading> = samples
+            .iter()
+            .map(|s| Reading {
+                cookie: s.cookie,
+                acked: s.bytes_acked,
+                received: s.bytes_received,
+                closed: s.closed,
+            })
+            .collect();
+        let deltas = self.deltas.step(&readings);
+        for m in self.procs.values_mut() {
+            m.meter.last_up = 0;
+            m.meter.last_down = 0;
+            m.connections = 0;
+        }
+        for h in self.hosts.values_mut() {
+            h.meter.last_up = 0;
+            h.meter.last_down = 0;
+            h.connections = 0;
+        }
+        self.unattributed.last_up = 0;
+        self.unattributed.last_down = 0;
+        let mut open = HashSet::new();
+        for (s, (up, down)) in samples.into_iter().zip(deltas) {
+            let moved = up + down > 0;
+            match &s.owner {
+                Some(info) => {
+                    let e = self
+                        .procs
+                        .entry((info.pid, info.start_time))
+                        .or_insert_with(|| ProcEntry {
+                            info: info.clone(),
+                            meter: Meter::default(),
+                            connections: 0,
+                            alive: true,
+                            exited_tick: 0,
+                            quiet_ticks: 0,
+                            first_seen_ms: now,
+                            last_seen_ms: now,
+                        });
+                    e.meter.add(up, down);
+                    if !s.closed {
+                        e.connections += 1;
+                    }
+                    if moved {
+                        e.last_seen_ms = now;
+                    }
+                }
+                None => self.unattributed.add(up, down),
+            }
+            let remote = plain_ip(s.remote.ip());
+            if moved || self.hosts.contains_key(&remote) {
+                let h = self.hosts.entry(remote).or_insert_with(|| HostEntry {
+                    meter: Meter::default(),
+                    processes: HashSet::new(),
+                    connections: 0,
+                });
+                h.meter.add(up, down);
+                if !s.closed {
+                    h.connections += 1;
+                }
+                if let Some(o) = &s.owner {
+                    if h.processes.len() < 64 {
+                        h.processes.insert(o.name.clone());
+                    }
+                }
+            }
+            if s.closed {
+                self.conns.remove(&s.cookie);
+                continue;
+            }
+            open.insert(s.cookie);
+            let c = self.conns.entry(s.cookie).or_insert_with(|| Conn {
+                sample: s.clone(),
+                meter: Meter::default(),
+                first_seen_ms: now,
+                last_seen_ms: now,
+            });
+            c.meter.last_up = 0;
+            c.meter.last_down = 0;
+            c.meter.add(up, down);
+            if moved {
+                c.last_seen_ms = now;
+            }
+            c.sample = s;
+        }
+        self.conns.retain(|c, _| open.contains(c));
+        if self.hosts.len() > MAX_HOSTS {
+            self.hosts
+                .retain(|_, h| h.connections > 0 || h.meter.last_up + h.meter.last_down > 0);
+        }
+        let tick = self.ticks;
+        let check = liveness_due(tick);
+        for p in self.procs.values_mut() {
+            p.quiet_ticks = if p.meter.last_up + p.meter.last_down == 0 {
+                p.quiet_ticks.saturating_add(1)
+            } else {
+                0
+            };
+            // A process holding an open socket is alive: no /proc read.
+            if check && p.alive && p.connections == 0 {
+                p.alive = is_alive(p.info.pid, p.info.start_time);
+                if !p.alive {
+                    p.exited_tick = tick;
+                }
+            }
+        }
+        self.fold_exited(tick_ms);
+    }
+
+    /// Exited processes past their retention fold into their programs' rows
+    /// (see `aggregate::Programs`): totals stay exact.
+    fn fold_exited(&mut self, tick_ms: u64) {
+        let exited: Vec<ExitedRow> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| !p.alive)
+            .map(|(k, p)| ExitedRow {
+                exited_tick: p.exited_tick,
+                last_seen_ms: p.last_seen_ms,
+                quiet_ticks: p.quiet_ticks,
+                key: *k,
+            })
+            .collect();
+        for k in self.programs.due(self.ticks, tick_ms, exited) {
+            if let Some(p) = self.procs.remove(&k) {
+                let bytes = |up, down| Counts {
+                    up_bytes: up,
+                    down_bytes: down,
+                    ..Counts::default()
+                };
+                self.programs.fold(
+                    Exited {
+                        info: p.info,
+                        total: bytes(p.meter.up, p.meter.down),
+                        tick: bytes(p.meter.last_up, p.meter.last_down),
+                        protocols: BTreeSet::from(["tcp"]),
+                        first_seen_ms: p.first_seen_ms,
+                        last_seen_ms: p.last_seen_ms,
+                    },
+                    self.ticks,
+                );
+            }
+        }
+    }
+
+    /// Rows of the process table, for `status`.
+    fn counts(&self) -> TableCounts {
+        let live = self.procs.values().filter(|p| p.alive).count() as u64;
+        let (folded_programs, folded_processes) = self.programs.counts();
+        TableCounts {
+            live_processes: live,
+            exited_processes: self.procs.len() as u64 - live,
+            folded_programs,
+            folded_processes,
+        }
+    }
+
+    /// Process rows (program rows included), most bytes first.
+    fn process_rows(&self, tick_ms: u64) -> Vec<v1::ProcessRow> {
+        let mut rows: Vec<v1::ProcessRow> = self
+            .procs
+            .values()
+            .map(|p| {
+                process_row(
+                    &p.info,
+                    p.meter.traffic(tick_ms),
+                    vec!["tcp".to_owned()],
+                    p.connections,
+                    p.alive,
+                    (p.first_seen_ms, p.last_seen_ms),
+                )
+            })
+            .chain(self.programs.rows(tick_ms))
+            .collect();
+        most_bytes_first(&mut rows, |r| r.traffic);
+        rows
+    }
+
+    /// Bytes credited to processes, exited and folded ones included.
+    fn attributed(&self) -> Meter {
+        let (total, last) = self.programs.sum();
+        let mut all = Meter {
+            up: total.up_bytes,
+            down: total.down_bytes,
+            last_up: last.up_bytes,
+            last_down: last.down_bytes,
+        };
+        for p in self.procs.values() {
+            all.up += p.meter.up;
+            all.down += p.meter.down;
+            all.last_up += p.meter.last_up;
+            all.last_down += p.meter.last_down;
+        }
+        all
+    }
+
+    /// See `memory::shrink_map`.
+    fn shrink_idle(&mut self) {
+        shrink_map(&mut self.procs);
+        shrink_map(&mut self.conns);
+        shrink_map(&mut self.hosts);
+        self.programs.shrink_idle();
+    }
+}
+
 impl CaptureFreeMonitor {
     /// `reason` says why basic mode runs (config, or why capture failed).
     pub fn start(cfg: &Config, wanted: Vec<String>, reason: String) -> anyhow::Result<Self> {
@@ -202,12 +446,12 @@ impl CaptureFreeMonitor {
             reason,
             inner: Mutex::new(Inner {
                 sampler,
-                deltas: SocketDeltas::default(),
-                procs: HashMap::new(),
-                conns: HashMap::new(),
-                hosts: HashMap::new(),
-                unattributed: Meter::default(),
+                table: Table::with_retention(ExitedRetention {
+                    keep_ms: cfg.daemon.exited_keep_secs.saturating_mul(1000),
+                    keep_max: cfg.daemon.exited_keep_max,
+                }),
                 kernel: KernelCounters::default(),
+                trim: crate::memory::TrimClock::default(),
                 error: String::new(),
             }),
         };
@@ -227,96 +471,12 @@ impl CaptureFreeMonitor {
             .into_iter()
             .filter(|s| self.include_loopback || !is_loopback(&s.remote))
             .collect();
-        let readings: Vec<Reading> = samples
-            .iter()
-            .map(|s| Reading {
-                cookie: s.cookie,
-                acked: s.bytes_acked,
-                received: s.bytes_received,
-                closed: s.closed,
-            })
-            .collect();
-        let deltas = inner.deltas.step(&readings);
-        let now = crate::clock::now_ms();
-        for m in inner.procs.values_mut() {
-            m.meter.last_up = 0;
-            m.meter.last_down = 0;
-            m.connections = 0;
-        }
-        for h in inner.hosts.values_mut() {
-            h.meter.last_up = 0;
-            h.meter.last_down = 0;
-            h.connections = 0;
-        }
-        inner.unattributed.last_up = 0;
-        inner.unattributed.last_down = 0;
-        let mut open = HashSet::new();
-        for (s, (up, down)) in samples.into_iter().zip(deltas) {
-            let moved = up + down > 0;
-            match &s.owner {
-                Some(info) => {
-                    let e = inner
-                        .procs
-                        .entry((info.pid, info.start_time))
-                        .or_insert_with(|| ProcEntry {
-                            info: info.clone(),
-                            meter: Meter::default(),
-                            connections: 0,
-                            first_seen_ms: now,
-                            last_seen_ms: now,
-                        });
-                    e.meter.add(up, down);
-                    if !s.closed {
-                        e.connections += 1;
-                    }
-                    if moved {
-                        e.last_seen_ms = now;
-                    }
-                }
-                None => inner.unattributed.add(up, down),
-            }
-            let remote = plain_ip(s.remote.ip());
-            if moved || inner.hosts.contains_key(&remote) {
-                let h = inner.hosts.entry(remote).or_insert_with(|| HostEntry {
-                    meter: Meter::default(),
-                    processes: HashSet::new(),
-                    connections: 0,
-                });
-                h.meter.add(up, down);
-                if !s.closed {
-                    h.connections += 1;
-                }
-                if let Some(o) = &s.owner {
-                    if h.processes.len() < 64 {
-                        h.processes.insert(o.name.clone());
-                    }
-                }
-            }
-            if s.closed {
-                inner.conns.remove(&s.cookie);
-                continue;
-            }
-            open.insert(s.cookie);
-            let c = inner.conns.entry(s.cookie).or_insert_with(|| Conn {
-                sample: s.clone(),
-                meter: Meter::default(),
-                first_seen_ms: now,
-                last_seen_ms: now,
-            });
-            c.meter.last_up = 0;
-            c.meter.last_down = 0;
-            c.meter.add(up, down);
-            if moved {
-                c.last_seen_ms = now;
-            }
-            c.sample = s;
-        }
-        inner.conns.retain(|c, _| open.contains(c));
-        if inner.hosts.len() > MAX_HOSTS {
-            inner
-                .hosts
-                .retain(|_, h| h.connections > 0 || h.meter.last_up + h.meter.last_down > 0);
-        }
+        inner.table.apply(
+            samples,
+            crate::clock::now_ms(),
+            self.tick_ms,
+            crate::attribution::procmap::is_alive,
+        );
     }
 
     pub fn tick(&self) -> Snapshot {
@@ -345,30 +505,21 @@ impl CaptureFreeMonitor {
         list: Result<Vec<netif::Interface>, netif::NetifError>,
     ) -> Snapshot {
         let tick_ms = self.tick_ms;
-        let mut processes: Vec<v1::ProcessRow> = inner
-            .procs
-            .values()
-            .map(|p| {
-                process_row(
-                    &p.info,
-                    p.meter.traffic(tick_ms),
-                    vec!["tcp".to_owned()],
-                    p.connections,
-                    crate::attribution::procmap::is_alive(p.info.pid, p.info.start_time),
-                    (p.first_seen_ms, p.last_seen_ms),
-                )
-            })
-            .collect();
-        most_bytes_first(&mut processes, |r| r.traffic);
-        let mut all = inner.unattributed;
-        for p in inner.procs.values() {
-            all.up += p.meter.up;
-            all.down += p.meter.down;
-            all.last_up += p.meter.last_up;
-            all.last_down += p.meter.last_down;
+        let folded = inner.table.programs.take_folded();
+        if inner.trim.due(folded.len()) {
+            inner.table.shrink_idle();
+            crate::memory::give_back();
         }
-        let un = inner.unattributed.traffic(tick_ms);
-        let mut hosts: Vec<v1::HostRow> = inner
+        let t = &inner.table;
+        let processes = t.process_rows(tick_ms);
+        let mut all = t.attributed();
+        all.up += t.unattributed.up;
+        all.down += t.unattributed.down;
+        all.last_up += t.unattributed.last_up;
+        all.last_down += t.unattributed.last_down;
+        let un = t.unattributed.traffic(tick_ms);
+        let flows_active = t.deltas.live() as u64;
+        let mut hosts: Vec<v1::HostRow> = t
             .hosts
             .iter()
             .map(|(ip, h)| {
@@ -400,12 +551,12 @@ impl CaptureFreeMonitor {
             hosts,
             packet_stats: None,
             packets_dropped: 0,
-            flows_active: inner.deltas.live() as u64,
+            flows_active,
             handoff_dropped: 0,
             lookup_queue: 0,
             lookup_dropped: 0,
             lookup_mode: "",
-            folded: Vec::new(),
+            folded,
             proc_hosts: Vec::new(),
         }
     }
@@ -417,10 +568,11 @@ impl CaptureFreeMonitor {
 
     pub fn reset(&self) {
         let mut inner = lock(&self.inner);
-        inner.procs.clear();
-        inner.hosts.clear();
-        inner.unattributed = Meter::default();
-        for c in inner.conns.values_mut() {
+        inner.table.procs.clear();
+        inner.table.programs.clear();
+        inner.table.hosts.clear();
+        inner.table.unattributed = Meter::default();
+        for c in inner.table.conns.values_mut() {
             c.meter = Meter::default();
         }
     }
@@ -432,6 +584,7 @@ impl CaptureFreeMonitor {
     pub fn connections(&self) -> Vec<v1::Connection> {
         let inner = lock(&self.inner);
         let mut out: Vec<v1::Connection> = inner
+            .table
             .conns
             .values()
             .map(|c| v1::Connection {
@@ -476,20 +629,18 @@ impl CaptureFreeMonitor {
             reason.push_str("; ");
             reason.push_str(&inner.error);
         }
-        let attributed: u64 = inner
-            .procs
-            .values()
-            .map(|p| p.meter.up + p.meter.down)
-            .sum();
-        let un = inner.unattributed.up + inner.unattributed.down;
+        let all = inner.table.attributed();
+        let attributed = all.up + all.down;
+        let un = inner.table.unattributed.up + inner.table.unattributed.down;
         MonitorStatus {
             mode: "basic",
             mode_reason: reason,
             interfaces: Vec::new(),
             packets_malformed: inner.sampler.malformed,
-            flows_active: inner.deltas.live() as u64,
+            flows_active: inner.table.deltas.live() as u64,
             bytes_captured: attributed + un,
             bytes_attributed: attributed,
+            table: inner.table.counts(),
             ..MonitorStatus::default()
         }
     }
@@ -556,5 +707,144 @@ mod tests {
         d.step(&[r(1, 1000, 1000)]);
         assert_eq!(d.step(&[r(1, 40, 2000)]), vec![(40, 2000)]);
         assert_eq!(d.step(&[r(1, 50, 2000)]), vec![(10, 0)]);
+    }
+
+    fn proc_info(pid: u32, name: &str) -> Arc<ProcessInfo> {
+        Arc::new(ProcessInfo {
+            pid,
+            start_time: 1000 + u64::from(pid),
+            name: name.to_owned(),
+            exe: format!("/usr/bin/{name}"),
+            cmdline: String::new(),
+            cmdline_truncated: false,
+            uid: 1000,
+            user: "u".into(),
+            unit: String::new(),
+            cgroup: String::new(),
+            container: String::new(),
+            netns: 0,
+            started_ms: 0,
+        })
+    }
+
+    fn sample(owner: &Arc<ProcessInfo>, acked: u64, received: u64, closed: bool) -> TcpSample {
+        TcpSample {
+            cookie: u64::from(owner.pid),
+            local: "10.0.0.1:40000".parse().unwrap(),
+            remote: "10.0.0.2:5401".parse().unwrap(),
+            bytes_acked: acked,
+            bytes_received: received,
+            owner: Some(owner.clone()),
+            closed,
+        }
+    }
+
+    #[test]
+    fn exited_processes_fold_into_program_rows_and_connected_ones_are_not_read() {
+        let mut t = Table::with_retention(ExitedRetention {
+            keep_ms: 3000,
+            keep_max: 1000,
+        });
+        let asked = std::cell::Cell::new(0u32);
+        // Short-lived processes are gone; the long-lived one (pid 5) always has
+        // an open socket, so /proc is never read for it.
+        let alive = |pid: u32, _| {
+            assert_ne!(pid, 5, "read /proc for a process with an open connection");
+            asked.set(asked.get() + 1);
+            false
+        };
+        let daemon = proc_info(5, "daemon");
+        let short: Vec<Arc<ProcessInfo>> = (100..120)
+            .map(|pid| proc_info(pid, if pid % 2 == 0 { "alpha" } else { "beta" }))
+            .collect();
+        let payload = |p: &ProcessInfo| (u64::from(p.pid) * 1000, u64::from(p.pid) * 10);
+        let mut want = HashMap::<&str, (u64, u64)>::new();
+        for p in &short {
+            let (up, down) = payload(p);
+            let w = want
+                .entry(if p.pid % 2 == 0 { "alpha" } else { "beta" })
+                .or_default();
+            // The final counters come with the destroy notification: +5, +7.
+            w.0 += up + 5;
+            w.1 += down + 7;
+        }
+        // Baseline, then the short ones' sockets open, then they close.
+        t.apply(vec![sample(&daemon, 0, 0, false)], 0, 1000, alive);
+        let mut open = vec![sample(&daemon, 100, 1, false)];
+        open.extend(short.iter().map(|p| {
+            let (up, down) = payload(p);
+            sample(p, up, down, false)
+        }));
+        t.apply(open, 1, 1000, alive);
+        let mut closed = vec![sample(&daemon, 200, 2, false)];
+        closed.extend(short.iter().map(|p| {
+            let (up, down) = payload(p);
+            sample(p, up + 5, down + 7, true)
+        }));
+        t.apply(closed, 2, 1000, alive);
+        assert_eq!(t.conns.len(), 1, "closed sockets' connections go");
+        let mut daemon_bytes = 200;
+        let mut tick = 3;
+        let mut step = |t: &mut Table| {
+            daemon_bytes += 100;
+            t.apply(
+                vec![sample(&daemon, daemon_bytes, 2, false)],
+                tick,
+                1000,
+                alive,
+            );
+            tick += 1;
+        };
+        // Exit noticed at tick 6 (the liveness check runs every 5th tick).
+        for _ in 3..7 {
+            step(&mut t);
+        }
+        let c = t.counts();
+        assert_eq!((c.live_processes, c.exited_processes), (1, 20), "{c:?}");
+        assert!(
+            t.programs.take_folded().is_empty(),
+            "kept for the keep time"
+        );
+        assert_eq!(asked.get(), 20, "asked once each, at the check tick");
+        for _ in 7..12 {
+            step(&mut t);
+        }
+        assert_eq!(
+            t.counts(),
+            TableCounts {
+                live_processes: 1,
+                exited_processes: 0,
+                folded_programs: 2,
+                folded_processes: 20,
+            }
+        );
+        let mut folded = t.programs.take_folded();
+        folded.sort_unstable();
+        let mut ids: Vec<(u32, u64)> = short.iter().map(|p| (p.pid, p.start_time)).collect();
+        ids.sort_unstable();
+        assert_eq!(folded, ids, "folded pids are reported for the store");
+        assert_eq!(asked.get(), 20, "exited processes are not read again");
+        let rows = t.process_rows(1000);
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        for name in ["alpha", "beta"] {
+            let r = rows
+                .iter()
+                .find(|r| r.process.as_ref().unwrap().name == name)
+                .unwrap();
+            let id = r.process.as_ref().unwrap();
+            let tr = r.traffic.unwrap();
+            assert_eq!((tr.up_bytes, tr.down_bytes), want[name], "{r:?}");
+            assert_eq!((id.pid, r.alive, r.folded_processes), (0, false, 10));
+        }
+        let d = rows
+            .iter()
+            .find(|r| r.process.as_ref().unwrap().pid == 5)
+            .unwrap();
+        assert!(d.alive && d.folded_processes == 0, "{d:?}");
+        assert_eq!(d.traffic.unwrap().up_bytes, daemon_bytes, "{d:?}");
+        assert_eq!(d.connections, 1);
+        let all = t.attributed();
+        let sum = want["alpha"].0 + want["beta"].0 + daemon_bytes;
+        assert_eq!(all.up, sum, "totals stay exact");
     }
 }

@@ -23,12 +23,6 @@ use crate::engine::snapshot::{KernelCounters, MonitorStatus, Snapshot};
 use crate::hostnames::{Names, NamesSettings};
 use crate::netif;
 
-/// Folded process rows after which freed memory is handed back to the system.
-const TRIM_AFTER_FOLDED: usize = 1000;
-/// Ticks between trims while processes fold, and without any.
-const TRIM_EVERY_TICKS: u32 = 60;
-const TRIM_IDLE_TICKS: u32 = 600;
-
 /// One monitoring run, with packet capture or without it (basic mode).
 pub enum Monitor {
     Capture(Box<CaptureMonitor>),
@@ -157,9 +151,7 @@ struct Inner {
     resolutions: crate::attribution::procmap::Answers,
     kernel: KernelCounters,
     last_rollup: crate::aggregate::Rollup,
-    /// Process rows folded since memory was last given back to the system.
-    folded_since_trim: usize,
-    ticks_since_trim: u32,
+    trim: crate::memory::TrimClock,
     /// eBPF socket accounting, when it owns attribution.
     sockacct: Option<SockAcct>,
     sockets_tracked: u64,
@@ -278,8 +270,7 @@ impl CaptureMonitor {
                 resolutions,
                 kernel: KernelCounters::default(),
                 last_rollup: Default::default(),
-                folded_since_trim: 0,
-                ticks_since_trim: 0,
+                trim: crate::memory::TrimClock::default(),
                 sockacct,
                 sockets_tracked: 0,
                 last_boundary: None,
@@ -591,17 +582,7 @@ impl CaptureMonitor {
         let mut rollup = inner
             .agg
             .roll(tick_ms, crate::attribution::procmap::is_alive);
-        inner.folded_since_trim += rollup.folded.len();
-        inner.ticks_since_trim += 1;
-        // After a burst of folds, and once a minute after any: what exited
-        // processes leave in caches with their own expiry (closed sockets'
-        // owners, lookups) is freed ticks after the fold itself.
-        if inner.folded_since_trim >= TRIM_AFTER_FOLDED
-            || (inner.folded_since_trim > 0 && inner.ticks_since_trim >= TRIM_EVERY_TICKS)
-            || inner.ticks_since_trim >= TRIM_IDLE_TICKS
-        {
-            inner.folded_since_trim = 0;
-            inner.ticks_since_trim = 0;
+        if inner.trim.due(rollup.folded.len()) {
             inner.agg.shrink_idle();
             if let Some(sa) = inner.sockacct.as_mut() {
                 sa.shrink_idle();
