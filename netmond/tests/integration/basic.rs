@@ -529,3 +529,104 @@ fn without_destroy_notifications_status_warns_and_sub_tick_sockets_are_lost() {
     assert_between(totals, N, N + N / 50 + 262_144 + 4096, "totals up");
     assert_eq!(unattributed_up(&top, "socket_gone"), 0, "{top}");
 }
+
+/// Forks `total` children, at most `conc` at a time; child `i` is named
+/// `nmcfreeK` (K = i % 2), connects, sends `1000 + 2000 * K` bytes, holds the
+/// socket open across a few ticks (a socket that lives less than a tick has
+/// no known owner in basic mode) and exits. Prints the failed children's count.
+const SHORT_LIVED: &str = r#"
+import os, socket, sys, time
+host, port, total, conc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+running = failed = 0
+for i in range(total):
+    if running >= conc:
+        _, st = os.wait(); running -= 1; failed += st != 0
+    k = i % 2
+    if os.fork() == 0:
+        code = 1
+        try:
+            open("/proc/self/comm", "w").write("nmcfree%d" % k)
+            s = socket.create_connection((host, port)); s.sendall(b"c" * (1000 + 2000 * k))
+            time.sleep(0.7); s.close()
+            code = 0
+        finally:
+            os._exit(code)
+    running += 1
+while running:
+    _, st = os.wait(); running -= 1; failed += st != 0
+print(failed, flush=True)
+"#;
+
+#[test]
+fn exited_processes_fold_into_program_rows_in_basic_mode() {
+    const TOTAL: u64 = 200;
+    let lab = Lab::new();
+    let d = Daemon::start(DaemonOpts {
+        config_extra: "exited_keep_secs = 2\nexited_keep_max = 1000\n\
+                       [capture]\nmode = \"basic\"\n"
+            .to_owned(),
+        netns: Some(lab.host.name.clone()),
+        autostart: true,
+        tick_ms: Some(250),
+        exclude_netns: vec![lab.peer.name.clone()],
+        ..DaemonOpts::default()
+    });
+    wait_status(&d, |s| s["monitoring"] == true);
+    let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5406"]);
+    let gen = Lab::spawn_in(
+        &lab.host,
+        "python3",
+        &[
+            "-c",
+            SHORT_LIVED,
+            &lab.peer_ip,
+            "5406",
+            &TOTAL.to_string(),
+            "50",
+        ],
+    );
+    let out = wait_output(gen, 60);
+    assert!(
+        out.status.success() && stdout(&out).trim() == "0",
+        "generator failed: {out:?}"
+    );
+    let rows = |t: &serde_json::Value| -> Vec<serde_json::Value> {
+        t["processes"].as_array().map_or_else(Vec::new, |a| {
+            a.iter()
+                .filter(|p| p["name"].as_str().is_some_and(|n| n.starts_with("nmcfree")))
+                .cloned()
+                .collect()
+        })
+    };
+    // Past the keep time (2 s) every child is in its program's row.
+    let top = wait_top(&d, 30, |t| {
+        let r = rows(t);
+        r.iter().all(|p| u(p, "folded_processes") > 0)
+            && r.iter().map(|p| u(p, "folded_processes")).sum::<u64>() >= TOTAL
+    });
+    let r = rows(&top);
+    assert_eq!(r.len(), 2, "one row per program: {r:#?}");
+    for k in 0..2u64 {
+        let name = format!("nmcfree{k}");
+        let row = r
+            .iter()
+            .find(|p| p["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("no row for {name}: {r:#?}"));
+        assert_eq!(row["pid"], 0, "{row}");
+        assert_eq!(row["alive"], false, "{row}");
+        let n = TOTAL / 2;
+        assert_eq!(u(row, "folded_processes"), n, "{row}");
+        // tcp_info counts payload plus the SYN and FIN sequence numbers.
+        let payload = n * (1000 + 2000 * k);
+        assert_between(
+            u(row, "up_bytes"),
+            payload,
+            payload + 2 * n,
+            &format!("{name} program row"),
+        );
+    }
+    let st = d.ctl_json(&["status"]);
+    assert_eq!(u(&st, "folded_programs"), 2, "{st}");
+    assert_eq!(u(&st, "folded_processes"), TOTAL, "{st}");
+    assert_eq!(u(&st, "exited_processes"), 0, "{st}");
+}
