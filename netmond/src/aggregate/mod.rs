@@ -16,10 +16,10 @@ use netmon_wire::flows::{FlowDelta, FlowKey, Placement, TcpState};
 use crate::attribution::procmap::{Priority, Resolution, SocketQuery, Unattributed};
 use crate::attribution::{ebpf, ProcessInfo};
 use crate::capture::SIZE_BOUNDS;
+use programs::Exited;
 pub(crate) use programs::Programs;
 #[cfg(test)]
 use programs::MIN_QUIET_TICKS;
-use programs::{Exited, ExitedRow};
 use rows::{host_row, most_bytes_first, process_row};
 
 /// Remote hosts kept; beyond this the smallest go.
@@ -1071,32 +1071,20 @@ impl Aggregator {
     /// beyond its count, fold into their programs' rows: totals stay exact,
     /// only the per-pid split of old exited processes goes (history keeps it).
     fn fold_exited(&mut self, tick_ms: u64) {
-        let exited: Vec<ExitedRow> = self
-            .procs
-            .iter()
-            .filter(|(_, p)| !p.alive)
-            .map(|(k, p)| ExitedRow {
-                exited_tick: p.exited_tick,
+        self.programs.fold_due(
+            &mut self.procs,
+            self.ticks,
+            tick_ms,
+            |p| (!p.alive).then_some((p.exited_tick, p.last_seen_ms, p.quiet_ticks)),
+            |p| Exited {
+                info: p.info,
+                total: p.meter.total,
+                tick: p.meter.tick,
+                protocols: p.protocols,
+                first_seen_ms: p.first_seen_ms,
                 last_seen_ms: p.last_seen_ms,
-                quiet_ticks: p.quiet_ticks,
-                key: *k,
-            })
-            .collect();
-        for k in self.programs.due(self.ticks, tick_ms, exited) {
-            if let Some(p) = self.procs.remove(&k) {
-                self.programs.fold(
-                    Exited {
-                        info: p.info,
-                        total: p.meter.total,
-                        tick: p.meter.tick,
-                        protocols: p.protocols,
-                        first_seen_ms: p.first_seen_ms,
-                        last_seen_ms: p.last_seen_ms,
-                    },
-                    self.ticks,
-                );
-            }
-        }
+            },
+        );
     }
 
     /// Live flows as API rows, with their owners.

@@ -92,13 +92,13 @@ pub(crate) struct Exited {
 }
 
 /// An exited process's own row, as a candidate for folding.
-pub(crate) struct ExitedRow {
+struct ExitedRow {
     /// The tick its exit was noticed.
-    pub exited_tick: u64,
-    pub last_seen_ms: i64,
+    exited_tick: u64,
+    last_seen_ms: i64,
     /// Ticks in a row without a byte.
-    pub quiet_ticks: u32,
-    pub key: ProcKey,
+    quiet_ticks: u32,
+    key: ProcKey,
 }
 
 /// The program rows and what folding them needs to remember.
@@ -121,10 +121,38 @@ impl Programs {
         self.retention = r;
     }
 
+    /// Folds the exited processes of `procs` that are due (see [`Programs::due`]):
+    /// `exited` gives a process's row if it has exited, `into` what folds.
+    pub(crate) fn fold_due<P>(
+        &mut self,
+        procs: &mut HashMap<ProcKey, P>,
+        now: u64,
+        tick_ms: u64,
+        exited: impl Fn(&P) -> Option<(u64, i64, u32)>,
+        into: impl Fn(P) -> Exited,
+    ) {
+        let rows: Vec<ExitedRow> = procs
+            .iter()
+            .filter_map(|(k, p)| {
+                exited(p).map(|(exited_tick, last_seen_ms, quiet_ticks)| ExitedRow {
+                    exited_tick,
+                    last_seen_ms,
+                    quiet_ticks,
+                    key: *k,
+                })
+            })
+            .collect();
+        for k in self.due(now, tick_ms, rows) {
+            if let Some(p) = procs.remove(&k) {
+                self.fold(into(p), now);
+            }
+        }
+    }
+
     /// Which exited rows fold at tick `now`: those gone longer than the
     /// retention, and the longest gone beyond its count, once quiet for
     /// `MIN_QUIET_TICKS`. `exited` holds every exited process's row.
-    pub(crate) fn due(&mut self, now: u64, tick_ms: u64, exited: Vec<ExitedRow>) -> Vec<ProcKey> {
+    fn due(&mut self, now: u64, tick_ms: u64, exited: Vec<ExitedRow>) -> Vec<ProcKey> {
         if now.is_multiple_of(8) {
             self.recently_folded
                 .retain(|_, t| now.saturating_sub(*t) <= REFOLD_TICKS);

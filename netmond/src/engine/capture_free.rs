@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use anyhow::Context;
 use netmon_proto::v1;
 
-use crate::aggregate::programs::{liveness_due, Exited, ExitedRow};
+use crate::aggregate::programs::{liveness_due, Exited};
 use crate::aggregate::rows::{host_row, most_bytes_first, process_row};
 use crate::aggregate::{Counts, ExitedRetention, Programs, TableCounts};
 use crate::attribution::procmap::{TcpSample, TcpSampler};
@@ -342,37 +342,25 @@ impl Table {
     /// Exited processes past their retention fold into their programs' rows
     /// (see `aggregate::Programs`): totals stay exact.
     fn fold_exited(&mut self, tick_ms: u64) {
-        let exited: Vec<ExitedRow> = self
-            .procs
-            .iter()
-            .filter(|(_, p)| !p.alive)
-            .map(|(k, p)| ExitedRow {
-                exited_tick: p.exited_tick,
+        let bytes = |up, down| Counts {
+            up_bytes: up,
+            down_bytes: down,
+            ..Counts::default()
+        };
+        self.programs.fold_due(
+            &mut self.procs,
+            self.ticks,
+            tick_ms,
+            |p| (!p.alive).then_some((p.exited_tick, p.last_seen_ms, p.quiet_ticks)),
+            |p| Exited {
+                info: p.info,
+                total: bytes(p.meter.up, p.meter.down),
+                tick: bytes(p.meter.last_up, p.meter.last_down),
+                protocols: BTreeSet::from(["tcp"]),
+                first_seen_ms: p.first_seen_ms,
                 last_seen_ms: p.last_seen_ms,
-                quiet_ticks: p.quiet_ticks,
-                key: *k,
-            })
-            .collect();
-        for k in self.programs.due(self.ticks, tick_ms, exited) {
-            if let Some(p) = self.procs.remove(&k) {
-                let bytes = |up, down| Counts {
-                    up_bytes: up,
-                    down_bytes: down,
-                    ..Counts::default()
-                };
-                self.programs.fold(
-                    Exited {
-                        info: p.info,
-                        total: bytes(p.meter.up, p.meter.down),
-                        tick: bytes(p.meter.last_up, p.meter.last_down),
-                        protocols: BTreeSet::from(["tcp"]),
-                        first_seen_ms: p.first_seen_ms,
-                        last_seen_ms: p.last_seen_ms,
-                    },
-                    self.ticks,
-                );
-            }
-        }
+            },
+        );
     }
 
     /// Rows of the process table, for `status`.
