@@ -1076,13 +1076,9 @@ impl Aggregator {
             self.ticks,
             tick_ms,
             |p| (!p.alive).then_some((p.exited_tick, p.last_seen_ms, p.quiet_ticks)),
-            |p| Exited {
-                info: p.info,
-                total: p.meter.total,
-                tick: p.meter.tick,
-                protocols: p.protocols,
-                first_seen_ms: p.first_seen_ms,
-                last_seen_ms: p.last_seen_ms,
+            |p| {
+                let seen = (p.first_seen_ms, p.last_seen_ms);
+                Exited::new(p.info, (p.meter.total, p.meter.tick), p.protocols, seen)
             },
         );
     }

@@ -82,13 +82,32 @@ struct ProgramRec {
 
 /// An exited process's row as it folds into its program.
 pub(crate) struct Exited {
-    pub info: Arc<ProcessInfo>,
+    info: Arc<ProcessInfo>,
     /// Its totals, and what it counted in the tick being accumulated.
-    pub total: Counts,
-    pub tick: Counts,
-    pub protocols: BTreeSet<&'static str>,
-    pub first_seen_ms: i64,
-    pub last_seen_ms: i64,
+    total: Counts,
+    tick: Counts,
+    protocols: BTreeSet<&'static str>,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+}
+
+impl Exited {
+    /// `meter`: totals and the tick being accumulated; `seen`: first and last.
+    pub(crate) fn new(
+        info: Arc<ProcessInfo>,
+        (total, tick): (Counts, Counts),
+        protocols: BTreeSet<&'static str>,
+        (first_seen_ms, last_seen_ms): (i64, i64),
+    ) -> Exited {
+        Exited {
+            info,
+            total,
+            tick,
+            protocols,
+            first_seen_ms,
+            last_seen_ms,
+        }
+    }
 }
 
 /// An exited process's own row, as a candidate for folding.

@@ -352,13 +352,11 @@ impl Table {
             self.ticks,
             tick_ms,
             |p| (!p.alive).then_some((p.exited_tick, p.last_seen_ms, p.quiet_ticks)),
-            |p| Exited {
-                info: p.info,
-                total: bytes(p.meter.up, p.meter.down),
-                tick: bytes(p.meter.last_up, p.meter.last_down),
-                protocols: BTreeSet::from(["tcp"]),
-                first_seen_ms: p.first_seen_ms,
-                last_seen_ms: p.last_seen_ms,
+            |p| {
+                let m = p.meter;
+                let meter = (bytes(m.up, m.down), bytes(m.last_up, m.last_down));
+                let seen = (p.first_seen_ms, p.last_seen_ms);
+                Exited::new(p.info, meter, BTreeSet::from(["tcp"]), seen)
             },
         );
     }
