@@ -25,15 +25,6 @@ pub fn shrink_map<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher>(
     }
 }
 
-/// [`shrink_map`] for a set.
-pub fn shrink_set<K: Eq + std::hash::Hash, S: std::hash::BuildHasher>(
-    m: &mut std::collections::HashSet<K, S>,
-) {
-    if m.capacity() > 4 * m.len().max(256) {
-        m.shrink_to(2 * m.len());
-    }
-}
-
 /// Folded process rows after which freed memory is handed back to the system.
 const TRIM_AFTER_FOLDED: usize = 1000;
 /// Ticks between trims while processes fold, and without any.
