@@ -34,10 +34,11 @@ print(failed, flush=True)
 
 const NAMES: u64 = 20;
 
-/// RSS growth allowed over the measured run, KiB. The aim is +5 MB; runs
-/// here measured +1.9, +4.2 and +6.1 MB (the last on a loaded machine with
-/// per-process host history on), so the bound leaves room for that spread.
-const RSS_GROWTH_KIB: u64 = 10 * 1024;
+/// RSS growth allowed over the measured run, KiB: the 5 MB a daemon that
+/// runs for months may keep after 20,000 processes. Runs here measured +1.9
+/// to +6.1 MB before the tables that grew for the burst gave their room back
+/// (`memory::shrink_map`), +3.2 MB after.
+const RSS_GROWTH_KIB: u64 = 5 * 1024;
 
 fn payload(k: u64) -> u64 {
     500 + 100 * k
@@ -114,12 +115,6 @@ fn generate(lab: &Lab, port: &str, total: u64, secs: u64) {
     );
 }
 
-/// Two CI runs here found one process in 20,000 in the wrong program's row
-/// or counted twice (999 and, another time, 1,001 of 1,000 folded); the
-/// cause is not found yet. The test allows one in 10,000 either way and
-/// prints the other folded rows.
-const MISNAMED_PER: u64 = 10_000;
-
 /// Folded rows that are not the generator's, for the failure message.
 fn others(top: &serde_json::Value) -> String {
     top["processes"]
@@ -162,14 +157,12 @@ fn twenty_thousand_short_lived_processes_fold_into_twenty_programs_and_memory_re
     });
     let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5701"]);
     let pid = u32::try_from(u(&d.ctl_json(&["status"]), "daemon_pid")).expect("pid");
-    // Every soak row is a program row, and they hold `n` processes (at most
-    // one in 10,000 named otherwise: see MISNAMED_PER).
+    // Every soak row is a program row, and they hold `n` processes.
     let folded = |secs: u64, n: u64| {
         wait_top(&d, secs, |t| {
             let rows = soak_rows(t);
             rows.iter().all(|p| u(p, "folded_processes") > 0)
-                && rows.iter().map(|p| u(p, "folded_processes")).sum::<u64>()
-                    >= n - n / MISNAMED_PER
+                && rows.iter().map(|p| u(p, "folded_processes")).sum::<u64>() >= n
         })
     };
     // A warm-up run of the same shape: the tables, caches and the allocator
@@ -206,11 +199,12 @@ fn twenty_thousand_short_lived_processes_fold_into_twenty_programs_and_memory_re
     // Past the keep time every soak process is in its program's row.
     let top = folded(60, TOTAL);
     let rows = soak_rows(&top);
-    // Owners of closed sockets are remembered for 75 ticks for their last
-    // packets; then the memory of the processes is given back.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // Owners of closed sockets are remembered for 75 ticks and folded
+    // identities for 120 for their last packets; memory is given back at the
+    // next minute's trim after that.
+    let deadline = Instant::now() + Duration::from_secs(240);
     let mut rss_after = rss_kib(pid);
-    while rss_after > rss_before + 5 * 1024 && Instant::now() < deadline {
+    while rss_after > rss_before + RSS_GROWTH_KIB && Instant::now() < deadline {
         std::thread::sleep(Duration::from_secs(2));
         rss_after = rss_kib(pid);
     }
@@ -250,23 +244,19 @@ fn twenty_thousand_short_lived_processes_fold_into_twenty_programs_and_memory_re
             .unwrap_or_else(|| panic!("no row for {name}: {rows:#?}"));
         assert_eq!(row["pid"], 0, "{row}");
         assert_eq!(row["alive"], false, "{row}");
+        // Exactly its processes: a pid reused by another program's process
+        // (pids wrap during the run) or a late packet after the fold once
+        // moved one process to another row, or counted it twice.
         let n = u(row, "folded_processes");
-        // One process either way (MISNAMED_PER over all of them).
-        let off = 1;
-        assert!(
-            (per_name - off..=per_name + off).contains(&n),
+        assert_eq!(
+            n,
+            per_name,
             "{name}: {n} of its {per_name} processes folded in\n{}",
             others(&top)
         );
-        // Its processes' payload, give or take the one process allowed
-        // above (the largest payload any program sends).
         let sent = per_name * payload(k);
-        let slack = off * (payload(NAMES - 1) + HEADER_ALLOWANCE);
         let credited = u(row, "up_bytes");
-        let (lo, hi) = (
-            sent.saturating_sub(slack),
-            sent + per_name * HEADER_ALLOWANCE + slack,
-        );
+        let (lo, hi) = (sent, sent + per_name * HEADER_ALLOWANCE);
         assert!(
             (lo..=hi).contains(&credited),
             "{name}: credited {credited} up, its processes sent {sent} bytes of payload \
@@ -286,13 +276,10 @@ fn twenty_thousand_short_lived_processes_fold_into_twenty_programs_and_memory_re
     let programs = u(&st, "folded_programs");
     assert!((NAMES..=NAMES + 2).contains(&programs), "{st}");
     let processes = u(&st, "folded_processes");
-    assert!(
-        (TOTAL - TOTAL / MISNAMED_PER..=TOTAL + TOTAL / MISNAMED_PER).contains(&processes),
-        "{st}"
-    );
-    // Before folding, 20,000 exited processes kept ~150 MB; with folding but
-    // sixteen glibc arenas and no trim after the caches expired, +4 to +9 MB.
-    // It still fails on any growth per process.
+    // The soak rows hold exactly TOTAL (checked above); a program or two of
+    // the lab's own may fold beside them.
+    assert!((TOTAL..=TOTAL + 2).contains(&processes), "{st}");
+    // Before folding, 20,000 exited processes kept ~150 MB.
     assert!(
         rss_after <= rss_before + RSS_GROWTH_KIB,
         "RSS grew from {rss_before} KiB to {rss_after} KiB (peak {peak}) over {TOTAL} exited \
