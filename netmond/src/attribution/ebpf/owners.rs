@@ -146,7 +146,8 @@ impl OwnerCache {
     fn recorded_only(&mut self, o: &RawOwner) -> ProcessInfo {
         ProcessInfo {
             pid: o.tgid,
-            // Unknown: (pid, 0) is the identity of an exited, unread process.
+            // Unknown here: (pid, 0) is the identity of an exited, unread
+            // process unless the kernel recorded its start (then set by the caller).
             start_time: 0,
             name: o.comm(),
             exe: String::new(),
