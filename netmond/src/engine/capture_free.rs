@@ -11,9 +11,9 @@
 //!   the start counts. A socket first seen later counts from zero (its whole life
 //!   falls after the start).
 //! - A socket that disappears keeps what it was credited. Its bytes since the last
-//!   tick are still counted when the kernel's TCP destroy notification (needs
-//!   CAP_NET_ADMIN) delivers its final counters, credited to the owner it had when
-//!   last seen open; a socket born and closed within one tick has no known owner and
+//!   tick are still counted when the kernel's TCP destroy notification (any
+//!   user may subscribe) delivers its final counters, credited to the owner it had
+//!   when last seen open; a socket born and closed within one tick has no known owner and
 //!   is counted as unattributed (`socket_gone`).
 //! - Counters that go down (a cookie reused) restart the socket from zero.
 //! - Only the daemon's network namespace is dumped; loopback peers are skipped

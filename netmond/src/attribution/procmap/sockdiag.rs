@@ -385,7 +385,8 @@ pub fn mapped(a: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Subscription to the kernel's TCP destroy notifications (needs CAP_NET_ADMIN):
+/// Subscription to the kernel's TCP destroy notifications (open to any user;
+/// refused only where a seccomp or LSM policy says so):
 /// the final counters of sockets that went away between two dumps.
 pub struct DestroyListener {
     sock: Socket,

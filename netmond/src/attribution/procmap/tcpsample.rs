@@ -48,7 +48,7 @@ pub struct TcpSampler {
     chunk: DumpChunk,
     /// Dump messages that could not be parsed, and lost destroy notifications.
     pub malformed: u64,
-    /// Whether destroy notifications are available (needs CAP_NET_ADMIN).
+    /// Whether the destroy notification subscription was accepted.
     pub destroy_events: bool,
 }
 
