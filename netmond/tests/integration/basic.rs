@@ -530,33 +530,6 @@ fn without_destroy_notifications_status_warns_and_sub_tick_sockets_are_lost() {
     assert_eq!(unattributed_up(&top, "socket_gone"), 0, "{top}");
 }
 
-/// Forks `total` children, at most `conc` at a time; child `i` is named
-/// `nmcfreeK` (K = i % 2), connects, sends `1000 + 2000 * K` bytes, holds the
-/// socket open across a few ticks (a socket that lives less than a tick has
-/// no known owner in basic mode) and exits. Prints the failed children's count.
-const SHORT_LIVED: &str = r#"
-import os, socket, sys, time
-host, port, total, conc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-running = failed = 0
-for i in range(total):
-    if running >= conc:
-        _, st = os.wait(); running -= 1; failed += st != 0
-    k = i % 2
-    if os.fork() == 0:
-        code = 1
-        try:
-            open("/proc/self/comm", "w").write("nmcfree%d" % k)
-            s = socket.create_connection((host, port)); s.sendall(b"c" * (1000 + 2000 * k))
-            time.sleep(0.7); s.close()
-            code = 0
-        finally:
-            os._exit(code)
-    running += 1
-while running:
-    _, st = os.wait(); running -= 1; failed += st != 0
-print(failed, flush=True)
-"#;
-
 #[test]
 fn exited_processes_fold_into_program_rows_in_basic_mode() {
     const TOTAL: u64 = 200;
@@ -573,23 +546,9 @@ fn exited_processes_fold_into_program_rows_in_basic_mode() {
     });
     wait_status(&d, |s| s["monitoring"] == true);
     let _srv = start_server(&lab.peer, gen::TCP_SERVER, &[&lab.peer_ip, "5406"]);
-    let gen = Lab::spawn_in(
-        &lab.host,
-        "python3",
-        &[
-            "-c",
-            SHORT_LIVED,
-            &lab.peer_ip,
-            "5406",
-            &TOTAL.to_string(),
-            "50",
-        ],
-    );
-    let out = wait_output(gen, 60);
-    assert!(
-        out.status.success() && stdout(&out).trim() == "0",
-        "generator failed: {out:?}"
-    );
+    // Each child holds its socket across a few ticks: a socket that lives
+    // less than a tick has no known owner in basic mode.
+    named_children(&lab, "5406", TOTAL, 2, 50, ("nmcfree", 1000, 2000), 0.7, 60);
     let rows = |t: &serde_json::Value| -> Vec<serde_json::Value> {
         t["processes"].as_array().map_or_else(Vec::new, |a| {
             a.iter()
@@ -607,7 +566,7 @@ fn exited_processes_fold_into_program_rows_in_basic_mode() {
     let r = rows(&top);
     assert_eq!(r.len(), 2, "one row per program: {r:#?}");
     for k in 0..2u64 {
-        let name = format!("nmcfree{k}");
+        let name = format!("nmcfree{k:02}");
         let row = r
             .iter()
             .find(|p| p["name"] == name.as_str())

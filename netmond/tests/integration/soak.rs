@@ -7,31 +7,6 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-/// Forks `total` children, at most `conc` at a time; child `i` is named
-/// `nmsoakNN` (NN = i % names), connects, sends `payload(NN)` bytes and
-/// exits. Prints the number of children that failed.
-const SOAK_GENERATOR: &str = r#"
-import os, socket, sys
-host, port, total, names, conc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-running = failed = 0
-for i in range(total):
-    if running >= conc:
-        _, st = os.wait(); running -= 1; failed += st != 0
-    k = i % names
-    if os.fork() == 0:
-        code = 1
-        try:
-            open("/proc/self/comm", "w").write("nmsoak%02d" % k)
-            s = socket.create_connection((host, port)); s.sendall(b"s" * (500 + 100 * k)); s.close()
-            code = 0
-        finally:
-            os._exit(code)
-    running += 1
-while running:
-    _, st = os.wait(); running -= 1; failed += st != 0
-print(failed, flush=True)
-"#;
-
 const NAMES: u64 = 20;
 
 /// RSS growth allowed over the measured run, KiB: the 5 MB a daemon that
@@ -93,25 +68,19 @@ fn iface_tx(ns: &Netns, iface: &str) -> (u64, u64) {
     (read("bytes"), read("packets"))
 }
 
-/// Runs `total` generator children; panics unless all of them succeeded.
+/// Runs `total` generator children named `nmsoakNN`; panics unless all of
+/// them succeeded.
 fn generate(lab: &Lab, port: &str, total: u64, secs: u64) {
-    let gen = Lab::spawn_in(
-        &lab.host,
-        "python3",
-        &[
-            "-c",
-            SOAK_GENERATOR,
-            &lab.peer_ip,
-            port,
-            &total.to_string(),
-            &NAMES.to_string(),
-            "32",
-        ],
-    );
-    let out = wait_output(gen, secs);
-    assert!(
-        out.status.success() && stdout(&out).trim() == "0",
-        "generator failed: {out:?}"
+    let (base, step) = (payload(0), payload(1) - payload(0));
+    named_children(
+        lab,
+        port,
+        total,
+        NAMES,
+        32,
+        ("nmsoak", base, step),
+        0.0,
+        secs,
     );
 }
 

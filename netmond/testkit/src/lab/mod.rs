@@ -690,8 +690,79 @@ pub fn wait_output(child: Child, secs: u64) -> Output {
     }
 }
 
+/// Runs [`gen::NAMED_CHILDREN`] in the lab host: `total` short-lived
+/// children, at most `conc` at a time, child `i` named `{prefix}{k:02}` (k =
+/// i % `names`) sending `base + step * k` bytes to the peer's
+/// [`gen::TCP_SERVER`] on `port` and holding the socket `hold_secs` before it
+/// closes. Panics unless every child succeeded within `secs`.
+#[allow(clippy::too_many_arguments)]
+pub fn named_children(
+    lab: &Lab,
+    port: &str,
+    total: u64,
+    names: u64,
+    conc: u32,
+    (prefix, base, step): (&str, u64, u64),
+    hold_secs: f64,
+    secs: u64,
+) {
+    let gen = Lab::spawn_in(
+        &lab.host,
+        "python3",
+        &[
+            "-c",
+            gen::NAMED_CHILDREN,
+            &lab.peer_ip,
+            port,
+            &total.to_string(),
+            &names.to_string(),
+            &conc.to_string(),
+            prefix,
+            &base.to_string(),
+            &step.to_string(),
+            &hold_secs.to_string(),
+        ],
+    );
+    let out = wait_output(gen, secs);
+    assert!(
+        out.status.success() && stdout(&out).trim() == "0",
+        "generator failed: {out:?}"
+    );
+}
+
 /// Python snippets used as traffic generators with known byte counts.
 pub mod gen {
+    /// Forks `total` children, at most `conc` at a time; child `i` renames
+    /// itself `{prefix}{k:02}` (k = i % names), connects, sends
+    /// `base + step * k` bytes, holds the socket `hold` seconds, closes it and
+    /// exits. Prints the number of children that failed. See
+    /// [`super::named_children`].
+    pub const NAMED_CHILDREN: &str = r#"
+import os, socket, sys, time
+host, port, total, names, conc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+prefix, base, step, hold = sys.argv[6], int(sys.argv[7]), int(sys.argv[8]), float(sys.argv[9])
+running = failed = 0
+for i in range(total):
+    if running >= conc:
+        _, st = os.wait(); running -= 1; failed += st != 0
+    k = i % names
+    if os.fork() == 0:
+        code = 1
+        try:
+            open("/proc/self/comm", "w").write("%s%02d" % (prefix, k))
+            s = socket.create_connection((host, port)); s.sendall(b"n" * (base + step * k))
+            if hold > 0:
+                time.sleep(hold)
+            s.close()
+            code = 0
+        finally:
+            os._exit(code)
+    running += 1
+while running:
+    _, st = os.wait(); running -= 1; failed += st != 0
+print(failed, flush=True)
+"#;
+
     /// TCP server: per connection, reads everything (prints the count), or
     /// sends `n` bytes when the client's first line is `GET n`.
     pub const TCP_SERVER: &str = r#"
