@@ -24,3 +24,4 @@ pub mod privacy;
 pub mod reload;
 pub mod service;
 pub mod store;
+pub mod sync;

@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use netmon_proto::v1;
@@ -35,6 +35,7 @@ use crate::config::Config;
 use crate::engine::snapshot::{KernelCounters, MonitorStatus, Snapshot};
 use crate::memory::shrink_map;
 use crate::netif;
+use crate::sync::lock;
 
 /// One socket's counters as read in one sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,10 +190,6 @@ pub struct CaptureFreeMonitor {
     wanted: Vec<String>,
     reason: String,
     inner: Mutex<Inner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn is_loopback(a: &SocketAddr) -> bool {

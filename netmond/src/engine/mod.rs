@@ -169,14 +169,13 @@ impl Engine {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves plain data behind; keep serving.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Starts monitoring (idempotent). `interfaces` empty = the config's choice.
     pub fn start(&self, interfaces: Vec<String>) -> Result<ControlOutcome, EngineError> {
         check_interface_names(&interfaces).map_err(EngineError::InvalidArgument)?;
-        let _control = self.control.lock().unwrap_or_else(|p| p.into_inner());
+        let _control = crate::sync::lock(&self.control);
         {
             let st = self.lock();
             if st.monitoring {
@@ -224,7 +223,7 @@ impl Engine {
 
     /// Stops monitoring (idempotent); the session is closed and stored.
     pub fn stop(&self) -> ControlOutcome {
-        let _control = self.control.lock().unwrap_or_else(|p| p.into_inner());
+        let _control = crate::sync::lock(&self.control);
         let monitor = {
             let mut st = self.lock();
             if !st.monitoring {
@@ -363,7 +362,7 @@ impl Engine {
 
     /// Writes the persisted rule state unless a newer one was written already.
     fn save_rules(&self, generation: u64, p: &alerts::Persisted) {
-        let mut guard = self.rules_store.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = crate::sync::lock(&self.rules_store);
         if guard.1 >= generation {
             return;
         }
@@ -596,10 +595,7 @@ impl Engine {
         log_level: Option<crate::reload::LogLevelHook>,
     ) {
         self.reload_lock().0 = Some(source);
-        *self
-            .log_level_hook
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = log_level;
+        *crate::sync::lock(&self.log_level_hook) = log_level;
     }
 
     /// Reads the config file again and applies what can change live (alert
@@ -620,10 +616,7 @@ impl Engine {
         };
         let mut changes = crate::reload::diff(&rl.1, &self.cfg, &new);
         if rl.1.daemon.log_level != new.daemon.log_level {
-            let hook = self
-                .log_level_hook
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let hook = crate::sync::lock(&self.log_level_hook);
             match hook.as_ref().map(|set| set(&new.daemon.log_level)) {
                 Some(Ok(())) => changes.applied.push("daemon.log_level".to_owned()),
                 Some(Err(e)) => {
@@ -650,9 +643,7 @@ impl Engine {
     }
 
     fn reload_lock(&self) -> MutexGuard<'_, (Option<crate::reload::Source>, Config)> {
-        self.reload
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.reload)
     }
 
     /// Removes API rules (config rules stay: they belong to the file).

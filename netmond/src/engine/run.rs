@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -22,6 +22,7 @@ use crate::engine::capture_free::CaptureFreeMonitor;
 use crate::engine::snapshot::{KernelCounters, MonitorStatus, Snapshot};
 use crate::hostnames::{Names, NamesSettings};
 use crate::netif;
+use crate::sync::lock;
 
 /// One monitoring run, with packet capture or without it (basic mode).
 pub enum Monitor {
@@ -196,10 +197,6 @@ struct OtherAddrs {
 
 /// How often other namespaces' addresses are re-read (socket-lookup mode).
 const OTHER_NETNS_EVERY: Duration = Duration::from_secs(5);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 impl CaptureMonitor {
     pub fn start(cfg: &Config, wanted: Vec<String>) -> anyhow::Result<CaptureMonitor> {

@@ -10,7 +10,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 pub use category::Categories;
 
@@ -18,6 +18,7 @@ use netmon_wire::decode::PacketMeta;
 use netmon_wire::flows::LocalSet;
 use netmon_wire::{dns, sniff};
 
+use crate::sync::lock;
 use pending::Pending;
 
 /// Shortest time a DNS-learned name is kept, seconds.
@@ -218,10 +219,6 @@ pub struct Names {
     reverse: Option<reverse::Reverse>,
     pub stats: NameStats,
     passive: bool,
-}
-
-fn lock<T>(t: &Mutex<T>) -> MutexGuard<'_, T> {
-    t.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Names {

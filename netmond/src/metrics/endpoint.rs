@@ -5,7 +5,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 use super::{Collector, MetricsError};
 use crate::config::MetricsConfig;
 use crate::engine::Engine;
+use crate::sync::lock;
 
 /// Largest request head accepted (hyper's smallest buffer limit); larger
 /// heads are answered 431.
@@ -64,10 +65,6 @@ pub async fn start(
     tokio::spawn(feed(engine.clone(), collector.clone(), stop.clone()));
     tokio::spawn(serve(engine, collector, listener, stop));
     Ok(Some(Endpoint { addr: local }))
-}
-
-fn lock(c: &Mutex<Collector>) -> MutexGuard<'_, Collector> {
-    c.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Folds every frame the engine publishes into the collector.

@@ -137,7 +137,7 @@ impl Slots {
     }
 
     pub fn try_take(self: &Arc<Self>, uid: u32) -> Result<Slot, Refused> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = crate::sync::lock(&self.state);
         let total_cap = if uid == 0 {
             self.caps.total + self.root_reserve
         } else {
