@@ -306,10 +306,18 @@ impl Daemon {
         self.child = Some(child);
     }
 
+    /// Waits until the daemon answers `status`: with autostart, monitoring
+    /// has started by then.
     pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+            // The socket accepts connections before monitoring has started
+            // (autostart runs, eBPF attaches, then requests are served): a
+            // generator started at the first connect could beat the
+            // programs to its socket. An answered `status` comes after.
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok()
+                && self.ctl(&["status"]).status.success()
+            {
                 return;
             }
             if let Some(c) = self.child.as_mut() {
