@@ -9,24 +9,21 @@
 #[cfg(debug_assertions)]
 pub fn fire(part: &str, detail: &str) -> bool {
     use std::sync::{Mutex, OnceLock};
-    static PENDING: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    // None when nothing is listed: then the capture thread never takes a lock here.
+    static PENDING: OnceLock<Option<Mutex<Vec<String>>>> = OnceLock::new();
     let pending = PENDING.get_or_init(|| {
         let listed = std::env::var("NETMOND_FAULT").unwrap_or_default();
-        Mutex::new(
-            listed
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        )
+        let parts: Vec<String> = listed
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        (!parts.is_empty()).then(|| Mutex::new(parts))
     });
-    let Ok(mut pending) = pending.lock() else {
+    let Some(Ok(mut pending)) = pending.as_ref().map(Mutex::lock) else {
         return false;
     };
-    if pending.is_empty() {
-        return false;
-    }
     let hit = pending.iter().position(|p| match p.split_once(':') {
         Some((name, what)) => name == part && what == detail,
         None => p == part && detail.is_empty(),
