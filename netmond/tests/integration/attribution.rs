@@ -378,13 +378,7 @@ fn a_capture_or_store_thread_that_fails_is_started_again_and_status_says_so() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let rep = d.ctl_json(&["report", "--limit", "1000"]);
-        let stored: u64 = rep["rows"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| r["key"] == "python3")
-            .map(|r| u(r, "up_bytes"))
-            .sum();
+        let stored = report_up(&rep, "python3");
         if stored >= N {
             assert_between(
                 stored,

@@ -73,14 +73,7 @@ fn upload_credited(lab: &Lab, d: &Daemon, port: &str, n: u64) -> u32 {
 
 /// python3's upload in `report --json` (all of history).
 fn reported_python3(d: &Daemon) -> u64 {
-    let rep = d.ctl_json(&["report", "--limit", "1000"]);
-    rep["rows"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["key"] == "python3")
-        .map(|r| u(r, "up_bytes"))
-        .sum()
+    report_up(&d.ctl_json(&["report", "--limit", "1000"]), "python3")
 }
 
 fn count(haystack: &str, needle: &str) -> usize {

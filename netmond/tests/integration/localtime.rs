@@ -35,13 +35,7 @@ fn json_in(d: &Daemon, tz: &str, args: &[&str]) -> serde_json::Value {
 
 /// python3's up bytes in a report, 0 when it has no row.
 fn python_up(rep: &serde_json::Value) -> u64 {
-    rep["rows"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["key"] == "python3")
-        .map(|r| u(r, "up_bytes"))
-        .sum()
+    report_up(rep, "python3")
 }
 
 /// Milliseconds until the next local midnight of `zone`.
@@ -131,13 +125,7 @@ fn report_day_follows_the_clients_local_date_east_and_west() {
         assert_eq!(periods.len(), 1, "one local day: {rep}");
         let want_offset = if tz == EAST { 14 * 3600 } else { -11 * 3600 };
         assert_eq!(periods[0]["utc_offset_s"], want_offset, "{rep}");
-        let p_up: u64 = periods[0]["rows"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| r["key"] == "python3")
-            .map(|r| u(r, "up_bytes"))
-            .sum();
+        let p_up = python_up(&periods[0]);
         assert!((lo..=hi).contains(&p_up), "TZ={tz} period: {rep}");
     }
 

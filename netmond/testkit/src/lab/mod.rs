@@ -986,6 +986,18 @@ pub fn assert_between(got: u64, lo: u64, hi: u64, what: &str) {
     );
 }
 
+/// The up bytes of the rows keyed `key` (a program name) in a report or a
+/// report period (`rows`), 0 when it has none.
+pub fn report_up(rep: &serde_json::Value, key: &str) -> u64 {
+    rep["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["key"] == key)
+        .map(|r| u(r, "up_bytes"))
+        .sum()
+}
+
 pub fn proc_by_pid(top: &serde_json::Value, pid: u32) -> Option<serde_json::Value> {
     top["processes"]
         .as_array()?
