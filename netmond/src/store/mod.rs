@@ -1305,16 +1305,17 @@ mod fault_tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.db");
         let s = Store::start(&p, StoreOptions::default());
+        // Both samples in the past: a report covers up to the time it is asked.
         let now = crate::clock::now_ms();
-        s.record_tick(tick(now, 1, vec![proc_tick(1, "before", 100, 50, "tcp")]));
+        s.record_tick(tick(
+            now - 1000,
+            1,
+            vec![proc_tick(1, "before", 100, 50, "tcp")],
+        ));
         s.flush().await;
         s.send(Cmd::Fail);
         // Written after the failure: the new worker must take it.
-        s.record_tick(tick(
-            now + 1000,
-            1,
-            vec![proc_tick(2, "after", 7, 3, "tcp")],
-        ));
+        s.record_tick(tick(now, 1, vec![proc_tick(2, "after", 7, 3, "tcp")]));
         let deadline = Instant::now() + Duration::from_secs(10);
         while s.health().restarts == 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
