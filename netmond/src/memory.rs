@@ -30,14 +30,22 @@ const TRIM_AFTER_FOLDED: usize = 1000;
 /// Ticks between trims while processes fold, and without any.
 const TRIM_EVERY_TICKS: u32 = 60;
 const TRIM_IDLE_TICKS: u32 = 600;
+/// Ticks after the last fold when what exited processes left in caches with
+/// their own expiry is gone (with room for the 8-tick expiry sweep):
+/// folded identities are remembered 120 ticks
+/// (`aggregate::programs`), closed sockets' owners 75 (`attribution::ebpf`).
+pub(crate) const SETTLED_TICKS: u32 = 150;
 
 /// When a monitoring run shrinks its tables and gives memory back: after a
-/// burst of folds, and once a minute after any (what exited processes leave
-/// in caches with their own expiry is freed ticks after the fold itself).
+/// burst of folds, once a minute after any, and once more when the caches
+/// the last folds left have expired (without it, that memory would wait
+/// for the idle trim, ten minutes later).
 #[derive(Debug, Default)]
 pub struct TrimClock {
     folded: usize,
     ticks: u32,
+    /// Ticks since the last tick that folded anything, while counting.
+    since_fold: Option<u32>,
 }
 
 impl TrimClock {
@@ -45,11 +53,22 @@ impl TrimClock {
     pub fn due(&mut self, folded: usize) -> bool {
         self.folded += folded;
         self.ticks += 1;
-        let due = self.folded >= TRIM_AFTER_FOLDED
+        self.since_fold = if folded > 0 {
+            Some(0)
+        } else {
+            self.since_fold.map(|t| t + 1)
+        };
+        let settled = self.since_fold == Some(SETTLED_TICKS);
+        let due = settled
+            || self.folded >= TRIM_AFTER_FOLDED
             || (self.folded > 0 && self.ticks >= TRIM_EVERY_TICKS)
             || self.ticks >= TRIM_IDLE_TICKS;
         if due {
-            *self = TrimClock::default();
+            self.folded = 0;
+            self.ticks = 0;
+        }
+        if settled {
+            self.since_fold = None;
         }
         due
     }
@@ -101,5 +120,27 @@ mod tests {
             c
         };
         assert!(busy_cap >= 10_000);
+    }
+
+    #[test]
+    fn memory_is_given_back_after_a_burst_and_again_when_its_caches_expire() {
+        let mut c = TrimClock::default();
+        let ticks = |c: &mut TrimClock, n: u32, folded: usize| -> Vec<u32> {
+            (1..=n).filter(|_| c.due(folded)).collect()
+        };
+        // A burst: 1,000 folds at once trim at once.
+        assert_eq!(ticks(&mut c, 1, 1000), vec![1]);
+        // A few folds: the minute's trim.
+        assert_eq!(ticks(&mut c, 1, 3), Vec::<u32>::new());
+        let quiet = ticks(&mut c, 750, 0);
+        // 59 ticks after the fold (the minute since the last trim), then
+        // when the caches have expired, then the idle trim.
+        assert_eq!(
+            quiet,
+            vec![59, SETTLED_TICKS, SETTLED_TICKS + TRIM_IDLE_TICKS]
+        );
+        // Folding every tick never waits for the settled trim.
+        let busy = ticks(&mut c, 200, 1);
+        assert_eq!(busy.len(), 3, "{busy:?}");
     }
 }

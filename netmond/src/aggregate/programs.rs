@@ -25,6 +25,8 @@ pub(crate) const MIN_QUIET_TICKS: u32 = 3;
 const REFOLD_TICKS: u64 = 120;
 /// Folded identities remembered for that at most.
 const MAX_RECENTLY_FOLDED: usize = 65_536;
+// Memory they hold is given back once they have expired.
+const _: () = assert!(crate::memory::SETTLED_TICKS as u64 > REFOLD_TICKS);
 /// A process with no open connection is checked for exit every this many ticks.
 const LIVENESS_EVERY: u64 = 5;
 /// Name of the catch-all program row.

@@ -37,6 +37,8 @@ const OWNER_WAIT_TICKS: u32 = 3;
 const RECENT_TICKS: u64 = 75;
 /// ... for at most this many sockets.
 const MAX_RECENT: usize = 131_072;
+// Memory they hold is given back once they have expired.
+const _: () = assert!(crate::memory::SETTLED_TICKS as u64 > RECENT_TICKS);
 
 /// Why eBPF accounting could not start; the text goes to `status`.
 #[derive(Debug, thiserror::Error)]
