@@ -4,11 +4,11 @@
 //! half-open flows (an inbound SYN that no local socket completed, what a SYN
 //! flood leaves behind) first, then by a clock that spares active flows.
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr};
 
 use foldhash::fast::RandomState;
+use hashbrown::HashTable;
 
 use crate::classify::{AppProto, IPPROTO_TCP};
 use crate::decode::{Fragment, PacketMeta, PktDir, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
@@ -291,7 +291,11 @@ pub struct FlowTable {
     capacity: usize,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    index: HashMap<FlowKey, u32, RandomState>,
+    /// Slot numbers by their flow's key, which lives in the slot: buckets of
+    /// 4 bytes, not a copy of the 40-byte key. A hash spreads even a few
+    /// thousand flows over every page of its buckets, so their size is what
+    /// the table costs in resident memory, not the flows in it.
+    index: HashTable<u32>,
     /// Slots with activity since the last drain (each listed once).
     dirty: Vec<u32>,
     /// Deltas of flows that left the table since the last drain.
@@ -323,7 +327,7 @@ impl FlowTable {
             free: Vec::with_capacity(capacity),
             // Twice the capacity keeps hashbrown's tombstone cleanup an
             // in-place rehash, never a reallocation.
-            index: HashMap::with_capacity_and_hasher(capacity * 2, hasher),
+            index: HashTable::with_capacity(capacity * 2),
             dirty: Vec::with_capacity(capacity),
             // Evictions may fill `capacity` entries between drains, expiry as
             // many again; beyond that, packets go to the overflow aggregate.
@@ -376,7 +380,7 @@ impl FlowTable {
             Some(true) => (forward, true, Placement::Local),
             Some(false) => (reverse, false, Placement::Local),
             None => {
-                if !self.index.contains_key(&forward) && self.index.contains_key(&reverse) {
+                if self.find(&forward).is_none() && self.find(&reverse).is_some() {
                     (reverse, false, Placement::Forwarded)
                 } else {
                     (forward, true, Placement::Forwarded)
@@ -384,7 +388,8 @@ impl FlowTable {
             }
         };
 
-        if let Some(&i) = self.index.get(&key) {
+        let hash = self.hasher.hash_one(key);
+        if let Some(i) = find(&self.index, &self.slots, hash, &key) {
             let slot = &mut self.slots[i as usize];
             slot.count(up, meta.l3_len, now_ms);
             if meta.proto == IPPROTO_TCP {
@@ -443,7 +448,9 @@ impl FlowTable {
             }
             self.half_open.push_back(i);
         }
-        self.index.insert(key, i);
+        let (hasher, slots) = (&self.hasher, &self.slots);
+        self.index
+            .insert_unique(hash, i, |&j| hasher.hash_one(slots[j as usize].key));
         Ingest::New(key)
     }
 
@@ -603,16 +610,32 @@ impl FlowTable {
         None
     }
 
+    /// The slot holding `key`'s flow.
+    fn find(&self, key: &FlowKey) -> Option<u32> {
+        find(&self.index, &self.slots, self.hasher.hash_one(key), key)
+    }
+
     /// Moves a flow out of the table, keeping its undrained counters for the next drain.
     fn retire(&mut self, i: usize) {
+        let key = self.slots[i].key;
+        let hash = self.hasher.hash_one(key);
+        if let Ok(e) = self.index.find_entry(hash, |&j| j as usize == i) {
+            e.remove();
+        }
         let slot = &mut self.slots[i];
         self.ended.push(slot.delta(true));
-        self.index.remove(&slot.key);
         slot.occupied = false;
         slot.referenced = false;
         slot.half_open = false;
         slot.reset_counters();
     }
+}
+
+/// The slot of `index` whose flow has `key` (hashed to `hash`).
+fn find(index: &HashTable<u32>, slots: &[Slot], hash: u64, key: &FlowKey) -> Option<u32> {
+    index
+        .find(hash, |&i| slots[i as usize].key == *key)
+        .copied()
 }
 
 /// An inbound TCP SYN (no ACK) without payload to a local address: the start of
@@ -986,7 +1009,7 @@ mod tests {
     #[test]
     fn warm_table_never_reallocates_under_a_flood() {
         let mut t = FlowTable::new(1000);
-        // HashMap::capacity() dips while deletions leave tombstones and recovers
+        // The index's capacity() dips while deletions leave tombstones and recovers
         // on an in-place rehash; only a reallocation would take it above the start.
         let caps = |t: &FlowTable| {
             (
