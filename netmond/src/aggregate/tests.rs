@@ -38,16 +38,9 @@ fn info(pid: u32) -> Arc<ProcessInfo> {
         pid,
         start_time: 77,
         name: format!("p{pid}"),
-        exe: String::new(),
-        cmdline: String::new(),
-        cmdline_truncated: false,
         uid: 1000,
         user: "u".into(),
-        unit: String::new(),
-        cgroup: String::new(),
-        container: String::new(),
-        netns: 0,
-        started_ms: 0,
+        ..ProcessInfo::default()
     })
 }
 

@@ -698,15 +698,9 @@ mod tests {
             start_time: 1000 + u64::from(pid),
             name: name.to_owned(),
             exe: format!("/usr/bin/{name}"),
-            cmdline: String::new(),
-            cmdline_truncated: false,
             uid: 1000,
             user: "u".into(),
-            unit: String::new(),
-            cgroup: String::new(),
-            container: String::new(),
-            netns: 0,
-            started_ms: 0,
+            ..ProcessInfo::default()
         })
     }
 
